@@ -1,0 +1,23 @@
+"""Small helpers: seeding and moving nested batches to a device."""
+
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch, device: torch.device, non_blocking: bool = True):
+    """Tensors inside dicts / lists / tuples / dataclass-like objects moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking and device.type == "cuda")
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(to_device(v, device, non_blocking) for v in batch)
+    return batch
