@@ -119,10 +119,10 @@ class FlowMatching(nn.Module):
                  global_cond: torch.Tensor, cfg: float, zero_star: bool) -> torch.Tensor:
         """Guided velocity at time t; the conditional and unconditional passes run as one batch."""
         n = x.shape[0]
-        t_rows = x.new_full((n,), t)
+        t_rows = x.new_full((1,), t)  # one time for every row: the estimator broadcasts it
         if cfg == 1.0:  # guidance with w = 1 is exactly the conditional velocity
             return self.estimator(x, mu, t_rows, context, global_cond).float()
-        v = self.estimator(torch.cat([x, x]), torch.cat([mu, torch.zeros_like(mu)]), torch.cat([t_rows, t_rows]),
+        v = self.estimator(torch.cat([x, x]), torch.cat([mu, torch.zeros_like(mu)]), t_rows,
                            torch.cat([context, context]), torch.cat([global_cond, global_cond])).float()
         return guided_velocity(v[:n], v[n:], cfg, zero_star)
 

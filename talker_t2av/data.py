@@ -48,6 +48,9 @@ class TalkerDataConfig:
     speech_dim: int = 32
     motion_dim: int = 40
     speaker_dim: int = 256
+    # Demo / tests: this many synthetic clips (talker_t2av.toy) instead of manifests.
+    synthetic_clips: int = 0
+    synthetic_seed: int = 0
 
 
 def _load_array(entry: dict, key: str, shape_tail: tuple, dtype=np.float32) -> np.ndarray:
@@ -69,20 +72,29 @@ class TalkerDataset(Dataset):
     """Items of precomputed features. ``lengths`` (frames, capped) feeds the bucketed sampler."""
 
     def __init__(self, cfg: TalkerDataConfig, tokenizer_source: str | None, patch_size: int,
-                 manifests: list[str] | None = None, tts_manifests: list[str] | None = None, train: bool = True):
+                 manifests: list[str] | None = None, tts_manifests: list[str] | None = None, train: bool = True,
+                 entries: list[dict] | None = None):
+        """Reads ``manifests`` (audio-video, default cfg.manifests) and ``tts_manifests`` (TTS-only),
+        or takes ready ``entries``."""
         self.cfg, self.patch_size, self.train = cfg, patch_size, train
         self.tokenizer_source = tokenizer_source
-        av = [e for path in (cfg.manifests if manifests is None else manifests) for e in read_manifest(path)]
-        tts = [e for path in (cfg.tts_manifests if tts_manifests is None else tts_manifests) for e in read_manifest(path)]
-        if cfg.balance and av and tts and train:
-            if len(tts) > len(av):
-                av = av * max(1, round(len(tts) / len(av)))
-            else:
-                tts = tts * max(1, round(len(av) / len(tts)))
-        entries = av + [{**e, "motion": None} for e in tts]
+        if entries is None:
+            manifests = list(cfg.manifests if manifests is None else manifests)
+            tts_manifests = list(cfg.tts_manifests if tts_manifests is None else tts_manifests)
+            av = [e for path in manifests for e in read_manifest(path)]
+            tts = [{**e, "motion": None} for path in tts_manifests for e in read_manifest(path)]
+            if cfg.balance and av and tts and train:
+                if len(tts) > len(av):
+                    av = av * max(1, round(len(tts) / len(av)))
+                else:
+                    tts = tts * max(1, round(len(av) / len(tts)))
+            entries = av + tts
+            source = ", ".join(manifests + tts_manifests) or "(no manifest given)"
+        else:
+            source = "the given entries"
         self.entries = [e for e in entries if e["num_frames"] >= cfg.min_frames]
         if not self.entries:
-            raise TalkerDataError(f"no clip of at least {cfg.min_frames} frames in {cfg.manifests + cfg.tts_manifests}")
+            raise TalkerDataError(f"{source}: no clip of at least {cfg.min_frames} frames")
         if len(self.entries) < len(entries):
             log.info("skipped %d clips shorter than %d frames", len(entries) - len(self.entries), cfg.min_frames)
         self.lengths = [min(e["num_frames"], cfg.max_frames) for e in self.entries]
@@ -97,11 +109,17 @@ class TalkerDataset(Dataset):
             self._layout = ChatLayout(load_tokenizer(self.tokenizer_source))
         return self._layout
 
-    def __getitem__(self, i: int) -> dict:
-        e, cfg, P = self.entries[i], self.cfg, self.patch_size
+    def features(self, e: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(speech (T, Cs), motion (T, Cm) or None, speaker (G,)) of one manifest entry."""
+        cfg = self.cfg
         speech = _load_array(e, "speech", (cfg.speech_dim,))
         speaker = _load_array(e, "speaker", (cfg.speaker_dim,)).reshape(-1)
         motion = _load_array(e, "motion", (cfg.motion_dim,)) if e.get("motion") else None
+        return speech, motion, speaker
+
+    def __getitem__(self, i: int) -> dict:
+        e, cfg, P = self.entries[i], self.cfg, self.patch_size
+        speech, motion, speaker = self.features(e)
         total = len(speech) if motion is None else min(len(speech), len(motion))
         start, cut = 0, total > cfg.max_frames
         if cut:

@@ -82,7 +82,7 @@ class LocalDiT(nn.Module):
         self.decoder = BidirectionalTransformer(dim, layers, heads, rope_max_len)
 
     def time_embedding(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """t (N,) -> (N, D): time_mlp(sin(t)) + delta_time_mlp(sin(0))."""
+        """t (N,) or (1,) -> (N, D) or (1, D): time_mlp(sin(t)) + delta_time_mlp(sin(0))."""
         dim = self.time_mlp.linear_1.in_features
         emb = self.time_mlp(sinusoidal_embedding(t, dim).to(dtype))  # (N, D)
         zero = sinusoidal_embedding(t.new_zeros(1), dim).to(dtype)  # (1, D): dt = t - r = 0
@@ -90,7 +90,8 @@ class LocalDiT(nn.Module):
 
     def forward(self, x: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
                 global_cond: torch.Tensor) -> torch.Tensor:
-        # x: (N, P, C), mu: (N, D), t: (N,), context: (N, p*P, C), global_cond: (N, G) -> (N, P, C)
+        # x: (N, P, C), mu: (N, D), t: (N,) or (1,) (shared), context: (N, p*P, C), global_cond: (N, G)
+        # -> (N, P, C)
         h_x = self.in_proj(x)  # (N, P, D)
         first = (mu.to(h_x.dtype) + self.time_embedding(t, h_x.dtype))[:, None]  # (N, 1, D)
         h = torch.cat([first, self.global_cond_proj(global_cond)[:, None], self.cond_proj(context), h_x], dim=1)
