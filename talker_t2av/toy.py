@@ -1,8 +1,9 @@
 """Synthetic clips for the tiny demo run and the tests: text + smooth "speech" and "motion" latents.
 
 Each clip is a deterministic function of its index: its own word as text, a length of 48-68
-frames (whole patches), speech latents made of sinusoids that fade out over the last 6 frames (a clip ends in
-near-silence, as real speech does), slower sinusoids as motion, and a random speaker vector.
+frames (whole patches), speech latents made of sinusoids followed by ~0.5 s of "silence" (a
+constant latent, as clips cut by a voice-activity detector end), slower sinusoids as motion, and a
+random speaker vector.
 Every clip appears twice in the dataset, once audio-video and once TTS-only (a mixed batch).
 """
 
@@ -21,10 +22,9 @@ def synthetic_clip(index: int, seed: int = 0, speech_dim: int = 32, motion_dim: 
     t = np.arange(frames, dtype=np.float32)[:, None] / 25.0  # seconds
     f_s = rng.uniform(0.5, 3.0, speech_dim).astype(np.float32)
     ph_s = rng.uniform(0, 2 * np.pi, speech_dim).astype(np.float32)
-    envelope = np.ones((frames, 1), np.float32)
-    envelope[-12:, 0] = 0.05  # trailing near-silence (~0.5 s), as a clip cut by a VAD ends
-    envelope[-14:-12, 0] = (0.6, 0.3)
-    speech = envelope * np.sin(2 * np.pi * f_s * t + ph_s)
+    speech = np.sin(2 * np.pi * f_s * t + ph_s)
+    speech[-14:-12] *= np.array([[0.6], [0.3]], np.float32)
+    speech[-12:] = -0.5  # ~0.5 s of "silence" (a constant latent), as a clip cut by a VAD ends
     f_m = rng.uniform(0.2, 1.0, motion_dim).astype(np.float32)
     ph_m = rng.uniform(0, 2 * np.pi, motion_dim).astype(np.float32)
     motion = 0.8 * np.sin(2 * np.pi * f_m * t + ph_m)
