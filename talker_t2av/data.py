@@ -53,16 +53,20 @@ class TalkerDataConfig:
     synthetic_seed: int = 0
 
 
-def _load_array(entry: dict, key: str, shape_tail: tuple, dtype=np.float32) -> np.ndarray:
+def _load_array(entry: dict, key: str, width: int, per_frame: bool = True) -> np.ndarray:
+    """An .npy feature of shape (T, width) (``per_frame``) or (width,), as float32; checked."""
     path = resolve_path(entry, key)
     try:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
         raise TalkerDataError(f"{path}: cannot read {key} features ({e})") from None
-    if arr.shape[1:] != shape_tail or (arr.ndim > 1 and arr.shape[0] == 0):
-        raise TalkerDataError(f"{path}: expected {key} of shape (T, {', '.join(map(str, shape_tail))}) "
-                              f"got {arr.shape}")
-    arr = np.asarray(arr, dtype=dtype)
+    if per_frame and (arr.ndim != 2 or arr.shape[1] != width or arr.shape[0] == 0):
+        raise TalkerDataError(f"{path}: expected {key} of shape (T, {width}), got {arr.shape}")
+    if not per_frame:
+        if arr.size != width:
+            raise TalkerDataError(f"{path}: expected {key} of {width} values, got shape {arr.shape}")
+        arr = arr.reshape(width)
+    arr = np.array(arr, dtype=np.float32)  # a private copy (the file is memory-mapped read-only)
     if not np.isfinite(arr).all():
         raise TalkerDataError(f"{path}: {key} features contain NaN or inf")
     return arr
@@ -112,9 +116,9 @@ class TalkerDataset(Dataset):
     def features(self, e: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(speech (T, Cs), motion (T, Cm) or None, speaker (G,)) of one manifest entry."""
         cfg = self.cfg
-        speech = _load_array(e, "speech", (cfg.speech_dim,))
-        speaker = _load_array(e, "speaker", (cfg.speaker_dim,)).reshape(-1)
-        motion = _load_array(e, "motion", (cfg.motion_dim,)) if e.get("motion") else None
+        speech = _load_array(e, "speech", cfg.speech_dim)
+        speaker = _load_array(e, "speaker", cfg.speaker_dim, per_frame=False)
+        motion = _load_array(e, "motion", cfg.motion_dim) if e.get("motion") else None
         return speech, motion, speaker
 
     def __getitem__(self, i: int) -> dict:

@@ -67,7 +67,8 @@ class TalkerT2AV(nn.Module):
         self.dim = dim
         self.projector_speech = FrameProjector(cfg.speech_dim, dim)
         self.projector_motion = FrameProjector(cfg.motion_dim, dim)
-        pe = dict(dim=dim, layers=cfg.patch_encoder_layers, heads=cfg.patch_encoder_heads, rope_max_len=cfg.rope_max_len)
+        pe = dict(dim=dim, layers=cfg.patch_encoder_layers, heads=cfg.patch_encoder_heads,
+                  rope_max_len=cfg.rope_max_len)
         self.speech_patch_encoder = PatchEncoder(**pe)
         self.motion_patch_encoder = PatchEncoder(**pe)
         head = dict(dim=dim, layers=cfg.head_layers, heads=cfg.head_heads, rope_max_len=cfg.rope_max_len)

@@ -72,7 +72,8 @@ class TalkerTask(Task):
         return None
 
     def collate(self, items):
-        return TalkerCollator(self.model_cfg.patch_size, self.model_cfg.delay, motion_dim=self.model_cfg.motion_dim)(items)
+        cfg = self.model_cfg
+        return TalkerCollator(cfg.patch_size, cfg.delay, motion_dim=cfg.motion_dim)(items)
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()

@@ -5,9 +5,9 @@ import functools
 import torch
 import yaml
 
-from tests.conftest import CONFIGS
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.tokenizer import ChatLayout, build_char_tokenizer
+from tests.conftest import CONFIGS
 
 
 def tiny_config(**overrides) -> TalkerConfig:

@@ -117,10 +117,10 @@ def test_batch_order_does_not_change_the_loss(setup):
     objective, items, _, _ = setup
     order = [2, 0, 3, 1]
     shuffled = TalkerCollator(P)([items[i] for i in order])
-    ref = reference_loss(objective, [items[i] for i in order], {
-        "speech": fixed_noise(len(shuffled["speech_rows"]), 32), "motion": fixed_noise(len(shuffled["motion_rows"]), 40)})
-    _, logs = objective(shuffled, {"speech": fixed_noise(len(shuffled["speech_rows"]), 32),
-                                   "motion": fixed_noise(len(shuffled["motion_rows"]), 40)})
+    noise = {"speech": fixed_noise(len(shuffled["speech_rows"]), 32),
+             "motion": fixed_noise(len(shuffled["motion_rows"]), 40)}
+    ref = reference_loss(objective, [items[i] for i in order], noise)
+    _, logs = objective(shuffled, noise)
     for name in ("speech", "motion", "stop"):
         torch.testing.assert_close(logs[name], ref[name].detach(), atol=2e-6, rtol=0)
 
