@@ -141,7 +141,9 @@ class FlowMatching(nn.Module):
         x = z.float() * sampler.temperature
         ts = sway_schedule(sampler.steps, sampler.sway)
         skip = zero_init_steps(sampler.steps, sampler.zero_init_fraction) if sampler.cfg_zero_star else 0
-        dtype = mu.dtype
+        # the head may run in another dtype than the backbone (e.g. fp32 heads on a bf16 backbone)
+        dtype = next((p.dtype for p in self.estimator.parameters()), mu.dtype)
+        mu, context, global_cond = mu.to(dtype), context.to(dtype), global_cond.to(dtype)
         for k in range(skip, sampler.steps):  # the first `skip` steps move x by zero velocity
             v = self.velocity(x.to(dtype), ts[k], mu, context, global_cond, sampler.cfg, sampler.cfg_zero_star)
             x = x - (ts[k] - ts[k + 1]) * v

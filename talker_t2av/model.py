@@ -104,14 +104,14 @@ class TalkerT2AV(nn.Module):
     def speech_tokens(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         """frames (M, P, Cs) -> (M, D). Frames outside ``frame_mask`` (M, P) enter as zero vectors
         after the projection, as the released training does for the tail of the last patch."""
-        h = self.projector_speech(frames)  # (M, P, D)
+        h = self.projector_speech(frames.to(self.projector_speech.linear1.weight.dtype))  # (M, P, D)
         if frame_mask is not None:
             h = h * frame_mask[..., None].to(h.dtype)
         return self.speech_patch_encoder(h)
 
     def motion_tokens(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         """frames (M, P, Cm) -> (M, D), masked like ``speech_tokens``."""
-        h = self.projector_motion(frames)  # (M, P, D)
+        h = self.projector_motion(frames.to(self.projector_motion.linear1.weight.dtype))  # (M, P, D)
         if frame_mask is not None:
             h = h * frame_mask[..., None].to(h.dtype)
         return self.motion_patch_encoder(h)
@@ -123,10 +123,11 @@ class TalkerT2AV(nn.Module):
     def backbone(self, embeds: torch.Tensor, key_mask: torch.Tensor | None, position_ids: torch.Tensor | None,
                  cache=None, use_cache: bool = False):
         """embeds (B, Q, D) -> (hidden (B, Q, D), cache); see backbone.run_backbone for the masks."""
+        embeds = embeds.to(self.llm.get_input_embeddings().weight.dtype)
         return run_backbone(self.llm, embeds, key_mask, position_ids, cache, use_cache)
 
     def stop_logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (...)
-        return self.head_stop(hidden)
+        return self.head_stop(hidden.to(self.head_stop.proj.weight.dtype))
 
 
 def position_ids(key_mask: torch.Tensor) -> torch.Tensor:

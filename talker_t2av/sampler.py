@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from talker_t2av.cfm import SamplerConfig
 from talker_t2av.model import AV_TAG, TTS_TAG, TalkerT2AV
@@ -113,7 +114,9 @@ def _rolling(context: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
-             generator: torch.Generator | None = None) -> Generated:
+             generator: torch.Generator | None = None, progress: bool = False, compile: bool = False) -> Generated:
+    """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
+    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches)."""
     m, mode = model, cfg.mode
     P, p, delay = m.patch_size, m.cfg.context_patches, m.cfg.delay
     B, L = cond.text_ids.shape
@@ -174,10 +177,13 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
     n_gen = torch.full((B,), steps, dtype=torch.long, device=dev)
     streak = torch.zeros(B, dtype=torch.long, device=dev)
     out_speech, out_motion, out_live = [], [], []
+    heads = _heads_step(m, cfg, gen_speech, gen_motion, compile)
     flag = _DoneFlag(torch.device(dev))
+    bar = tqdm(total=steps, desc=f"{mode} patches", disable=not progress, leave=False)
     for k in range(steps):
         if flag.all_done():
             break
+        bar.update(1)
         if mode in ("t2av", "tts"):
             if k >= cfg.min_patches:
                 p_stop = torch.sigmoid(m.stop_logits(h).float())
@@ -193,18 +199,15 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
         flag.push(done)
 
         slot = n_pre + k  # (B,) global slot of this patch
-        if gen_speech:
-            speech = m.speech_cfm.sample(h, speech_ctx.to(h.dtype), cond.speaker.to(h.dtype), cfg.speech,
-                                         generator=generator)  # (B, P, Cs)
-        else:
+        z_s = torch.randn((B, P, Cs), generator=generator, device=dev) if gen_speech else None
+        z_m = torch.randn((B, P, Cm), generator=generator, device=dev) if gen_motion else None
+        speech, motion = heads(h, speech_ctx, motion_ctx, cond.speaker, first_motion, z_s, z_m)
+        if not gen_speech:
             speech = given[:, k * P : (k + 1) * P]
-        motion, motion_live = None, None
+        motion_live = None
         if has_motion:
             motion_live = slot >= delay  # (B,) the motion stream has started
-            if gen_motion:
-                motion = m.motion_cfm.sample(h, motion_ctx.to(h.dtype), first_motion.to(h.dtype), cfg.motion,
-                                             generator=generator)
-            else:
+            if not gen_motion:
                 motion = given[:, k * P : (k + 1) * P]
             motion = motion * motion_live[:, None, None]
             motion_ctx = torch.where(motion_live[:, None, None], _rolling(motion_ctx, motion), motion_ctx)
@@ -222,11 +225,31 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
                                    use_cache=True)
         h = hidden[:, -1]
         next_pos = next_pos + 1
+    bar.close()
     n_gen = torch.where(done, n_gen, len(out_speech))
     gen_frames = n_gen * P
     if mode in ("a2v", "v2a"):  # the given stream fixes the length to the frame
         gen_frames = torch.minimum(gen_frames, given_frames)
     return _assemble(cond, out_speech, out_motion, out_live, n_gen, gen_frames, n_pre, P, has_motion)
+
+
+def _heads_step(m: TalkerT2AV, cfg: GenerationConfig, gen_speech: bool, gen_motion: bool, compile: bool):
+    """The per-patch work of the flow-matching heads as one function of tensors (noise passed in),
+    so that it can be compiled and captured whole. Compiled versions are cached on the model."""
+
+    def step(h, speech_ctx, motion_ctx, speaker, first_motion, z_s, z_m):
+        speech = m.speech_cfm.sample(h, speech_ctx, speaker, cfg.speech, z=z_s) if gen_speech else None
+        motion = m.motion_cfm.sample(h, motion_ctx, first_motion, cfg.motion, z=z_m) if gen_motion else None
+        return speech, motion
+
+    if not compile:
+        return step
+    cache = m.__dict__.setdefault("_compiled_heads", {})
+    key = (gen_speech, gen_motion, repr(cfg.speech), repr(cfg.motion))
+    if key not in cache:
+        mode = "reduce-overhead" if next(m.parameters()).is_cuda else "default"
+        cache[key] = torch.compile(step, mode=mode, dynamic=False)
+    return cache[key]
 
 
 def _delayed(motion: torch.Tensor, prefix_frames: torch.Tensor, delay: int, P: int):
