@@ -137,3 +137,14 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
 def test_missing_checkpoint_gives_clear_error(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint found"):
         ckpt.load_module(tmp_path)
+
+
+def test_cli_user_error_is_one_line_and_nonzero(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli(["train.py", *SMOKE, f"trainer.out_dir={tmp_path}", f"trainer.resume={tmp_path}/nowhere"],
+                   check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "nowhere: no checkpoint found" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
