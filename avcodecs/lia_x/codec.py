@@ -159,6 +159,19 @@ class LIAX(nn.Module):
         return motion - motion[:, :1] + source.motion[:, None].to(motion)
 
     # --- files ---
+    def render_to_file(self, path: str | os.PathLike, source: FaceSource, motion: torch.Tensor | np.ndarray,
+                       audio: np.ndarray | None = None, sample_rate: int | None = None, chunk: int = 8,
+                       progress: bool = False) -> None:
+        """Render raw motion (T, M) or (1, T, M) on a single source and write an mp4 at 25 fps,
+        with ``audio`` (N,) at ``sample_rate`` muxed in when given (written atomically).
+        Motion from Talker-T2AV is normalised: pass ``denormalize(motion)``."""
+        from engine.media import write_video
+
+        frames = self.render(source, motion, chunk=chunk, uint8=True, progress=progress)
+        if frames.shape[0] != 1:
+            raise LIAXInputError(f"render_to_file writes one video, got a batch of {frames.shape[0]}")
+        write_video(path, frames[0], fps=self.frame_rate, audio=audio, sample_rate=sample_rate)
+
     def encode_video_file(self, path: str | os.PathLike, normalize: bool = True, chunk: int = 16,
                           progress: bool = False) -> np.ndarray:
         """A face-crop video file -> motion (T, M) float32 at 25 fps (normalised by default)."""

@@ -19,18 +19,18 @@ TINY = LIAXConfig(size=64, base_channels=8, max_channels=16, style_dim=64, norm_
 
 
 def test_full_size_generator_matches_released_state_dict():
-    reference_file = REFERENCE / "lia_x_generator_state_dict.json"
-    if not reference_file.exists():
-        pytest.skip("reference key list not available")
-    reference = json.loads(reference_file.read_text())["tensors"]
     with torch.device("meta"):
         generator = Generator(LIAXConfig())
     ours = shapes(generator.state_dict())
+    assert len(ours) == 596
+    assert sum(torch.Size(s).numel() for s in ours.values()) == 910_572_407
+    reference_file = REFERENCE / "lia_x_generator_state_dict.json"
+    if not reference_file.exists():
+        pytest.skip("reference key list not available: counts checked, names not")
+    reference = json.loads(reference_file.read_text())["tensors"]
     report = compare_shapes(reference, ours, "lia-x.pt reference")
     assert report.ok, report.summary(10)
     assert list(ours) == list(reference)  # same order too: upstream's module registration order
-    assert len(ours) == 596
-    assert sum(torch.Size(s).numel() for s in ours.values()) == 910_572_407
 
 
 def test_motion_stats_are_the_released_numbers():
@@ -264,3 +264,18 @@ def test_encode_video_file_to_normalized_npy(tmp_path, codec, video):
     save_motion(out, motion)
     np.testing.assert_array_equal(np.load(out), motion)
     assert [p.name for p in out.parent.iterdir()] == ["face.npy"]
+
+
+def test_render_to_file_writes_video_with_audio(tmp_path, codec, video):
+    from engine.media import read_video
+
+    source = codec.encode_source(video[0])
+    motion = codec.encode_motion(np.repeat(video, 2, axis=0))[0]  # (10, 40)
+    out = tmp_path / "talk.mp4"
+    codec.render_to_file(out, source, motion, audio=np.zeros(16000 * 10 // 25, np.float32), sample_rate=16000)
+    clip = read_video(out, fps=25, audio_sample_rate=16000)
+    assert clip.frames.shape == (10, 64, 64, 3)
+    assert clip.audio is not None and abs(len(clip.audio) - 6400) < 1000
+    rendered = codec.render(source, motion, uint8=True)[0].astype(float)
+    assert np.abs(clip.frames.astype(float) - rendered).mean() < 12  # H.264 at crf 18 is near-lossless
+
