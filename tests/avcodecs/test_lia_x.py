@@ -14,7 +14,7 @@ from avcodecs.lia_x.frames import fit_square, to_model_range, to_uint8
 from engine.weights import WeightsMismatchError, compare_shapes, shapes
 from tests.conftest import compose
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 TINY = LIAXConfig(size=64, base_channels=8, max_channels=16, style_dim=64, norm_groups=4)
 
 
@@ -24,10 +24,7 @@ def test_full_size_generator_matches_released_state_dict():
     ours = shapes(generator.state_dict())
     assert len(ours) == 596
     assert sum(torch.Size(s).numel() for s in ours.values()) == 910_572_407
-    reference_file = REFERENCE / "lia_x_generator_state_dict.json"
-    if not reference_file.exists():
-        pytest.skip("reference key list not available: counts checked, names not")
-    reference = json.loads(reference_file.read_text())["tensors"]
+    reference = json.loads((REFERENCE / "lia_x_generator_state_dict.json").read_text())["tensors"]
     report = compare_shapes(reference, ours, "lia-x.pt reference")
     assert report.ok, report.summary(10)
     assert list(ours) == list(reference)  # same order too: upstream's module registration order
@@ -35,11 +32,9 @@ def test_full_size_generator_matches_released_state_dict():
 
 def test_motion_stats_are_the_released_numbers():
     stats = load_motion_stats()
-    reference_file = REFERENCE / "lia_x_motion_stats.json"
-    if reference_file.exists():
-        reference = json.loads(reference_file.read_text())
-        np.testing.assert_array_equal(stats.mean, np.float32(reference["mean"]))
-        np.testing.assert_array_equal(stats.std, np.maximum(np.float32(reference["std"]), 1e-6))
+    reference = json.loads((REFERENCE / "lia_x_motion_stats.json").read_text())
+    np.testing.assert_array_equal(stats.mean, np.float32(reference["mean"]))
+    np.testing.assert_array_equal(stats.std, np.maximum(np.float32(reference["std"]), 1e-6))
     assert stats.mean.shape == stats.std.shape == (40,)
     raw = torch.randn(2, 7, 40, dtype=torch.float64)
     normalized = stats.normalize(raw)
