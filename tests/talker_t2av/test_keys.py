@@ -9,14 +9,7 @@ from talker_t2av.keymap import ReleasedWeightsError, load_released, reference_sh
 from tests.conftest import CONFIGS, REPO, compose
 from tests.talker_t2av.helpers import tiny_model
 
-
-def reference_path():
-    """The released key list, in the ``shared/reference`` folder beside the checkout (or a worktree's)."""
-    for root in (REPO.parent, REPO.parent.parent):
-        candidate = root / "shared" / "reference" / "talker_t2av_state_dict.json"
-        if candidate.is_file():
-            return candidate
-    pytest.skip("reference key list shared/reference/talker_t2av_state_dict.json not found")
+REFERENCE = REPO / "tests" / "reference" / "talker_t2av_state_dict.json"  # the released key/shape list
 
 
 def test_paper_model_matches_released_names_and_shapes():
@@ -28,7 +21,7 @@ def test_paper_model_matches_released_names_and_shapes():
     with torch.device("meta"):
         model = TalkerT2AV(cfg)
     ours = shapes(model.state_dict())
-    released = {released_to_ours(k): v for k, v in reference_shapes(reference_path()).items()}
+    released = {released_to_ours(k): v for k, v in reference_shapes(REFERENCE).items()}
     report = compare_shapes(ours, released, "released Talker-T2AV")
     assert report.ok, report.summary()
     assert len(report.matched) == 538
