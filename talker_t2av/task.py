@@ -34,13 +34,14 @@ def _as(cls, value):
 class TalkerTask(Task):
     def __init__(self, model: TalkerConfig, data: TalkerDataConfig, loss: LossConfig | dict | None = None,
                  init_from: str | None = None, init_modules: list[str] | tuple[str, ...] = STAGE1_MODULES,
-                 val_sampler: SamplerConfig | dict | None = None):
+                 val_sampler: SamplerConfig | dict | None = None, val_max_seconds: float = 30.0):
         self.model_cfg = _as(TalkerConfig, model)
         self.data_cfg = _as(TalkerDataConfig, data)
         self.loss_cfg = _as(LossConfig, loss)
         self.init_from = init_from
         self.init_modules = tuple(init_modules)
         self.val_sampler = _as(SamplerConfig, val_sampler)
+        self.val_max_seconds = val_max_seconds
 
     @property
     def tokenizer_source(self) -> str | None:
@@ -95,7 +96,9 @@ class TalkerTask(Task):
         cond = Conditions(batch["text_ids"][sel], batch["text_mask"][sel], batch["speaker"][sel],
                           batch["motion"][sel, 0] if bool(batch["is_av"][b]) else None)
         mode = "t2av" if bool(batch["is_av"][b]) else "tts"
-        out = generate(model, cond, GenerationConfig(mode=mode, speech=self.val_sampler, motion=self.val_sampler))
+        max_patches = max(1, int(self.val_max_seconds * 25) // model.patch_size)
+        out = generate(model, cond, GenerationConfig(mode=mode, speech=self.val_sampler, motion=self.val_sampler,
+                                                     max_patches=max_patches))
         speech = out.speech[0].cpu().numpy()
         np.save(out_dir / "speech_generated.npy", speech)
         np.save(out_dir / "speech_reference.npy", batch["speech"][b, :frames].cpu().numpy())
