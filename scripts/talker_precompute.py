@@ -33,6 +33,7 @@ from engine.data import read_manifest, resolve_path, write_manifest  # noqa: E40
 from engine.errors import UserFacingError  # noqa: E402
 from engine.logger import setup_logging  # noqa: E402
 from engine.media import read_audio, read_video  # noqa: E402
+from talker_t2av.online import load_raw_motion  # noqa: E402
 from talker_t2av.references import FPS, Codecs  # noqa: E402
 
 log = logging.getLogger("talker_precompute")
@@ -81,13 +82,6 @@ def clips_from_manifest(path: Path) -> list[dict]:
                 clip[key] = str(resolve_path(entry, key))
         clips.append(clip)
     return clips
-
-
-def load_raw_motion(path: str) -> np.ndarray:
-    """LIA-X motion as the released dataset stores it: a (T, 40) tensor in a .pt file, or .npy."""
-    if path.endswith(".npy"):
-        return np.load(path).astype(np.float32)
-    return torch.load(path, map_location="cpu", weights_only=True).float().numpy()
 
 
 @torch.no_grad()

@@ -48,6 +48,9 @@ class TalkerDataConfig:
     speech_dim: int = 32
     motion_dim: int = 40
     speaker_dim: int = 256
+    # "precomputed" (features from talker_precompute.py) or "on_the_fly" (manifest lines with
+    # `audio` and `motion_raw`; WhisperX-VAE and the speaker encoder run in every training step)
+    features: str = "precomputed"
     # Demo / tests: this many synthetic clips (talker_t2av.toy) instead of manifests.
     synthetic_clips: int = 0
     synthetic_seed: int = 0
@@ -152,6 +155,10 @@ class TalkerCollator:
 
     def __call__(self, items: list[dict]) -> dict:
         P, B = self.patch_size, len(items)
+        if "wav24" in items[0]:  # on-the-fly features: the objective encodes the audio on the device
+            from talker_t2av.online import collate_audio
+
+            return collate_audio(self, items)
         speech_frames = torch.tensor([len(it["speech"]) for it in items])
         motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
         counts = patch_counts(speech_frames, motion_frames, P, self.delay)

@@ -41,6 +41,10 @@ class TalkerObjective(nn.Module):
         self.n_ignore = stop_ignore_patches(self.loss_cfg.stop_ignore_seconds, self.loss_cfg.frame_rate,
                                             model.patch_size)
 
+    def attach_feature_encoder(self, encoder) -> None:
+        """Encode waveforms in the batch on the fly; kept out of the module tree (and checkpoints)."""
+        self.__dict__["feature_encoder"] = encoder
+
     def repeated_blocks(self):
         return self.model.repeated_blocks()
 
@@ -86,6 +90,8 @@ class TalkerObjective(nn.Module):
         """-> (loss, logs). ``noise`` = {"speech": CFMNoise, "motion": CFMNoise} fixes the randomness."""
         m, cfg = self.model, self.loss_cfg
         noise = noise or {}
+        if "wav24" in batch:  # on-the-fly features (talker_t2av.online)
+            batch = self.__dict__["feature_encoder"](batch)
         width = batch["speech"].shape[1] // m.patch_size
         B, L = batch["text_ids"].shape
         # zero the frames past each clip's end (targets and contexts of the last patch)

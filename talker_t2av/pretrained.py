@@ -55,6 +55,10 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True)
         if model_cfg.get("tokenizer") not in (None, "char"):
             model_cfg.tokenizer = qwen
     config.task.init_from = None
+    if "feature_codecs" in config.task:
+        config.task.feature_codecs = None  # training-time encoders are not needed to sample
+    if "data" in config.task and "features" in config.task.data:
+        config.task.data.features = "precomputed"
     task = instantiate(config.task)
     module = task.build_module()
     load_checked(module, ckpt.load_weights(folder, ema=ema), source=f"{folder}")

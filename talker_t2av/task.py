@@ -15,7 +15,7 @@ from engine import checkpoint as ckpt
 from engine.task import Task
 from engine.weights import load_checked
 from talker_t2av.cfm import SamplerConfig
-from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataset
+from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataError, TalkerDataset
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.objective import LossConfig, TalkerObjective
 
@@ -34,7 +34,9 @@ def _as(cls, value):
 class TalkerTask(Task):
     def __init__(self, model: TalkerConfig, data: TalkerDataConfig, loss: LossConfig | dict | None = None,
                  init_from: str | None = None, init_modules: list[str] | tuple[str, ...] = STAGE1_MODULES,
-                 val_sampler: SamplerConfig | dict | None = None, val_max_seconds: float = 30.0):
+                 val_sampler: SamplerConfig | dict | None = None, val_max_seconds: float = 30.0,
+                 feature_codecs: dict | None = None):
+        """feature_codecs: {"vae": codec, "speaker": encoder} (built by Hydra) for on-the-fly features."""
         self.model_cfg = _as(TalkerConfig, model)
         self.data_cfg = _as(TalkerDataConfig, data)
         self.loss_cfg = _as(LossConfig, loss)
@@ -42,6 +44,7 @@ class TalkerTask(Task):
         self.init_modules = tuple(init_modules)
         self.val_sampler = _as(SamplerConfig, val_sampler)
         self.val_max_seconds = val_max_seconds
+        self.feature_codecs = feature_codecs
 
     @property
     def tokenizer_source(self) -> str | None:
@@ -52,7 +55,16 @@ class TalkerTask(Task):
         model = TalkerT2AV(self.model_cfg)
         if self.init_from:
             warm_start(model, self.init_from, self.init_modules)
-        return TalkerObjective(model, self.loss_cfg)
+        objective = TalkerObjective(model, self.loss_cfg)
+        if self.data_cfg.features == "on_the_fly":
+            from talker_t2av.online import FeatureEncoder
+
+            if not self.feature_codecs:
+                raise TalkerDataError("data.features=on_the_fly needs task.feature_codecs (vae and speaker)")
+            objective.attach_feature_encoder(FeatureEncoder(self.feature_codecs["vae"], self.feature_codecs["speaker"]))
+        elif self.data_cfg.features != "precomputed":
+            raise TalkerDataError(f"data.features must be precomputed or on_the_fly, got {self.data_cfg.features!r}")
+        return objective
 
     # ------------------------------------------------------------------ data
     def _dataset(self, train: bool, manifests=None, tts_manifests=None):
@@ -62,6 +74,10 @@ class TalkerTask(Task):
 
             return SyntheticTalkerDataset(self.data_cfg, self.tokenizer_source, P, self.data_cfg.synthetic_clips,
                                           self.data_cfg.synthetic_seed, train=train)
+        if self.data_cfg.features == "on_the_fly":
+            from talker_t2av.online import OnTheFlyDataset
+
+            return OnTheFlyDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train)
         return TalkerDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train)
 
     def train_dataset(self):
