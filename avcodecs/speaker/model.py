@@ -74,19 +74,19 @@ class SpeakerEncoder(nn.Module):
         self.wavlm = WavLMModel(wavlm_config)
         self.head = EcapaTdnn(config.hidden_size, config.layers + 1, config.channels, config.embed_dim,
                               config.attention_channels, config.se_channels, config.res2_scale)
-        self.conv_layers = list(zip(wavlm_config.conv_kernel, wavlm_config.conv_stride))
+        self.conv_geometry = list(zip(wavlm_config.conv_kernel, wavlm_config.conv_stride))  # (kernel, stride)
         self.min_samples = self._receptive_field()
 
     def _receptive_field(self) -> int:
         """Fewest samples that give one WavLM frame (400 at 16 kHz)."""
         n = 1
-        for kernel, stride in reversed(self.conv_layers):
+        for kernel, stride in reversed(self.conv_geometry):
             n = (n - 1) * stride + kernel
         return n
 
     def num_frames_of(self, num_samples):
         """WavLM frames for ``num_samples`` (int or tensor): only windows inside the audio count."""
-        for kernel, stride in self.conv_layers:
+        for kernel, stride in self.conv_geometry:
             num_samples = (num_samples - kernel) // stride + 1
         return num_samples
 
