@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--amp", choices=list(AMP), default="none", help="autocast dtype (GPU)")
     parser.add_argument("--parts", default="encode,decode,speaker",
-                        help="comma list of encode, decode, speaker, whisper (encode's Whisper branch alone)")
+                        help="comma list of encode, decode, speaker; parts of encode: dac_encoder, whisper "
+                             "(the Whisper branch: resample, log-mel, encoder)")
     parser.add_argument("--size", choices=["paper", "tiny"], default="paper", help="tiny: a smoke test of the script")
     parser.add_argument("--checkpoint", default=None, help="WhisperX-VAE model.ckpt (optional)")
     parser.add_argument("--speaker-checkpoint", default=None, help="wavlm_large_finetune.pth (optional)")
@@ -76,7 +77,7 @@ def main() -> None:
 
     audio_seconds = args.batch * args.seconds
     torch.manual_seed(0)
-    if {"encode", "decode", "whisper"} & set(parts):
+    if {"encode", "decode", "whisper", "dac_encoder"} & set(parts):
         log.info("building WhisperX-VAE (%s size)...", args.size)
         config = WhisperXVAEConfig() if args.size == "paper" else WhisperXVAEConfig(
             encoder_dim=4, hidden_dim=32, decoder_dim=32, whisper=WhisperEncoderConfig(dim=32, heads=2, layers=2))
@@ -85,6 +86,9 @@ def main() -> None:
         with torch.inference_mode(), autocast:
             if "encode" in parts:
                 report("encode", audio_seconds, timed(lambda: codec.encode(wav), device, args.warmup, args.repeats))
+            if "dac_encoder" in parts:
+                report("dac_enc", audio_seconds, timed(lambda: codec.CodecEnc(wav[:, None]), device, args.warmup,
+                                                       args.repeats))
             if "whisper" in parts:
                 def whisper_branch():
                     mel = log_mel_spectrogram(pad_or_trim(resample(wav, 24000, 16000)))

@@ -117,8 +117,11 @@ class WhisperXVAE(ContinuousAudioCodec):
                 f"{num_samples / self.sample_rate:.2f} s: split the audio")
         if wav_16k is None:
             wav_16k = resample(wav, self.sample_rate, WHISPER_SAMPLE_RATE)  # (B, ceil(2N / 3))
+        wav_16k = self._as_batch(wav_16k)
+        if wav_16k.shape[0] != wav.shape[0]:
+            raise ValueError(f"wav_16k has {wav_16k.shape[0]} rows, wav has {wav.shape[0]}")
         acoustic = self.CodecEnc(F.pad(wav, (0, frames * self.hop_length - num_samples))[:, None])  # (B, Hd, T)
-        semantic = self.semantic_features(self._as_batch(wav_16k), frames)  # (B, T, Hd)
+        semantic = self.semantic_features(wav_16k, frames)  # (B, T, Hd)
         latent = self.vae.posterior_mean(acoustic + semantic.transpose(1, 2).to(acoustic.dtype))  # (B, Z, T)
         return latent.transpose(1, 2)  # (B, T, Z)
 

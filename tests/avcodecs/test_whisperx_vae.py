@@ -8,7 +8,7 @@ from conftest import compose
 from hydra.utils import instantiate
 
 from avcodecs.base import ContinuousAudioCodec
-from avcodecs.whisperx_vae import AudioTooLongError, WhisperXVAE, WhisperXVAEConfig
+from avcodecs.whisperx_vae import AudioTooLongError, WhisperXVAE, WhisperXVAEConfig, resample
 
 HOP = 960
 
@@ -38,6 +38,9 @@ def test_encode_shape_dtype_determinism(codec):
     assert latent.dtype == torch.float32 and torch.isfinite(latent).all()
     torch.testing.assert_close(codec.encode(wav), latent, rtol=0, atol=0)
     assert codec.encode(wav[0]).shape == (1, 26, 32)  # (N,) is a batch of one
+    # the 16 kHz audio for Whisper can come from the caller (e.g. resampled from the source file)
+    torch.testing.assert_close(codec.encode(wav, wav_16k=resample(wav, 24000, 16000)), latent, rtol=0, atol=0)
+    assert not torch.allclose(codec.encode(wav, wav_16k=torch.zeros(2, 16000)), latent)
 
 
 @torch.inference_mode()
