@@ -7,6 +7,7 @@ unpickling) and any outside the allow-list is refused with one line naming the f
 
 import logging
 import pickle
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,8 +55,15 @@ def safe_torch_load(path: str | Path, allowed: Iterable[Any] = ()) -> Any:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
         except pickle.UnpicklingError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UnsafeCheckpointError(f"{path}: refusing to load: {first}") from None
+            # weights_only reports a forbidden global in a legacy (non-zip) pickle this way;
+            # any other unpickling failure means the file is not a checkpoint at all.
+            found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(e))
+            if found:
+                raise UnsafeCheckpointError(
+                    f"{path}: refusing to load: it references {found.group(1)}, which is not on the allow-list "
+                    "of plain-data classes (unpickling it could run arbitrary code)") from None
+            raise CheckpointReadError(f"{path}: not a readable torch checkpoint (not a zip archive or pickle "
+                                      "of tensors)") from None
         except (RuntimeError, EOFError, OSError, ValueError) as e:
             raise CheckpointReadError(f"{path}: not a readable torch checkpoint ({e})") from None
 
