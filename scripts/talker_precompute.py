@@ -105,10 +105,9 @@ def features(clip: dict, codecs: Codecs, tts: bool) -> dict[str, np.ndarray]:
         wav16 = read_video(clip["video"], fps=FPS, audio_sample_rate=16000).audio
     else:
         wav24, wav16 = read_audio(clip["audio"], 24000), read_audio(clip["audio"], 16000)
+    out = {"speech": encode_speech(codecs, wav24)}
     enc = codecs.speaker
-    out = {"speech": encode_speech(codecs, wav24),
-           "speaker": enc.embed(torch.from_numpy(wav16)[None].to(next(enc.parameters()).device))[0].float().cpu()
-           .numpy()}
+    out["speaker"] = enc.embed(torch.from_numpy(wav16)[None].to(next(enc.parameters()).device))[0].float().cpu().numpy()
     if not tts:
         if clip.get("motion_raw"):
             raw = load_raw_motion(clip["motion_raw"])

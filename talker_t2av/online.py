@@ -12,17 +12,23 @@ import numpy as np
 import torch
 
 from engine.media import read_audio
-from talker_t2av.data import TalkerDataset, resolve_path
-from talker_t2av.patching import flat_rows, patch_counts
+from talker_t2av.data import TalkerDataError, TalkerDataset, resolve_path
+from talker_t2av.patching import flat_rows, frame_mask, patch_counts
 
 HOP_24K, HOP_16K = 960, 640  # samples per 25-Hz frame
 
 
 def load_raw_motion(path) -> np.ndarray:
+    """Raw LIA-X motion (T, 40): .npy, or a tensor saved with torch.save (the released dataset's .pt)."""
+    from avcodecs.safe_load import safe_torch_load
+
     path = str(path)
     if path.endswith(".npy"):
         return np.load(path).astype(np.float32)
-    return torch.load(path, map_location="cpu", weights_only=True).float().numpy()
+    motion = safe_torch_load(path)
+    if not torch.is_tensor(motion) or motion.dim() != 2:
+        raise TalkerDataError(f"{path}: expected a (T, 40) motion tensor")
+    return motion.float().numpy()
 
 
 class OnTheFlyDataset(TalkerDataset):
@@ -108,5 +114,6 @@ class FeatureEncoder:
             self.speaker.to(wav24.device)
         frames = batch["motion"].shape[1]
         speech = self.vae.encode(wav24).float()[:, :frames]  # (B, F, Cs)
+        speech = speech * frame_mask(batch["speech_frames"], frames)[..., None]  # zeros past each clip
         speaker = self.speaker.embed(batch["wav16"], batch["wav16_lengths"]).float()  # (B, G)
         return {**batch, "speech": speech, "speaker": speaker}
