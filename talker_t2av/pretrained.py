@@ -66,8 +66,9 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True)
     return model, ChatLayout(load_tokenizer(task.tokenizer_source))
 
 
-def load_released(folder: str | Path, qwen: str | None = None):
-    """(paper-size model with the released weights, ChatLayout)."""
+def load_released(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
+    """(paper-size model with the released weights, ChatLayout). ``config``: another layout than the
+    paper's (its backbone fields are taken from the folder)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PretrainedError(f"{folder}: released checkpoint folder does not exist")
@@ -78,7 +79,9 @@ def load_released(folder: str | Path, qwen: str | None = None):
     tokenizer = str(folder) if has_tokenizer else qwen
     if tokenizer is None:
         raise PretrainedError(f"{folder}: no tokenizer files; pass the Qwen3-0.6B folder (--qwen)")
-    model = TalkerT2AV(paper_config(backbone_path=backbone, load_backbone_weights=False, tokenizer=tokenizer))
+    config = config or paper_config()
+    config.backbone_path, config.load_backbone_weights, config.tokenizer = backbone, False, tokenizer
+    model = TalkerT2AV(config)
     keymap.load_released(model, folder)
     return model.eval(), ChatLayout(load_tokenizer(tokenizer))
 

@@ -118,7 +118,7 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
     CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches)."""
     m, mode = model, cfg.mode
-    P, p, delay = m.patch_size, m.cfg.context_patches, m.cfg.delay
+    P, delay = m.patch_size, m.cfg.delay
     B, L = cond.text_ids.shape
     dev = cond.text_ids.device
     has_motion = mode != "tts"
@@ -130,37 +130,9 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
     Cs, Cm = m.cfg.speech_dim, m.cfg.motion_dim
     first_motion = cond.first_motion if cond.first_motion is not None else cond.speaker.new_zeros(B, Cm)
 
-    # ---------------------------------------------------------------- prefill
-    pre_frames = cond.prefix_frames if cond.prefix_frames is not None else torch.zeros(B, dtype=torch.long, device=dev)
-    n_pre = torch.div(pre_frames, P, rounding_mode="floor")  # (B,)
-    width_pre = 0 if cond.prefix_speech is None else cond.prefix_speech.shape[1] // P
-    tag = m.task_tokens(torch.full((B,), AV_TAG if has_motion else TTS_TAG, device=dev))[:, None]  # (B, 1, D)
-    parts, masks = [tag, m.text_embeddings(cond.text_ids)], [cond.text_mask.new_ones(B, 1), cond.text_mask]
-    speech_ctx = cond.speaker.new_zeros(B, p * P, Cs)
-    motion_ctx = cond.speaker.new_zeros(B, p * P, Cm)
-    if width_pre:
-        frames = width_pre * P
-        pre_speech = cond.prefix_speech[:, :frames] * frame_mask(pre_frames, frames)[..., None]
-        pre_motion = cond.prefix_motion[:, :frames] if has_motion else None
-        tokens = _slot_tokens(m, pre_speech.reshape(B * width_pre, P, Cs),
-                              None if pre_motion is None else _delayed(pre_motion, pre_frames, delay, P),
-                              has_motion).view(B, width_pre, -1)
-        slot_mask = torch.arange(width_pre, device=dev)[None] < n_pre[:, None]
-        parts.append(tokens.to(tag.dtype))
-        masks.append(slot_mask)
-        rows = torch.arange(B, device=dev)
-        speech_ctx = context_windows(pre_speech, P, p, width_pre + 1)[rows, n_pre]  # (B, p*P, Cs)
-        if has_motion:
-            motion_frames = (pre_frames - delay * P).clamp(min=0)
-            pre_m = pre_motion * frame_mask(motion_frames, frames)[..., None]
-            motion_ctx = context_windows(pre_m, P, p, width_pre + 1)[rows, (n_pre - delay).clamp(min=0)]
-    key_mask = torch.cat(masks, dim=1)  # (B, 1 + L + Wp)
-    padded = not bool(cond.text_mask.all()) or (width_pre and bool((n_pre != width_pre).any()))  # host inputs
-    positions = (key_mask.long().cumsum(1) - 1).clamp(min=0)
-    hidden, cache = m.backbone(torch.cat(parts, dim=1), key_mask if padded else None, positions, use_cache=True)
-    last = (1 + L + n_pre - 1) if width_pre else torch.full((B,), L, device=dev)
-    h = hidden[torch.arange(B, device=dev), last]  # (B, D): the state before the first generated slot
-    next_pos = key_mask.long().sum(1)  # (B,): position of the next token
+    state = _prefill(m, cond, has_motion)
+    h, cache, key_mask, next_pos, n_pre = state.h, state.cache, state.key_mask, state.next_pos, state.n_pre
+    speech_ctx, motion_ctx, padded, tag_dtype = state.speech_ctx, state.motion_ctx, state.padded, state.dtype
 
     # ---------------------------------------------------------------- loop
     if mode in ("a2v", "v2a"):
@@ -221,7 +193,7 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
         token = _slot_tokens(m, speech.to(h.dtype), None if motion is None else (motion.to(h.dtype), mask_rows),
                              has_motion)[:, None]  # (B, 1, D)
         key_mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)
-        hidden, cache = m.backbone(token.to(tag.dtype), key_mask if padded else None, next_pos[:, None], cache,
+        hidden, cache = m.backbone(token.to(tag_dtype), key_mask if padded else None, next_pos[:, None], cache,
                                    use_cache=True)
         h = hidden[:, -1]
         next_pos = next_pos + 1
@@ -231,6 +203,56 @@ def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
     if mode in ("a2v", "v2a"):  # the given stream fixes the length to the frame
         gen_frames = torch.minimum(gen_frames, given_frames)
     return _assemble(cond, out_speech, out_motion, out_live, n_gen, gen_frames, n_pre, P, has_motion)
+
+
+@dataclass
+class _Prefilled:
+    h: torch.Tensor  # (B, D) the state before the first generated slot
+    cache: object  # the backbone's KV cache
+    key_mask: torch.Tensor  # (B, S) real tokens so far
+    next_pos: torch.Tensor  # (B,) position of the next token
+    n_pre: torch.Tensor  # (B,) prefix patches
+    speech_ctx: torch.Tensor  # (B, p*P, Cs) context of the first generated speech patch
+    motion_ctx: torch.Tensor  # (B, p*P, Cm)
+    padded: bool  # whether any sample has padding (else the backbone runs mask-free)
+    dtype: torch.dtype
+
+
+def _prefill(m: TalkerT2AV, cond: Conditions, has_motion: bool) -> _Prefilled:
+    """Run [task tag | prompt (left-padded) | prefix patches (right-padded)] through the backbone."""
+    P, p, delay = m.patch_size, m.cfg.context_patches, m.cfg.delay
+    B, L = cond.text_ids.shape
+    dev = cond.text_ids.device
+    Cs, Cm = m.cfg.speech_dim, m.cfg.motion_dim
+    pre_frames = cond.prefix_frames if cond.prefix_frames is not None else torch.zeros(B, dtype=torch.long, device=dev)
+    n_pre = torch.div(pre_frames, P, rounding_mode="floor")  # (B,)
+    width_pre = 0 if cond.prefix_speech is None else cond.prefix_speech.shape[1] // P
+    tag = m.task_tokens(torch.full((B,), AV_TAG if has_motion else TTS_TAG, device=dev))[:, None]  # (B, 1, D)
+    parts, masks = [tag, m.text_embeddings(cond.text_ids)], [cond.text_mask.new_ones(B, 1), cond.text_mask]
+    speech_ctx = cond.speaker.new_zeros(B, p * P, Cs)
+    motion_ctx = cond.speaker.new_zeros(B, p * P, Cm)
+    if width_pre:
+        frames = width_pre * P
+        pre_speech = cond.prefix_speech[:, :frames] * frame_mask(pre_frames, frames)[..., None]
+        pre_motion = cond.prefix_motion[:, :frames] if has_motion else None
+        tokens = _slot_tokens(m, pre_speech.reshape(B * width_pre, P, Cs),
+                              None if pre_motion is None else _delayed(pre_motion, pre_frames, delay, P),
+                              has_motion).view(B, width_pre, -1)
+        parts.append(tokens.to(tag.dtype))
+        masks.append(torch.arange(width_pre, device=dev)[None] < n_pre[:, None])
+        rows = torch.arange(B, device=dev)
+        speech_ctx = context_windows(pre_speech, P, p, width_pre + 1)[rows, n_pre]  # (B, p*P, Cs)
+        if has_motion:
+            pre_m = pre_motion * frame_mask((pre_frames - delay * P).clamp(min=0), frames)[..., None]
+            motion_ctx = context_windows(pre_m, P, p, width_pre + 1)[rows, (n_pre - delay).clamp(min=0)]
+    key_mask = torch.cat(masks, dim=1)  # (B, 1 + L + Wp)
+    # read once from the inputs: a batch without padding runs the backbone without a mask
+    padded = not bool(cond.text_mask.all()) or bool(width_pre and (n_pre != width_pre).any())
+    positions = (key_mask.long().cumsum(1) - 1).clamp(min=0)
+    hidden, cache = m.backbone(torch.cat(parts, dim=1), key_mask if padded else None, positions, use_cache=True)
+    last = (L + n_pre) if width_pre else torch.full((B,), L, device=dev)  # last real position
+    h = hidden[torch.arange(B, device=dev), last]
+    return _Prefilled(h, cache, key_mask, key_mask.long().sum(1), n_pre, speech_ctx, motion_ctx, padded, tag.dtype)
 
 
 def _heads_step(m: TalkerT2AV, cfg: GenerationConfig, gen_speech: bool, gen_motion: bool, compile: bool):

@@ -73,3 +73,30 @@ def test_configs_compose():
         cfg = compose(f"experiment={name}")
         assert cfg.task._target_ == "talker_t2av.task.TalkerTask"
     assert (CONFIGS / "model" / "talker_t2av_paper.yaml").is_file()
+
+
+def test_backbone_and_tokenizer_from_a_local_folder(tmp_path):
+    """The production path: Qwen3 weights, config and tokenizer from one local folder; and a released
+    folder that carries the backbone config and tokenizer next to its weights needs nothing else."""
+    from talker_t2av.model import TalkerT2AV
+    from talker_t2av.pretrained import load_released as load_released_folder
+    from talker_t2av.tokenizer import build_char_tokenizer
+    from tests.talker_t2av.helpers import tiny_config
+
+    source = tiny_model(seed=5)
+    source.llm.save_pretrained(tmp_path / "qwen")
+    build_char_tokenizer().save_pretrained(tmp_path / "qwen")
+    model = TalkerT2AV(tiny_config(backbone_path=str(tmp_path / "qwen"), load_backbone_weights=True))
+    for name, tensor in source.llm.state_dict().items():
+        torch.testing.assert_close(model.llm.state_dict()[name], tensor)
+    assert type(model.llm).__name__ == "Qwen3ForCausalLM"
+
+    released = tmp_path / "talker-t2av"
+    released.mkdir()
+    for f in (tmp_path / "qwen").iterdir():  # config.json, tokenizer files, chat template
+        if f.suffix != ".safetensors":
+            (released / f.name).write_bytes(f.read_bytes())
+    released_file(released, source, drop=("llm.lm_head.weight",))
+    loaded, layout = load_released_folder(released, config=tiny_config(backbone=None))
+    torch.testing.assert_close(loaded.speech_cfm.estimator.out_proj.weight, source.speech_cfm.estimator.out_proj.weight)
+    assert layout.prompt_ids("hi")
