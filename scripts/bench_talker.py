@@ -30,8 +30,9 @@ from talker_t2av.objective import TalkerObjective  # noqa: E402
 from talker_t2av.pretrained import paper_config, set_inference_dtype  # noqa: E402
 from talker_t2av.sampler import Conditions, GenerationConfig, generate  # noqa: E402
 
+# narrower and shallower than Qwen3-0.6B, same vocabulary (151936, as the tokenizer needs)
 REDUCED = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
-           "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 4096, "bos_token_id": None, "eos_token_id": None}
+           "num_key_value_heads": 2, "head_dim": 64}
 
 
 def build_config(args):
@@ -40,6 +41,8 @@ def build_config(args):
         cfg.backbone = {**cfg.backbone, **REDUCED}
         cfg.patch_encoder_heads = cfg.head_heads = 4
         cfg.patch_encoder_layers, cfg.head_layers = args.reduced_pe_layers, args.reduced_head_layers
+    if args.vocab:
+        cfg.backbone = {**cfg.backbone, "vocab_size": args.vocab, "bos_token_id": None, "eos_token_id": None}
     return cfg
 
 
@@ -97,10 +100,6 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     model = TalkerT2AV(cfg).to(device).eval()
     dtype = torch.bfloat16 if device.type == "cuda" and args.dtype != "fp32" else torch.float32
     set_inference_dtype(model, dtype, torch.bfloat16 if args.bf16_heads and device.type == "cuda" else torch.float32)
-    if args.compile:
-        for m in (model.speech_cfm.estimator, model.motion_cfm.estimator, model.speech_patch_encoder,
-                  model.motion_patch_encoder):
-            m.compile(mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)
     patches = int(args.gen_seconds * 25) // 4
     ids = torch.randint(0, cfg.backbone["vocab_size"], (batch, args.text_tokens), device=device)
     cond = Conditions(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(batch, 256, device=device),
@@ -112,7 +111,7 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     for i in range(args.gen_warmup + args.gen_iters):
         sync(device)
         start = time.perf_counter()
-        out = generate(model, cond, gen)
+        out = generate(model, cond, gen, compile=args.compile)
         sync(device)
         if i >= args.gen_warmup:
             times.append(time.perf_counter() - start)
@@ -129,6 +128,7 @@ def main() -> None:
     ap.add_argument("--size", choices=("paper", "reduced"), default="paper")
     ap.add_argument("--reduced-pe-layers", type=int, default=2)
     ap.add_argument("--reduced-head-layers", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=None, help="override the vocabulary size (default Qwen3's 151936)")
     ap.add_argument("--attention", default="auto")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0, help="clip length in the training batch")
@@ -142,7 +142,7 @@ def main() -> None:
     ap.add_argument("--gen-iters", type=int, default=3)
     ap.add_argument("--dtype", choices=("auto", "fp32"), default="auto", help="auto: bf16 backbone on CUDA")
     ap.add_argument("--bf16-heads", action="store_true", help="also run the CFM heads in bf16 (CUDA)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile heads and patch encoders")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the per-patch head sampling")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--json", help="also write the results to this file")

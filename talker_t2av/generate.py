@@ -76,7 +76,8 @@ def add_arguments(parser) -> None:
     dev.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     dev.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
                      help="backbone and encoders (auto: bf16 on CUDA); the CFM heads stay fp32")
-    dev.add_argument("--compile", action="store_true", help="torch.compile the heads and patch encoders")
+    dev.add_argument("--compile", action="store_true",
+                     help="torch.compile the heads' per-patch sampling (CUDA graphs on GPU; slow first patch)")
 
 
 def _requests(args) -> list[Request]:
@@ -124,12 +125,7 @@ def load_model(args, device: torch.device):
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(args.dtype)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = set_inference_dtype(model.to(device), dtype)
-    if args.compile:
-        for module in (model.speech_cfm.estimator, model.motion_cfm.estimator, model.speech_patch_encoder,
-                       model.motion_patch_encoder):
-            module.compile(mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)
-    return model, layout
+    return set_inference_dtype(model.to(device), dtype), layout
 
 
 def _stem(out: str) -> Path:
@@ -189,7 +185,7 @@ def run(args) -> int:
                                max_patches=max(1, int(args.max_seconds * FPS) // P))
     generator = torch.Generator(device).manual_seed(args.seed)
     start = time.perf_counter()
-    out = generate(model, cond, gen_cfg, generator=generator, progress=True)
+    out = generate(model, cond, gen_cfg, generator=generator, progress=True, compile=args.compile)
     seconds = time.perf_counter() - start
     audio_seconds = sum(len(s) for s in out.speech) / FPS
     log.info("generated %.2f s in %.2f s (real-time factor %.3f, batch %d)", audio_seconds, seconds,
