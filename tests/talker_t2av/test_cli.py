@@ -15,7 +15,9 @@ from engine.trainer import Trainer
 from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataset
 from talker_t2av.online import FeatureEncoder, OnTheFlyDataset
 from talker_t2av.references import compose_codec
+from talker_t2av.task import TalkerTask
 from tests.conftest import compose
+from tests.talker_t2av.helpers import tiny_config
 
 CODECS = ["--vae-config", "whisperx_vae_tiny", "--speaker-config", "speaker_wavlm_ecapa_tiny",
           "--liax-config", "lia_x_tiny"]
@@ -138,3 +140,13 @@ def test_on_the_fly_features_equal_precomputed(files):
     # receptive field sees in the last ~0.2 s; everything before is the same
     torch.testing.assert_close(online["speech"][:, :44], offline["speech"][:, :44], atol=1e-4, rtol=1e-4)
     assert online["speech"].shape == offline["speech"].shape
+
+    # the task wires it: waveforms in the batch, the codecs outside the module tree
+    task = TalkerTask(tiny_config(speaker_dim=16), {"manifests": [str(manifest)], "speaker_dim": 16,
+                                                    "features": "on_the_fly"},
+                      feature_codecs={"vae": vae, "speaker": encoder.speaker})
+    module = task.build_module()
+    loss, _ = module(task.collate([task.train_dataset()[0]]))
+    assert torch.isfinite(loss)
+    names = list(module.state_dict())
+    assert all(k.startswith("model.") for k in names) and not any("Codec" in k for k in names)
