@@ -271,7 +271,14 @@ def _heads_step(m: TalkerT2AV, cfg: GenerationConfig, gen_speech: bool, gen_moti
     if key not in cache:
         mode = "reduce-overhead" if next(m.parameters()).is_cuda else "default"
         cache[key] = torch.compile(step, mode=mode, dynamic=False)
-    return cache[key]
+    compiled = cache[key]
+
+    def replay(*args):
+        # CUDA-graph outputs live in memory the next replay overwrites: mark the step, keep copies
+        torch.compiler.cudagraph_mark_step_begin()
+        return tuple(None if t is None else t.clone() for t in compiled(*args))
+
+    return replay
 
 
 def _delayed(motion: torch.Tensor, prefix_frames: torch.Tensor, delay: int, P: int):
