@@ -88,7 +88,7 @@ class CodecObjective(nn.Module):
         """-> ({"generator": loss of the codec, "discriminator": loss of the critics (0 when off)},
         detached logs). Each loss has a gradient only into its own network's parameters."""
         cfg = self.loss_cfg
-        wav = batch["audio"]  # (B, N)
+        wav = self.codec.pad_to_hop(batch["audio"])  # (B, N), N a whole number of frames
         recon, rvq, logs = self.reconstruct(wav)
         mel = self.mel_loss(recon, wav)
         commitment, codebook = rvq.commitment_loss.sum(), rvq.codebook_loss.sum()
