@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from hydra.utils import instantiate
+from safetensors.torch import load_file
 
 from avcodecs.maskgct import MaskGCTCodecConfig, build_maskgct_codec
 from avcodecs.maskgct.codebooks import CodebookMaintenance, spherical_kmeans
@@ -168,3 +169,23 @@ def test_ddp_ranks_keep_identical_codebooks_through_kmeans_and_restarts(tmp_path
     result = json.loads(out.read_text())
     assert result["init_state"] == 2 and result["replaced"] > 100, result
     assert result["max_difference"] == 0.0, result
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])  # before / after the k-means fit
+def test_interrupted_codec_run_resumes_bitwise(tmp_path, stop_after):
+    """The upkeep state (k-means stage, usage, recent residuals) lives in checkpointed buffers."""
+    common = ("experiment=codec_maskgct_tiny", "trainer.max_steps=6", "trainer.save_every=6", "trainer.batch_size=2",
+              "trainer.progress=false", "trainer.val_every=0", "task.loss.dead_after=2", "data.synthetic_items=8",
+              "data.segment_seconds=0.2")
+
+    def fit(out, *extra):
+        cfg = compose(*common, f"trainer.out_dir={out}", *extra)
+        Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+
+    fit(tmp_path / "straight")
+    fit(tmp_path / "resumed", f"trainer.stop_after_steps={stop_after}")
+    fit(tmp_path / "resumed")
+    a, b = (load_file(str(tmp_path / run / "checkpoints/step_00000006/model.safetensors"))
+            for run in ("straight", "resumed"))
+    assert int(a["codebooks.init_state"]) == 2
+    assert all(torch.equal(a[k], b[k]) for k in a)
