@@ -43,6 +43,8 @@ def decode_audio_stream(container, path: Path) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of an open PyAV container -> mono float32 (N,), native rate."""
     import av
 
+    if not (container.streams.video or container.streams.audio):
+        raise MediaError(path, "no audio or video streams (truncated, or not a media file)")
     if not container.streams.audio:
         raise MediaError(path, "no audio stream")
     stream = container.streams.audio[0]

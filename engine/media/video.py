@@ -54,6 +54,8 @@ def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: in
     except av.error.FFmpegError as e:
         raise MediaError(path, f"unreadable or corrupt media file ({type(e).__name__})") from None
     with container:
+        if not (container.streams.video or container.streams.audio):
+            raise MediaError(path, "no audio or video streams (truncated, or not a media file)")
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         stream = container.streams.video[0]

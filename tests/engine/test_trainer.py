@@ -137,3 +137,22 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
 def test_missing_checkpoint_gives_clear_error(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint found"):
         ckpt.load_module(tmp_path)
+
+
+def test_cli_user_error_is_one_line_and_nonzero(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli(["train.py", *SMOKE, f"trainer.out_dir={tmp_path}", f"trainer.resume={tmp_path}/nowhere"],
+                   check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "nowhere: no checkpoint found" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_activation_checkpointing_does_not_change_training(tmp_path):
+    common = ("trainer.max_steps=6", "trainer.save_every=6")
+    make_trainer(tmp_path / "plain", *common).fit()
+    make_trainer(tmp_path / "ckpt", *common, "trainer.activation_checkpointing=true").fit()
+    a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "ckpt")
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)

@@ -1,0 +1,125 @@
+"""Shared layers: numerics against their defining formulas, masks, and released parameter names."""
+
+import math
+
+import pytest
+import torch
+
+from engine.layers import (
+    AdaLNModulation,
+    RMSNorm,
+    RotaryEmbedding,
+    SelfAttention,
+    SwiGLU,
+    TransformerBlock,
+    gate,
+    modulate,
+    sinusoidal_embedding,
+)
+from engine.layers.attention import set_attention_backend
+
+torch.manual_seed(0)
+
+
+def test_rope_rotates_each_channel_pair_by_position_times_frequency():
+    head_dim, length = 8, 5
+    rope = RotaryEmbedding(head_dim, max_len=16)
+    x = torch.randn(1, 2, length, head_dim, dtype=torch.float64)
+    out = rope(x.float()).double()
+    for pos in range(length):
+        for i in range(head_dim // 2):
+            angle = pos * 10000 ** (-2 * i / head_dim)
+            rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]],
+                               dtype=torch.float64)
+            expected = x[..., pos, 2 * i : 2 * i + 2] @ rot.T
+            assert torch.allclose(out[..., pos, 2 * i : 2 * i + 2], expected, atol=1e-5)
+
+
+def test_rope_table_is_the_released_buffer_layout_and_extends_past_max_len():
+    rope = RotaryEmbedding(128, max_len=1024)
+    assert "w" in rope.state_dict() and rope.w.shape == (1024, 64, 2)
+    short = RotaryEmbedding(16, max_len=4)
+    long = RotaryEmbedding(16, max_len=64)
+    x = torch.randn(2, 3, 10, 16)
+    assert torch.allclose(short(x), long(x), atol=1e-6)
+
+
+def test_rope_attention_scores_depend_on_relative_position_only():
+    rope = RotaryEmbedding(16, max_len=64)
+    q, k = torch.randn(16), torch.randn(16)
+    seq_q, seq_k = q.expand(1, 1, 40, 16), k.expand(1, 1, 40, 16)
+    rq, rk = rope(seq_q)[0, 0], rope(seq_k)[0, 0]
+    assert torch.allclose(rq[10] @ rk[7], rq[30] @ rk[27], atol=1e-4)
+
+
+def test_rmsnorm_formula():
+    norm = RMSNorm(6)
+    norm.scale.data = torch.arange(6.0)
+    x = torch.randn(3, 6)
+    expected = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * norm.scale
+    assert torch.allclose(norm(x), expected, atol=1e-6)
+
+
+def test_swiglu_formula_and_default_hidden():
+    mlp = SwiGLU(1024)
+    assert mlp.fc1.weight.shape == (2730, 1024) and mlp.proj.weight.shape == (1024, 2730)
+    small = SwiGLU(4, hidden=6)
+    x = torch.randn(2, 4)
+    expected = small.proj(torch.nn.functional.silu(small.fc1(x)) * small.fc2(x))
+    assert torch.allclose(small(x), expected)
+
+
+def test_attention_key_padding_matches_unpadded_sequence():
+    attn, rope = SelfAttention(32, 4), RotaryEmbedding(8)
+    x = torch.randn(2, 9, 32)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    padded = attn(x, rope, mask)
+    alone = attn(x[1:, :6], rope)
+    assert torch.allclose(padded[1, :6], alone[0], atol=1e-5)
+
+
+def test_causal_attention_ignores_the_future():
+    attn = SelfAttention(16, 2)
+    x = torch.randn(1, 7, 16)
+    y = x.clone()
+    y[:, 5:] = torch.randn(1, 2, 16)
+    assert torch.allclose(attn(x, causal=True)[:, :5], attn(y, causal=True)[:, :5], atol=1e-6)
+    assert not torch.allclose(attn(x)[:, :5], attn(y)[:, :5], atol=1e-6)
+
+
+def test_flash_backend_without_flash_attn_is_a_clear_error():
+    try:
+        import flash_attn  # noqa: F401
+        pytest.skip("flash-attn is installed")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match=r"needs flash-attn: pip install '\.\[gpu\]'"):
+        set_attention_backend("flash")
+    with pytest.raises(ValueError, match="must be one of"):
+        set_attention_backend("xformers")
+    set_attention_backend("sdpa")
+
+
+def test_block_parameter_names_follow_the_released_talker_checkpoint():
+    names = set(TransformerBlock(64, 4).state_dict())
+    assert names == {"norm1.scale", "attn.qkv.weight", "attn.proj.weight", "norm2.scale",
+                     "mlp.fc1.weight", "mlp.fc2.weight", "mlp.proj.weight"}
+
+
+def test_sinusoidal_embedding_formula():
+    t = torch.tensor([0.0, 0.25, 1.0])
+    emb = sinusoidal_embedding(t, 8, scale=1000.0)
+    freqs = torch.exp(-math.log(10000) / 3 * torch.arange(4.0))
+    angles = 1000 * t[:, None] * freqs
+    assert torch.allclose(emb, torch.cat([angles.sin(), angles.cos()], -1), atol=1e-4)
+
+
+def test_adaln_zero_starts_as_identity():
+    mod = AdaLNModulation(cond_dim=5, dim=8, n_chunks=3)
+    shift, scale, g = mod(torch.randn(2, 5))
+    x = torch.randn(2, 4, 8)
+    assert torch.equal(modulate(x, shift, scale), x)
+    assert torch.equal(gate(x, g), torch.zeros_like(x))
+    per_step = torch.randn(2, 4, 8)
+    assert torch.allclose(modulate(x, per_step, per_step), x * (1 + per_step) + per_step)
