@@ -13,7 +13,7 @@ from avcodecs.maskgct.synthetic import synthesize_speech
 from avcodecs.maskgct.vocos import ISTFT
 from engine.weights import compare_shapes, shapes
 
-REFERENCE = Path(__file__).parent / "reference"  # copies of the released key/shape lists
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the released key/shape lists
 HOP = 480
 
 
