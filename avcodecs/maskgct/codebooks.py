@@ -59,6 +59,10 @@ class CodebookMaintenance(nn.Module):
             self._init_state = int(self.init_state)  # one host sync per process (after a resume too)
         return self._init_state
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._init_state = None  # loaded weights (a resume) bring their own stage: re-read it
+
     def _set_state(self, state: int) -> None:
         self.init_state.fill_(state)
         self._init_state = state

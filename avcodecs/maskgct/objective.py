@@ -74,7 +74,7 @@ class CodecObjective(nn.Module):
         return torch.where(dropped, random_levels, levels)
 
     def reconstruct(self, wav: torch.Tensor):
-        """(B, N) -> reconstruction (B, N), RVQ output, latent (B, D, T), logs."""
+        """(B, N) -> reconstruction (B, N), RVQ output (codes, VQ losses), detached upkeep logs."""
         logs = self.codebooks.before_forward(self.codec.quantizer) if self.training else {}
         latent = self.codec.encoder(wav[:, None])  # (B, D, T)
         keep = self.sample_kept_levels(wav.shape[0], wav.device) if self.training else None
