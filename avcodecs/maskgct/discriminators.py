@@ -31,6 +31,16 @@ class WNConv2d(nn.Conv2d):
         return self._conv_forward(x, weight, self.bias)
 
 
+def conv_stack_features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """LeakyReLU conv stack; every activation is kept for feature matching, the logits last."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        features.append(x)
+    features.append(post(x))
+    return features
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into (N / p, p) and convolves along time only: sees periodic structure."""
 
@@ -46,12 +56,7 @@ class PeriodDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> list[torch.Tensor]:
         x = F.pad(wav[:, None], (0, -wav.shape[-1] % self.period), mode="reflect")  # (B, 1, N')
         x = x.view(x.shape[0], 1, -1, self.period)  # (B, 1, N' / p, p)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        features.append(self.post(x))
-        return features
+        return conv_stack_features(self.convs, self.post, x)
 
 
 class STFTDiscriminator(nn.Module):
@@ -73,12 +78,7 @@ class STFTDiscriminator(nn.Module):
         with torch.autocast(wav.device.type, enabled=False):
             spec = torch.stft(wav.float(), self.n_fft, self.hop, window=self.window, return_complex=True)  # (B, F, S)
         x = torch.view_as_real(spec).permute(0, 3, 2, 1)  # (B, 2, S, F)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        features.append(self.post(x))
-        return features
+        return conv_stack_features(self.convs, self.post, x)
 
 
 class Discriminators(nn.Module):
