@@ -148,3 +148,11 @@ def test_cli_user_error_is_one_line_and_nonzero(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "nowhere: no checkpoint found" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_activation_checkpointing_does_not_change_training(tmp_path):
+    common = ("trainer.max_steps=6", "trainer.save_every=6")
+    make_trainer(tmp_path / "plain", *common).fit()
+    make_trainer(tmp_path / "ckpt", *common, "trainer.activation_checkpointing=true").fit()
+    a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "ckpt")
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
