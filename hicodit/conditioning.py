@@ -59,7 +59,8 @@ class _BasicBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
         self.skip = None
         if stride != 1 or c_in != c_out:
-            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(_groups(c_out), c_out))
+            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                      nn.GroupNorm(_groups(c_out), c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.silu(self.norm1(self.conv1(x)))

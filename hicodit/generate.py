@@ -145,7 +145,8 @@ def _check_features(item: dict, cfg, clip_id: str) -> None:
         raise ClipDataError(f"clip {clip_id!r}: lip features have shape {tuple(lip.shape)}, "
                             f"the model expects (T, {cfg.lip_dim})")
     if cfg.lip_input == "frontend" and lip.dim() != 3:
-        raise ClipDataError(f"clip {clip_id!r}: the lip front-end expects mouth crops (T, H, W), got {tuple(lip.shape)}")
+        raise ClipDataError(f"clip {clip_id!r}: the lip front-end expects mouth crops (T, H, W), "
+                            f"got {tuple(lip.shape)}")
     if item["face"].shape != (cfg.face_dim,):
         raise ClipDataError(f"clip {clip_id!r}: face embedding has shape {tuple(item['face'].shape)}, "
                             f"the model expects ({cfg.face_dim},)")

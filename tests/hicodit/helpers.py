@@ -8,9 +8,10 @@ from hicodit.model import HiCoDiT, HiCoDiTConfig
 
 def tiny_data_config(clips: int = 4, frames: tuple[int, int] = (10, 20), speakers: int = 2, **overrides):
     m = HiCoDiTConfig.tiny()
-    return HiCoDiTDataConfig(synthetic_clips=clips, synthetic_min_frames=frames[0], synthetic_max_frames=frames[1],
-                             synthetic_speakers=speakers, codebook_size=m.codebook_size, lip_dim=m.lip_dim,
-                             face_dim=m.face_dim, speaker_dim=m.speaker_dim, max_frames=None, **overrides)
+    fields = dict(synthetic_clips=clips, synthetic_min_frames=frames[0], synthetic_max_frames=frames[1],
+                  synthetic_speakers=speakers, codebook_size=m.codebook_size, lip_dim=m.lip_dim, face_dim=m.face_dim,
+                  speaker_dim=m.speaker_dim, max_frames=None)
+    return HiCoDiTDataConfig(**{**fields, **overrides})
 
 
 def tiny_batch(clips: int = 3, frames: tuple[int, int] = (10, 20), **overrides) -> dict:
