@@ -24,7 +24,7 @@ Choices the paper leaves open (all configurable, see ``HiCoDiTConfig`` and docs/
     like every other modulation (adaLN-Zero), so each block starts as the identity.
 """
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -112,12 +112,10 @@ class Conditions:
     speaker: torch.Tensor  # (B, S) c_id (or a reference GE2E embedding) in speaker space
     emo_seq: torch.Tensor  # (B, E, C) 2 Hz emotion embeddings
     emo_pooled: torch.Tensor  # (B, C) their mean over real steps
-    extras: dict = field(default_factory=dict)
 
     def repeat(self, n: int) -> "Conditions":
         """The batch stacked n times (guidance runs its variants as one batch)."""
-        return Conditions(**{f.name: getattr(self, f.name).repeat(n, *[1] * (getattr(self, f.name).dim() - 1))
-                             for f in fields(self) if f.name != "extras"})
+        return Conditions(*(t.repeat(n, *[1] * (t.dim() - 1)) for t in (getattr(self, f.name) for f in fields(self))))
 
 
 def _norm(kind: str, dim: int) -> nn.Module:

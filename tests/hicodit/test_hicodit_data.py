@@ -64,3 +64,30 @@ def test_generated_clips_are_deterministic_and_follow_their_conditions():
     clip = a.clip(0)
     assert clip["tokens"].shape == (12, 2 * len(clip["lip"])) and clip["tokens"].max() < 64
     assert not np.array_equal(clip["tokens"][:, 0::2], clip["tokens"][:, 1::2])  # two tokens per frame differ
+
+
+def test_precompute_tokens_encodes_a_manifests_audio_with_the_codec(tmp_path, repo):
+    import importlib.util
+
+    from engine.data import read_manifest, write_manifest
+    from engine.media import write_wav
+
+    spec = importlib.util.spec_from_file_location("precompute", repo / "scripts" / "hicodit_precompute_tokens.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    entries = []
+    for i, frames in enumerate((10, 13)):
+        write_wav(tmp_path / f"a{i}.wav", 0.1 * np.sin(np.arange(frames * 960) / 7.0), 24000)
+        entries.append({"id": f"a{i}", "num_frames": frames, "audio": f"a{i}.wav", "lip": f"lip/a{i}.npy"})
+    write_manifest(tmp_path / "clips.jsonl", entries)
+    out = tmp_path / "out"
+    assert script.main(["--manifest", str(tmp_path / "clips.jsonl"), "--out-dir", str(out),
+                        "--codec-config", str(repo / "configs" / "codec" / "maskgct_tiny.yaml")]) == 0
+    written = read_manifest(out / "clips.jsonl")
+    for entry, frames in zip(written, (10, 13)):
+        tokens = np.load(out / entry["tokens"])
+        assert tokens.dtype == np.int16 and tokens.shape == (12, 2 * frames) and tokens.max() < 64
+        assert entry["lip"] == f"lip/{entry['id']}.npy"  # paths that do not exist yet are kept as written
+    (tmp_path / "a1.wav").write_bytes(b"not audio")
+    assert script.main(["--manifest", str(tmp_path / "clips.jsonl"), "--out-dir", str(tmp_path / "bad"),
+                        "--codec-config", str(repo / "configs" / "codec" / "maskgct_tiny.yaml")]) == 1
