@@ -147,9 +147,10 @@ class HiCoDiTBlock(nn.Module):
         self.temporal = AdaLNModulation(dim, 1, 2) if temporal else None
 
     def _temporal_scales(self, emo: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g1, g2 = self.temporal(emo)  # (B, E, 1) each
-        expand = lambda g: 1 + g.repeat_interleave(self.window, dim=1)[:, :length]  # noqa: E731  (B, L, 1)
-        return expand(g1), expand(g2)
+        """(1 + gamma_t) for the attention and MLP branches, each step repeated W times: (B, L, 1) x 2."""
+        g = torch.cat(self.temporal(emo), dim=-1)  # (B, E, 2)
+        scales = 1 + g.repeat_interleave(self.window, dim=1)[:, :length]  # (B, L, 2)
+        return scales[..., :1], scales[..., 1:]
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, rope: RotaryEmbedding, mask: torch.Tensor | None,
                 emo: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,8 +207,9 @@ class HiCoDiT(nn.Module):
         self.in_proj = nn.Linear(2 * dim, dim)  # [token features, lip features] -> C
         self.high_in = nn.Linear(2 * dim, dim) if cfg.high_merge == "concat" else None
         self.rope = RotaryEmbedding(dim // cfg.heads, max_len=cfg.max_len)
-        block = lambda temporal: HiCoDiTBlock(dim, cfg.heads, cfg.mlp_hidden, cfg.qk_norm, cfg.norm,  # noqa: E731
-                                              temporal, cfg.emotion_window)
+        def block(temporal: bool) -> HiCoDiTBlock:
+            return HiCoDiTBlock(dim, cfg.heads, cfg.mlp_hidden, cfg.qk_norm, cfg.norm, temporal, cfg.emotion_window)
+
         self.low_blocks = nn.ModuleList(block(False) for _ in range(cfg.low_depth))
         self.high_blocks = nn.ModuleList(block(cfg.dual_scale_adaln) for _ in range(cfg.high_depth))
         self.low_final = FinalLayer(dim, cfg.norm) if cfg.low_heads_from == "low" else None

@@ -35,6 +35,10 @@ class HiCoDiTTask(Task):
         self.codec_factory = codec
         self.val_seed = val_seed
         self._codec = None
+        needs_ge2e = self.diffusion_cfg.id_loss_weight > 0 or self.diffusion_cfg.acoustic_identity_prob > 0
+        if data.ge2e_key is None and needs_ge2e:
+            raise ValueError("data.ge2e_key is null (no GE2E targets): set diffusion.id_loss_weight=0 and "
+                             "diffusion.acoustic_identity_prob=0")
         if data.num_levels != model.num_levels or data.tokens_per_frame != model.tokens_per_frame:
             raise ValueError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
                              f"({model.num_levels}, {model.tokens_per_frame}) disagree")

@@ -132,3 +132,15 @@ def test_lip_frontend_takes_mouth_crops_and_learns_end_to_end():
     logits = net(batch["tokens"], torch.rand(2), cond, batch["token_mask"])
     logits.square().mean().backward()
     assert net.lip_frontend.stem.weight.grad.abs().sum() > 0
+
+
+def test_paper_recipe_composes_with_the_papers_hyperparameters():
+    cfg = compose("experiment=hicodit_lrs3", "data.train_manifest=train.jsonl")
+    task = instantiate(cfg.task)  # cheap: the codec stays a factory until validation writes audio
+    assert task.model_cfg == HiCoDiTConfig.paper() and task.data_cfg.train_manifest == "train.jsonl"
+    assert (cfg.trainer.lr, cfg.trainer.batch_size, cfg.trainer.max_steps) == (1e-4, 32, 200_000)
+    assert cfg.trainer.ema_decay and task.diffusion_cfg.id_loss_weight == 100.0
+    assert (task.diffusion_cfg.drop_each, task.diffusion_cfg.drop_all) == (0.1, 0.1)
+    s = task.sampler_cfg
+    assert (s.steps, s.w_all, s.w_id, s.w_emo, s.w_lip) == (64, 2.5, 1.25, 1.5, 2.0)
+    assert callable(task.codec_factory) and cfg.codec.config.codebook_size == 1024
