@@ -328,7 +328,9 @@ class MaskedDiffusion(nn.Module):
         passes = guidance_passes(cfg)
         n = len(passes)
         cond_n = cond.repeat(n)  # encoded once, reused every step
-        mask_n = token_mask.repeat(n, 1)
+        # Without padding, no mask at all: SDPA / flash-attn then take their fastest kernels
+        # (one host sync per call, outside the step loop).
+        mask_n = None if bool(token_mask.all()) else token_mask.repeat(n, 1)
         drop_n = torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0)  # (n B, 3)
         n_real = real.sum((1, 2))  # (B,)
         times = [1.0 - k / cfg.steps for k in range(cfg.steps + 1)]  # host floats: no device syncs
