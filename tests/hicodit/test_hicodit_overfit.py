@@ -84,6 +84,16 @@ def test_checkpoint_drives_batch_inference_and_muxing(trained, tmp_path):
                        "--face", str(clip_dir / "face" / "clip_00001.npy"),
                        "--emotion", str(clip_dir / "emotion" / "clip_00001.npy"),
                        "--video", str(video), "--out", str(out), *flags]) == 0
+    # identity from a "reference recording" (its GE2E embedding) instead of the face
+    voice = tmp_path / "voice" / "speech.wav"
+    assert infer.main(["hicodit", "--checkpoint", run, "--lip", str(clip_dir / "lip" / "clip_00001.npy"),
+                       "--face", str(clip_dir / "face" / "clip_00001.npy"),
+                       "--emotion", str(clip_dir / "emotion" / "clip_00001.npy"), "--identity", "voice",
+                       "--reference-ge2e", str(clip_dir / "ge2e" / "clip_00001.npy"), "--tokens-only",
+                       "--out", str(voice), *flags]) == 0
+    voice_tokens = np.load(voice.with_suffix(".tokens.npy"))
+    assert (voice_tokens == np.load(clip_dir / "tokens" / "clip_00001.npy")).mean() >= 0.9
+
     wav, rate = sf.read(out)
     assert rate == 24000 and len(wav) == 2 * FRAMES * 480
     muxed = read_video(out.with_suffix(".mp4"), fps=25.0, audio_sample_rate=24000)
