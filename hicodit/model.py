@@ -207,6 +207,7 @@ class HiCoDiT(nn.Module):
         self.in_proj = nn.Linear(2 * dim, dim)  # [token features, lip features] -> C
         self.high_in = nn.Linear(2 * dim, dim) if cfg.high_merge == "concat" else None
         self.rope = RotaryEmbedding(dim // cfg.heads, max_len=cfg.max_len)
+
         def block(temporal: bool) -> HiCoDiTBlock:
             return HiCoDiTBlock(dim, cfg.heads, cfg.mlp_hidden, cfg.qk_norm, cfg.norm, temporal, cfg.emotion_window)
 
