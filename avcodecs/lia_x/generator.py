@@ -10,7 +10,6 @@ Shapes: image (N, 3, R, R) in [-1, 1]; latent (N, S); motion (N, M); features co
 
 import logging
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,13 +17,13 @@ from torch import nn
 from avcodecs.lia_x.config import LIAXConfig
 from avcodecs.lia_x.decoder import Decoder
 from avcodecs.lia_x.encoder import Encoder
-from engine.errors import UserFacingError
+from avcodecs.safe_load import CheckpointReadError, safe_torch_load
 from engine.weights import load_checked
 
 log = logging.getLogger(__name__)
 
 
-class LIAXWeightsError(UserFacingError, ValueError):
+class LIAXWeightsError(CheckpointReadError):
     pass
 
 
@@ -54,31 +53,16 @@ class Generator(nn.Module):
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read lia-x.pt safely (``weights_only``, memory-mapped). The release is a plain state dict
-    (upstream loads it with ``load_state_dict(torch.load(path))``); a LIA-style training
-    checkpoint {"gen": state_dict, ...} is unwrapped too."""
-    path = Path(path)
-    if not path.is_file():
-        raise LIAXWeightsError(f"{path}: no such LIA-X weights file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # mmap needs the zip format; the legacy pickle format reads without it
-        obj = _load_unmapped(path)
-    except Exception as e:
-        raise LIAXWeightsError(f"{path}: not a readable PyTorch weights file ({type(e).__name__})") from None
+    """Read lia-x.pt safely (tensors and plain containers only, memory-mapped). The release is a
+    plain state dict (upstream loads it with ``load_state_dict(torch.load(path))``); a LIA-style
+    training checkpoint {"gen": state_dict, ...} is unwrapped too."""
+    obj = safe_torch_load(path)
     if isinstance(obj, dict) and isinstance(obj.get("gen"), dict):
         obj = obj["gen"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise LIAXWeightsError(f"{path}: expected a LIA-X generator state dict (name -> tensor), "
                                f"found {type(obj).__name__}")
     return obj
-
-
-def _load_unmapped(path: Path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise LIAXWeightsError(f"{path}: not a readable PyTorch weights file ({type(e).__name__})") from None
 
 
 def load_generator(path: str | os.PathLike, config: LIAXConfig | None = None,

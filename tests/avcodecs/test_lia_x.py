@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from avcodecs.lia_x import LIAX, Generator, LIAXConfig, LIAXInputError, LIAXWeightsError, load_motion_stats
 from avcodecs.lia_x.frames import fit_square, to_model_range, to_uint8
+from avcodecs.safe_load import CheckpointReadError
 from engine.weights import WeightsMismatchError, compare_shapes, shapes
 from tests.conftest import compose
 
@@ -228,9 +229,9 @@ def test_mismatched_or_unreadable_weights_are_refused(tmp_path):
 
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(LIAXWeightsError, match=f"^{garbage}: not a readable PyTorch weights file"):
+    with pytest.raises(CheckpointReadError, match=f"^{garbage}: not a readable torch checkpoint"):
         LIAX.from_pretrained(garbage)
-    with pytest.raises(LIAXWeightsError, match="no such LIA-X weights file"):
+    with pytest.raises(CheckpointReadError, match="checkpoint file does not exist"):
         LIAX.from_pretrained(tmp_path / "missing.pt")
     torch.save([torch.zeros(1)], garbage)
     with pytest.raises(LIAXWeightsError, match="expected a LIA-X generator state dict"):
