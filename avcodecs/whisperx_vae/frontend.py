@@ -11,9 +11,10 @@ Shapes: wav (B, N); mel (B, n_mels, N // 160), i.e. (B, 128, 3000) for a 30-s wi
 import functools
 import math
 
-import numpy as np
 import torch
 from torch.nn import functional as F
+
+from engine.mel import mel_filterbank
 
 WHISPER_SAMPLE_RATE = 16_000
 N_FFT = 400
@@ -66,37 +67,6 @@ def pad_or_trim(wav: torch.Tensor, length: int = CHUNK_SAMPLES) -> torch.Tensor:
 
 # --- log-mel ------------------------------------------------------------------------------------
 
-def hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney's auditory-toolbox mel scale: linear (200/3 Hz per mel) below 1 kHz, log above."""
-    hz = np.asarray(hz, dtype=np.float64)
-    linear = hz / (200.0 / 3)
-    log = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (math.log(6.4) / 27.0)
-    return np.where(hz >= 1000.0, log, linear)
-
-
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    linear = mel * (200.0 / 3)
-    log = 1000.0 * np.exp((math.log(6.4) / 27.0) * (mel - 15.0))
-    return np.where(mel >= 15.0, log, linear)
-
-
-@functools.cache
-def mel_filterbank(n_mels: int = 128, sample_rate: int = WHISPER_SAMPLE_RATE, n_fft: int = N_FFT,
-                   f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
-    """(n_mels, n_fft // 2 + 1) float64: triangles between mel-spaced edges, Slaney area
-    normalisation (each triangle scaled by 2 / its width in Hz), as librosa's default mel filters
-    that openai-whisper ships in ``mel_filters.npz``."""
-    f_max = sample_rate / 2 if f_max is None else f_max
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))  # (n_mels + 2,)
-    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)  # (F,) FFT bin centre frequencies
-    left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins - left) / (centre - left)
-    falling = (right - bins) / (right - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (right - left))
-    return torch.from_numpy(weights)
-
-
 def log_mel_spectrogram(audio: torch.Tensor, n_mels: int = 128) -> torch.Tensor:
     """Whisper's log-mel: (B, N) 16 kHz -> (B, n_mels, N // 160).
 
@@ -107,7 +77,8 @@ def log_mel_spectrogram(audio: torch.Tensor, n_mels: int = 128) -> torch.Tensor:
     spec = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect",
                       return_complex=True)  # (B, 201, N // 160 + 1)
     power = spec[..., :-1].abs() ** 2  # (B, 201, frames)
-    filters = mel_filterbank(n_mels).to(device=audio.device, dtype=audio.dtype)  # (n_mels, 201)
+    filters = mel_filterbank(WHISPER_SAMPLE_RATE, N_FFT, n_mels)  # (n_mels, 201)
+    filters = filters.to(device=audio.device, dtype=audio.dtype)
     log_spec = (filters @ power).clamp_min(1e-10).log10()  # (B, n_mels, frames)
     floor = log_spec.amax(dim=(-2, -1), keepdim=True) - 8.0  # per utterance (whisper runs one at a time)
     return (torch.maximum(log_spec, floor) + 4.0) / 4.0

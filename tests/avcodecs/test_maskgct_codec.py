@@ -1,0 +1,111 @@
+"""MaskGCT acoustic codec: released layout at full size, and the tiny codec's encode/decode contract."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from avcodecs.base import DiscreteAudioCodec
+from avcodecs.maskgct import MaskGCTCodec, MaskGCTCodecConfig, build_maskgct_codec
+from avcodecs.maskgct.synthetic import synthesize_speech
+from avcodecs.maskgct.vocos import ISTFT
+from engine.weights import compare_shapes, shapes
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the released key/shape lists
+HOP = 480
+
+
+def reference_shapes(part: str) -> dict[str, tuple]:
+    path = REFERENCE / f"maskgct_codec_{part}_state_dict.json"
+    return {k: tuple(v) for k, v in json.loads(path.read_text())["tensors"].items()}
+
+
+def test_full_size_has_the_released_names_shapes_and_sizes():
+    with torch.device("meta"):
+        codec = MaskGCTCodec(MaskGCTCodecConfig.paper())
+    for part, millions in (("encoder", 42.5), ("decoder", 128.2)):
+        module = getattr(codec, part)
+        report = compare_shapes(reference_shapes(part), shapes(module.state_dict()), part)
+        assert report.ok, report.summary()
+        assert round(sum(p.numel() for p in module.parameters()) / 1e6, 1) == millions
+    assert (codec.sample_rate, codec.frame_rate, codec.hop_length) == (24_000, 50.0, HOP)
+    assert (codec.num_levels, codec.codebook_size) == (12, 1024)
+
+
+@pytest.fixture(scope="module")
+def codec() -> MaskGCTCodec:
+    torch.manual_seed(0)
+    return build_maskgct_codec(MaskGCTCodecConfig.tiny())
+
+
+@pytest.fixture(scope="module")
+def wav() -> torch.Tensor:
+    clips = [synthesize_speech(12_345, 24_000, seed) for seed in (1, 2)]
+    return torch.stack([torch.from_numpy(c) for c in clips])  # (2, 12345): not a multiple of the hop
+
+
+def test_encode_shape_dtype_range_and_determinism(codec, wav):
+    assert isinstance(codec, DiscreteAudioCodec)
+    codes = codec.encode(wav)
+    assert codes.shape == (2, 12, 26) and codes.dtype == torch.int64  # ceil(12345 / 480) = 26 frames
+    assert 0 <= int(codes.min()) and int(codes.max()) < codec.codebook_size
+    assert torch.equal(codes, codec.encode(wav))
+    assert torch.equal(codes[1:], codec.encode(wav[1:]))  # items are independent of their batch
+    assert len(codes[:, 0].unique()) > 1  # not collapsed onto one code
+
+
+def test_decode_length_and_every_level_prefix(codec, wav):
+    codes = codec.encode(wav)
+    previous = None
+    for q in range(1, 13):
+        out = codec.decode(codes[:, :q])
+        assert out.shape == (2, 26 * HOP) and torch.isfinite(out).all()
+        if previous is not None:
+            assert not torch.allclose(out, previous), f"level {q - 1} changed nothing"
+        previous = out
+    for bad in (codes[:, :0], torch.cat([codes, codes[:, :1]], 1)):
+        with pytest.raises(ValueError, match="levels"):
+            codec.decode(bad)
+
+
+def test_vectorised_embedding_equals_per_level_reference(codec, wav):
+    codes = codec.encode(wav)
+    for q in (1, 5, 12):
+        expected = sum(level.out_project(level.lookup(codes[:, i]))
+                       for i, level in enumerate(codec.quantizer.quantizers[:q]))
+        torch.testing.assert_close(codec.embed(codes[:, :q]), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(codec.decode(codes), codec.decode_latent(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_agrees_with_the_training_quantizer(codec, wav):
+    """Encode and the training path pick the same codes, and decoding the codes gives exactly
+    the latent the training path quantized to (so a codec trained here tokenizes consistently)."""
+    latent = codec.encode_latent(wav)
+    out = codec.quantizer(latent)
+    assert torch.equal(out.codes, codec.encode(wav))
+    torch.testing.assert_close(out.quantized, codec.embed(out.codes), rtol=1e-5, atol=1e-5)
+
+
+def test_istft_inverts_a_same_padded_stft():
+    n_fft, hop, frames = 1920, 480, 20
+    signal = torch.randn(2, frames * hop)
+    istft = ISTFT(n_fft, hop)
+    padded = F.pad(signal, ((n_fft - hop) // 2, (n_fft - hop) // 2))  # "same" padding
+    windowed = padded.unfold(-1, n_fft, hop) * istft.window  # (B, T, n_fft)
+    spec = torch.fft.rfft(windowed, dim=-1).transpose(1, 2)  # (B, F, T)
+    assert spec.shape == (2, n_fft // 2 + 1, frames)
+    torch.testing.assert_close(istft(spec), signal, rtol=0, atol=1e-4)
+
+
+def test_folded_weight_norm_gives_the_same_output(wav):
+    torch.manual_seed(3)
+    live = MaskGCTCodec(MaskGCTCodecConfig.tiny()).eval()
+    folded = MaskGCTCodec(MaskGCTCodecConfig.tiny()).eval()
+    folded.load_state_dict(live.state_dict())
+    folded.fold_weight_norm()
+    with torch.no_grad():
+        codes = live.encode(wav)
+        assert torch.equal(codes, folded.encode(wav))
+        torch.testing.assert_close(folded.decode(codes), live.decode(codes))

@@ -1,0 +1,191 @@
+"""Training the MaskGCT-layout codec: it learns, the GAN's gradients stay apart, codebooks are kept alive."""
+
+import json
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from safetensors.torch import load_file
+
+from avcodecs.maskgct import MaskGCTCodecConfig, build_maskgct_codec
+from avcodecs.maskgct.codebooks import CodebookMaintenance, spherical_kmeans
+from avcodecs.maskgct.data import AudioCropDataset, SyntheticSpeechDataset
+from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
+from engine.checkpoint import load_module
+from engine.distributed import DistInfo
+from engine.media import MediaError, write_wav
+from engine.trainer import Trainer
+from tests.conftest import compose, free_port, run_cli
+
+SEGMENT = 12_000  # 0.5 s, 25 frames
+
+
+def batch_of(n: int, seed: int = 0) -> dict:
+    data = SyntheticSpeechDataset(n, 24_000, SEGMENT, 480, seed)
+    return {"audio": torch.stack([data[i]["audio"] for i in range(n)])}
+
+
+def test_tiny_codec_experiment_lowers_the_mel_loss(tmp_path):
+    cfg = compose("experiment=codec_maskgct_tiny", f"trainer.out_dir={tmp_path}", "trainer.max_steps=30",
+                  "trainer.batch_size=4", "trainer.lr=3e-3", "trainer.warmup_steps=5",
+                  "trainer.val_every=0", "trainer.log_every=5", "trainer.save_every=30",
+                  "trainer.progress=false", "data.synthetic_items=16", "data.synthetic_val_items=2")
+    Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    mel = [r["train/mel"] for r in rows if "train/mel" in r]
+    assert len(mel) == 6 and (mel[-1] + mel[-2]) / 2 < 0.9 * mel[0], mel  # ~0.84 typically; untrained ~1
+    assert any("val/mel_level0" in r for r in rows)
+    assert (tmp_path / "samples" / "step_00000030" / "recon_all_levels.wav").is_file()
+
+    # the trained codec exports to the released layout and loads back as a frozen tokenizer
+    from scripts.export_maskgct_codec import main as export
+
+    assert export(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "export")]) == 0
+    trained, _, _ = load_module(tmp_path)
+    codec = build_maskgct_codec(MaskGCTCodecConfig.tiny(), weights=tmp_path / "export")
+    wav = batch_of(1, seed=9)["audio"]
+    with torch.no_grad():
+        assert torch.equal(codec.encode(wav), trained.codec.encode(wav))
+
+
+def tiny_gan() -> CodecObjective:
+    loss = CodecLossConfig(adversarial=True, periods=(2, 3), stft_sizes=(512, 256), period_channels=2,
+                           stft_channels=4, mel_windows=(64, 512), mel_bins=(10, 40), kmeans_frames=128)
+    return CodecObjective(MaskGCTCodecConfig.tiny(), loss).train()
+
+
+def test_gan_each_network_gets_only_its_own_gradient():
+    torch.manual_seed(0)
+    module = tiny_gan()
+    batch = batch_of(2)
+    codec_params = list(module.codec.parameters())
+    critic_params = list(module.discriminators.parameters())
+
+    def grads_of(which: str):
+        module.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # same quantizer dropout draw every time
+        losses, _ = module.losses(batch)
+        (losses["generator"] + losses["discriminator"] if which == "sum" else losses[which]).backward()
+        return [p.grad for p in codec_params], [p.grad for p in critic_params]
+
+    module.losses(batch)  # first forward records k-means frames; the next ones run the same codebooks
+    codec_g, critic_g = grads_of("generator")
+    assert all(g is None for g in critic_g)
+    assert sum(g.abs().sum() for g in codec_g if g is not None) > 0
+    codec_d, critic_d = grads_of("discriminator")
+    assert all(g is None for g in codec_d)
+    assert all(g is not None for g in critic_d)
+    codec_s, critic_s = grads_of("sum")
+    for summed, own in zip(codec_s + critic_s, codec_g + critic_d):
+        if own is not None:
+            torch.testing.assert_close(summed, own)
+
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in critic_params]
+    optimizer.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, critic_params))
+
+
+def test_quantizer_dropout_keeps_a_prefix_of_levels():
+    torch.manual_seed(0)
+    module = CodecObjective(MaskGCTCodecConfig.tiny(), CodecLossConfig())
+    quantizer = module.codec.quantizer
+    latent = module.codec.encode_latent(batch_of(3)["audio"])
+    keep = torch.tensor([1, 5, 12])
+    out = quantizer(latent, keep)
+    for b, k in enumerate(keep.tolist()):
+        torch.testing.assert_close(out.quantized[b], quantizer.embed(out.codes[b : b + 1, :k])[0], atol=1e-5, rtol=1e-5)
+    kept = module.sample_kept_levels(4000, torch.device("cpu"))
+    assert kept.min() == 1 and kept.max() == 12
+    assert 0.4 < (kept < 12).float().mean() < 0.55  # about half the items dropped (some draw 12 anyway)
+
+
+def test_kmeans_init_then_dead_code_restart():
+    torch.manual_seed(0)
+    module = CodecObjective(MaskGCTCodecConfig.tiny(), CodecLossConfig(kmeans_frames=256, dead_after=3)).train()
+    quantizer, upkeep = module.codec.quantizer, module.codebooks
+    batch = batch_of(4)
+    with torch.no_grad():
+        module(batch)  # records frames
+        assert int(upkeep.init_state) == 1
+        books = quantizer.stacked_codebooks().clone()
+        module(batch)  # fits k-means before quantizing
+        assert int(upkeep.init_state) == 2
+        assert not torch.equal(books, quantizer.stacked_codebooks())
+        frames = upkeep.kmeans_latents.t()[None]
+        used = [len(c.unique()) for c in quantizer.encode(frames)[0]]
+        assert min(used) > 0.5 * quantizer.codebook_size, used  # random codebooks use a handful
+
+        # mark every code of level 2 long unused: the next forward replaces them with recent residuals
+        upkeep.last_used[2] = -100
+        recent = upkeep.recent[2].clone()
+        module(batch)
+        torch.testing.assert_close(quantizer.quantizers[2].codebook.weight, recent)
+        assert (upkeep.last_used[2] > 0).all()
+
+
+def test_spherical_kmeans_finds_separated_directions():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.eye(4) * torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None]
+    points = centres.repeat_interleave(50, 0) + 0.01 * torch.randn(200, 4, generator=generator)
+    found = spherical_kmeans(points, 4, 10, generator)
+    order = found.abs().argmax(1).argsort()
+    torch.testing.assert_close(found[order], centres, atol=0.01, rtol=0)  # means keep the magnitudes
+
+
+def test_maintenance_state_is_checkpointed():
+    upkeep = CodebookMaintenance(12, 64, 8, 32, kmeans_frames=16)
+    assert {"init_state", "kmeans_latents", "forwards", "last_used", "recent"} <= set(upkeep.state_dict())
+
+
+def test_audio_crop_dataset_reads_a_manifest(tmp_path):
+    from engine.data import write_manifest
+
+    for name, seconds in (("long", 1.0), ("short", 0.2)):
+        write_wav(tmp_path / f"{name}.wav", torch.zeros(int(seconds * 16_000)), 16_000)  # resampled to 24 kHz
+    write_manifest(tmp_path / "m.jsonl", [{"id": n, "num_frames": 10, "audio": f"{n}.wav"} for n in ("long", "short")])
+    data = AudioCropDataset(str(tmp_path / "m.jsonl"), 24_000, SEGMENT, 480)
+    assert data.lengths == [25, 25]
+    assert [data[i]["audio"].shape for i in range(2)] == [(SEGMENT,), (SEGMENT,)]
+    write_manifest(tmp_path / "bad.jsonl", [{"id": "x", "num_frames": 10, "audio": "missing.wav"}])
+    with pytest.raises(MediaError, match="missing.wav"):
+        AudioCropDataset(str(tmp_path / "bad.jsonl"), 24_000, SEGMENT, 480)[0]
+
+
+def test_paper_experiment_composes():
+    cfg = compose("experiment=codec_maskgct", "data.manifest=/data/train.jsonl")
+    task = instantiate(cfg.task)
+    assert task.codec_cfg == MaskGCTCodecConfig.paper()
+    assert task.loss_cfg.adversarial and task.loss_cfg.quantizer_dropout == 0.5
+    assert (task.loss_cfg.commitment_weight, task.loss_cfg.codebook_weight) == (0.25, 1.0)
+
+
+def test_ddp_ranks_keep_identical_codebooks_through_kmeans_and_restarts(tmp_path):
+    """Codebook upkeep changes parameters outside the optimizer; with different data per rank the
+    ranks would drift apart unless every change is decided from rank 0's broadcast buffers."""
+    out = tmp_path / "result.json"
+    run_cli(["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+             "-m", "tests.avcodecs.ddp_codebooks", str(out)])
+    result = json.loads(out.read_text())
+    assert result["init_state"] == 2 and result["replaced"] > 100, result
+    assert result["max_difference"] == 0.0, result
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])  # before / after the k-means fit
+def test_interrupted_codec_run_resumes_bitwise(tmp_path, stop_after):
+    """The upkeep state (k-means stage, usage, recent residuals) lives in checkpointed buffers."""
+    common = ("experiment=codec_maskgct_tiny", "trainer.max_steps=6", "trainer.save_every=6", "trainer.batch_size=2",
+              "trainer.progress=false", "trainer.val_every=0", "task.loss.dead_after=2", "data.synthetic_items=8",
+              "data.segment_seconds=0.2")
+
+    def fit(out, *extra):
+        cfg = compose(*common, f"trainer.out_dir={out}", *extra)
+        Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+
+    fit(tmp_path / "straight")
+    fit(tmp_path / "resumed", f"trainer.stop_after_steps={stop_after}")
+    fit(tmp_path / "resumed")
+    a, b = (load_file(str(tmp_path / run / "checkpoints/step_00000006/model.safetensors"))
+            for run in ("straight", "resumed"))
+    assert int(a["codebooks.init_state"]) == 2
+    assert all(torch.equal(a[k], b[k]) for k in a)

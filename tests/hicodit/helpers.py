@@ -1,0 +1,34 @@
+"""Small shared pieces of the HiCoDiT tests."""
+
+import torch
+
+from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
+from hicodit.model import HiCoDiT, HiCoDiTConfig
+
+
+def tiny_data_config(clips: int = 4, frames: tuple[int, int] = (10, 20), speakers: int = 2, **overrides):
+    m = HiCoDiTConfig.tiny()
+    fields = dict(synthetic_clips=clips, synthetic_min_frames=frames[0], synthetic_max_frames=frames[1],
+                  synthetic_speakers=speakers, codebook_size=m.codebook_size, lip_dim=m.lip_dim, face_dim=m.face_dim,
+                  speaker_dim=m.speaker_dim, max_frames=None)
+    return HiCoDiTDataConfig(**{**fields, **overrides})
+
+
+def tiny_batch(clips: int = 3, frames: tuple[int, int] = (10, 20), **overrides) -> dict:
+    ds = HiCoDiTDataset(tiny_data_config(clips, frames, **overrides))
+    return collate([ds[i] for i in range(clips)])
+
+
+def randomized(net: HiCoDiT, seed: int = 0, std: float = 0.1) -> HiCoDiT:
+    """Give every parameter random values: the zero-initialised modulations and heads would
+    otherwise hide how conditions and tokens reach the outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return net
+
+
+def tiny_net(seed: int = 0, **overrides) -> HiCoDiT:
+    torch.manual_seed(seed)
+    return randomized(HiCoDiT(HiCoDiTConfig.tiny(**overrides)), seed).eval()

@@ -1,0 +1,93 @@
+"""HiCoDiT data: manifests of precomputed features + tokens, alignment, cropping, padding, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from hicodit.data import ClipDataError, HiCoDiTDataset, SyntheticClips, collate, write_clips
+from tests.hicodit.helpers import tiny_data_config
+
+
+def clips(n=3, frames=(10, 20)):
+    synth = SyntheticClips(tiny_data_config(n, frames))
+    return [synth.clip(i) for i in range(n)]
+
+
+def test_manifest_clips_load_align_and_pad(tmp_path):
+    arrays = clips(3, (10, 20))
+    arrays[1]["tokens"] = arrays[1]["tokens"][:, :-1]  # the codec's last frame may be short by one
+    arrays[2]["emotion"] = np.eye(7, dtype=np.float32)[arrays[2]["emotion"]]  # probabilities work too
+    manifest = write_clips(tmp_path, arrays, ids=["a", "b", "c"])
+    ds = HiCoDiTDataset(tiny_data_config(train_manifest=str(manifest)))
+    assert ds.lengths == [len(a["lip"]) for a in arrays]
+    items = [ds[i] for i in range(3)]
+    assert items[1]["tokens"].shape == (2 * (len(arrays[1]["lip"]) - 1), 12)  # cut to whole video frames
+    assert items[1]["lip"].shape[0] == len(arrays[1]["lip"]) - 1
+    batch = collate(items)
+    b, t = 3, max(len(it["lip"]) for it in items)
+    assert batch["tokens"].shape == (b, 12, 2 * t) and batch["tokens"].dtype == torch.int64
+    assert batch["lip"].shape == (b, t, 32) and batch["emotion"].shape == (b, t, 7)
+    assert torch.equal(batch["token_mask"], batch["frame_mask"].repeat_interleave(2, 1))
+    assert torch.equal(batch["tokens"][0, :, : 2 * len(arrays[0]["lip"])], torch.from_numpy(arrays[0]["tokens"]).long())
+    assert batch["ids"] == ["a", "b", "c"] and batch["face"].shape == (3, 16) and batch["ge2e"].shape == (3, 8)
+
+
+def test_long_clips_are_cropped_consistently(tmp_path):
+    arrays = clips(1, (30, 30))
+    manifest = write_clips(tmp_path, arrays)
+    ds = HiCoDiTDataset(tiny_data_config(train_manifest=str(manifest), max_frames=12))
+    torch.manual_seed(1)
+    item = ds[0]
+    assert ds.lengths == [12] and item["lip"].shape[0] == 12 and item["tokens"].shape[0] == 24
+    start = int(np.argmax((arrays[0]["lip"] == item["lip"][0].numpy()).all(1)))
+    assert torch.equal(item["tokens"], torch.from_numpy(arrays[0]["tokens"][:, 2 * start : 2 * start + 24]).T.long())
+
+
+def test_bad_clips_stop_with_the_file_and_the_problem(tmp_path):
+    arrays = clips(2)
+    arrays[0]["tokens"] = arrays[0]["tokens"][:, :10]
+    arrays[1]["lip"][3, 2] = np.nan
+    manifest = write_clips(tmp_path, arrays, ids=["short", "nan"])
+    ds = HiCoDiTDataset(tiny_data_config(train_manifest=str(manifest)))
+    with pytest.raises(ClipDataError, match="'short'.*10 token frames do not match"):
+        ds[0]
+    with pytest.raises(ClipDataError, match=r"lip/nan\.npy: contains NaN"):
+        ds[1]
+    (tmp_path / "face" / "short.npy").unlink()
+    with pytest.raises(ClipDataError, match=r"face/short\.npy: file not found"):
+        ds[0]
+
+
+def test_generated_clips_are_deterministic_and_follow_their_conditions():
+    a, b = SyntheticClips(tiny_data_config(4)), SyntheticClips(tiny_data_config(4))
+    assert all(np.array_equal(a.clip(2)[k], b.clip(2)[k]) for k in a.clip(2))
+    clip = a.clip(0)
+    assert clip["tokens"].shape == (12, 2 * len(clip["lip"])) and clip["tokens"].max() < 64
+    assert not np.array_equal(clip["tokens"][:, 0::2], clip["tokens"][:, 1::2])  # two tokens per frame differ
+
+
+def test_precompute_tokens_encodes_a_manifests_audio_with_the_codec(tmp_path, repo):
+    import importlib.util
+
+    from engine.data import read_manifest, write_manifest
+    from engine.media import write_wav
+
+    spec = importlib.util.spec_from_file_location("precompute", repo / "scripts" / "hicodit_precompute_tokens.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    entries = []
+    for i, frames in enumerate((10, 13)):
+        write_wav(tmp_path / f"a{i}.wav", 0.1 * np.sin(np.arange(frames * 960) / 7.0), 24000)
+        entries.append({"id": f"a{i}", "num_frames": frames, "audio": f"a{i}.wav", "lip": f"lip/a{i}.npy"})
+    write_manifest(tmp_path / "clips.jsonl", entries)
+    out = tmp_path / "out"
+    assert script.main(["--manifest", str(tmp_path / "clips.jsonl"), "--out-dir", str(out),
+                        "--codec-config", str(repo / "configs" / "codec" / "maskgct_tiny.yaml")]) == 0
+    written = read_manifest(out / "clips.jsonl")
+    for entry, frames in zip(written, (10, 13)):
+        tokens = np.load(out / entry["tokens"])
+        assert tokens.dtype == np.int16 and tokens.shape == (12, 2 * frames) and tokens.max() < 64
+        assert entry["lip"] == f"lip/{entry['id']}.npy"  # paths that do not exist yet are kept as written
+    (tmp_path / "a1.wav").write_bytes(b"not audio")
+    assert script.main(["--manifest", str(tmp_path / "clips.jsonl"), "--out-dir", str(tmp_path / "bad"),
+                        "--codec-config", str(repo / "configs" / "codec" / "maskgct_tiny.yaml")]) == 1

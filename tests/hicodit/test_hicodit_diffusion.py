@@ -1,0 +1,219 @@
+"""Masked diffusion: the DSE weighting and its reduction, Euler = exact reverse step, the guidance
+rule, one batched forward per step, vectorised loss, variable lengths, condition dropout."""
+
+import math
+
+import pytest
+import torch
+
+from hicodit.diffusion import (
+    PASS_DROPS,
+    DiffusionConfig,
+    LogLinearSchedule,
+    MaskedDiffusion,
+    SamplerConfig,
+    combine_guidance,
+    exact_unmask_probability,
+    guidance_passes,
+    score_entropy_loss,
+    step_unmask_probability,
+)
+from tests.hicodit.helpers import tiny_batch, tiny_net
+
+UNGUIDED = dict(w_all=0.0, w_id=0.0, w_emo=0.0, w_lip=0.0)
+
+
+def diffusion(seed=0, **overrides) -> MaskedDiffusion:
+    return MaskedDiffusion(tiny_net(seed), DiffusionConfig(**overrides)).eval()
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.0, 0.1])
+def test_dse_weight_is_rate_over_expm1_total_noise_which_is_one_over_t(eps):
+    schedule = LogLinearSchedule(eps)
+    t = torch.tensor([0.01, 0.1, 0.37, 0.5, 0.9, 0.999], dtype=torch.float64, requires_grad=True)
+    total = schedule.total_noise(t)
+    (rate,) = torch.autograd.grad(total.sum(), t)  # sigma(t) = d sigma_bar / dt, by autograd
+    t = t.detach()
+    expected = rate / (torch.exp(total.detach()) - 1)
+    assert torch.allclose(schedule.loss_weight(t), expected, rtol=1e-10)
+    assert torch.allclose(schedule.loss_weight(t), 1 / t, rtol=1e-10)
+    assert torch.allclose(schedule.mask_prob(t), (1 - eps) * t, rtol=1e-10)
+
+
+def test_score_entropy_reduces_to_weighted_cross_entropy_at_masked_positions():
+    """Evaluate SEDD's DSE by its definition (sum over neighbours y of x_t of
+    Q_t(x_t, y) [s_y - r_y log s_y + K(r_y)]) with the RADD score s = alpha(t) p_theta, and compare
+    with the weighted cross-entropy the objective computes."""
+    torch.manual_seed(0)
+    schedule = LogLinearSchedule(1e-3)
+    b, q, length, v = 2, 3, 5, 6
+    x0 = torch.randint(0, v, (b, q, length))
+    masked = torch.rand(b, q, length) < 0.5
+    t = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    logits = torch.randn(b, length, q, v, dtype=torch.float64)
+    _, loss = score_entropy_loss(logits, x0, masked, schedule.loss_weight(t))
+
+    expected = 0.0
+    for i in range(b):
+        sigma_bar = schedule.total_noise(t[i])
+        alpha = torch.exp(-sigma_bar) / (1 - torch.exp(-sigma_bar))
+        p = logits[i].softmax(-1)  # (L, Q, V)
+        for level in range(q):
+            for pos in range(length):
+                if not masked[i, level, pos]:
+                    continue  # an unmasked token has no neighbour reachable by the forward process
+                for code in range(v):  # neighbour y: this position set to `code`
+                    score = alpha * p[pos, level, code]
+                    ratio = alpha if code == x0[i, level, pos] else torch.tensor(0.0, dtype=torch.float64)
+                    k = ratio * (torch.log(ratio) - 1) if ratio > 0 else 0.0
+                    expected += schedule.rate(t[i]) * (score - ratio * torch.log(score) + k)
+    assert torch.allclose(loss, expected, rtol=1e-9)
+
+
+def test_euler_step_is_the_exact_reverse_transition_for_the_log_linear_schedule():
+    schedule = LogLinearSchedule(1e-3)
+    for steps in (4, 64):
+        times = [1 - k / steps for k in range(steps + 1)]
+        for t, s in zip(times[:-1], times[1:]):
+            assert math.isclose(step_unmask_probability(schedule, t, s), exact_unmask_probability(schedule, t, s),
+                                rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_guidance_rule_and_its_invariance_to_per_position_constants():
+    torch.manual_seed(0)
+    cfg = SamplerConfig(w_all=2.5, w_id=1.25, w_emo=1.5, w_lip=2.0)
+    passes = guidance_passes(cfg)
+    assert passes == ["all", "none", "id", "emo", "lip"]
+    assert PASS_DROPS["lip"] == (False, True, True) and PASS_DROPS["id"] == (True, False, True)
+    l_all, l_none, l_id, l_emo, l_lip = torch.randn(5, 2, 3, 4, 7)
+    expected = l_all + 2.5 * (l_all - l_none) + 1.25 * (l_id - l_none) + 1.5 * (l_emo - l_none) + 2.0 * (l_lip - l_none)
+    logits = torch.stack([l_all, l_none, l_id, l_emo, l_lip])
+    assert torch.allclose(combine_guidance(logits, passes, cfg), expected, atol=1e-6)
+    # the same rule on log-probabilities (or log-scores) gives the same distribution
+    from_log_probs = combine_guidance(logits.log_softmax(-1), passes, cfg)
+    assert torch.allclose(from_log_probs.softmax(-1), expected.softmax(-1), atol=1e-6)
+    assert guidance_passes(SamplerConfig(**UNGUIDED)) == ["all"]
+    assert guidance_passes(SamplerConfig(w_all=1.0, w_id=0.0, w_emo=2.0, w_lip=0.0)) == ["all", "none", "emo"]
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_zero_guidance_weights_reproduce_the_unguided_sampler_exactly(greedy):
+    batch = tiny_batch(clips=2)
+    model = diffusion()
+    cond = model.conditions(batch)[0]
+    runs = []
+    for cfg in (SamplerConfig(steps=6, greedy=greedy, **UNGUIDED),  # conditional pass only
+                SamplerConfig(steps=6, greedy=greedy, run_zero_weight_passes=True, **UNGUIDED)):  # all 5 passes
+        runs.append(model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(3)))
+    assert torch.equal(runs[0], runs[1])
+    guided = model.sample(cond, batch["token_mask"], SamplerConfig(steps=6, greedy=greedy),
+                          torch.Generator().manual_seed(3))
+    assert not torch.equal(guided, runs[0])  # and non-zero weights do change the result
+
+
+class CountingNet(torch.nn.Module):
+    """Wraps the network and records the batch size of every forward."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.inner, self.batch_sizes = net, []
+        self.cfg, self.mask_id = net.cfg, net.mask_id
+
+    def forward(self, tokens, *args, **kwargs):
+        self.batch_sizes.append(tokens.shape[0])
+        return self.inner(tokens, *args, **kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+
+def test_each_sampling_step_is_one_batched_forward_over_all_guidance_passes():
+    batch = tiny_batch(clips=3)
+    model = diffusion()
+    cond = model.conditions(batch)[0]
+    model.net = CountingNet(model.net)
+    tokens = model.sample(cond, batch["token_mask"], SamplerConfig(steps=5))
+    assert model.net.batch_sizes == [5 * 3] * 5  # 5 passes x 3 clips, once per step
+    assert not (tokens == model.mask_id).any()
+    padded = ~batch["token_mask"][:, None].expand_as(tokens)
+    assert (tokens[padded] == 0).all()
+
+
+def test_the_loss_is_one_forward_and_one_cross_entropy_for_any_batch_and_levels(monkeypatch):
+    import hicodit.diffusion as module
+
+    calls = []
+    real_ce = module.F.cross_entropy
+    monkeypatch.setattr(module.F, "cross_entropy", lambda *a, **k: calls.append(a[0].shape) or real_ce(*a, **k))
+    for clips in (1, 4):
+        batch = tiny_batch(clips=clips)
+        model = diffusion().train()
+        model.net = CountingNet(model.net)
+        loss, logs = model(batch)
+        assert model.net.batch_sizes == [clips]
+        assert torch.isfinite(loss) and {"dse", "id_l1", "ce_low", "ce_high", "acc_low", "acc_high"} <= logs.keys()
+    length = batch["tokens"].shape[-1]
+    assert calls[-1] == (4 * length * 12, 64) and len(calls) == 2  # every item and level in one call
+
+
+def test_variable_length_clips_sample_in_one_batch_as_they_do_alone():
+    batch = tiny_batch(clips=3, frames=(6, 16))
+    model = diffusion()
+    cfg = SamplerConfig(steps=8, greedy=True)
+    together = model.sample(model.conditions(batch)[0], batch["token_mask"], cfg)
+    for i in range(3):
+        n = int(batch["frame_mask"][i].sum())
+        alone = {"lip": batch["lip"][i : i + 1, :n], "emotion": batch["emotion"][i : i + 1, :n],
+                 "frame_mask": batch["frame_mask"][i : i + 1, :n], "face": batch["face"][i : i + 1],
+                 "ge2e": batch["ge2e"][i : i + 1]}
+        mask = batch["token_mask"][i : i + 1, : 2 * n]
+        single = model.sample(model.conditions(alone)[0], mask, cfg)
+        assert torch.equal(single[0], together[i, :, : 2 * n])
+
+
+def test_greedy_sampler_follows_the_schedule_and_is_deterministic():
+    batch = tiny_batch(clips=2)
+    model = diffusion()
+    cond = model.conditions(batch)[0]
+    seen = []
+    model.net = CountingNet(model.net)
+    original = model.guided_logits
+
+    def spy(x, *args, **kwargs):
+        seen.append((x == model.mask_id).sum((1, 2)))
+        return original(x, *args, **kwargs)
+
+    model.guided_logits = spy
+    cfg = SamplerConfig(steps=4, greedy=True)
+    a = model.sample(cond, batch["token_mask"], cfg)
+    n_real = batch["token_mask"].sum(1) * 12
+    expected = [torch.floor(n_real * model.schedule.mask_prob(torch.tensor(1 - k / 4.0, dtype=torch.float64))
+                            / model.schedule.mask_prob(torch.tensor(1.0, dtype=torch.float64))).long()
+                for k in range(1, 4)]
+    assert torch.equal(seen[0], n_real)
+    for got, want in zip(seen[1:], expected):
+        assert torch.equal(got, want)
+    assert torch.equal(a, model.sample(cond, batch["token_mask"], cfg))
+
+
+def test_condition_dropout_rates():
+    model = diffusion(drop_each=0.1, drop_all=0.1)
+    torch.manual_seed(0)
+    drops = model.sample_drops(200_000, "cpu").float()
+    assert torch.allclose(drops.mean(0), torch.tensor(0.1 + 0.9 * 0.1), atol=4e-3)  # each: alone or with all
+    assert abs(drops.all(1).float().mean().item() - (0.1 + 0.9 * 0.001)) < 4e-3
+
+
+def test_training_times_are_stratified_and_the_curriculum_adds_levels():
+    model = diffusion(curriculum_every=3, curriculum_start_levels=2).train()
+    t = model.sample_times(8, "cpu")
+    assert ((t.sort().values - torch.arange(8) / 8) >= 0).all() and (t <= 1).all()
+    assert model.active_levels("cpu").sum() == 2
+    batch = tiny_batch(clips=2)
+    for _ in range(3):
+        model(batch)
+    assert model.active_levels("cpu").sum() == 3
+    assert diffusion().active_levels("cpu").all()

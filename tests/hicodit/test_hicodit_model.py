@@ -1,0 +1,146 @@
+"""HiCoDiT network: paper sizes, the hierarchy, dual-scale AdaLN, conditions, padding, lip front-end."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from hicodit.conditioning import LipFrontend, smooth_emotions
+from hicodit.model import HiCoDiT, HiCoDiTConfig
+from tests.conftest import compose
+from tests.hicodit.helpers import tiny_batch, tiny_net
+
+
+def logits_for(net, batch, tokens=None, drop=None, t=0.5):
+    cond = net.encode_conditions(batch["lip"], batch["ge2e"], batch["emotion"], batch["frame_mask"])
+    tokens = batch["tokens"] if tokens is None else tokens
+    with torch.no_grad():
+        return net(tokens, torch.full((tokens.shape[0],), t), cond, batch["token_mask"], drop)  # (B, L, Q, V)
+
+
+def test_paper_config_has_the_papers_sizes_and_one_projection_for_all_heads():
+    cfg = instantiate(compose("model=hicodit_paper").model)
+    assert cfg == HiCoDiTConfig.paper()
+    with torch.device("meta"):
+        net = HiCoDiT(cfg)
+    assert (len(net.low_blocks), len(net.high_blocks), cfg.dim, cfg.heads) == (8, 8, 768, 12)
+    assert net.heads.weight.shape == (12 * 1024, 768)  # 12 heads, one batched projection
+    assert net.token_embed.weight.shape == (12 * 1025, 768)  # per-level tables with [MASK], one offset table
+    assert net.lip.mlp[0].in_features == 1024 and net.identity.mlp[0].in_features == 512
+    assert net.emotion.table.weight.shape == (8, 768)  # 7 classes + the dropped-emotion row
+    assert all(b.temporal is not None for b in net.high_blocks) and all(b.temporal is None for b in net.low_blocks)
+    assert 150e6 < net.num_parameters() < 250e6
+
+
+@pytest.mark.parametrize("name, field, value", [("hicodit_no_hierarchy", "hierarchy", False),
+                                                ("hicodit_no_dual_adaln", "dual_scale_adaln", False),
+                                                ("hicodit_tiny", "dim", 64)])
+def test_ablation_and_tiny_configs_compose(name, field, value):
+    cfg = instantiate(compose(f"model={name}").model)
+    assert getattr(cfg, field) == value
+    assert cfg.num_levels == 12 and cfg.codebook_size in (64, 1024)
+
+
+def test_low_level_heads_see_neither_high_level_tokens_nor_emotion():
+    batch = tiny_batch()
+    net = tiny_net()
+    base = logits_for(net, batch)
+    tokens = batch["tokens"].clone()
+    tokens[:, 2:] = (tokens[:, 2:] + 7) % net.cfg.codebook_size  # other level 3-12 tokens
+    other_tokens = logits_for(net, batch, tokens)
+    assert torch.allclose(other_tokens[:, :, :2], base[:, :, :2], atol=1e-5)
+    assert not torch.allclose(other_tokens[:, :, 2:], base[:, :, 2:], atol=1e-3)
+    other_emotion = logits_for(net, {**batch, "emotion": batch["emotion"].roll(1, dims=-1)})
+    assert torch.allclose(other_emotion[:, :, :2], base[:, :, :2], atol=1e-5)
+    assert not torch.allclose(other_emotion[:, :, 2:], base[:, :, 2:], atol=1e-3)
+
+
+def test_without_hierarchy_every_level_sees_every_level():
+    batch = tiny_batch()
+    net = tiny_net(hierarchy=False, low_heads_from="output")
+    tokens = batch["tokens"].clone()
+    tokens[:, 2:] = (tokens[:, 2:] + 7) % net.cfg.codebook_size
+    assert not torch.allclose(logits_for(net, batch, tokens)[:, :, :2], logits_for(net, batch)[:, :, :2], atol=1e-3)
+
+
+def test_dual_scale_adaln_follows_the_emotion_sequence_plain_adaln_only_its_mean():
+    # Swapping two 0.5 s emotion windows keeps the pooled emotion: only the temporal path notices.
+    batch = tiny_batch(clips=1, frames=(25, 25))  # 50 token frames = 2 emotion windows
+    emo = torch.zeros_like(batch["emotion"])
+    emo[:, :12, 1], emo[:, 12:, 4] = 1, 1  # 24 tokens class 1, then 26 tokens class 4
+    swapped = torch.zeros_like(emo)
+    swapped[:, :13, 4], swapped[:, 13:, 1] = 1, 1
+    for dual in (True, False):
+        net = tiny_net(dual_scale_adaln=dual)
+        a = logits_for(net, {**batch, "emotion": emo})
+        b = logits_for(net, {**batch, "emotion": swapped})
+        if dual:
+            assert not torch.allclose(a[:, :, 2:], b[:, :, 2:], atol=1e-3)
+        else:  # the two windows' mean is the same in both (hard labels, one each)
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_dropped_conditions_are_ignored_and_kept_ones_are_used():
+    batch = tiny_batch()
+    net = tiny_net()
+    other = {**batch, "lip": torch.randn_like(batch["lip"]), "ge2e": torch.randn_like(batch["ge2e"]),
+             "emotion": batch["emotion"].roll(2, dims=-1)}
+    drop_all = torch.ones(batch["lip"].shape[0], 3, dtype=torch.bool)
+    assert torch.allclose(logits_for(net, batch, drop=drop_all), logits_for(net, other, drop=drop_all), atol=1e-5)
+    assert not torch.allclose(logits_for(net, batch), logits_for(net, other), atol=1e-3)
+    only_lip_kept = drop_all.clone()
+    only_lip_kept[:, 0] = False
+    a = logits_for(net, batch, drop=only_lip_kept)
+    b = logits_for(net, {**other, "lip": batch["lip"]}, drop=only_lip_kept)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_clip_padded_in_a_batch_gives_the_logits_it_gives_alone():
+    batch = tiny_batch(clips=3, frames=(8, 20))
+    net = tiny_net()
+    together = logits_for(net, batch)
+    for i in range(3):
+        n = int(batch["frame_mask"][i].sum())
+        alone = {k: v[i : i + 1, : 2 * n] if k in ("tokens", "token_mask") else v[i : i + 1] for k, v in batch.items()
+                 if k != "ids"}
+        alone["tokens"] = batch["tokens"][i : i + 1, :, : 2 * n]
+        alone["lip"], alone["emotion"] = batch["lip"][i : i + 1, :n], batch["emotion"][i : i + 1, :n]
+        alone["frame_mask"] = batch["frame_mask"][i : i + 1, :n]
+        assert torch.allclose(logits_for(net, alone)[0], together[i, : 2 * n], atol=1e-4)
+
+
+def test_emotion_smoothing_averages_half_second_windows_of_real_frames():
+    probs = torch.zeros(1, 30, 7)
+    probs[0, :10, 2] = 1  # 20 tokens of class 2
+    probs[0, 10:, 5] = 1  # then class 5
+    mask = torch.ones(1, 30, dtype=torch.bool)
+    mask[0, 28:] = False  # 2 padded frames
+    smoothed, steps = smooth_emotions(probs, mask)  # 60 tokens -> 3 windows of 25
+    assert smoothed.shape == (1, 3, 7) and steps.tolist() == [[True, True, True]]
+    assert torch.allclose(smoothed[0, 0, [2, 5]], torch.tensor([20 / 25, 5 / 25]))
+    assert torch.allclose(smoothed[0, 1, 5], torch.tensor(1.0))
+    assert torch.allclose(smoothed[0, 2, 5], torch.tensor(1.0))  # 6 real tokens of 10 in the last window
+
+
+def test_lip_frontend_takes_mouth_crops_and_learns_end_to_end():
+    frontend = LipFrontend(32, channels=(8, 16), blocks_per_stage=1)
+    crops = torch.randint(0, 255, (2, 5, 88, 88), dtype=torch.uint8)
+    assert frontend(crops).shape == (2, 5, 32)
+    net = HiCoDiT(HiCoDiTConfig.tiny(lip_input="frontend"))
+    batch = tiny_batch(clips=2, frames=(5, 5))
+    cond = net.encode_conditions(crops, batch["ge2e"], batch["emotion"], batch["frame_mask"])
+    torch.nn.init.normal_(net.heads.weight)  # zero-initialised heads pass no gradient on the first step
+    logits = net(batch["tokens"], torch.rand(2), cond, batch["token_mask"])
+    logits.square().mean().backward()
+    assert net.lip_frontend.stem.weight.grad.abs().sum() > 0
+
+
+def test_paper_recipe_composes_with_the_papers_hyperparameters():
+    cfg = compose("experiment=hicodit_lrs3", "data.train_manifest=train.jsonl")
+    task = instantiate(cfg.task)  # cheap: the codec stays a factory until validation writes audio
+    assert task.model_cfg == HiCoDiTConfig.paper() and task.data_cfg.train_manifest == "train.jsonl"
+    assert (cfg.trainer.lr, cfg.trainer.batch_size, cfg.trainer.max_steps) == (1e-4, 32, 200_000)
+    assert cfg.trainer.ema_decay and task.diffusion_cfg.id_loss_weight == 100.0
+    assert (task.diffusion_cfg.drop_each, task.diffusion_cfg.drop_all) == (0.1, 0.1)
+    s = task.sampler_cfg
+    assert (s.steps, s.w_all, s.w_id, s.w_emo, s.w_lip) == (64, 2.5, 1.25, 1.5, 2.0)
+    assert callable(task.codec_factory) and cfg.codec.config.codebook_size == 1024
