@@ -1,0 +1,119 @@
+"""On-the-fly features (the released recipe): audio in the batch, encoded on the device each step.
+
+The default is precomputed features (scripts/talker_precompute.py), which skips running
+Whisper-large and WavLM on every step. This path exists to train straight from media:
+manifest lines carry ``audio`` (any audio file) and, for audio-video clips, ``motion_raw`` (raw
+LIA-X motion, (T, 40) in a .pt or .npy, as the released dataset stores it). The task attaches a
+``FeatureEncoder`` to the objective; it is not a registered submodule, so checkpoints hold only
+the Talker weights and the parallel wrappers never see the frozen codecs.
+"""
+
+import numpy as np
+import torch
+
+from engine.media import read_audio
+from talker_t2av.data import TalkerDataError, TalkerDataset, resolve_path
+from talker_t2av.patching import flat_rows, frame_mask, patch_counts
+
+HOP_24K, HOP_16K = 960, 640  # samples per 25-Hz frame
+
+
+def load_raw_motion(path) -> np.ndarray:
+    """Raw LIA-X motion (T, 40): .npy, or a tensor saved with torch.save (the released dataset's .pt)."""
+    from avcodecs.safe_load import safe_torch_load
+
+    path = str(path)
+    if path.endswith(".npy"):
+        return np.load(path).astype(np.float32)
+    motion = safe_torch_load(path)
+    if not torch.is_tensor(motion) or motion.dim() != 2:
+        raise TalkerDataError(f"{path}: expected a (T, 40) motion tensor")
+    return motion.float().numpy()
+
+
+class OnTheFlyDataset(TalkerDataset):
+    """Items with waveforms instead of speech latents and speaker embeddings."""
+
+    def __getitem__(self, i: int) -> dict:
+        from avcodecs.lia_x import load_motion_stats
+
+        e, cfg, P = self.entries[i], self.cfg, self.patch_size
+        wav24 = read_audio(resolve_path(e, "audio"), 24000)
+        wav16 = read_audio(resolve_path(e, "audio"), 16000)
+        motion = None
+        if e.get("motion_raw") and e.get("motion", True) is not None:
+            motion = np.asarray(load_motion_stats().normalize(load_raw_motion(resolve_path(e, "motion_raw"))),
+                                dtype=np.float32)
+        total = -(-len(wav24) // HOP_24K)
+        if motion is not None:
+            total = min(total, len(motion))
+        start, cut = 0, total > cfg.max_frames
+        if cut:
+            start = np.random.randint(0, total - cfg.max_frames + 1) if self.train else 0
+            total = cfg.max_frames
+        item = {
+            "text_ids": torch.tensor(self.layout.prompt_ids(e.get("text", "")), dtype=torch.long),
+            "wav24": torch.from_numpy(wav24[start * HOP_24K : (start + total) * HOP_24K].copy()),
+            "wav16": torch.from_numpy(wav16[start * HOP_16K : (start + total) * HOP_16K].copy()),
+            "speech_frames": total,
+            "motion": None,
+            "ends": not cut and -(-total // P) <= cfg.max_stop_patches,
+            "id": e["id"],
+        }
+        if motion is not None:
+            item["motion"] = torch.from_numpy(motion[start : start + max(P, total // P * P)].copy())
+        return item
+
+
+def collate_audio(collator, items: list[dict]) -> dict:
+    """Like TalkerCollator, with padded waveforms; speech and speaker are filled in on the device."""
+    P, B = collator.patch_size, len(items)
+    speech_frames = torch.tensor([it["speech_frames"] for it in items])
+    motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
+    counts = patch_counts(speech_frames, motion_frames, P, collator.delay)
+    width = counts.width
+    frames = width * P
+    text_len = max(len(it["text_ids"]) for it in items)
+    text_ids = torch.full((B, text_len), collator.pad_id, dtype=torch.long)
+    text_mask = torch.zeros(B, text_len, dtype=torch.bool)
+    motion = torch.zeros(B, frames, collator.motion_dim)
+    wav24 = torch.zeros(B, frames * HOP_24K)
+    wav16 = torch.zeros(B, frames * HOP_16K)
+    for b, it in enumerate(items):
+        n = len(it["text_ids"])
+        text_ids[b, text_len - n:], text_mask[b, text_len - n:] = it["text_ids"], True
+        wav24[b, : len(it["wav24"])] = it["wav24"]
+        wav16[b, : len(it["wav16"])] = it["wav16"]
+        if it["motion"] is not None:
+            motion[b, : len(it["motion"])] = it["motion"]
+    is_av = motion_frames > 0
+    return {
+        "text_ids": text_ids, "text_mask": text_mask, "motion": motion,
+        "wav24": wav24, "wav16": wav16, "wav16_lengths": torch.tensor([len(it["wav16"]) for it in items]),
+        "speech_frames": speech_frames, "motion_frames": motion_frames, "n_slots": counts.n_slots,
+        "is_av": is_av, "ends": torch.tensor([bool(it["ends"]) for it in items]),
+        "patch_rows": flat_rows(counts.n_slots, width),
+        "av_patch_pos": is_av.repeat_interleave(counts.n_slots).nonzero().squeeze(1),
+        "speech_rows": flat_rows(counts.n_speech, width, min_count=2),
+        "motion_rows": flat_rows(counts.n_motion, width, min_count=2),
+        "ids": [it["id"] for it in items],
+    }
+
+
+class FeatureEncoder:
+    """Frozen WhisperX-VAE + speaker encoder that turn a batch's waveforms into its features."""
+
+    def __init__(self, vae, speaker):
+        self.vae, self.speaker = vae.eval().requires_grad_(False), speaker.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> dict:
+        wav24 = batch["wav24"]
+        if next(self.vae.parameters()).device != wav24.device:  # host-side metadata: no sync
+            self.vae.to(wav24.device)
+            self.speaker.to(wav24.device)
+        frames = batch["motion"].shape[1]
+        speech = self.vae.encode(wav24).float()[:, :frames]  # (B, F, Cs)
+        speech = speech * frame_mask(batch["speech_frames"], frames)[..., None]  # zeros past each clip
+        speaker = self.speaker.embed(batch["wav16"], batch["wav16_lengths"]).float()  # (B, G)
+        return {**batch, "speech": speech, "speaker": speaker}

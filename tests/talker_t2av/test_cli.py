@@ -1,0 +1,152 @@
+"""``infer.py talker`` end to end with tiny random codecs: every mode writes its wav / mp4 / latents;
+the precompute script writes features the training dataset reads; on-the-fly features match them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+import infer
+from engine.distributed import DistInfo
+from engine.media import read_video, write_video, write_wav
+from engine.trainer import Trainer
+from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataset
+from talker_t2av.online import FeatureEncoder, OnTheFlyDataset
+from talker_t2av.references import compose_codec
+from talker_t2av.task import TalkerTask
+from tests.conftest import compose
+from tests.talker_t2av.helpers import tiny_config
+
+CODECS = ["--vae-config", "whisperx_vae_tiny", "--speaker-config", "speaker_wavlm_ecapa_tiny",
+          "--liax-config", "lia_x_tiny"]
+TINY = ("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers=0", "trainer.max_steps=2",
+        "trainer.save_every=2", "data.synthetic_clips=2", "task.val_max_seconds=0.2",
+        "model.speaker_dim=16", "data.speaker_dim=16")  # the tiny speaker encoder gives 16-d embeddings
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("talker_cli")
+    cfg = compose(*TINY, f"trainer.out_dir={root / 'run'}")
+    Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+    t = np.arange(48000, dtype=np.float32) / 24000
+    write_wav(root / "voice.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 24000)
+    frames = (np.random.default_rng(0).random((40, 64, 64, 3)) * 255).astype(np.uint8)
+    write_video(root / "face.mp4", frames, 25, audio=0.3 * np.sin(2 * np.pi * 330 * t[:38400]), sample_rate=24000)
+    return root
+
+
+def talker(files, *args):
+    return infer.main(["talker", "--checkpoint", str(files / "run"), *CODECS, "--max-seconds", "1", *args])
+
+
+@pytest.mark.parametrize("mode,extra,outputs", [
+    ("t2av", ["--ref-audio", "voice.wav", "--ref-video", "face.mp4"], {"wav", "mp4", "npz"}),
+    ("t2av", ["--ref-audio", "voice.wav", "--ref-video", "face.mp4", "--prefix-seconds", "0.32"],
+     {"wav", "mp4", "npz"}),
+    ("tts", ["--ref-audio", "voice.wav"], {"wav", "npz"}),
+    ("a2v", ["--audio", "voice.wav", "--ref-video", "face.mp4"], {"mp4", "npz"}),
+    ("v2a", ["--video", "face.mp4", "--ref-audio", "voice.wav", "--prefix-seconds", "0.32"], {"wav", "mp4", "npz"}),
+])
+def test_every_mode_writes_its_outputs(files, mode, extra, outputs):
+    out = files / "out" / f"{mode}{len(extra)}"
+    extra = [str(files / a) if a.endswith((".wav", ".mp4")) else a for a in extra]
+    assert talker(files, "--mode", mode, "--text", "alpha", "--out", str(out), *extra) == 0
+    assert {p.suffix[1:] for p in out.parent.glob(out.name + ".*")} == outputs
+    latents = np.load(out.with_suffix(".npz"))
+    frames = len(latents["speech"])
+    if mode == "a2v":
+        assert frames == 50  # exactly the driving speech: 2 s
+    if mode == "v2a":
+        assert frames == 40  # exactly the face video: 40 frames
+    if "mp4" in outputs:
+        video = read_video(out.with_suffix(".mp4"), fps=25, audio_sample_rate=24000)
+        assert len(video.frames) == frames == len(latents["motion"])
+        assert video.audio is not None and abs(len(video.audio) - frames * 960) < 2048
+
+
+def test_batch_file(files):
+    lines = [{"out": "b/one", "text": "alpha", "ref_audio": "voice.wav", "ref_video": "face.mp4"},
+             {"out": "b/two", "text": "a longer text", "ref_audio": "voice.wav", "ref_video": "face.mp4"}]
+    (files / "batch.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert talker(files, "--batch", str(files / "batch.jsonl"), "--no-render") == 0
+    assert (files / "b" / "one.wav").is_file() and (files / "b" / "two.npz").is_file()
+    assert not (files / "b" / "one.mp4").exists()
+
+
+def test_bad_requests_stop_with_one_line(files, capsys):
+    def error(*args):
+        assert talker(files, *args) == 1
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    assert error("--text", "x", "--ref-audio", str(files / "voice.wav"), "--out", str(files / "e1")).endswith(
+        "mode t2av needs a reference face (--ref-video or --ref-motion)")
+    assert error("--mode", "tts", "--ref-audio", str(files / "nope.wav"), "--out", str(files / "e2")).endswith(
+        "nope.wav: file does not exist")
+    assert "less than the 4.96-s prefix" in error("--mode", "tts", "--ref-audio", str(files / "voice.wav"),
+                                                  "--prefix-seconds", "5", "--out", str(files / "e3"))
+    assert not list(files.glob("e*.*"))  # nothing half-written
+
+
+def test_precompute_then_dataset(files):
+    import scripts.talker_precompute as pre
+
+    clips = files / "clips"
+    clips.mkdir()
+    for name in ("a", "b"):
+        (clips / f"{name}.mp4").write_bytes((files / "face.mp4").read_bytes())
+        (clips / f"{name}.txt").write_text(f"clip {name}")
+    (clips / "broken.mp4").write_bytes(b"not a video")
+    out = files / "features"
+    assert pre.main(["--input", str(clips), "--out", str(out), *CODECS]) == 0
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in manifest] == ["a", "b"] and manifest[0]["num_frames"] == 40
+    assert "broken" in (out / "failed.txt").read_text()
+    cfg = TalkerDataConfig(manifests=[str(out / "manifest.jsonl")], speaker_dim=16)
+    item = TalkerDataset(cfg, "char", 4)[0]
+    assert item["speech"].shape == (40, 32) and item["motion"].shape == (40, 40) and item["speaker"].shape == (16,)
+
+    # the released dataset's CSV (wav + raw LIA-X motion .pt): the raw motion is normalised
+    torch.save(torch.randn(40, 40).half(), files / "m.pt")
+    (files / "train.csv").write_text("motion_pt_path,wav_path,text\nm.pt,voice.wav,hello\n")
+    assert pre.main(["--input", str(files / "train.csv"), "--data-root", str(files), "--out", str(files / "rel"),
+                     *CODECS]) == 0
+    entry = json.loads((files / "rel" / "manifest.jsonl").read_text())
+    assert entry["text"] == "hello" and entry["num_frames"] == 40
+
+
+def test_on_the_fly_features_equal_precomputed(files):
+    import scripts.talker_precompute as pre
+
+    torch.save(torch.randn(50, 40), files / "raw.pt")
+    manifest = files / "otf.jsonl"
+    manifest.write_text(json.dumps({"id": "v", "num_frames": 50, "text": "hi", "audio": "voice.wav",
+                                    "motion_raw": "raw.pt"}) + "\n")
+    torch.manual_seed(0)  # random tiny codecs, built in the same order here and below: the same weights
+    assert pre.main(["--input", str(manifest), "--out", str(files / "otf"), *CODECS]) == 0
+    cfg = TalkerDataConfig(manifests=[str(manifest)], speaker_dim=16, features="on_the_fly")
+    online = TalkerCollator(4)([OnTheFlyDataset(cfg, "char", 4)[0]])
+    torch.manual_seed(0)
+    vae = instantiate(compose_codec("whisperx_vae_tiny"))
+    encoder = FeatureEncoder(vae, instantiate(compose_codec("speaker_wavlm_ecapa_tiny")))
+    online = encoder(online)
+    cfg = TalkerDataConfig(manifests=[str(files / "otf" / "manifest.jsonl")], speaker_dim=16)
+    offline = TalkerCollator(4)([TalkerDataset(cfg, "char", 4)[0]])
+    for key in ("motion", "speaker"):
+        torch.testing.assert_close(online[key], offline[key], atol=1e-4, rtol=1e-4)
+    # a batch pads the audio past the clip's end (as the released trainer does), which the encoder's
+    # receptive field sees in the last ~0.2 s; everything before is the same
+    torch.testing.assert_close(online["speech"][:, :44], offline["speech"][:, :44], atol=1e-4, rtol=1e-4)
+    assert online["speech"].shape == offline["speech"].shape
+
+    # the task wires it: waveforms in the batch, the codecs outside the module tree
+    task = TalkerTask(tiny_config(speaker_dim=16), {"manifests": [str(manifest)], "speaker_dim": 16,
+                                                    "features": "on_the_fly"},
+                      feature_codecs={"vae": vae, "speaker": encoder.speaker})
+    module = task.build_module()
+    loss, _ = module(task.collate([task.train_dataset()[0]]))
+    assert torch.isfinite(loss)
+    names = list(module.state_dict())
+    assert all(k.startswith("model.") for k in names) and not any("Codec" in k for k in names)
