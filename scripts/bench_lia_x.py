@@ -50,11 +50,11 @@ def main() -> None:
 
     device = torch.device(args.device)
     config = LIAXConfig(size=64, base_channels=8, max_channels=16, style_dim=64, norm_groups=4) if args.tiny \
-        else LIAXConfig(weights=args.weights)
+        else LIAXConfig()
     torch.manual_seed(0)
     start = time.perf_counter()
-    if config.weights:
-        codec = LIAX.from_config(config, device=device)
+    if args.weights:
+        codec = LIAX.from_config(config, args.weights, device=device)
     else:
         with torch.device(device):  # initialise where it runs: no 3.6 GB host copy on GPU runs
             codec = LIAX(config).eval()

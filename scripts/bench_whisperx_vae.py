@@ -81,7 +81,7 @@ def main() -> None:
         log.info("building WhisperX-VAE (%s size)...", args.size)
         config = WhisperXVAEConfig() if args.size == "paper" else WhisperXVAEConfig(
             encoder_dim=4, hidden_dim=32, decoder_dim=32, whisper=WhisperEncoderConfig(dim=32, heads=2, layers=2))
-        codec = build_whisperx_vae(config, checkpoint=args.checkpoint).to(device)
+        codec = build_whisperx_vae(config, weights=args.checkpoint).to(device)
         wav = 0.1 * torch.randn(args.batch, int(args.seconds * codec.sample_rate), device=device)
         with torch.inference_mode(), autocast:
             if "encode" in parts:
@@ -102,7 +102,7 @@ def main() -> None:
         log.info("building WavLM + ECAPA-TDNN (%s size)...", args.size)
         config = SpeakerEncoderConfig() if args.size == "paper" else SpeakerEncoderConfig(
             hidden_size=32, layers=2, heads=2, intermediate_size=64, conv_dim=16, channels=32, embed_dim=16)
-        speaker = build_speaker_encoder(config, checkpoint=args.speaker_checkpoint).to(device)
+        speaker = build_speaker_encoder(config, weights=args.speaker_checkpoint).to(device)
         wav16 = 0.1 * torch.randn(args.batch, int(args.seconds * speaker.sample_rate), device=device)
         with torch.inference_mode(), autocast:
             report("speaker", audio_seconds, timed(lambda: speaker.embed(wav16), device, args.warmup, args.repeats))

@@ -155,9 +155,9 @@ def main(argv=None) -> int:
             raise UserFacingError(f"{source}: no such folder or file")
         if not clips:
             raise UserFacingError(f"{source}: no clips found")
-        codecs = Codecs(vae_config=args.vae_config, vae_checkpoint=args.vae, speaker_config=args.speaker_config,
-                        speaker_checkpoint=args.speaker_encoder, liax_config=args.liax_config,
-                        liax_checkpoint=args.liax, device=args.device)
+        codecs = Codecs(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
+                        speaker_weights=args.speaker_encoder, liax_config=args.liax_config,
+                        liax_weights=args.liax, device=args.device)
         entries, failed = [], []
         for clip in tqdm(clips, desc="clips", dynamic_ncols=True):
             names = ("speech", "speaker") if args.tts else ("speech", "speaker", "motion")

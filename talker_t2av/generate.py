@@ -173,9 +173,9 @@ def run(args) -> int:
     requests = _requests(args)
     model, layout = load_model(args, device)
     P, cfg = model.patch_size, model.cfg
-    codecs = Codecs(vae_config=args.vae_config, vae_checkpoint=args.vae, speaker_config=args.speaker_config,
-                    speaker_checkpoint=args.speaker_encoder, liax_config=args.liax_config,
-                    liax_checkpoint=args.liax, device=str(device))
+    codecs = Codecs(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
+                    speaker_weights=args.speaker_encoder, liax_config=args.liax_config,
+                    liax_weights=args.liax, device=str(device))
     prefix_frames = int(args.prefix_seconds * FPS) // P * P
     prepared = [prepare(r, args.mode, codecs, layout, prefix_frames, cfg.speaker_dim, cfg.motion_dim)
                 for r in requests]

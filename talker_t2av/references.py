@@ -43,54 +43,38 @@ class Codecs:
     """The codecs a run needs, built lazily (a TTS run never loads LIA-X)."""
 
     vae_config: str = "whisperx_vae"
-    vae_checkpoint: str | None = None
+    vae_weights: str | None = None
     speaker_config: str = "speaker_wavlm_ecapa"
-    speaker_checkpoint: str | None = None
+    speaker_weights: str | None = None
     liax_config: str = "lia_x"
-    liax_checkpoint: str | None = None
+    liax_weights: str | None = None
     device: str = "cpu"
     _built: dict = field(default_factory=dict)
 
-    def _get(self, key: str, build):
+    def _get(self, key: str, config: str, weights: str | None, flag: str):
+        """Build ``configs/codec/<config>.yaml`` once, with ``weights`` as its weight file."""
         if key not in self._built:
-            self._built[key] = build()
+            from hydra.utils import instantiate
+
+            cfg = compose_codec(config)
+            if weights:
+                cfg.weights = weights
+            elif cfg.get("weights") is None and "tiny" not in config:
+                log.warning("%s without weights (%s): its outputs will be noise", config, flag)
+            self._built[key] = instantiate(cfg).to(self.device)
         return self._built[key]
 
     @property
     def vae(self):
-        def build():
-            from hydra.utils import instantiate
-
-            cfg = compose_codec(self.vae_config)
-            if self.vae_checkpoint:
-                cfg.checkpoint = self.vae_checkpoint
-            elif cfg.get("checkpoint") is None and "tiny" not in self.vae_config:
-                log.warning("WhisperX-VAE without weights (--vae): the audio will be noise")
-            return instantiate(cfg).to(self.device)
-        return self._get("vae", build)
+        return self._get("vae", self.vae_config, self.vae_weights, "--vae")
 
     @property
     def speaker(self):
-        def build():
-            from hydra.utils import instantiate
-
-            cfg = compose_codec(self.speaker_config)
-            if self.speaker_checkpoint:
-                cfg.checkpoint = self.speaker_checkpoint
-            return instantiate(cfg).to(self.device)
-        return self._get("speaker", build)
+        return self._get("speaker", self.speaker_config, self.speaker_weights, "--speaker-encoder")
 
     @property
     def liax(self):
-        def build():
-            from avcodecs.lia_x import LIAX
-            from hydra.utils import instantiate
-
-            cfg = compose_codec(self.liax_config)
-            if self.liax_checkpoint:
-                cfg.weights = self.liax_checkpoint
-            return LIAX.from_config(instantiate(cfg), device=self.device)
-        return self._get("liax", build)
+        return self._get("liax", self.liax_config, self.liax_weights, "--liax")
 
 
 @dataclass

@@ -17,6 +17,12 @@ from avcodecs.lia_x.frames import fit_square, to_model_range, to_uint8
 from avcodecs.lia_x.generator import Generator, LIAXWeightsError, load_generator, read_state_dict
 from avcodecs.lia_x.motion import MotionStats, load_motion_stats
 
+
+def build_lia_x(config: LIAXConfig | None = None, weights: str | None = None) -> LIAX:
+    """The codec, ready to use in eval mode (the Hydra target of ``configs/codec/lia_x*.yaml``):
+    the released generator from ``weights`` (lia-x.pt), or random weights without it."""
+    return LIAX.from_config(config, weights)
+
 __all__ = [
     "LIAX",
     "FaceSource",
@@ -32,4 +38,5 @@ __all__ = [
     "save_motion",
     "to_model_range",
     "to_uint8",
+    "build_lia_x",
 ]

@@ -59,16 +59,17 @@ class LIAX(nn.Module):
         self.stats = stats or load_motion_stats()
 
     @classmethod
-    def from_config(cls, config: LIAXConfig, device: torch.device | str = "cpu") -> "LIAX":
-        """Random init, or the released weights when ``config.weights`` is set. Returns eval mode."""
-        if config.weights:
-            return cls(generator=load_generator(config.weights, config, device)).eval()
+    def from_config(cls, config: LIAXConfig | None = None, weights: str | os.PathLike | None = None,
+                    device: torch.device | str = "cpu") -> "LIAX":
+        """Random init, or the generator in ``weights`` (lia-x.pt) when given. Returns eval mode."""
+        if weights:
+            return cls(generator=load_generator(weights, config, device)).eval()
         return cls(config).to(device).eval()
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "LIAX":
         """The released generator from lia-x.pt."""
-        return cls(generator=load_generator(path, LIAXConfig(), device)).eval()
+        return cls.from_config(LIAXConfig(), path, device)
 
     @property
     def motion_dim(self) -> int:

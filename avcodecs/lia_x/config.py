@@ -13,7 +13,6 @@ class LIAXConfig:
     style_dim: int = 1024  # identity latent width (upstream style_dim * scale)
     motion_dim: int = 40
     norm_groups: int = 32  # GroupNorm groups in the decoder's flow blocks
-    weights: str | None = None  # path to lia-x.pt; None builds a randomly initialised model
 
     def __post_init__(self):
         if self.size < 16 or self.size & (self.size - 1):

@@ -1,6 +1,6 @@
 """Speaker encoder: WavLM-Large + ECAPA-TDNN (UniSpeech speaker verification), 16 kHz -> 256-d.
 
-    encoder = build_speaker_encoder(checkpoint="wavlm_large_finetune.pth")   # or instantiate(cfg)
+    encoder = build_speaker_encoder(weights="wavlm_large_finetune.pth")   # or instantiate(cfg)
     emb = encoder.embed(wav_16k)                  # (B, N) -> (B, 256)
     emb = encoder.embed(padded, lengths)          # right-padded batch: each row as if alone
 """
@@ -19,15 +19,15 @@ __all__ = [
 ]
 
 
-def build_speaker_encoder(config: SpeakerEncoderConfig | None = None, checkpoint: str | Path | None = None,
+def build_speaker_encoder(config: SpeakerEncoderConfig | None = None, weights: str | Path | None = None,
                           frozen: bool = True) -> SpeakerEncoder:
     """The encoder, ready to use (Hydra target of ``configs/codec/speaker_wavlm_ecapa*.yaml``).
 
-    checkpoint: UniSpeech's ``wavlm_large_finetune.pth``; without one the weights are random.
+    weights: UniSpeech's ``wavlm_large_finetune.pth``; without one the weights are random.
     frozen: eval mode (BatchNorm running statistics) and no gradients.
     """
-    if checkpoint is not None:
-        model, _ = load_speaker_encoder(checkpoint, config)
+    if weights is not None:
+        model, _ = load_speaker_encoder(weights, config)
     else:
         model = SpeakerEncoder(config)
     if frozen:

@@ -1,6 +1,6 @@
 """WhisperX-VAE, Talker-T2AV's audio codec: 24 kHz waveform <-> 32-d latent at 25 Hz.
 
-    codec = build_whisperx_vae(checkpoint="whisperx-vae/model.ckpt")   # or instantiate(cfg.codec)
+    codec = build_whisperx_vae(weights="whisperx-vae/model.ckpt")   # or instantiate(cfg.codec)
     latent = codec.encode(wav_24k)          # (B, N) -> (B, ceil(N / 960), 32), at most 30 s per call
     wav = codec.decode(latent)              # (B, T, 32) -> (B, T * 960)
 """
@@ -30,19 +30,19 @@ __all__ = [
 ]
 
 
-def build_whisperx_vae(config: WhisperXVAEConfig | None = None, checkpoint: str | Path | None = None,
+def build_whisperx_vae(config: WhisperXVAEConfig | None = None, weights: str | Path | None = None,
                        frozen: bool = True) -> WhisperXVAE:
     """The codec, ready to use (the Hydra target of ``configs/codec/whisperx_vae*.yaml``).
 
-    checkpoint: the released Lightning ``model.ckpt``; its stored sizes replace ``config``'s DAC sizes
+    weights: the released Lightning ``model.ckpt``; its stored sizes replace ``config``'s DAC sizes
     (``config.whisper`` still gives the Whisper sizes). Without one the weights are random.
     frozen: eval mode, no gradients, weight norms folded into plain weights (fast inference).
     """
     config = config or WhisperXVAEConfig()
-    if checkpoint is not None:
-        model, _ = load_whisperx_vae(checkpoint, whisper=config.whisper)
+    if weights is not None:
+        model, _ = load_whisperx_vae(weights, whisper=config.whisper)
         if model.config != config:
-            log.info("%s: using the checkpoint's sizes %s", checkpoint, model.config)
+            log.info("%s: using the checkpoint's sizes %s", weights, model.config)
     else:
         model = WhisperXVAE(config)
     if frozen:

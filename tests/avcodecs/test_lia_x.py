@@ -201,7 +201,7 @@ def test_released_container_loads_and_reproduces(tmp_path, video, container):
     torch.save(state if container == "plain" else {"gen": state, "step": 3}, path)
     reference = LIAX(TINY).eval()
     reference.generator.load_state_dict(state)
-    loaded = LIAX.from_config(LIAXConfig(**{**vars(TINY), "weights": str(path)}))
+    loaded = LIAX.from_config(TINY, path)
     assert not loaded.training
     for name, tensor in loaded.generator.state_dict().items():
         torch.testing.assert_close(tensor, state[name], rtol=0, atol=0)
@@ -215,9 +215,9 @@ def test_released_container_loads_and_reproduces(tmp_path, video, container):
 def test_mismatched_or_unreadable_weights_are_refused(tmp_path):
     wrong = tmp_path / "other-model.pt"
     torch.save(_tiny_state(), wrong)
-    bigger = LIAXConfig(**{**vars(TINY), "max_channels": 32, "weights": str(wrong)})
+    bigger = LIAXConfig(**{**vars(TINY), "max_channels": 32})
     with pytest.raises(WeightsMismatchError) as err:
-        LIAX.from_config(bigger)
+        LIAX.from_config(bigger, wrong)
     message = str(err.value)
     assert message.startswith(str(wrong)) and "mis-shaped" in message and "\n" not in message
 
@@ -225,7 +225,7 @@ def test_mismatched_or_unreadable_weights_are_refused(tmp_path):
     truncated.pop("dec.direction.weight")
     torch.save(truncated, wrong)
     with pytest.raises(WeightsMismatchError, match="1 missing .*dec.direction.weight"):
-        LIAX.from_config(LIAXConfig(**{**vars(TINY), "weights": str(wrong)}))
+        LIAX.from_config(TINY, wrong)
 
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
@@ -239,10 +239,10 @@ def test_mismatched_or_unreadable_weights_are_refused(tmp_path):
 
 
 def test_codec_configs_compose():
-    full = instantiate(compose("codec=lia_x").codec)
-    assert full == LIAXConfig()
-    tiny = instantiate(compose("codec=lia_x_tiny").codec)
-    assert tiny == TINY
+    full = compose("codec=lia_x").codec
+    assert full.weights is None and instantiate(full.config) == LIAXConfig()
+    tiny = instantiate(compose("codec=lia_x_tiny").codec)  # a ready codec, like every codec config
+    assert isinstance(tiny, LIAX) and tiny.config == TINY and not tiny.training
 
 
 def test_encode_video_file_to_normalized_npy(tmp_path, codec, video):

@@ -100,7 +100,7 @@ def test_original_names_round_trip_to_identical_embeddings(tmp_path):
     assert report.unexpected == ["head.loss.weight"] and not report.missing
     wav = 0.1 * torch.randn(2, 8000)
     torch.testing.assert_close(loaded.embed(wav), model.embed(wav), rtol=0, atol=0)
-    built = build_speaker_encoder(TINY, checkpoint=path)
+    built = build_speaker_encoder(TINY, weights=path)
     assert not built.training and not any(p.requires_grad for p in built.parameters())
     torch.testing.assert_close(built.embed(wav), model.embed(wav), rtol=0, atol=0)
 

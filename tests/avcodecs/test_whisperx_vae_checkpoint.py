@@ -61,7 +61,7 @@ def test_lightning_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(loaded.decode(latent), model.decode(latent), rtol=0, atol=0)
     # the Hydra builder: sizes come from the file, weight norms folded
     built = build_whisperx_vae(WhisperXVAEConfig(encoder_dim=8, hidden_dim=16, decoder_dim=16, whisper=TINY_WHISPER),
-                               checkpoint=path)
+                               weights=path)
     assert built.config.encoder_dim == 2 and not built.training
     torch.testing.assert_close(built.encode(wav), model.encode(wav), rtol=1e-6, atol=1e-6)
 
