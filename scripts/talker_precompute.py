@@ -34,7 +34,7 @@ from engine.errors import UserFacingError  # noqa: E402
 from engine.logger import setup_logging  # noqa: E402
 from engine.media import read_audio, read_video  # noqa: E402
 from talker_t2av.online import load_raw_motion  # noqa: E402
-from talker_t2av.references import FPS, Codecs  # noqa: E402
+from talker_t2av.references import FPS, Codecs, add_codec_arguments  # noqa: E402
 
 log = logging.getLogger("talker_precompute")
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
@@ -133,12 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="output folder (features + manifest.jsonl)")
     ap.add_argument("--data-root", help="released CSV: the dataset root its paths are relative to")
     ap.add_argument("--tts", action="store_true", help="speech only (no motion, no LIA-X)")
-    ap.add_argument("--vae", help="WhisperX-VAE model.ckpt")
-    ap.add_argument("--vae-config", default="whisperx_vae")
-    ap.add_argument("--speaker-encoder", help="UniSpeech wavlm_large_finetune.pth")
-    ap.add_argument("--speaker-config", default="speaker_wavlm_ecapa")
-    ap.add_argument("--liax", help="LIA-X lia-x.pt (not needed with --tts or precomputed raw motion)")
-    ap.add_argument("--liax-config", default="lia_x")
+    add_codec_arguments(ap, liax_help="LIA-X lia-x.pt (not needed with --tts or precomputed raw motion)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--strict", action="store_true", help="stop at the first unreadable clip")
     args = ap.parse_args(argv)
@@ -155,9 +150,7 @@ def main(argv=None) -> int:
             raise UserFacingError(f"{source}: no such folder or file")
         if not clips:
             raise UserFacingError(f"{source}: no clips found")
-        codecs = Codecs(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
-                        speaker_weights=args.speaker_encoder, liax_config=args.liax_config,
-                        liax_weights=args.liax, device=args.device)
+        codecs = Codecs.from_args(args, args.device)
         entries, failed = [], []
         for clip in tqdm(clips, desc="clips", dynamic_ncols=True):
             names = ("speech", "speaker") if args.tts else ("speech", "speaker", "motion")

@@ -154,41 +154,41 @@ class TalkerCollator:
         self.patch_size, self.delay, self.pad_id, self.motion_dim = patch_size, delay, pad_id, motion_dim
 
     def __call__(self, items: list[dict]) -> dict:
-        P, B = self.patch_size, len(items)
         if "wav24" in items[0]:  # on-the-fly features: the objective encodes the audio on the device
             from talker_t2av.online import collate_audio
 
             return collate_audio(self, items)
-        speech_frames = torch.tensor([len(it["speech"]) for it in items])
-        motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
-        counts = patch_counts(speech_frames, motion_frames, P, self.delay)
-        width = counts.width
-        frames = width * P
+        batch = self.layout(items, torch.tensor([len(it["speech"]) for it in items]))
+        speech = batch["motion"].new_zeros(*batch["motion"].shape[:2], items[0]["speech"].shape[-1])
+        for b, it in enumerate(items):
+            speech[b, : len(it["speech"])] = it["speech"]
+        return {**batch, "speech": speech, "speaker": torch.stack([it["speaker"] for it in items]).float()}
 
+    def layout(self, items: list[dict], speech_frames: torch.Tensor) -> dict:
+        """What every batch holds whatever the speech source: left-padded text, padded motion, frame
+        counts and the host-built row indices of slots and targets. Motion is (B, width * P, Cm)."""
+        B = len(items)
+        motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
+        counts = patch_counts(speech_frames, motion_frames, self.patch_size, self.delay)
+        width = counts.width
         text_len = max(len(it["text_ids"]) for it in items)
         text_ids = torch.full((B, text_len), self.pad_id, dtype=torch.long)
         text_mask = torch.zeros(B, text_len, dtype=torch.bool)
-        speech = torch.zeros(B, frames, items[0]["speech"].shape[-1])
-        motion = torch.zeros(B, frames, self.motion_dim)
+        motion = torch.zeros(B, width * self.patch_size, self.motion_dim)
         for b, it in enumerate(items):  # host-side padding of a few small arrays
             n = len(it["text_ids"])
             text_ids[b, text_len - n :] = it["text_ids"]  # left-padded: the patches start at one column
             text_mask[b, text_len - n :] = True
-            speech[b, : len(it["speech"])] = it["speech"]
             if it["motion"] is not None:
                 motion[b, : len(it["motion"])] = it["motion"]
-
         is_av = motion_frames > 0
-        patch_rows = flat_rows(counts.n_slots, width)
         av_slots = is_av.repeat_interleave(counts.n_slots)  # (M,) in patch_rows order
         return {
-            "text_ids": text_ids, "text_mask": text_mask,
-            "speech": speech, "motion": motion,
-            "speaker": torch.stack([it["speaker"] for it in items]).float(),
+            "text_ids": text_ids, "text_mask": text_mask, "motion": motion,
             "speech_frames": speech_frames, "motion_frames": motion_frames,
             "n_slots": counts.n_slots, "is_av": is_av,
             "ends": torch.tensor([bool(it["ends"]) for it in items]),
-            "patch_rows": patch_rows,
+            "patch_rows": flat_rows(counts.n_slots, width),
             "av_patch_pos": av_slots.nonzero().squeeze(1),
             "speech_rows": flat_rows(counts.n_speech, width, min_count=2),
             "motion_rows": flat_rows(counts.n_motion, width, min_count=2),

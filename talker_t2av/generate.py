@@ -25,7 +25,7 @@ from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 from engine.media import write_video, write_wav
 from talker_t2av.cfm import SamplerConfig
-from talker_t2av.references import FPS, Codecs, Request, batch_conditions, prepare
+from talker_t2av.references import FPS, Codecs, Request, add_codec_arguments, batch_conditions, prepare
 from talker_t2av.sampler import MODES, GenerationConfig, generate
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,7 @@ def add_arguments(parser) -> None:
     smp.add_argument("--seed", type=int, default=0)
 
     cod = parser.add_argument_group("codecs (configs/codec/<name>.yaml + weights)")
-    cod.add_argument("--vae", help="WhisperX-VAE model.ckpt")
-    cod.add_argument("--vae-config", default="whisperx_vae")
-    cod.add_argument("--speaker-encoder", help="UniSpeech wavlm_large_finetune.pth")
-    cod.add_argument("--speaker-config", default="speaker_wavlm_ecapa")
-    cod.add_argument("--liax", help="LIA-X lia-x.pt")
-    cod.add_argument("--liax-config", default="lia_x")
+    add_codec_arguments(cod)
     cod.add_argument("--no-render", action="store_true", help="skip LIA-X rendering (wav + latents only)")
 
     dev = parser.add_argument_group("execution")
@@ -173,9 +168,7 @@ def run(args) -> int:
     requests = _requests(args)
     model, layout = load_model(args, device)
     P, cfg = model.patch_size, model.cfg
-    codecs = Codecs(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
-                    speaker_weights=args.speaker_encoder, liax_config=args.liax_config,
-                    liax_weights=args.liax, device=str(device))
+    codecs = Codecs.from_args(args, str(device))
     prefix_frames = int(args.prefix_seconds * FPS) // P * P
     prepared = [prepare(r, args.mode, codecs, layout, prefix_frames, cfg.speaker_dim, cfg.motion_dim)
                 for r in requests]

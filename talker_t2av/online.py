@@ -13,7 +13,7 @@ import torch
 
 from engine.media import read_audio
 from talker_t2av.data import TalkerDataError, TalkerDataset, resolve_path
-from talker_t2av.patching import flat_rows, frame_mask, patch_counts
+from talker_t2av.patching import frame_mask
 
 HOP_24K, HOP_16K = 960, 640  # samples per 25-Hz frame
 
@@ -67,37 +67,15 @@ class OnTheFlyDataset(TalkerDataset):
 
 def collate_audio(collator, items: list[dict]) -> dict:
     """Like TalkerCollator, with padded waveforms; speech and speaker are filled in on the device."""
-    P, B = collator.patch_size, len(items)
-    speech_frames = torch.tensor([it["speech_frames"] for it in items])
-    motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
-    counts = patch_counts(speech_frames, motion_frames, P, collator.delay)
-    width = counts.width
-    frames = width * P
-    text_len = max(len(it["text_ids"]) for it in items)
-    text_ids = torch.full((B, text_len), collator.pad_id, dtype=torch.long)
-    text_mask = torch.zeros(B, text_len, dtype=torch.bool)
-    motion = torch.zeros(B, frames, collator.motion_dim)
-    wav24 = torch.zeros(B, frames * HOP_24K)
-    wav16 = torch.zeros(B, frames * HOP_16K)
+    batch = collator.layout(items, torch.tensor([it["speech_frames"] for it in items]))
+    frames = batch["motion"].shape[1]
+    wav24 = torch.zeros(len(items), frames * HOP_24K)
+    wav16 = torch.zeros(len(items), frames * HOP_16K)
     for b, it in enumerate(items):
-        n = len(it["text_ids"])
-        text_ids[b, text_len - n:], text_mask[b, text_len - n:] = it["text_ids"], True
         wav24[b, : len(it["wav24"])] = it["wav24"]
         wav16[b, : len(it["wav16"])] = it["wav16"]
-        if it["motion"] is not None:
-            motion[b, : len(it["motion"])] = it["motion"]
-    is_av = motion_frames > 0
-    return {
-        "text_ids": text_ids, "text_mask": text_mask, "motion": motion,
-        "wav24": wav24, "wav16": wav16, "wav16_lengths": torch.tensor([len(it["wav16"]) for it in items]),
-        "speech_frames": speech_frames, "motion_frames": motion_frames, "n_slots": counts.n_slots,
-        "is_av": is_av, "ends": torch.tensor([bool(it["ends"]) for it in items]),
-        "patch_rows": flat_rows(counts.n_slots, width),
-        "av_patch_pos": is_av.repeat_interleave(counts.n_slots).nonzero().squeeze(1),
-        "speech_rows": flat_rows(counts.n_speech, width, min_count=2),
-        "motion_rows": flat_rows(counts.n_motion, width, min_count=2),
-        "ids": [it["id"] for it in items],
-    }
+    return {**batch, "wav24": wav24, "wav16": wav16,
+            "wav16_lengths": torch.tensor([len(it["wav16"]) for it in items])}
 
 
 class FeatureEncoder:

@@ -38,6 +38,16 @@ def compose_codec(name: str, overrides: list[str] = ()):
         return compose(config_name="config", overrides=[f"codec={name}", *overrides]).codec
 
 
+def add_codec_arguments(group, liax_help: str = "LIA-X lia-x.pt") -> None:
+    """The codec flags shared by ``infer.py talker`` and ``scripts/talker_precompute.py``."""
+    group.add_argument("--vae", help="WhisperX-VAE model.ckpt")
+    group.add_argument("--vae-config", default="whisperx_vae")
+    group.add_argument("--speaker-encoder", help="UniSpeech wavlm_large_finetune.pth")
+    group.add_argument("--speaker-config", default="speaker_wavlm_ecapa")
+    group.add_argument("--liax", help=liax_help)
+    group.add_argument("--liax-config", default="lia_x")
+
+
 @dataclass
 class Codecs:
     """The codecs a run needs, built lazily (a TTS run never loads LIA-X)."""
@@ -63,6 +73,13 @@ class Codecs:
                 log.warning("%s without weights (%s): its outputs will be noise", config, flag)
             self._built[key] = instantiate(cfg).to(self.device)
         return self._built[key]
+
+    @classmethod
+    def from_args(cls, args, device: str) -> "Codecs":
+        """From the flags of :func:`add_codec_arguments`."""
+        return cls(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
+                   speaker_weights=args.speaker_encoder, liax_config=args.liax_config, liax_weights=args.liax,
+                   device=device)
 
     @property
     def vae(self):
