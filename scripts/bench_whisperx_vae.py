@@ -4,7 +4,7 @@ Reports seconds of audio processed per second of compute (higher is better) for 
 --seconds at batch --batch, median over --repeats timed calls after --warmup calls. Weights are
 random unless checkpoints are given (speed does not depend on them). Examples:
 
-    flock /work/heavy.lock python scripts/bench_whisperx_vae.py --device cpu --threads 2
+    python scripts/bench_whisperx_vae.py --device cpu --threads 2
     python scripts/bench_whisperx_vae.py --device cuda --amp bf16 --batch 8
 """
 
