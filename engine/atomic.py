@@ -36,3 +36,12 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def save_npy(path: str | os.PathLike, array) -> Path:
+    """``np.save`` through :func:`atomic_path` (the exact name is kept: no ``.npy`` appended)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(array))
+    return Path(path)

@@ -1,4 +1,4 @@
-"""Small helpers: seeding and moving nested batches to a device."""
+"""Small helpers: seeding, choosing a device, moving nested batches to a device."""
 
 import random
 
@@ -10,6 +10,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; asking for CUDA on a
+    machine without it is a one-line error rather than a crash deep inside the first transfer."""
+    from engine.errors import UserFacingError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserFacingError(f"--device {name}: no CUDA device is available")
+    return torch.device(name)
 
 
 def to_device(batch, device: torch.device, non_blocking: bool = True):

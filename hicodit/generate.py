@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.atomic import save_npy
 from engine.errors import UserFacingError
 
 log = logging.getLogger("hicodit.generate")
@@ -156,14 +157,6 @@ def _check_features(item: dict, cfg, clip_id: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ run
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InferenceError(f"--device {name}: no CUDA device is available")
-    return torch.device(name)
-
-
 def _codec(args, config, device, model_cfg):
     from omegaconf import OmegaConf
 
@@ -188,12 +181,12 @@ def _codec(args, config, device, model_cfg):
 def run(args) -> int:
     from engine.checkpoint import load_module
     from engine.media import read_video, write_video, write_wav
-    from engine.utils import to_device
+    from engine.utils import resolve_device, to_device
     from hicodit.data import load_clip_arrays, prepare_clip
     from hicodit.diffusion import SamplerConfig
 
     jobs = _jobs(args)  # argument errors before any loading
-    device = _device(args.device)
+    device = resolve_device(args.device)
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
     module, task, config = load_module(args.checkpoint, ema=not args.raw, device=device)
     model_cfg = module.net.cfg
@@ -225,10 +218,7 @@ def run(args) -> int:
         for i, job in enumerate(batch_jobs):
             codes = tokens[i : i + 1, :, : lengths[i]]  # (1, Q, L_i)
             if codec is None:
-                path = job.wav.with_suffix(".tokens.npy")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, codes[0].cpu().numpy().astype(np.int16))
-                written.append(path)
+                written.append(save_npy(job.wav.with_suffix(".tokens.npy"), codes[0].cpu().numpy().astype(np.int16)))
                 continue
             with torch.no_grad():
                 wav = codec.decode(codes).float()[0].cpu().numpy()  # (L_i * hop,)

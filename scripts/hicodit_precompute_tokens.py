@@ -23,7 +23,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.atomic import atomic_path  # noqa: E402
+from engine.atomic import save_npy  # noqa: E402
 from engine.data import read_manifest, resolve_path, write_manifest  # noqa: E402
 from engine.errors import UserFacingError  # noqa: E402
 from engine.logger import setup_logging  # noqa: E402
@@ -82,8 +82,7 @@ def run(args) -> int:
             wav = read_audio(resolve_path(entry, key), codec.sample_rate)  # MediaError names the file
             with torch.no_grad():
                 codes = codec.encode(torch.from_numpy(wav).to(args.device)[None])[0]  # (Q, T)
-            with atomic_path(target) as tmp, open(tmp, "wb") as f:
-                np.save(f, codes.cpu().numpy().astype(np.int16))
+            save_npy(target, codes.cpu().numpy().astype(np.int16))
         tokens_len = np.load(target, mmap_mode="r").shape[1]
         if abs(tokens_len - args.tokens_per_frame * entry["num_frames"]) > 4:
             mismatched += 1

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.atomic import atomic_path  # noqa: E402
+from engine.atomic import save_npy  # noqa: E402
 from engine.data import read_manifest, resolve_path, write_manifest  # noqa: E402
 from engine.errors import UserFacingError  # noqa: E402
 from engine.logger import setup_logging  # noqa: E402
@@ -122,11 +122,6 @@ def features(clip: dict, codecs: Codecs, tts: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def save_npy(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, arr.astype(np.float32))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--input", required=True, help="folder of clips, manifest .jsonl, or the released .csv")
@@ -158,7 +153,7 @@ def main(argv=None) -> int:
             try:
                 if not all(p.is_file() for p in paths.values()):
                     for name, arr in features(clip, codecs, args.tts).items():
-                        save_npy(paths[name], arr)
+                        save_npy(paths[name], arr.astype(np.float32))
                 frames = len(np.load(paths["speech"], mmap_mode="r"))
                 if not args.tts:
                     frames = min(frames, len(np.load(paths["motion"], mmap_mode="r")))

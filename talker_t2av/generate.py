@@ -24,6 +24,7 @@ import torch
 from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 from engine.media import write_video, write_wav
+from engine.utils import resolve_device
 from talker_t2av.cfm import SamplerConfig
 from talker_t2av.references import FPS, Codecs, Request, add_codec_arguments, batch_conditions, prepare
 from talker_t2av.sampler import MODES, GenerationConfig, generate
@@ -104,12 +105,6 @@ def _requests(args) -> list[Request]:
     return requests
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def load_model(args, device: torch.device):
     from talker_t2av.pretrained import load_checkpoint, load_released, set_inference_dtype
 
@@ -163,7 +158,7 @@ def write_outputs(prepared, speech, motion, mode: str, codecs: Codecs, render: b
 
 
 def run(args) -> int:
-    device = _device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     requests = _requests(args)
     model, layout = load_model(args, device)

@@ -25,7 +25,7 @@ from avcodecs.lia_x.config import LIAXConfig
 from avcodecs.lia_x.frames import prepare_frames, to_uint8
 from avcodecs.lia_x.generator import Generator, load_generator
 from avcodecs.lia_x.motion import MotionStats, load_motion_stats
-from engine.atomic import atomic_path
+from engine.atomic import save_npy
 from engine.errors import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,7 @@ class LIAX(nn.Module):
 
 def save_motion(path: str | os.PathLike, motion: np.ndarray) -> None:
     """Write motion (T, M) as float32 .npy, atomically (no half-written file on failure)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(motion, dtype=np.float32))
+    save_npy(path, np.asarray(motion, dtype=np.float32))
 
 
 def _as_video(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
