@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -150,13 +151,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{path}: no checkpoint found (expected a step_* folder holding {MODEL_FILE})")
 
 
-def load_module(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
+def load_module(path: str | Path, ema: bool = True, device: str | torch.device = "cpu",
+                edit_config: Callable[[Path, DictConfig], None] | None = None):
     """Rebuild a trained module from its checkpoint folder alone: config.yaml -> task -> module ->
-    weights (EMA weights when present and ``ema``). Returns (module in eval mode, task, config)."""
+    weights (EMA weights when present and ``ema``). Returns (module in eval mode, task, config).
+
+    ``edit_config(folder, config)`` may change the stored config in place before anything is built
+    (e.g. point a backbone at a local folder on this machine, drop training-only parts)."""
     from hydra.utils import instantiate
 
     folder = resolve_checkpoint(path)
     config = load_config(folder)
+    if edit_config is not None:
+        edit_config(folder, config)
     task = instantiate(config.task)
     module = task.build_module()
     load_checked(module, load_weights(folder, ema=ema), source=f"{folder} (weights vs. the model its config builds)")

@@ -12,12 +12,10 @@ import logging
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from engine import checkpoint as ckpt
 from engine.errors import UserFacingError
-from engine.weights import load_checked
 from talker_t2av import keymap
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
@@ -44,26 +42,23 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True)
     replaces the backbone / tokenizer folder recorded in the checkpoint (e.g. on another machine).
     A warm-start source recorded for training is not needed and not read.
     """
-    folder = ckpt.resolve_checkpoint(path)
-    config = ckpt.load_config(folder)
-    if "task" not in config or "model" not in config.task:
-        raise PretrainedError(f"{folder}: not a Talker-T2AV checkpoint (its config has no task.model)")
-    model_cfg = config.task.model
-    model_cfg.load_backbone_weights = False
-    if qwen:
-        model_cfg.backbone_path = qwen
-        if model_cfg.get("tokenizer") not in (None, "char"):
-            model_cfg.tokenizer = qwen
-    config.task.init_from = None
-    if "feature_codecs" in config.task:
-        config.task.feature_codecs = None  # training-time encoders are not needed to sample
-    if "data" in config.task and "features" in config.task.data:
-        config.task.data.features = "precomputed"
-    task = instantiate(config.task)
-    module = task.build_module()
-    load_checked(module, ckpt.load_weights(folder, ema=ema), source=f"{folder}")
-    model = module.model.eval()
-    return model, ChatLayout(load_tokenizer(task.tokenizer_source))
+    def for_inference(folder: Path, config) -> None:
+        if "task" not in config or "model" not in config.task:
+            raise PretrainedError(f"{folder}: not a Talker-T2AV checkpoint (its config has no task.model)")
+        model_cfg = config.task.model
+        model_cfg.load_backbone_weights = False
+        if qwen:
+            model_cfg.backbone_path = qwen
+            if model_cfg.get("tokenizer") not in (None, "char"):
+                model_cfg.tokenizer = qwen
+        config.task.init_from = None
+        if "feature_codecs" in config.task:
+            config.task.feature_codecs = None  # training-time encoders are not needed to sample
+        if "data" in config.task and "features" in config.task.data:
+            config.task.data.features = "precomputed"
+
+    module, task, _ = ckpt.load_module(path, ema=ema, edit_config=for_inference)
+    return module.model, ChatLayout(load_tokenizer(task.tokenizer_source))
 
 
 def load_released(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
