@@ -20,7 +20,7 @@ HOP_24K, HOP_16K = 960, 640  # samples per 25-Hz frame
 
 def load_raw_motion(path) -> np.ndarray:
     """Raw LIA-X motion (T, 40): .npy, or a tensor saved with torch.save (the released dataset's .pt)."""
-    from avcodecs.safe_load import safe_torch_load
+    from engine.safe_load import safe_torch_load
 
     path = str(path)
     if path.endswith(".npy"):

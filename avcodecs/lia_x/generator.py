@@ -17,7 +17,7 @@ from torch import nn
 from avcodecs.lia_x.config import LIAXConfig
 from avcodecs.lia_x.decoder import Decoder
 from avcodecs.lia_x.encoder import Encoder
-from avcodecs.safe_load import CheckpointReadError, safe_torch_load
+from engine.safe_load import CheckpointReadError, safe_torch_load
 from engine.weights import load_checked
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from avcodecs.safe_load import CheckpointReadError, safe_torch_load
 from avcodecs.speaker.keymap import WAVLM_PREFIX, checkpoint_to_model
 from avcodecs.speaker.model import SpeakerEncoder, SpeakerEncoderConfig
+from engine.safe_load import CheckpointReadError, safe_torch_load
 from engine.weights import LoadReport, WeightsMismatchError, load_checked
 
 log = logging.getLogger(__name__)

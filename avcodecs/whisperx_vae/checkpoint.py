@@ -19,9 +19,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.base import ContainerMetadata, Metadata
 from omegaconf.nodes import AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, StringNode
 
-from avcodecs.safe_load import CheckpointReadError, safe_torch_load
 from avcodecs.whisperx_vae.model import WhisperXVAE, WhisperXVAEConfig
 from avcodecs.whisperx_vae.whisper import WhisperEncoderConfig, sinusoids
+from engine.safe_load import CheckpointReadError, safe_torch_load
 from engine.weights import LoadReport, WeightsMismatchError, load_checked
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from avcodecs.lia_x import LIAX, Generator, LIAXConfig, LIAXInputError, LIAXWeightsError, load_motion_stats
 from avcodecs.lia_x.frames import fit_square, to_model_range, to_uint8
-from avcodecs.safe_load import CheckpointReadError
+from engine.safe_load import CheckpointReadError
 from engine.weights import WeightsMismatchError, compare_shapes, shapes
 from tests.conftest import compose
 

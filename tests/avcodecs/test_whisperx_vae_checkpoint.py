@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from avcodecs.safe_load import CheckpointReadError, UnsafeCheckpointError
 from avcodecs.whisperx_vae import WhisperXVAE, WhisperXVAEConfig, build_whisperx_vae, load_whisperx_vae
 from avcodecs.whisperx_vae.whisper import WhisperEncoderConfig
+from engine.safe_load import CheckpointReadError, UnsafeCheckpointError
 from engine.weights import WeightsMismatchError
 
 TINY_WHISPER = WhisperEncoderConfig(dim=16, heads=2, layers=1)
