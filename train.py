@@ -14,7 +14,9 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from engine.errors import UserFacingError
+from engine.configs import register_schemas, trainer_config
+from engine.distributed import shutdown_distributed
+from engine.errors import find_user_error
 from engine.logger import setup_logging
 from engine.trainer import Trainer
 
@@ -26,14 +28,19 @@ def main(cfg: DictConfig) -> None:
     setup_logging(int(os.environ.get("RANK", 0)))
     try:
         task = instantiate(cfg.task)
-        trainer = Trainer(instantiate(cfg.trainer), task, run_config=cfg)
-        path = trainer.fit()
-    except UserFacingError as e:
-        log.error("%s", e)
+        path = Trainer(trainer_config(cfg.trainer), task, run_config=cfg).fit()
+    except Exception as e:  # noqa: BLE001 - a user-facing error is one line, anything else a traceback
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        log.error("%s", user_error)
         sys.exit(1)
+    finally:
+        shutdown_distributed()
     if path is not None:
         log.info("last checkpoint: %s", path)
 
 
 if __name__ == "__main__":
+    register_schemas()
     main()

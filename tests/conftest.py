@@ -17,11 +17,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 def compose(*overrides: str):
     """The Hydra config train.py would see for these overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from engine.configs import compose as compose_config
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    return compose_config(*overrides)
+
+
+def build_trainer(cfg, task=None):
+    """The Trainer train.py builds for a composed config (a world of one)."""
+    from hydra.utils import instantiate
+
+    from engine.configs import trainer_config
+    from engine.distributed import DistInfo
+    from engine.trainer import Trainer
+
+    return Trainer(trainer_config(cfg.trainer), task or instantiate(cfg.task), run_config=cfg, dist_info=DistInfo())
 
 
 def free_port() -> int:

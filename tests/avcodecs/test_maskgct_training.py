@@ -12,10 +12,8 @@ from avcodecs.maskgct.codebooks import CodebookMaintenance, spherical_kmeans
 from avcodecs.maskgct.data import AudioCropDataset, SyntheticSpeechDataset
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
 from engine.checkpoint import load_module
-from engine.distributed import DistInfo
 from engine.media import MediaError, write_wav
-from engine.trainer import Trainer
-from tests.conftest import compose, free_port, run_cli
+from tests.conftest import build_trainer, compose, free_port, run_cli
 
 SEGMENT = 12_000  # 0.5 s, 25 frames
 
@@ -30,7 +28,7 @@ def test_tiny_codec_experiment_lowers_the_mel_loss(tmp_path):
                   "trainer.batch_size=4", "trainer.lr=3e-3", "trainer.warmup_steps=5",
                   "trainer.val_every=0", "trainer.log_every=5", "trainer.save_every=30",
                   "trainer.progress=false", "data.synthetic_items=16", "data.synthetic_val_items=2")
-    Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+    build_trainer(cfg).fit()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     mel = [r["train/mel"] for r in rows if "train/mel" in r]
     assert len(mel) == 6 and (mel[-1] + mel[-2]) / 2 < 0.9 * mel[0], mel  # ~0.84 typically; untrained ~1
@@ -180,7 +178,7 @@ def test_interrupted_codec_run_resumes_bitwise(tmp_path, stop_after):
 
     def fit(out, *extra):
         cfg = compose(*common, f"trainer.out_dir={out}", *extra)
-        Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+        build_trainer(cfg).fit()
 
     fit(tmp_path / "straight")
     fit(tmp_path / "resumed", f"trainer.stop_after_steps={stop_after}")

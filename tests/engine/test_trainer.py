@@ -8,18 +8,17 @@ from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 from engine import checkpoint as ckpt
-from engine.distributed import DistInfo
 from engine.toy import ToyTask
-from engine.trainer import NonFiniteLossError, Trainer
+from engine.trainer import NonFiniteLossError
 from engine.weights import WeightsMismatchError
-from tests.conftest import compose
+from tests.conftest import build_trainer, compose
 
 SMOKE = ("experiment=smoke", "trainer.progress=false", "trainer.num_workers=0")
 
 
 def make_trainer(tmp_path, *overrides, task=None):
     cfg = compose(*SMOKE, f"trainer.out_dir={tmp_path}", *overrides)
-    return Trainer(instantiate(cfg.trainer), task or instantiate(cfg.task), run_config=cfg, dist_info=DistInfo())
+    return build_trainer(cfg, task)
 
 
 def final_weights(run_dir):

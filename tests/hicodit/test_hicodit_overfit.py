@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hydra.utils import instantiate
 
 from engine import checkpoint as ckpt
-from engine.distributed import DistInfo
-from engine.trainer import Trainer
 from hicodit.data import HiCoDiTDataset, SyntheticClips, collate, write_clips
 from hicodit.diffusion import SamplerConfig
-from tests.conftest import compose
+from tests.conftest import build_trainer, compose
 from tests.hicodit.helpers import tiny_data_config
 
 CLIPS, FRAMES = 4, 12
@@ -33,7 +30,7 @@ def trained(tmp_path_factory):
                   "trainer.lr=3e-3", "trainer.warmup_steps=10", "trainer.ema_decay=0.9", "trainer.save_every=150",
                   "trainer.val_every=0", "trainer.log_every=50", "trainer.progress=false", "trainer.num_workers=0",
                   "task.sampler.steps=4")
-    Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+    build_trainer(cfg).fit()
     module, task, _ = ckpt.load_module(root / "run")  # EMA weights, rebuilt from the folder alone
     data = HiCoDiTDataset(task.data_cfg, "val")
     batch = collate([data[i] for i in range(CLIPS)])

@@ -9,14 +9,12 @@ import torch
 from hydra.utils import instantiate
 
 import infer
-from engine.distributed import DistInfo
 from engine.media import read_video, write_video, write_wav
-from engine.trainer import Trainer
 from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataset
 from talker_t2av.online import FeatureEncoder, OnTheFlyDataset
 from talker_t2av.references import compose_codec
 from talker_t2av.task import TalkerTask
-from tests.conftest import compose
+from tests.conftest import build_trainer, compose
 from tests.talker_t2av.helpers import tiny_config
 
 CODECS = ["--vae-config", "whisperx_vae_tiny", "--speaker-config", "speaker_wavlm_ecapa_tiny",
@@ -30,7 +28,7 @@ TINY = ("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("talker_cli")
     cfg = compose(*TINY, f"trainer.out_dir={root / 'run'}")
-    Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+    build_trainer(cfg).fit()
     t = np.arange(48000, dtype=np.float32) / 24000
     write_wav(root / "voice.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 24000)
     frames = (np.random.default_rng(0).random((40, 64, 64, 3)) * 255).astype(np.uint8)

@@ -5,11 +5,9 @@ import torch
 from hydra.utils import instantiate
 
 from engine import checkpoint as ckpt
-from engine.distributed import DistInfo
-from engine.trainer import Trainer
 from talker_t2av.pretrained import load_checkpoint
 from talker_t2av.task import TalkerTask
-from tests.conftest import compose
+from tests.conftest import build_trainer, compose
 
 TINY = ("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers=0", "trainer.max_steps=4",
         "trainer.save_every=4", "trainer.log_every=2", "data.synthetic_clips=2", "task.val_max_seconds=0.5")
@@ -19,7 +17,7 @@ TINY = ("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("talker_tiny")
     cfg = compose(*TINY, f"trainer.out_dir={out}")
-    Trainer(instantiate(cfg.trainer), instantiate(cfg.task), run_config=cfg, dist_info=DistInfo()).fit()
+    build_trainer(cfg).fit()
     return out
 
 
