@@ -2,6 +2,8 @@
 
 Each command lives in its package (``add_arguments(parser)`` + ``run(args) -> int``) and is
 imported only when chosen, so ``infer.py hicodit`` never loads Talker-T2AV code and vice versa.
+The flags they share (``--device``, ``--precision``, ``--out``, ``--manifest``, ``--out-dir``,
+``--batch-size``, ``--seed``, ``--raw``, ``--quiet``) come from ``engine.cli`` and mean the same in each.
 """
 
 import argparse
@@ -9,14 +11,21 @@ import importlib
 import logging
 import sys
 
-from engine.errors import UserFacingError
+from engine.cli import run_main
 from engine.logger import setup_logging
 
 COMMANDS = {
-    "hicodit": ("hicodit.generate", "silent face video (or its features) -> speech, with HiCoDiT"),
-    "talker": ("talker_t2av.generate", "text / speech / motion -> speech + talking head, with Talker-T2AV"),
+    "hicodit": ("hicodit.cli", "silent face video (or its features) -> speech, with HiCoDiT"),
+    "talker": ("talker_t2av.cli", "text / speech / motion -> speech + talking head, with Talker-T2AV"),
     "smoke": ("engine.toy", "evaluate a smoke-run checkpoint on fresh generated data"),
 }
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"infer.py {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,17 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         listing = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
         print(f"usage: python infer.py <command> [options]\n\ncommands:\n{listing}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    name, rest = argv[0], argv[1:]
+    name = argv[0]
+    args = build_parser(name).parse_args(argv[1:])
+    setup_logging(0, logging.WARNING if args.quiet else logging.INFO)
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"infer.py {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
-    setup_logging(0, logging.INFO if not getattr(args, "quiet", False) else logging.WARNING)
-    try:
-        return int(module.run(args) or 0)
-    except UserFacingError as e:
-        logging.getLogger("infer").error("%s", e)
-        return 1
+    return run_main(lambda: module.run(args), log_name="infer")
 
 
 if __name__ == "__main__":

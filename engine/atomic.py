@@ -1,26 +1,79 @@
-"""Write-then-rename, so an interrupted write never leaves a half-written file or folder behind."""
+"""Write-then-rename, so an interrupted write never leaves a half-written file or folder behind.
+
+Every output of the project goes through :func:`atomic_path` (one file or folder) or
+:func:`atomic_files` (the several files of one item, which appear together or not at all). A
+failure to write (read-only folder, a file in the way, a full disk) becomes one :class:`OutputError`
+line naming the path; the cleanup of the temporary never hides the original error.
+"""
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.errors import UserFacingError
+
+
+class OutputError(UserFacingError, OSError):
+    pass
+
+
+def describe_os_error(path: Path, error: BaseException) -> str:
+    """One line for a failed write of ``path``."""
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(error):
+        return f"{path}: no space left on the device holding {path.parent}"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path}: cannot write there (permission denied or read-only)"
+    if code == errno.EISDIR or (path.is_dir() and code != errno.ENOTDIR):
+        return f"{path}: is an existing folder, not a file name"
+    if code == errno.ENOTDIR or code == errno.EEXIST:
+        return f"{path}: a file is in the way of the folder {path.parent}"
+    reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+    return f"{path}: cannot write ({reason})"
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(describe_os_error(path, e)) from None
+    if path.is_dir():
+        raise OutputError(f"{path}: is an existing folder, not a file name")
+
+
+def temporary_sibling(path: Path) -> Path:
+    """``clip.tmp-1a2b.mp4`` next to ``clip.mp4``: the final suffix is kept so tools that pick the
+    container from the extension (ffmpeg, soundfile) still work."""
+    return path.with_name(f"{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success rename it onto ``path``, else delete it.
-
-    The temporary name keeps the final suffix (``clip.tmp-1a2b.mp4``) so tools that pick the
-    container from the extension (ffmpeg, soundfile) still work.
-    """
+    """Yield a temporary sibling of ``path``; on success rename it onto ``path``, else delete it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
     if is_dir:
-        tmp.mkdir()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(describe_os_error(path, e)) from None
+    else:
+        _make_parent(path)
+    tmp = temporary_sibling(path)
     try:
+        if is_dir:
+            tmp.mkdir()
         yield tmp
         if is_dir and path.exists():
             # A directory cannot be renamed over a non-empty one: move the old one aside first.
@@ -30,11 +83,39 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        if isinstance(e, UserFacingError):
+            raise
+        raise OutputError(describe_os_error(path, e)) from None
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temporary names for the several outputs of one item; all are renamed into place at the end,
+    or all removed. Renaming is the last and quickest step, so a crash leaves either nothing of the
+    item or (in the instant of the renames) some of its complete files, never a half-written one."""
+    finals = [Path(p) for p in paths]
+    for path in finals:
+        _make_parent(path)
+    temps = [temporary_sibling(p) for p in finals]
+    try:
+        yield temps
+        for tmp, path in zip(temps, finals):
+            if tmp.exists():  # an output the item turned out not to need is simply absent
+                os.replace(tmp, path)
+    except OSError as e:
+        for tmp in temps:
+            _remove(tmp)
+        if isinstance(e, UserFacingError):
+            raise
+        raise OutputError(describe_os_error(finals[0], e)) from None
+    except BaseException:
+        for tmp in temps:
+            _remove(tmp)
         raise
 
 

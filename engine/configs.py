@@ -79,3 +79,19 @@ def codec_config(spec: str) -> DictConfig:
     if spec not in presets:
         raise ConfigError(f"codec config {spec!r}: not a preset ({', '.join(presets)}) or a .yaml path")
     return compose(f"codec={spec}").codec
+
+
+def build_codec(config: "DictConfig | str", weights: str | None = None):
+    """A ready codec from a codec config node (or a preset name / .yaml path), optionally with another
+    weights spec. ``_partial_`` nodes (built lazily by a task) are built here all the same."""
+    import functools
+
+    from hydra.utils import instantiate
+
+    node = codec_config(config) if isinstance(config, str) else config
+    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+    node.pop("_partial_", None)
+    if weights is not None:
+        node.weights = weights
+    built = instantiate(node)
+    return built() if isinstance(built, functools.partial) else built

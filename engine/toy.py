@@ -15,6 +15,7 @@ from torch import nn
 from engine.data.sampler import pad_sequences
 from engine.layers import RMSNorm, RotaryEmbedding, TransformerBlock
 from engine.task import Task
+from engine.utils import to_device
 
 
 @dataclass
@@ -132,17 +133,22 @@ class ToyTask(Task):
 
 # ------------------------------------------------------------------ infer.py smoke
 def add_arguments(parser) -> None:
+    from engine.cli import add_execution_flags, positive_int
+
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest)")
-    parser.add_argument("--items", type=int, default=32, help="fresh generated sequences to evaluate")
-    parser.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    parser.add_argument("--items", type=positive_int, default=32, help="fresh generated sequences to evaluate")
+    add_execution_flags(parser)
 
 
 def run(args) -> int:
     from engine.checkpoint import load_module
+    from engine.utils import resolve_device
 
-    module, task, _ = load_module(args.checkpoint, ema=not args.raw)
+    module, task, _ = load_module(args.checkpoint, ema=not args.raw, device=resolve_device(args.device),
+                                  task_type=ToyTask, command="infer.py smoke")
     data = ToySequenceDataset(ToyDataConfig(**{**vars(task.data_cfg), "num_items": args.items}), "test")
     with torch.no_grad():
-        mse, _ = module(collate_sequences([data[i] for i in range(len(data))]))
+        batch = collate_sequences([data[i] for i in range(len(data))])
+        mse, _ = module(to_device(batch, next(module.parameters()).device))
     print(f"mse on {args.items} fresh sequences: {float(mse):.5f}")
     return 0

@@ -15,13 +15,32 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; asking for CUDA on a
     machine without it is a one-line error rather than a crash deep inside the first transfer."""
+    import re
+
     from engine.errors import UserFacingError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserFacingError(f"--device {name}: no CUDA device is available")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
+        raise UserFacingError(f"--device {name}: not a device (auto, cpu, cuda or cuda:N)")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserFacingError(f"--device {name}: no CUDA device is available")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserFacingError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` (bf16 on CUDA, fp32 elsewhere), ``fp32`` or ``bf16`` -> the compute dtype."""
+    from engine.errors import UserFacingError
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in ("fp32", "bf16"):
+        raise UserFacingError(f"--precision {name}: must be auto, fp32 or bf16")
+    return torch.bfloat16 if name == "bf16" else torch.float32
 
 
 def to_device(batch, device: torch.device, non_blocking: bool = True):

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from engine.data import ManifestError, read_manifest, resolve_path, write_manifest
-from engine.data.sampler import pad_sequences
+from engine.data.sampler import crop_start, pad_sequences
 from engine.errors import UserFacingError
 from hicodit.conditioning import emotion_probs
 
@@ -65,7 +65,8 @@ class HiCoDiTDataConfig:
     speaker_dim: int = 256
 
 
-def _load(entry: dict, key: str) -> np.ndarray:
+def load_feature(entry: dict, key: str) -> np.ndarray:
+    """The .npy feature ``entry[key]`` (path relative to the manifest), checked: readable, non-empty, finite."""
     path = resolve_path(entry, key)
     if not path.is_file():
         raise ClipDataError(f"{path}: file not found (clip {entry['id']!r}, key {key!r})")
@@ -87,7 +88,7 @@ def load_clip_arrays(entry: dict, cfg: "HiCoDiTDataConfig", with_tokens: bool = 
         keys["tokens"] = cfg.tokens_key
     if cfg.ge2e_key is not None and (with_tokens or cfg.ge2e_key in entry):
         keys["ge2e"] = cfg.ge2e_key
-    return {name: _load(entry, key) for name, key in keys.items()}
+    return {name: load_feature(entry, key) for name, key in keys.items()}
 
 
 class HiCoDiTDataset(Dataset):
@@ -143,8 +144,7 @@ def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: d
         emotion = np.concatenate([emotion, np.repeat(emotion[-1:], frames - len(emotion), axis=0)])
     start = 0
     if cfg.max_frames and frames > cfg.max_frames:
-        if crop_random:
-            start = int(torch.randint(frames - cfg.max_frames + 1, ()).item())  # data loader side, not a hot path
+        start = crop_start(frames, cfg.max_frames, crop_random)
         frames = cfg.max_frames
     item = {
         "id": entry.get("id"),

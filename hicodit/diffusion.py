@@ -78,7 +78,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hicodit.model import Conditions, HiCoDiT
+from hicodit.model import HiCoDiT, HiCoDiTConditions
 
 # ----------------------------------------------------------------------------- noise schedule
 
@@ -131,7 +131,7 @@ class DiffusionConfig:
 
 
 @dataclass
-class SamplerConfig:
+class DiffusionSamplerConfig:
     steps: int = 64
     greedy: bool = False  # deterministic: argmax codes, most-confident-first unmasking
     temperature: float = 1.0
@@ -144,9 +144,9 @@ class SamplerConfig:
 
     def __post_init__(self):
         if self.steps < 1:
-            raise ValueError("SamplerConfig.steps must be >= 1")
+            raise ValueError("DiffusionSamplerConfig.steps must be >= 1")
         if self.temperature <= 0:
-            raise ValueError("SamplerConfig.temperature must be > 0")
+            raise ValueError("DiffusionSamplerConfig.temperature must be > 0")
 
     def weights(self) -> dict[str, float]:
         return {"id": self.w_id, "emo": self.w_emo, "lip": self.w_lip}
@@ -157,7 +157,7 @@ PASS_DROPS = {"all": (False, False, False), "none": (True, True, True), "id": (T
               "emo": (True, True, False), "lip": (False, True, True)}
 
 
-def guidance_passes(cfg: SamplerConfig) -> list[str]:
+def guidance_passes(cfg: DiffusionSamplerConfig) -> list[str]:
     """The forward passes a step needs, in batch order ('all' first)."""
     singles = [c for c, w in cfg.weights().items() if w != 0 or cfg.run_zero_weight_passes]
     if not singles and cfg.w_all == 0 and not cfg.run_zero_weight_passes:
@@ -165,7 +165,7 @@ def guidance_passes(cfg: SamplerConfig) -> list[str]:
     return ["all", "none", *singles]
 
 
-def combine_guidance(logits: torch.Tensor, passes: list[str], cfg: SamplerConfig) -> torch.Tensor:
+def combine_guidance(logits: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig) -> torch.Tensor:
     """logits (n, B, L, Q, V) of the passes -> guided logits (B, L, Q, V) (rule in the module docstring)."""
     if passes == ["all"]:
         return logits[0]
@@ -239,7 +239,8 @@ class MaskedDiffusion(nn.Module):
         acoustic = torch.rand(c_id.shape[0], device=c_id.device) < p  # (B,)
         return torch.where(acoustic[:, None], batch["ge2e"].to(c_id.dtype), c_id)
 
-    def conditions(self, batch: dict, speaker: torch.Tensor | None = None) -> tuple[Conditions, torch.Tensor | None]:
+    def conditions(self, batch: dict,
+                   speaker: torch.Tensor | None = None) -> tuple[HiCoDiTConditions, torch.Tensor | None]:
         """Encode the batch's conditions; ``speaker`` (B, S) overrides the identity (e.g. a reference
         recording's GE2E embedding). Returns (conditions, c_id predicted from the face or None)."""
         c_id = self.net.predict_speaker(batch["face"]) if "face" in batch else None
@@ -309,18 +310,18 @@ class MaskedDiffusion(nn.Module):
         return loss, logs
 
     # -------------------------------------------------------------------------------- sampling
-    def guided_logits(self, x: torch.Tensor, t: torch.Tensor, cond_n: Conditions, mask_n: torch.Tensor | None,
-                      drop_n: torch.Tensor, passes: list[str], cfg: SamplerConfig) -> torch.Tensor:
+    def guided_logits(self, x: torch.Tensor, t: torch.Tensor, cond_n: HiCoDiTConditions, mask_n: torch.Tensor | None,
+                      drop_n: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig) -> torch.Tensor:
         """One batched forward over all guidance passes -> guided logits (B, L, Q, V) in fp32."""
         n = len(passes)
         logits = self.net(x.repeat(n, 1, 1), t.repeat(n), cond_n, mask_n, drop_n).float()  # (n B, L, Q, V)
         return combine_guidance(logits.unflatten(0, (n, x.shape[0])), passes, cfg)
 
     @torch.no_grad()
-    def sample(self, cond: Conditions, token_mask: torch.Tensor, cfg: SamplerConfig | None = None,
+    def sample(self, cond: HiCoDiTConditions, token_mask: torch.Tensor, cfg: DiffusionSamplerConfig | None = None,
                generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
         """Draw tokens (B, Q, L) from all-[MASK] for the encoded conditions; padded frames come out 0."""
-        cfg = cfg or SamplerConfig()
+        cfg = cfg or DiffusionSamplerConfig()
         b, length = token_mask.shape
         q, device = self.net.cfg.num_levels, token_mask.device
         real = token_mask[:, None, :].expand(b, q, length)  # (B, Q, L)
@@ -356,34 +357,16 @@ class MaskedDiffusion(nn.Module):
                 unmask = masked & (rank < n_unmask[:, None]).view_as(masked)
             else:
                 codes = gumbel_argmax(logits / cfg.temperature, generator)  # (B, Q, L)
-                p_unmask = (t - s) * self._host(self.schedule.loss_weight, t) if s > 0 else 1.0
+                p_unmask = self.unmask_probability(t, s)
                 u = torch.rand(x.shape, generator=generator, device=device)
                 unmask = masked & (u < p_unmask)
             x = torch.where(unmask, codes, x)
         return x
 
+    def unmask_probability(self, t: float, s: float) -> float:
+        """The Euler step's P(a masked token is revealed) from t to s < t: dt * w(t), and 1 at s = 0."""
+        return (t - s) * self._host(self.schedule.loss_weight, t) if s > 0 else 1.0
+
     @staticmethod
     def _host(fn, value: float) -> float:
         return float(fn(torch.tensor(value, dtype=torch.float64)))
-
-    def encode_for_sampling(self, batch: dict, speaker: torch.Tensor | None = None) -> Conditions:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self.conditions(batch, speaker)[0]
-        finally:
-            self.train(was_training)
-
-
-def step_unmask_probability(schedule: LogLinearSchedule, t: float, s: float) -> float:
-    """Euler's P(unmask) from t to s, dt * w(t) (for tests and docs)."""
-    tt = torch.tensor(t, dtype=torch.float64)
-    return float((t - s) * schedule.loss_weight(tt))
-
-
-def exact_unmask_probability(schedule: LogLinearSchedule, t: float, s: float) -> float:
-    """The exact reverse transition 1 - P(masked at s) / P(masked at t)."""
-    tt, ss = torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64)
-    return float(1 - schedule.mask_prob(ss) / schedule.mask_prob(tt))
-

@@ -105,7 +105,7 @@ class HiCoDiTConfig:
 
 
 @dataclass
-class Conditions:
+class HiCoDiTConditions:
     """Encoded conditions, constant over the diffusion steps of one clip."""
 
     lip: torch.Tensor  # (B, L, C) lip stream at the token rate
@@ -113,9 +113,10 @@ class Conditions:
     emo_seq: torch.Tensor  # (B, E, C) 2 Hz emotion embeddings
     emo_pooled: torch.Tensor  # (B, C) their mean over real steps
 
-    def repeat(self, n: int) -> "Conditions":
+    def repeat(self, n: int) -> "HiCoDiTConditions":
         """The batch stacked n times (guidance runs its variants as one batch)."""
-        return Conditions(*(t.repeat(n, *[1] * (t.dim() - 1)) for t in (getattr(self, f.name) for f in fields(self))))
+        tensors = (getattr(self, f.name) for f in fields(self))
+        return HiCoDiTConditions(*(t.repeat(n, *[1] * (t.dim() - 1)) for t in tensors))
 
 
 def _norm(kind: str, dim: int) -> nn.Module:
@@ -248,16 +249,16 @@ class HiCoDiT(nn.Module):
         return self.identity(face)
 
     def encode_conditions(self, lip: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
-                          frame_mask: torch.Tensor) -> Conditions:
+                          frame_mask: torch.Tensor) -> HiCoDiTConditions:
         """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops; speaker (B, S); emotion (B, T)
-        labels or (B, T, K) probabilities; frame_mask (B, T) -> Conditions."""
+        labels or (B, T, K) probabilities; frame_mask (B, T) -> HiCoDiTConditions."""
         if self.lip_frontend is not None:
             lip = self.lip_frontend(lip)  # (B, T, lip_dim)
         lip = lip * frame_mask[..., None].to(lip.dtype)  # padded frames carry nothing
         emo_seq, emo_pooled, _ = self.emotion(emotion, frame_mask)  # (B, E, C), (B, C)
-        return Conditions(self.lip(lip), speaker, emo_seq, emo_pooled)
+        return HiCoDiTConditions(self.lip(lip), speaker, emo_seq, emo_pooled)
 
-    def _apply_drop(self, cond: Conditions, drop: torch.Tensor | None):
+    def _apply_drop(self, cond: HiCoDiTConditions, drop: torch.Tensor | None):
         speaker = self.speaker_proj(cond.speaker)  # (B, C)
         lip, emo_seq, emo_pooled = cond.lip, cond.emo_seq, cond.emo_pooled
         if drop is not None:
@@ -276,7 +277,7 @@ class HiCoDiT(nn.Module):
         summed = F.embedding_bag(idx.reshape(b * length, q), self.token_embed.weight, mode="sum")
         return summed.view(b, length, -1)
 
-    def forward(self, tokens: torch.Tensor, t: torch.Tensor, cond: Conditions,
+    def forward(self, tokens: torch.Tensor, t: torch.Tensor, cond: HiCoDiTConditions,
                 token_mask: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, Q, L) with [MASK] = V; t (B,) in [0, 1] -> logits (B, L, Q, V) over the V real codes."""
         cfg = self.cfg

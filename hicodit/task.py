@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.task import Task
 from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
-from hicodit.diffusion import DiffusionConfig, MaskedDiffusion, SamplerConfig
+from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
 from hicodit.model import HiCoDiT, HiCoDiTConfig
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 
 class HiCoDiTTask(Task):
     def __init__(self, model: HiCoDiTConfig, data: HiCoDiTDataConfig, diffusion: DiffusionConfig | None = None,
-                 sampler: SamplerConfig | None = None, codec: Callable | nn.Module | None = None,
+                 sampler: DiffusionSamplerConfig | None = None, codec: Callable | nn.Module | None = None,
                  val_seed: int = 0):
         self.model_cfg, self.data_cfg = model, data
         self.diffusion_cfg = diffusion or DiffusionConfig()
-        self.sampler_cfg = sampler or SamplerConfig(steps=16)
+        self.sampler_cfg = sampler or DiffusionSamplerConfig()  # validation samples; infer.py's defaults
         self.codec_factory = codec
         self.val_seed = val_seed
         self._codec = None
@@ -55,8 +55,18 @@ class HiCoDiTTask(Task):
     def collate(self, items: list[dict]) -> dict:
         return collate(items, self.model_cfg.tokens_per_frame)
 
-    def codec(self, device: torch.device | str = "cpu") -> nn.Module | None:
-        """The codec (built on first use), or None when the run has none."""
+    def codec(self, device: torch.device | str = "cpu", weights: str | None = None, config=None) -> nn.Module | None:
+        """The run's codec (built on first use; None when the run names none). ``weights`` (a weights
+        spec) or ``config`` (a codec config node or preset name) build that codec instead, e.g. at
+        inference on a machine where the released weights live elsewhere."""
+        if weights is not None or config is not None:
+            from engine.configs import build_codec
+
+            if config is None and isinstance(self.codec_factory, functools.partial):
+                return self.codec_factory(weights=weights).eval().to(device)
+            if config is None:
+                raise ValueError("this run has no codec config to rebuild with other weights")
+            return build_codec(config, weights).eval().to(device)
         if self._codec is None and self.codec_factory is not None:
             codec = self.codec_factory() if not isinstance(self.codec_factory, nn.Module) else self.codec_factory
             self._codec = codec.eval()
@@ -97,18 +107,3 @@ def token_accuracy(pred: torch.Tensor, target: torch.Tensor, token_mask: torch.T
     return {"token_acc": float(hit.sum() / (count * pred.shape[1])),
             "token_acc_low": float(hit[:, :num_low].sum() / (count * num_low)),
             "token_acc_high": float(hit[:, num_low:].sum() / (count * (pred.shape[1] - num_low)))}
-
-
-def codec_from_config(node, weights: str | None = None):
-    """Build a codec from a (Hydra) config node, optionally with another weights path."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    if node is None:
-        return None
-    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-    node.pop("_partial_", None)
-    if weights is not None:
-        node.weights = weights
-    built = instantiate(node)
-    return built() if isinstance(built, functools.partial) else built

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hicodit.diffusion import DiffusionConfig, MaskedDiffusion, SamplerConfig, guidance_passes  # noqa: E402
+from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion, guidance_passes  # noqa: E402
 from hicodit.model import HiCoDiT, HiCoDiTConfig  # noqa: E402
 
 
@@ -113,18 +113,18 @@ def bench_train(model: MaskedDiffusion, cfg: HiCoDiTConfig, args, device, frames
 def bench_sample(model: MaskedDiffusion, cfg: HiCoDiTConfig, args, device, frames: int) -> dict:
     model.eval()
     batch = random_batch(cfg, 1, frames, device)
-    sampler = SamplerConfig(steps=args.sample_steps)
+    sampler = DiffusionSamplerConfig(steps=args.sample_steps)
     if args.no_guidance:
-        sampler = SamplerConfig(steps=args.sample_steps, w_all=0, w_id=0, w_emo=0, w_lip=0)
+        sampler = DiffusionSamplerConfig(steps=args.sample_steps, w_all=0, w_id=0, w_emo=0, w_lip=0)
     run_steps = args.sample_steps_run or args.sample_steps
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         cond = model.conditions(batch)[0]
         # warm-up (allocator, kernels, compile) with one step of the same shapes
-        model.sample(cond, batch["token_mask"], SamplerConfig(**{**vars(sampler), "steps": 1}))
+        model.sample(cond, batch["token_mask"], DiffusionSamplerConfig(**{**vars(sampler), "steps": 1}))
         sync(device)
         tick = time.perf_counter()
         cond = model.conditions(batch)[0]
-        model.sample(cond, batch["token_mask"], SamplerConfig(**{**vars(sampler), "steps": run_steps}))
+        model.sample(cond, batch["token_mask"], DiffusionSamplerConfig(**{**vars(sampler), "steps": run_steps}))
         sync(device)
         elapsed = time.perf_counter() - tick
     total = elapsed * args.sample_steps / run_steps

@@ -23,12 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.optim import build_adamw  # noqa: E402
-from talker_t2av.cfm import SamplerConfig  # noqa: E402
-from talker_t2av.data import TalkerCollator  # noqa: E402
+from talker_t2av.cfm import CFMSamplerConfig  # noqa: E402
+from talker_t2av.collate import TalkerCollator  # noqa: E402
 from talker_t2av.model import TalkerT2AV  # noqa: E402
 from talker_t2av.objective import TalkerObjective  # noqa: E402
 from talker_t2av.pretrained import paper_config, set_inference_dtype  # noqa: E402
-from talker_t2av.sampler import Conditions, GenerationConfig, generate  # noqa: E402
+from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate  # noqa: E402
 
 # narrower and shallower than Qwen3-0.6B, same vocabulary (151936, as the tokenizer needs)
 REDUCED = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -102,9 +102,9 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     set_inference_dtype(model, dtype, torch.bfloat16 if args.bf16_heads and device.type == "cuda" else torch.float32)
     patches = int(args.gen_seconds * 25) // 4
     ids = torch.randint(0, cfg.backbone["vocab_size"], (batch, args.text_tokens), device=device)
-    cond = Conditions(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(batch, 256, device=device),
+    cond = TalkerConditions(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(batch, 256, device=device),
                       torch.randn(batch, 40, device=device))
-    sampler = SamplerConfig(steps=10, cfg=2.0, temperature=0.7)
+    sampler = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.7)
     gen = GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches,
                            min_patches=10**9)  # no stop: a fixed length
     times = []

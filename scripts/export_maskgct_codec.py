@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avcodecs.maskgct import save_released  # noqa: E402
+from avcodecs.maskgct import save_maskgct_weights  # noqa: E402
 from engine.checkpoint import load_module  # noqa: E402
 from engine.errors import UserFacingError  # noqa: E402
 
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         module, _, config = load_module(args.checkpoint, ema=not args.raw)
         if not hasattr(module, "codec"):
             raise UserFacingError(f"{args.checkpoint}: not a codec training run (task {config.task._target_})")
-        folder = save_released(module.codec, args.out)
+        folder = save_maskgct_weights(module.codec, args.out)
     except UserFacingError as e:
         log.error("%s", e)
         return 1

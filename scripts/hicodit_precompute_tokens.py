@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.atomic import save_npy  # noqa: E402
+from engine.cli import run_main  # noqa: E402
 from engine.data import read_manifest, resolve_path, write_manifest  # noqa: E402
-from engine.errors import UserFacingError  # noqa: E402
 from engine.logger import setup_logging  # noqa: E402
 
 log = logging.getLogger("precompute_tokens")
@@ -35,9 +35,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True)
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--codec-config", default=str(REPO / "configs" / "codec" / "maskgct.yaml"),
-                   help="codec config .yaml (default: the released MaskGCT codec)")
-    p.add_argument("--codec-weights", help="folder of the codec's released weights (sets the config's `weights`)")
+    p.add_argument("--codec-config", default="maskgct",
+                   help="codec preset (configs/codec/<name>) or .yaml (default: the released MaskGCT codec)")
+    p.add_argument("--codec-weights", help="the codec's weights (sets the config's `weights`)")
     p.add_argument("--audio-key", default="audio", help="manifest key of the audio file (falls back to 'video')")
     p.add_argument("--tokens-per-frame", type=int, default=2, help="expected tokens per video frame (50 Hz / 25 fps)")
     p.add_argument("--device", default="cpu")
@@ -48,30 +48,15 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     setup_logging(0)
     args = parse_args(argv)
-    try:
-        return run(args)
-    except UserFacingError as e:
-        log.error("%s", e)
-        return 1
+    return run_main(lambda: run(args), log_name="precompute_tokens")
 
 
 def run(args) -> int:
-    from omegaconf import OmegaConf
-
+    from engine.configs import build_codec
     from engine.media import read_audio
-    from hicodit.task import codec_from_config
 
     entries = read_manifest(args.manifest)
-    config_path = Path(args.codec_config)
-    if not config_path.is_file():
-        raise UserFacingError(f"{config_path}: codec config not found")
-    node = OmegaConf.load(config_path)
-    if "defaults" in node:  # a config-group file that inherits: compose it through Hydra
-        from hydra import compose, initialize_config_dir
-
-        with initialize_config_dir(config_dir=str(config_path.parent.resolve()), version_base=None):
-            node = compose(config_name=config_path.stem)
-    codec = codec_from_config(node, args.codec_weights).to(args.device).eval()
+    codec = build_codec(args.codec_config, args.codec_weights).to(args.device).eval()
     out_dir = Path(args.out_dir)
     (out_dir / "tokens").mkdir(parents=True, exist_ok=True)
     mismatched = 0

@@ -34,12 +34,11 @@ from engine.errors import UserFacingError  # noqa: E402
 from engine.logger import setup_logging  # noqa: E402
 from engine.media import read_audio, read_video  # noqa: E402
 from talker_t2av.online import load_raw_motion  # noqa: E402
-from talker_t2av.references import FPS, Codecs, add_codec_arguments  # noqa: E402
+from talker_t2av.references import Codecs, add_codec_arguments  # noqa: E402
 
 log = logging.getLogger("talker_precompute")
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 AUDIO_EXT = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
-WINDOW_SECONDS = 30  # WhisperX-VAE encodes at most one 30-s Whisper window per call
 
 
 def clips_from_folder(folder: Path, tts: bool) -> list[dict]:
@@ -87,22 +86,19 @@ def clips_from_manifest(path: Path) -> list[dict]:
 @torch.no_grad()
 def encode_speech(codecs: Codecs, wav24: np.ndarray) -> np.ndarray:
     vae = codecs.vae
-    dev = next(vae.parameters()).device
-    window = WINDOW_SECONDS * 24000
-    pieces = [vae.encode(torch.from_numpy(wav24[i:i + window])[None].to(dev))[0].float().cpu()
-              for i in range(0, len(wav24), window)]
-    return torch.cat(pieces).numpy()
+    return vae.encode_long(torch.from_numpy(wav24)[None].to(next(vae.parameters()).device))[0].float().cpu().numpy()
 
 
 @torch.no_grad()
 def features(clip: dict, codecs: Codecs, tts: bool) -> dict[str, np.ndarray]:
     frames = None
     if clip.get("video"):
-        video = read_video(clip["video"], fps=FPS, audio_sample_rate=24000)
+        fps = codecs.liax.frame_rate if not tts else 25.0
+        video = read_video(clip["video"], fps=fps, audio_sample_rate=24000)
         frames, wav24 = video.frames, video.audio
         if wav24 is None or len(wav24) == 0:
             raise UserFacingError(f"{clip['video']}: the video has no audio track")
-        wav16 = read_video(clip["video"], fps=FPS, audio_sample_rate=16000).audio
+        wav16 = read_video(clip["video"], fps=fps, audio_sample_rate=16000).audio
     else:
         wav24, wav16 = read_audio(clip["audio"], 24000), read_audio(clip["audio"], 16000)
     out = {"speech": encode_speech(codecs, wav24)}

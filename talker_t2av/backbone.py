@@ -11,13 +11,13 @@ which keeps its mask builder from reading the mask on the host (a device sync pe
 flash-attention takes the 2D mask (its varlen path).
 """
 
-import importlib.util
 import logging
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
 
 from engine.errors import UserFacingError
+from engine.layers.attention import transformers_attention
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +26,11 @@ class BackboneError(UserFacingError, ValueError):
     pass
 
 
-def resolve_attention(name: str) -> str:
-    """auto -> flash_attention_2 when flash-attn is installed and CUDA is present, else sdpa."""
-    if name == "auto":
-        flash = importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
-        return "flash_attention_2" if flash else "sdpa"
-    if name not in ("sdpa", "flash_attention_2", "eager"):
-        raise BackboneError(f"backbone attention must be auto, sdpa, flash_attention_2 or eager, got {name!r}")
-    return name
-
-
 def build_backbone(path: str | None = None, config: dict | None = None, load_weights: bool = True,
                    attention: str = "auto"):
     """A ``Qwen3ForCausalLM``: from the folder ``path`` (with its weights when ``load_weights``), or
     from ``config`` (Qwen3Config fields) with random weights."""
-    attn = resolve_attention(attention)
+    attn = transformers_attention(attention)
     if path:
         try:
             hf_config = AutoConfig.from_pretrained(path)

@@ -30,11 +30,11 @@ class CFMConfig:
 
 
 @dataclass
-class SamplerConfig:
+class CFMSamplerConfig:
     """Inference settings. Paper recipe: 10 steps, CFG 2, temperature 0.7 (released script 0.3)."""
 
     steps: int = 10
-    cfg: float = 2.0
+    guidance: float = 2.0  # classifier-free guidance scale w (1: plain conditional)
     temperature: float = 0.7
     sway: float = 1.0
     cfg_zero_star: bool = True
@@ -69,9 +69,10 @@ def optimized_scale(v_cond: torch.Tensor, v_uncond: torch.Tensor, eps: float = 1
     return scale.view(-1, *([1] * (v_cond.dim() - 1)))
 
 
-def guided_velocity(v_cond: torch.Tensor, v_uncond: torch.Tensor, cfg: float, zero_star: bool = True) -> torch.Tensor:
+def guided_velocity(v_cond: torch.Tensor, v_uncond: torch.Tensor, guidance: float,
+                    zero_star: bool = True) -> torch.Tensor:
     scale = optimized_scale(v_cond, v_uncond) if zero_star else 1.0
-    return v_uncond * scale + cfg * (v_cond - v_uncond * scale)
+    return v_uncond * scale + guidance * (v_cond - v_uncond * scale)
 
 
 class FlowMatching(nn.Module):
@@ -116,25 +117,25 @@ class FlowMatching(nn.Module):
 
     # ---------------------------------------------------------------- sampling
     def velocity(self, x: torch.Tensor, t: float, mu: torch.Tensor, context: torch.Tensor,
-                 global_cond: torch.Tensor, cfg: float, zero_star: bool) -> torch.Tensor:
+                 global_cond: torch.Tensor, guidance: float, zero_star: bool) -> torch.Tensor:
         """Guided velocity at time t; the conditional and unconditional passes run as one batch."""
         n = x.shape[0]
         t_rows = x.new_full((1,), t)  # one time for every row: the estimator broadcasts it
-        if cfg == 1.0:  # guidance with w = 1 is exactly the conditional velocity
+        if guidance == 1.0:  # w = 1 is exactly the conditional velocity
             return self.estimator(x, mu, t_rows, context, global_cond).float()
         v = self.estimator(torch.cat([x, x]), torch.cat([mu, torch.zeros_like(mu)]), t_rows,
                            torch.cat([context, context]), torch.cat([global_cond, global_cond])).float()
-        return guided_velocity(v[:n], v[n:], cfg, zero_star)
+        return guided_velocity(v[:n], v[n:], guidance, zero_star)
 
     @torch.no_grad()
     def sample(self, mu: torch.Tensor, context: torch.Tensor, global_cond: torch.Tensor,
-               sampler: SamplerConfig | None = None, z: torch.Tensor | None = None,
+               sampler: CFMSamplerConfig | None = None, z: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """One patch per row: mu (N, D), context (N, p*P, C), global_cond (N, G) -> (N, P, C) float32.
 
         ``z`` (N, P, C) is the standard-normal start (scaled by the temperature here); drawn if absent.
         """
-        sampler = sampler or SamplerConfig()
+        sampler = sampler or CFMSamplerConfig()
         if z is None:
             shape = (mu.shape[0], self.patch_size, self.estimator.channels)
             z = torch.randn(shape, device=mu.device, generator=generator, dtype=torch.float32)
@@ -145,6 +146,6 @@ class FlowMatching(nn.Module):
         dtype = next((p.dtype for p in self.estimator.parameters()), mu.dtype)
         mu, context, global_cond = mu.to(dtype), context.to(dtype), global_cond.to(dtype)
         for k in range(skip, sampler.steps):  # the first `skip` steps move x by zero velocity
-            v = self.velocity(x.to(dtype), ts[k], mu, context, global_cond, sampler.cfg, sampler.cfg_zero_star)
+            v = self.velocity(x.to(dtype), ts[k], mu, context, global_cond, sampler.guidance, sampler.cfg_zero_star)
             x = x - (ts[k] - ts[k + 1]) * v
         return x

@@ -15,16 +15,14 @@ running Whisper-large and WavLM on every step is what makes training fast; see
 """
 
 import logging
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from engine.data import read_manifest, resolve_path
+from engine.data import crop_start, read_manifest, resolve_path
 from engine.errors import UserFacingError
-from talker_t2av.patching import flat_rows, patch_counts
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -45,6 +43,8 @@ class TalkerDataConfig:
     # A clip of more patches than this is treated as cut from a longer one (no stop target), as the
     # released loss does for clips at its 30-s limit.
     max_stop_patches: int = 187
+    # Feature widths: the configs interpolate them from the model (${model.speech_dim} ...), and the
+    # task checks they agree, so a mismatch is one line instead of a matmul error in the forward.
     speech_dim: int = 32
     motion_dim: int = 40
     speaker_dim: int = 256
@@ -128,10 +128,8 @@ class TalkerDataset(Dataset):
         e, cfg, P = self.entries[i], self.cfg, self.patch_size
         speech, motion, speaker = self.features(e)
         total = len(speech) if motion is None else min(len(speech), len(motion))
-        start, cut = 0, total > cfg.max_frames
-        if cut:
-            start = random.randint(0, total - cfg.max_frames) if self.train else 0
-            total = cfg.max_frames
+        start, cut = crop_start(total, cfg.max_frames, self.train), total > cfg.max_frames
+        total = min(total, cfg.max_frames)
         speech = speech[start : start + total]
         if motion is not None:
             motion_frames = max(P, total // P * P)  # whole patches only (released)
@@ -144,53 +142,4 @@ class TalkerDataset(Dataset):
             "speaker": torch.from_numpy(speaker),
             "ends": not cut and n_patches <= cfg.max_stop_patches,
             "id": e["id"],
-        }
-
-
-class TalkerCollator:
-    """Pads a list of items into the batch ``TalkerObjective`` reads, with host-built row indices."""
-
-    def __init__(self, patch_size: int, delay: int = 0, pad_id: int = 0, motion_dim: int = 40):
-        self.patch_size, self.delay, self.pad_id, self.motion_dim = patch_size, delay, pad_id, motion_dim
-
-    def __call__(self, items: list[dict]) -> dict:
-        if "wav24" in items[0]:  # on-the-fly features: the objective encodes the audio on the device
-            from talker_t2av.online import collate_audio
-
-            return collate_audio(self, items)
-        batch = self.layout(items, torch.tensor([len(it["speech"]) for it in items]))
-        speech = batch["motion"].new_zeros(*batch["motion"].shape[:2], items[0]["speech"].shape[-1])
-        for b, it in enumerate(items):
-            speech[b, : len(it["speech"])] = it["speech"]
-        return {**batch, "speech": speech, "speaker": torch.stack([it["speaker"] for it in items]).float()}
-
-    def layout(self, items: list[dict], speech_frames: torch.Tensor) -> dict:
-        """What every batch holds whatever the speech source: left-padded text, padded motion, frame
-        counts and the host-built row indices of slots and targets. Motion is (B, width * P, Cm)."""
-        B = len(items)
-        motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
-        counts = patch_counts(speech_frames, motion_frames, self.patch_size, self.delay)
-        width = counts.width
-        text_len = max(len(it["text_ids"]) for it in items)
-        text_ids = torch.full((B, text_len), self.pad_id, dtype=torch.long)
-        text_mask = torch.zeros(B, text_len, dtype=torch.bool)
-        motion = torch.zeros(B, width * self.patch_size, self.motion_dim)
-        for b, it in enumerate(items):  # host-side padding of a few small arrays
-            n = len(it["text_ids"])
-            text_ids[b, text_len - n :] = it["text_ids"]  # left-padded: the patches start at one column
-            text_mask[b, text_len - n :] = True
-            if it["motion"] is not None:
-                motion[b, : len(it["motion"])] = it["motion"]
-        is_av = motion_frames > 0
-        av_slots = is_av.repeat_interleave(counts.n_slots)  # (M,) in patch_rows order
-        return {
-            "text_ids": text_ids, "text_mask": text_mask, "motion": motion,
-            "speech_frames": speech_frames, "motion_frames": motion_frames,
-            "n_slots": counts.n_slots, "is_av": is_av,
-            "ends": torch.tensor([bool(it["ends"]) for it in items]),
-            "patch_rows": flat_rows(counts.n_slots, width),
-            "av_patch_pos": av_slots.nonzero().squeeze(1),
-            "speech_rows": flat_rows(counts.n_speech, width, min_count=2),
-            "motion_rows": flat_rows(counts.n_motion, width, min_count=2),
-            "ids": [it["id"] for it in items],
         }

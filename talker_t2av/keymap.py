@@ -63,7 +63,7 @@ def read_released_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_released(model, path: str | Path) -> LoadReport:
+def load_released_weights(model, path: str | Path) -> LoadReport:
     """Load released weights into ``TalkerT2AV`` (strict, with a one-line report)."""
     state = read_released_state(path)
     tied = bool(getattr(model.llm.config, "tie_word_embeddings", False))

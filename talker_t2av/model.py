@@ -33,12 +33,13 @@ class TalkerConfig:
     backbone_path: str | None = None
     backbone: dict | None = None
     load_backbone_weights: bool = True  # False: random backbone (weights come from a checkpoint)
-    attention: str = "auto"  # auto (flash-attn when installed, else SDPA) | sdpa | flash_attention_2
+    attention: str = "auto"  # backbone attention: auto (flash-attn when installed and on GPU) | sdpa | flash | eager
     # Tokenizer: a folder with the Qwen3 tokenizer (default: backbone_path) or "char" (tests, demo).
     tokenizer: str | None = None
     speech_dim: int = 32
     motion_dim: int = 40
     speaker_dim: int = 256
+    frame_rate: float = 25.0  # latent frames per second of both streams (WhisperX-VAE and LIA-X, 25 Hz)
     patch_size: int = 4
     delay: int = 0  # motion lags speech by this many patches (released model: 0)
     context_patches: int = 1

@@ -8,7 +8,7 @@ is column s0 - 1 + j (j = 0 is the last text token: the first patch is predicted
 context) and the state after patch j is column s0 + j. Positions skip the padding, so each sample
 sees exactly the sequence [tag, text, patches] it would see alone.
 
-Batch keys (see data.TalkerCollator): text_ids/text_mask (B, L); speech (B, Np*P, Cs);
+Batch keys (see collate.TalkerCollator): text_ids/text_mask (B, L); speech (B, Np*P, Cs);
 motion (B, Np*P, Cm); speaker (B, G); speech_frames, motion_frames, n_slots (B,); is_av, ends
 (B,) bool; host-built row indices patch_rows, av_patch_pos, speech_rows, motion_rows.
 """
@@ -30,20 +30,18 @@ class LossConfig:
     stop_weight: float = 1.0
     stop_ignore_seconds: float = 0.3
     stop_pos_weight_scale: float = 0.3
-    frame_rate: float = 25.0
 
 
 class TalkerObjective(nn.Module):
-    def __init__(self, model: TalkerT2AV, loss: LossConfig | None = None):
+    def __init__(self, model: TalkerT2AV, loss: LossConfig | None = None, feature_encoder=None):
+        """``feature_encoder`` (talker_t2av.online.FeatureEncoder, a plain object, so neither a submodule
+        nor in checkpoints): batches carry waveforms and are encoded on the fly."""
         super().__init__()
         self.model = model
         self.loss_cfg = loss or LossConfig()
-        self.n_ignore = stop_ignore_patches(self.loss_cfg.stop_ignore_seconds, self.loss_cfg.frame_rate,
+        self.feature_encoder = feature_encoder
+        self.n_ignore = stop_ignore_patches(self.loss_cfg.stop_ignore_seconds, model.cfg.frame_rate,
                                             model.patch_size)
-
-    def attach_feature_encoder(self, encoder) -> None:
-        """Encode waveforms in the batch on the fly; kept out of the module tree (and checkpoints)."""
-        self.__dict__["feature_encoder"] = encoder
 
     def repeated_blocks(self):
         return self.model.repeated_blocks()
@@ -90,8 +88,8 @@ class TalkerObjective(nn.Module):
         """-> (loss, logs). ``noise`` = {"speech": CFMNoise, "motion": CFMNoise} fixes the randomness."""
         m, cfg = self.model, self.loss_cfg
         noise = noise or {}
-        if "wav24" in batch:  # on-the-fly features (talker_t2av.online)
-            batch = self.__dict__["feature_encoder"](batch)
+        if self.feature_encoder is not None:  # on-the-fly features (talker_t2av.online)
+            batch = self.feature_encoder(batch)
         width = batch["speech"].shape[1] // m.patch_size
         B, L = batch["text_ids"].shape
         # zero the frames past each clip's end (targets and contexts of the last patch)

@@ -1,7 +1,7 @@
 """Ready-to-sample Talker-T2AV models: from one of our checkpoints, or from the released weights.
 
-    model, layout = load_checkpoint("runs/talker_joint")                   # our training run
-    model, layout = load_released("ckpts/talker-t2av", qwen="Qwen3-0.6B")  # HKUSTAudio/Talker-T2AV
+    model, layout, sampler = load_checkpoint("runs/talker_joint")          # our training run
+    model, layout = load_released_talker("ckpts/talker-t2av", qwen="Qwen3-0.6B")  # HKUSTAudio/Talker-T2AV
 
 The released folder (``talker-t2av/`` of HKUSTAudio/Talker-T2AV) holds ``model.safetensors``, the
 backbone's ``config.json`` and the tokenizer; ``qwen`` (a local Qwen3-0.6B folder) is only needed
@@ -22,7 +22,6 @@ from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "model" / "talker_t2av_paper.yaml"
 
 
 class PretrainedError(UserFacingError, ValueError):
@@ -30,13 +29,17 @@ class PretrainedError(UserFacingError, ValueError):
 
 
 def paper_config(**overrides) -> TalkerConfig:
-    raw = OmegaConf.to_container(OmegaConf.load(PAPER_CONFIG), resolve=True)
+    """The released layout (``configs/model/talker_t2av_paper.yaml``, shipped with the package)."""
+    from engine.configs import config_dir
+
+    raw = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "talker_t2av_paper.yaml"), resolve=True)
     raw.pop("_target_", None)
     return TalkerConfig(**{**raw, **overrides})
 
 
-def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True):
-    """(model in eval mode, ChatLayout) from a checkpoint or run folder of ``train.py``.
+def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True, command: str | None = None):
+    """(model in eval mode, ChatLayout, the run's sampler config) from a checkpoint or run folder of
+    ``train.py``; a checkpoint of another model family is refused in one line naming ``command``.
 
     The backbone is built from its config only (the weights come from the checkpoint); ``qwen``
     replaces the backbone / tokenizer folder recorded in the checkpoint (e.g. on another machine).
@@ -57,11 +60,14 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True)
         if "data" in config.task and "features" in config.task.data:
             config.task.data.features = "precomputed"
 
-    module, task, _ = ckpt.load_module(path, ema=ema, edit_config=for_inference)
-    return module.model, ChatLayout(load_tokenizer(task.tokenizer_source))
+    from talker_t2av.task import TalkerTask
+
+    module, task, _ = ckpt.load_module(path, ema=ema, edit_config=for_inference, task_type=TalkerTask,
+                                       command=command)
+    return module.model, ChatLayout(load_tokenizer(task.tokenizer_source)), task.sampler
 
 
-def load_released(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
+def load_released_talker(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
     """(paper-size model with the released weights, ChatLayout). ``config``: another layout than the
     paper's (its backbone fields are taken from the folder)."""
     folder = Path(folder)
@@ -77,7 +83,7 @@ def load_released(folder: str | Path, qwen: str | None = None, config: TalkerCon
     config = config or paper_config()
     config.backbone_path, config.load_backbone_weights, config.tokenizer = backbone, False, tokenizer
     model = TalkerT2AV(config)
-    keymap.load_released(model, folder)
+    keymap.load_released_weights(model, folder)
     return model.eval(), ChatLayout(load_tokenizer(tokenizer))
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from talker_t2av.cfm import SamplerConfig
+from talker_t2av.cfm import CFMSamplerConfig
 from talker_t2av.model import AV_TAG, TTS_TAG, TalkerT2AV
 from talker_t2av.patching import context_windows, frame_mask
 
@@ -38,8 +38,8 @@ MODES = ("t2av", "tts", "a2v", "v2a")
 @dataclass
 class GenerationConfig:
     mode: str = "t2av"
-    speech: SamplerConfig = field(default_factory=SamplerConfig)
-    motion: SamplerConfig = field(default_factory=SamplerConfig)
+    speech: CFMSamplerConfig = field(default_factory=CFMSamplerConfig)
+    motion: CFMSamplerConfig = field(default_factory=CFMSamplerConfig)
     max_patches: int = 188  # 30 s at 25 Hz, P = 4 (prefix included)
     min_patches: int = 7  # the stop head is not consulted before this many generated patches
     stop_threshold: float = 0.5
@@ -51,7 +51,7 @@ class GenerationConfig:
 
 
 @dataclass
-class Conditions:
+class TalkerConditions:
     """Batched inputs. Frame counts are multiples of the patch size except ``given_frames``."""
 
     text_ids: torch.Tensor  # (B, L) long, left-padded
@@ -113,7 +113,7 @@ def _rolling(context: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model: TalkerT2AV, cond: Conditions, cfg: GenerationConfig,
+def generate(model: TalkerT2AV, cond: TalkerConditions, cfg: GenerationConfig,
              generator: torch.Generator | None = None, progress: bool = False, compile: bool = False) -> Generated:
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
     CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches)."""
@@ -218,7 +218,7 @@ class _Prefilled:
     dtype: torch.dtype
 
 
-def _prefill(m: TalkerT2AV, cond: Conditions, has_motion: bool) -> _Prefilled:
+def _prefill(m: TalkerT2AV, cond: TalkerConditions, has_motion: bool) -> _Prefilled:
     """Run [task tag | prompt (left-padded) | prefix patches (right-padded)] through the backbone."""
     P, p, delay = m.patch_size, m.cfg.context_patches, m.cfg.delay
     B, L = cond.text_ids.shape
@@ -298,7 +298,7 @@ def _slot_tokens(m: TalkerT2AV, speech: torch.Tensor, motion, has_motion: bool) 
     return tokens + m.motion_tokens(frames, mask).to(tokens.dtype)
 
 
-def _assemble(cond: Conditions, out_speech, out_motion, out_live, n_gen, gen_frames, n_pre, P,
+def _assemble(cond: TalkerConditions, out_speech, out_motion, out_live, n_gen, gen_frames, n_pre, P,
               has_motion) -> Generated:
     """Prefix + generated frames per sample (host side, once). Motion patches of slots before
     the motion stream starts (delay > 0) are dropped."""

@@ -14,8 +14,9 @@ from torch import nn
 from engine import checkpoint as ckpt
 from engine.task import Task
 from engine.weights import load_checked
-from talker_t2av.cfm import SamplerConfig
-from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataError, TalkerDataset
+from talker_t2av.cfm import CFMSamplerConfig
+from talker_t2av.collate import TalkerCollator
+from talker_t2av.data import TalkerDataConfig, TalkerDataset
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.objective import LossConfig, TalkerObjective
 
@@ -34,17 +35,35 @@ def _as(cls, value):
 class TalkerTask(Task):
     def __init__(self, model: TalkerConfig, data: TalkerDataConfig, loss: LossConfig | dict | None = None,
                  init_from: str | None = None, init_modules: list[str] | tuple[str, ...] = STAGE1_MODULES,
-                 val_sampler: SamplerConfig | dict | None = None, val_max_seconds: float = 30.0,
+                 sampler: CFMSamplerConfig | dict | None = None, val_max_seconds: float = 30.0,
                  feature_codecs: dict | None = None):
-        """feature_codecs: {"vae": codec, "speaker": encoder} (built by Hydra) for on-the-fly features."""
+        """sampler: how validation samples are drawn, and the defaults of ``infer.py talker`` for this
+        checkpoint; feature_codecs: {"vae": codec, "speaker": encoder} (built by Hydra) for on-the-fly
+        features."""
         self.model_cfg = _as(TalkerConfig, model)
         self.data_cfg = _as(TalkerDataConfig, data)
         self.loss_cfg = _as(LossConfig, loss)
         self.init_from = init_from
         self.init_modules = tuple(init_modules)
-        self.val_sampler = _as(SamplerConfig, val_sampler)
+        self.sampler = _as(CFMSamplerConfig, sampler)
         self.val_max_seconds = val_max_seconds
         self.feature_codecs = feature_codecs
+        self._check()
+
+    def _check(self) -> None:
+        """Data and model must agree on feature widths and on where the features come from."""
+        from engine.configs import ConfigError
+        from talker_t2av.collate import FEATURE_SOURCES
+
+        m, d = self.model_cfg, self.data_cfg
+        for name in ("speech_dim", "motion_dim", "speaker_dim"):
+            if getattr(m, name) != getattr(d, name):
+                raise ConfigError(f"data.{name}={getattr(d, name)} but model.{name}={getattr(m, name)}: the "
+                                  f"features and the model disagree (leave data.{name} as ${{model.{name}}})")
+        if d.features not in FEATURE_SOURCES:
+            raise ConfigError(f"data.features must be one of {FEATURE_SOURCES}, got {d.features!r}")
+        if d.features == "on_the_fly" and not (self.feature_codecs and {"vae", "speaker"} <= set(self.feature_codecs)):
+            raise ConfigError("data.features=on_the_fly needs task.feature_codecs with a vae and a speaker encoder")
 
     @property
     def tokenizer_source(self) -> str | None:
@@ -55,16 +74,12 @@ class TalkerTask(Task):
         model = TalkerT2AV(self.model_cfg)
         if self.init_from:
             warm_start(model, self.init_from, self.init_modules)
-        objective = TalkerObjective(model, self.loss_cfg)
+        encoder = None
         if self.data_cfg.features == "on_the_fly":
             from talker_t2av.online import FeatureEncoder
 
-            if not self.feature_codecs:
-                raise TalkerDataError("data.features=on_the_fly needs task.feature_codecs (vae and speaker)")
-            objective.attach_feature_encoder(FeatureEncoder(self.feature_codecs["vae"], self.feature_codecs["speaker"]))
-        elif self.data_cfg.features != "precomputed":
-            raise TalkerDataError(f"data.features must be precomputed or on_the_fly, got {self.data_cfg.features!r}")
-        return objective
+            encoder = FeatureEncoder(self.feature_codecs["vae"], self.feature_codecs["speaker"])
+        return TalkerObjective(model, self.loss_cfg, feature_encoder=encoder)
 
     # ------------------------------------------------------------------ data
     def _dataset(self, train: bool, manifests=None, tts_manifests=None):
@@ -77,7 +92,10 @@ class TalkerTask(Task):
         if self.data_cfg.features == "on_the_fly":
             from talker_t2av.online import OnTheFlyDataset
 
-            return OnTheFlyDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train)
+            vae, speaker = self.feature_codecs["vae"], self.feature_codecs["speaker"]
+            return OnTheFlyDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train,
+                                   audio_rate=vae.sample_rate, speaker_rate=speaker.sample_rate,
+                                   frame_rate=self.model_cfg.frame_rate)
         return TalkerDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train)
 
     def train_dataset(self):
@@ -89,8 +107,16 @@ class TalkerTask(Task):
         return None
 
     def collate(self, items):
-        cfg = self.model_cfg
-        return TalkerCollator(cfg.patch_size, cfg.delay, motion_dim=cfg.motion_dim)(items)
+        return self.collator(items)
+
+    @property
+    def collator(self) -> TalkerCollator:
+        cfg, features = self.model_cfg, self.data_cfg.features
+        hops = {}
+        if features == "on_the_fly":
+            hops = {"audio_hop": int(round(self.feature_codecs["vae"].sample_rate / cfg.frame_rate)),
+                    "speaker_hop": int(round(self.feature_codecs["speaker"].sample_rate / cfg.frame_rate))}
+        return TalkerCollator(cfg.patch_size, cfg.delay, motion_dim=cfg.motion_dim, features=features, **hops)
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -104,16 +130,16 @@ class TalkerTask(Task):
     def _sample(self, model: TalkerT2AV, batch: dict, out_dir: Path) -> dict[str, float]:
         """T2AV from the first clip's text, speaker and first motion frame (no prefix): latents
         saved as .npy next to the ground truth, and a latent-distance figure."""
-        from talker_t2av.sampler import Conditions, GenerationConfig, generate
+        from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate
 
         b = int(batch["is_av"].float().argmax())  # an audio-video clip if the batch has one
         sel = slice(b, b + 1)
         frames = int(batch["speech_frames"][b])
-        cond = Conditions(batch["text_ids"][sel], batch["text_mask"][sel], batch["speaker"][sel],
+        cond = TalkerConditions(batch["text_ids"][sel], batch["text_mask"][sel], batch["speaker"][sel],
                           batch["motion"][sel, 0] if bool(batch["is_av"][b]) else None)
         mode = "t2av" if bool(batch["is_av"][b]) else "tts"
-        max_patches = max(1, int(self.val_max_seconds * 25) // model.patch_size)
-        out = generate(model, cond, GenerationConfig(mode=mode, speech=self.val_sampler, motion=self.val_sampler,
+        max_patches = max(1, int(self.val_max_seconds * model.cfg.frame_rate) // model.patch_size)
+        out = generate(model, cond, GenerationConfig(mode=mode, speech=self.sampler, motion=self.sampler,
                                                      max_patches=max_patches))
         speech = out.speech[0].cpu().numpy()
         np.save(out_dir / "speech_generated.npy", speech)

@@ -9,7 +9,7 @@
 from avcodecs.maskgct.build import build_maskgct_codec
 from avcodecs.maskgct.codec import MaskGCTCodec
 from avcodecs.maskgct.config import MaskGCTCodecConfig
-from avcodecs.maskgct.weights import CodecWeightsError, load_released, save_released
+from avcodecs.maskgct.weights import CodecWeightsError, load_maskgct_weights, save_maskgct_weights
 
-__all__ = ["CodecWeightsError", "MaskGCTCodec", "MaskGCTCodecConfig", "build_maskgct_codec", "load_released",
-           "save_released"]
+__all__ = ["CodecWeightsError", "MaskGCTCodec", "MaskGCTCodecConfig", "build_maskgct_codec", "load_maskgct_weights",
+           "save_maskgct_weights"]

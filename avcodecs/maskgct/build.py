@@ -7,7 +7,7 @@ from pathlib import Path
 
 from avcodecs.maskgct.codec import MaskGCTCodec
 from avcodecs.maskgct.config import MaskGCTCodecConfig
-from avcodecs.maskgct.weights import load_released, resolve_weight_files
+from avcodecs.maskgct.weights import load_maskgct_weights, resolve_weight_files
 
 
 def build_maskgct_codec(config: MaskGCTCodecConfig | None = None, weights: str | Path | None = None,
@@ -20,7 +20,7 @@ def build_maskgct_codec(config: MaskGCTCodecConfig | None = None, weights: str |
     frozen: eval mode, no gradients, weight norm folded: the tokenizer as HiCoDiT uses it.
     Without weights the codec is randomly initialised (tests, or the start of codec training)."""
     codec = MaskGCTCodec(config or MaskGCTCodecConfig.paper())
-    load_released(codec, *resolve_weight_files(weights, encoder_weights, decoder_weights))
+    load_maskgct_weights(codec, *resolve_weight_files(weights, encoder_weights, decoder_weights))
     if frozen:
         codec.eval().requires_grad_(False).fold_weight_norm()
     return codec

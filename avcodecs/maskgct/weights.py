@@ -2,7 +2,7 @@
 ``model.safetensors`` is the encoder, ``model_1.safetensors`` the decoder (quantizer + Vocos).
 
 Both files load strictly: every key must exist with the right shape, or the load stops with one
-line naming the file and the offending keys. The same layout is what :func:`save_released` writes,
+line naming the file and the offending keys. The same layout is what :func:`save_maskgct_weights` writes,
 so a codec trained here is a drop-in replacement for the released one.
 """
 
@@ -49,7 +49,7 @@ def resolve_weight_files(weights: str | Path | None = None, encoder_weights: str
     return (Path(encoder_weights) if encoder_weights else None, Path(decoder_weights) if decoder_weights else None)
 
 
-def load_released(codec, encoder_weights: str | Path | None = None,
+def load_maskgct_weights(codec, encoder_weights: str | Path | None = None,
                   decoder_weights: str | Path | None = None) -> list[LoadReport]:
     """Load the released encoder and/or decoder files into a :class:`MaskGCTCodec` (strict).
 
@@ -63,7 +63,7 @@ def load_released(codec, encoder_weights: str | Path | None = None,
     return reports
 
 
-def save_released(codec, folder: str | Path) -> Path:
+def save_maskgct_weights(codec, folder: str | Path) -> Path:
     """Write ``codec`` in the released layout: ``folder/model.safetensors`` + ``model_1.safetensors``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

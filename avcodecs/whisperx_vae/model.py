@@ -125,6 +125,14 @@ class WhisperXVAE(ContinuousAudioCodec):
         latent = self.vae.posterior_mean(acoustic + semantic.transpose(1, 2).to(acoustic.dtype))  # (B, Z, T)
         return latent.transpose(1, 2)  # (B, T, Z)
 
+    def encode_long(self, wav: torch.Tensor) -> torch.Tensor:
+        """Any length: ``encode`` over consecutive 30-s windows (each one Whisper window), latents
+        concatenated -> (B, ceil(N / 960), Z). Memory stays that of one window."""
+        wav = self._as_batch(wav)
+        window = self.max_frames * self.hop_length
+        pieces = [self.encode(wav[:, i : i + window]) for i in range(0, wav.shape[-1], window)]
+        return torch.cat(pieces, dim=1)
+
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """latent (B, T, Z) -> waveform (B, T * 960) in [-1, 1]."""
         if latent.dim() != 3 or latent.shape[-1] != self.latent_dim:

@@ -1,5 +1,5 @@
 from engine.data.manifest import ManifestError, read_manifest, resolve_path, write_manifest
-from engine.data.sampler import BucketBatchSampler, pad_sequences
+from engine.data.sampler import BucketBatchSampler, crop_start, pad_sequences
 
-__all__ = ["BucketBatchSampler", "ManifestError", "pad_sequences", "read_manifest", "resolve_path",
+__all__ = ["BucketBatchSampler", "ManifestError", "crop_start", "pad_sequences", "read_manifest", "resolve_path",
            "write_manifest"]

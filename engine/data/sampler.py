@@ -84,3 +84,11 @@ def pad_sequences(seqs: Sequence[torch.Tensor], value: float = 0.0) -> tuple[tor
     out = torch.nn.utils.rnn.pad_sequence(list(seqs), batch_first=True, padding_value=value)
     mask = torch.arange(out.shape[1])[None] < lengths[:, None]
     return out, mask
+
+
+def crop_start(total: int, length: int, randomly: bool) -> int:
+    """Where a crop of ``length`` frames starts in a clip of ``total``: uniformly at random (torch's RNG,
+    which DataLoader seeds per worker and the trainer restores on resume) or at 0."""
+    if total <= length or not randomly:
+        return 0
+    return int(torch.randint(total - length + 1, ()))

@@ -3,9 +3,12 @@
 Shapes: q, k, v (B, H, L, Dh). ``mask`` is either a key-padding mask (B, L) with True at real
 tokens, or any boolean mask broadcastable to (B, H, Lq, Lk) with True where attention is allowed.
 
-Backend: ``"sdpa"`` (default, every device), ``"flash"`` (flash-attn 2; CUDA, fp16/bf16, no mask or a
-key-padding mask on self-attention) or ``"auto"`` (flash where it applies, SDPA otherwise).
-Choose it once per process with :func:`set_attention_backend` (the trainer does this from config).
+Backend, one vocabulary for the whole project (``trainer.attention_backend`` for our layers,
+``model.attention`` for the transformers backbone of Talker-T2AV, both through
+:func:`resolve_attention_backend`): ``"sdpa"`` (default, every device), ``"flash"`` (flash-attn 2;
+CUDA, fp16/bf16, no mask or a key-padding mask on self-attention), ``"auto"`` (flash where it
+applies, SDPA otherwise) or ``"eager"`` (plain matmul + softmax; the transformers backbone only,
+our layers treat it as SDPA). Choose it once per process with :func:`set_attention_backend`.
 """
 
 import functools
@@ -15,11 +18,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.errors import UserFacingError
 from engine.layers.norm import RMSNorm
 from engine.layers.rope import RotaryEmbedding
 
-_BACKENDS = ("sdpa", "flash", "auto")
+ATTENTION_BACKENDS = ("auto", "sdpa", "flash", "eager")
 _backend = "sdpa"
+
+
+class AttentionBackendError(UserFacingError, ValueError):
+    pass
 
 
 @functools.cache
@@ -27,13 +35,31 @@ def flash_attn_available() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
 
 
-def set_attention_backend(name: str) -> None:
-    global _backend
-    if name not in _BACKENDS:
-        raise ValueError(f"attention backend must be one of {_BACKENDS}, got {name!r}")
+def resolve_attention_backend(name: str, cuda: bool | None = None) -> str:
+    """A backend name -> the one used: ``auto`` becomes ``flash`` when flash-attn is installed and
+    CUDA is present (``cuda``; default: any CUDA device), else ``sdpa``; ``flash`` without flash-attn
+    is a one-line error. (``flash_attention_2``, transformers' name, is read as ``flash``.)"""
+    name = "flash" if name == "flash_attention_2" else name
+    if name not in ATTENTION_BACKENDS:
+        raise AttentionBackendError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {name!r}")
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if name == "auto":
+        return "flash" if flash_attn_available() and cuda else "sdpa"
     if name == "flash" and not flash_attn_available():
-        raise RuntimeError("attention backend 'flash' needs flash-attn: pip install '.[gpu]'")
-    _backend = name
+        raise AttentionBackendError("attention backend 'flash' needs flash-attn: pip install '.[gpu]'")
+    return name
+
+
+def transformers_attention(name: str) -> str:
+    """The ``attn_implementation`` transformers expects for a backend name."""
+    return {"sdpa": "sdpa", "flash": "flash_attention_2", "eager": "eager"}[resolve_attention_backend(name)]
+
+
+def set_attention_backend(name: str) -> None:
+    """Our layers' backend for this process (``auto`` stays adaptive per call: flash where it applies)."""
+    global _backend
+    resolved = resolve_attention_backend(name)
+    _backend = "auto" if name == "auto" and resolved == "flash" else ("sdpa" if resolved == "eager" else resolved)
 
 
 def _use_flash(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> bool:

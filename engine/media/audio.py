@@ -23,24 +23,27 @@ def resample(wav: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise MediaError(path, "file does not exist")
     if path.is_dir():
         raise MediaError(path, "is a directory, not a media file")
+    if not path.exists():
+        raise MediaError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise MediaError(path, "file is empty (0 bytes)")
 
 
-def _read_with_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
+def _read_with_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int] | None:
     try:
-        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, C)
+        with sf.SoundFile(str(path)) as f:
+            frames = -1 if max_seconds is None else int(np.ceil(max_seconds * f.samplerate))
+            wav, rate = f.read(frames, dtype="float32", always_2d=True), f.samplerate  # (N, C)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return None  # not a format libsndfile knows: let PyAV try
     return wav.mean(axis=1), rate
 
 
-def decode_audio_stream(container, path: Path) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of an open PyAV container -> mono float32 (N,), native rate."""
+def decode_audio_stream(container, path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of an open PyAV container -> mono float32 (N,), native rate
+    (the first ``max_seconds`` only, when given: decoding stops there)."""
     import av
 
     if not (container.streams.video or container.streams.audio):
@@ -48,18 +51,24 @@ def decode_audio_stream(container, path: Path) -> tuple[np.ndarray, int]:
     if not container.streams.audio:
         raise MediaError(path, "no audio stream")
     stream = container.streams.audio[0]
-    chunks = []
+    rate = stream.rate  # read while the container is open
+    limit = None if max_seconds is None or not rate else int(np.ceil(max_seconds * rate))
+    chunks, count = [], 0
     try:
         for frame in container.decode(stream):
             data = frame.to_ndarray()  # planar: (C, n); packed: (1, n*C)
             if not frame.format.is_planar:
                 data = data.reshape(-1, len(frame.layout.channels)).T
             chunks.append(_to_float(data).mean(axis=0))
+            count += chunks[-1].shape[0]
+            if limit is not None and count >= limit:
+                break
     except av.error.FFmpegError as e:
-        raise MediaError(path, f"corrupt audio stream ({e})") from None
+        raise MediaError(path, f"corrupt audio stream ({type(e).__name__})") from None
     if not chunks:
         raise MediaError(path, "audio stream has no samples")
-    return np.concatenate(chunks).astype(np.float32), stream.rate
+    wav = np.concatenate(chunks).astype(np.float32)
+    return (wav if limit is None else wav[:limit]), rate
 
 
 def _to_float(data: np.ndarray) -> np.ndarray:
@@ -68,20 +77,23 @@ def _to_float(data: np.ndarray) -> np.ndarray:
     return data.astype(np.float32)
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Mono float32 waveform (N,) at ``sample_rate``; MediaError with one clear line otherwise."""
+def read_audio(path: str | os.PathLike, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
+    """Mono float32 waveform (N,) at ``sample_rate``; MediaError with one clear line otherwise.
+    ``max_seconds``: only the start of the file is read (memory bounded whatever its length)."""
     import av
 
     path = Path(path)
     _check_exists(path)
-    decoded = _read_with_soundfile(path)
+    decoded = _read_with_soundfile(path, max_seconds)
     if decoded is None:
         try:
             with av.open(str(path)) as container:
-                decoded = decode_audio_stream(container, path)
+                decoded = decode_audio_stream(container, path, max_seconds)
         except av.error.FFmpegError as e:
             raise MediaError(path, f"unreadable or corrupt media file ({type(e).__name__})") from None
     wav, rate = decoded
+    if not rate or rate <= 0:
+        raise MediaError(path, f"invalid sample rate {rate}")
     if wav.size == 0:
         raise MediaError(path, "audio has zero length")
     if not np.isfinite(wav).all():

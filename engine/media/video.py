@@ -39,11 +39,13 @@ def resample_frame_times(times: np.ndarray, duration: float, fps: float) -> np.n
 
 
 def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: int | None = None,
-               require_audio: bool = False) -> VideoClip:
+               require_audio: bool = False, max_frames: int | None = None) -> VideoClip:
     """Decode a video file to RGB frames at ``fps`` and, when asked, its audio track.
 
     ``audio_sample_rate``: also decode the first audio stream to mono at this rate (None: skip).
     ``require_audio``: a missing audio stream is an error rather than ``audio=None``.
+    ``max_frames``: keep only the first ``max_frames`` output frames (and as much audio); decoding
+    stops there, so memory stays bounded whatever the file's length.
     """
     import av
 
@@ -53,18 +55,24 @@ def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: in
         container = av.open(str(path))
     except av.error.FFmpegError as e:
         raise MediaError(path, f"unreadable or corrupt media file ({type(e).__name__})") from None
+    # Every stream property is read while the container is open: after it closes, PyAV's stream
+    # objects point at freed memory (random frame counts, segfaults).
     with container:
         if not (container.streams.video or container.streams.audio):
             raise MediaError(path, "no audio or video streams (truncated, or not a media file)")
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        source_fps = _rate(stream)
+        stop_after = None if max_frames is None else (max_frames + 1) / fps  # seconds past the first frame
         frames, times = [], []
         try:
             for frame in container.decode(stream):
+                time = float(frame.time) if frame.time is not None else len(times) / source_fps
+                if stop_after is not None and times and time - min(times) > stop_after:
+                    break
                 frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.time) if frame.time is not None else len(times) / _rate(stream))
+                times.append(time)
         except av.error.FFmpegError as e:
             if not frames:
                 raise MediaError(path, f"corrupt video stream ({type(e).__name__})") from None
@@ -74,15 +82,17 @@ def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: in
         audio = rate = None
         if audio_sample_rate is not None and (container.streams.audio or require_audio):
             container.seek(0)
-            wav, native = decode_audio_stream(container, path)
+            max_seconds = None if max_frames is None else max_frames / fps
+            wav, native = decode_audio_stream(container, path, max_seconds)
             audio, rate = resample(wav, native, audio_sample_rate), audio_sample_rate
 
     times = np.asarray(times)
     order = np.argsort(times, kind="stable")  # decode order may differ from presentation order
     times = times[order]
-    source_fps = _rate(stream)
     duration = times[-1] - times[0] + 1.0 / source_fps
     index = resample_frame_times(times, duration, fps)
+    if max_frames is not None:
+        index = index[:max_frames]
     return VideoClip(np.stack([frames[i] for i in order[index]]), fps, audio, rate)
 
 

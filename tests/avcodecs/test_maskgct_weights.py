@@ -5,7 +5,13 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file, save_file
 
-from avcodecs.maskgct import CodecWeightsError, MaskGCTCodec, MaskGCTCodecConfig, build_maskgct_codec, save_released
+from avcodecs.maskgct import (
+    CodecWeightsError,
+    MaskGCTCodec,
+    MaskGCTCodecConfig,
+    build_maskgct_codec,
+    save_maskgct_weights,
+)
 from avcodecs.maskgct.synthetic import synthesize_speech
 from engine.errors import UserFacingError
 from tests.conftest import compose
@@ -16,7 +22,7 @@ def released(tmp_path_factory):
     """A random tiny codec written in the released layout, and its outputs on a clip."""
     torch.manual_seed(7)
     codec = MaskGCTCodec(MaskGCTCodecConfig.tiny()).eval()
-    folder = save_released(codec, tmp_path_factory.mktemp("acoustic_codec"))
+    folder = save_maskgct_weights(codec, tmp_path_factory.mktemp("acoustic_codec"))
     wav = torch.from_numpy(synthesize_speech(9_600, 24_000, 5))[None]
     with torch.no_grad():
         codes = codec.encode(wav)

@@ -16,7 +16,12 @@ from engine.layers import (
     modulate,
     sinusoidal_embedding,
 )
-from engine.layers.attention import set_attention_backend
+from engine.layers.attention import (
+    AttentionBackendError,
+    resolve_attention_backend,
+    set_attention_backend,
+    transformers_attention,
+)
 
 torch.manual_seed(0)
 
@@ -94,8 +99,12 @@ def test_flash_backend_without_flash_attn_is_a_clear_error():
         pytest.skip("flash-attn is installed")
     except ImportError:
         pass
-    with pytest.raises(RuntimeError, match=r"needs flash-attn: pip install '\.\[gpu\]'"):
+    with pytest.raises(AttentionBackendError, match=r"needs flash-attn: pip install '\.\[gpu\]'"):
         set_attention_backend("flash")
+    assert resolve_attention_backend("auto", cuda=True) == "sdpa"  # auto never asks for what is absent
+    assert (transformers_attention("sdpa"), transformers_attention("eager")) == ("sdpa", "eager")
+    with pytest.raises(AttentionBackendError, match="needs flash-attn"):  # transformers' own name is ours too
+        transformers_attention("flash_attention_2")
     with pytest.raises(ValueError, match="must be one of"):
         set_attention_backend("xformers")
     set_attention_backend("sdpa")

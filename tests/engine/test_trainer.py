@@ -149,9 +149,25 @@ def test_cli_user_error_is_one_line_and_nonzero(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_activation_checkpointing_does_not_change_training(tmp_path):
+def test_activation_checkpointing_does_not_change_training(tmp_path, monkeypatch):
+    import torch.utils.checkpoint as torch_checkpoint
+
+    import engine.parallel
+
+    recomputed = []  # blocks whose forward ran through torch.utils.checkpoint
+
+    def counting_checkpoint(fn, *args, **kwargs):
+        recomputed.append(fn)
+        return torch_checkpoint.checkpoint(fn, *args, **kwargs)
+
+    monkeypatch.setattr(engine.parallel, "checkpoint", counting_checkpoint)
     common = ("trainer.max_steps=6", "trainer.save_every=6")
     make_trainer(tmp_path / "plain", *common).fit()
-    make_trainer(tmp_path / "ckpt", *common, "trainer.activation_checkpointing=true").fit()
+    assert not recomputed
+    trainer = make_trainer(tmp_path / "ckpt", *common, "trainer.activation_checkpointing=true")
+    trainer.fit()
+    blocks = trainer.module.repeated_blocks()
+    assert len(blocks) == 2 and {id(f.__self__) for f in recomputed} == {id(b) for b in blocks}
+    assert len(recomputed) == 6 * len(blocks)  # every block, every training step
     a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "ckpt")
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)

@@ -9,14 +9,12 @@ import torch
 from hicodit.diffusion import (
     PASS_DROPS,
     DiffusionConfig,
+    DiffusionSamplerConfig,
     LogLinearSchedule,
     MaskedDiffusion,
-    SamplerConfig,
     combine_guidance,
-    exact_unmask_probability,
     guidance_passes,
     score_entropy_loss,
-    step_unmask_probability,
 )
 from tests.hicodit.helpers import tiny_batch, tiny_net
 
@@ -70,18 +68,41 @@ def test_score_entropy_reduces_to_weighted_cross_entropy_at_masked_positions():
     assert torch.allclose(loss, expected, rtol=1e-9)
 
 
-def test_euler_step_is_the_exact_reverse_transition_for_the_log_linear_schedule():
-    schedule = LogLinearSchedule(1e-3)
+@pytest.mark.parametrize("eps", [1e-3, 0.1])
+def test_euler_step_is_the_exact_reverse_transition_for_the_log_linear_schedule(eps):
+    """The sampler's own step probability equals the exact reverse transition of the masking process,
+    1 - P(masked at s) / P(masked at t) = 1 - s / t (P(masked at t) = (1 - eps) t), for any eps."""
+    model = diffusion(schedule_eps=eps)
     for steps in (4, 64):
         times = [1 - k / steps for k in range(steps + 1)]
         for t, s in zip(times[:-1], times[1:]):
-            assert math.isclose(step_unmask_probability(schedule, t, s), exact_unmask_probability(schedule, t, s),
-                                rel_tol=1e-9, abs_tol=1e-12)
+            assert math.isclose(model.unmask_probability(t, s), 1 - s / t, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_one_sampler_step_reveals_the_expected_fraction_of_tokens():
+    """Run the sampler itself for one step of a many-step schedule: it reveals 1 - s/t of the tokens."""
+    batch = tiny_batch(clips=2, frames=(40, 40))
+    model = diffusion()
+    cond = model.conditions(batch)[0]
+    steps = 8  # one step of eight: t = 1 -> s = 7/8 reveals 1/8 of the tokens
+    sampler = DiffusionSamplerConfig(steps=steps, **UNGUIDED)
+    original = model.unmask_probability
+    calls = []
+
+    def first_step_only(t, s):  # stop after the first step: everything later stays masked
+        calls.append((t, s))
+        return original(t, s) if len(calls) == 1 else 0.0
+
+    model.unmask_probability = first_step_only
+    x = model.sample(cond, batch["token_mask"], sampler, torch.Generator().manual_seed(0))
+    revealed = (x != model.mask_id).float().mean()
+    assert calls[0] == (1.0, 1 - 1 / steps) and len(calls) == steps
+    assert abs(float(revealed) - 1 / steps) < 0.02  # 2 x 12 levels x 80 frames = 1920 tokens
 
 
 def test_guidance_rule_and_its_invariance_to_per_position_constants():
     torch.manual_seed(0)
-    cfg = SamplerConfig(w_all=2.5, w_id=1.25, w_emo=1.5, w_lip=2.0)
+    cfg = DiffusionSamplerConfig(w_all=2.5, w_id=1.25, w_emo=1.5, w_lip=2.0)
     passes = guidance_passes(cfg)
     assert passes == ["all", "none", "id", "emo", "lip"]
     assert PASS_DROPS["lip"] == (False, True, True) and PASS_DROPS["id"] == (True, False, True)
@@ -92,8 +113,8 @@ def test_guidance_rule_and_its_invariance_to_per_position_constants():
     # the same rule on log-probabilities (or log-scores) gives the same distribution
     from_log_probs = combine_guidance(logits.log_softmax(-1), passes, cfg)
     assert torch.allclose(from_log_probs.softmax(-1), expected.softmax(-1), atol=1e-6)
-    assert guidance_passes(SamplerConfig(**UNGUIDED)) == ["all"]
-    assert guidance_passes(SamplerConfig(w_all=1.0, w_id=0.0, w_emo=2.0, w_lip=0.0)) == ["all", "none", "emo"]
+    assert guidance_passes(DiffusionSamplerConfig(**UNGUIDED)) == ["all"]
+    assert guidance_passes(DiffusionSamplerConfig(w_all=1.0, w_id=0.0, w_emo=2.0, w_lip=0.0)) == ["all", "none", "emo"]
 
 
 @pytest.mark.parametrize("greedy", [False, True])
@@ -102,11 +123,12 @@ def test_zero_guidance_weights_reproduce_the_unguided_sampler_exactly(greedy):
     model = diffusion()
     cond = model.conditions(batch)[0]
     runs = []
-    for cfg in (SamplerConfig(steps=6, greedy=greedy, **UNGUIDED),  # conditional pass only
-                SamplerConfig(steps=6, greedy=greedy, run_zero_weight_passes=True, **UNGUIDED)):  # all 5 passes
+    for cfg in (DiffusionSamplerConfig(steps=6, greedy=greedy, **UNGUIDED),  # conditional pass only
+                DiffusionSamplerConfig(steps=6, greedy=greedy, run_zero_weight_passes=True,
+                                       **UNGUIDED)):  # all 5 passes
         runs.append(model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(3)))
     assert torch.equal(runs[0], runs[1])
-    guided = model.sample(cond, batch["token_mask"], SamplerConfig(steps=6, greedy=greedy),
+    guided = model.sample(cond, batch["token_mask"], DiffusionSamplerConfig(steps=6, greedy=greedy),
                           torch.Generator().manual_seed(3))
     assert not torch.equal(guided, runs[0])  # and non-zero weights do change the result
 
@@ -135,7 +157,7 @@ def test_each_sampling_step_is_one_batched_forward_over_all_guidance_passes():
     model = diffusion()
     cond = model.conditions(batch)[0]
     model.net = CountingNet(model.net)
-    tokens = model.sample(cond, batch["token_mask"], SamplerConfig(steps=5))
+    tokens = model.sample(cond, batch["token_mask"], DiffusionSamplerConfig(steps=5))
     assert model.net.batch_sizes == [5 * 3] * 5  # 5 passes x 3 clips, once per step
     assert not (tokens == model.mask_id).any()
     padded = ~batch["token_mask"][:, None].expand_as(tokens)
@@ -162,7 +184,7 @@ def test_the_loss_is_one_forward_and_one_cross_entropy_for_any_batch_and_levels(
 def test_variable_length_clips_sample_in_one_batch_as_they_do_alone():
     batch = tiny_batch(clips=3, frames=(6, 16))
     model = diffusion()
-    cfg = SamplerConfig(steps=8, greedy=True)
+    cfg = DiffusionSamplerConfig(steps=8, greedy=True)
     together = model.sample(model.conditions(batch)[0], batch["token_mask"], cfg)
     for i in range(3):
         n = int(batch["frame_mask"][i].sum())
@@ -187,7 +209,7 @@ def test_greedy_sampler_follows_the_schedule_and_is_deterministic():
         return original(x, *args, **kwargs)
 
     model.guided_logits = spy
-    cfg = SamplerConfig(steps=4, greedy=True)
+    cfg = DiffusionSamplerConfig(steps=4, greedy=True)
     a = model.sample(cond, batch["token_mask"], cfg)
     n_real = batch["token_mask"].sum(1) * 12
     expected = [torch.floor(n_real * model.schedule.mask_prob(torch.tensor(1 - k / 4.0, dtype=torch.float64))

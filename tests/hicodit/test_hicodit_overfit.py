@@ -11,7 +11,7 @@ import torch
 
 from engine import checkpoint as ckpt
 from hicodit.data import HiCoDiTDataset, SyntheticClips, collate, write_clips
-from hicodit.diffusion import SamplerConfig
+from hicodit.diffusion import DiffusionSamplerConfig
 from tests.conftest import build_trainer, compose
 from tests.hicodit.helpers import tiny_data_config
 
@@ -39,18 +39,18 @@ def trained(tmp_path_factory):
 
 def test_tiny_model_reproduces_its_training_clips_from_their_conditions(trained):
     root, _, module, batch = trained
-    tokens = module.sample(module.conditions(batch)[0], batch["token_mask"], SamplerConfig(**GREEDY))
+    tokens = module.sample(module.conditions(batch)[0], batch["token_mask"], DiffusionSamplerConfig(**GREEDY))
     per_level = (tokens == batch["tokens"]).float().mean((0, 2))  # every clip has the same length
     assert per_level.mean() >= 0.95, per_level
     assert per_level.min() >= 0.85, per_level
     # the condition is used: with each clip given the next clip's lips the reproduction collapses ...
     swapped = {**batch, "lip": batch["lip"].roll(1, dims=0)}
-    other = module.sample(module.conditions(swapped)[0], batch["token_mask"], SamplerConfig(**GREEDY))
+    other = module.sample(module.conditions(swapped)[0], batch["token_mask"], DiffusionSamplerConfig(**GREEDY))
     assert (other == batch["tokens"]).float().mean() < 0.3
     # ... into the clip whose lips were given
     assert (other == batch["tokens"].roll(1, dims=0)).float().mean() >= 0.9
     # the stochastic Euler sampler with the paper's guidance also reproduces the clips
-    guided = module.sample(module.conditions(batch)[0], batch["token_mask"], SamplerConfig(steps=16),
+    guided = module.sample(module.conditions(batch)[0], batch["token_mask"], DiffusionSamplerConfig(steps=16),
                            torch.Generator().manual_seed(0))
     assert (guided == batch["tokens"]).float().mean() >= 0.9
     # the run's validation wrote a sample (tokens + wavs through the tiny codec) and its metrics
@@ -69,7 +69,7 @@ def test_checkpoint_drives_batch_inference_and_muxing(trained, tmp_path):
     flags = ["--steps", "16", "--greedy", "--w-all", "0", "--w-id", "0", "--w-emo", "0", "--w-lip", "0", "--quiet"]
     assert infer.main(["hicodit", "--checkpoint", run, "--manifest", str(manifest), "--out-dir", str(tmp_path / "tok"),
                        "--tokens-only", *flags]) == 0
-    direct = module.sample(module.conditions(batch)[0], batch["token_mask"], SamplerConfig(**GREEDY))
+    direct = module.sample(module.conditions(batch)[0], batch["token_mask"], DiffusionSamplerConfig(**GREEDY))
     for i, clip_id in enumerate(batch["ids"]):
         written = np.load(tmp_path / "tok" / f"{clip_id}.tokens.npy")
         assert np.array_equal(written, direct[i].numpy())  # the CLI's model is the trained one
@@ -97,8 +97,14 @@ def test_checkpoint_drives_batch_inference_and_muxing(trained, tmp_path):
     assert len(muxed.frames) == FRAMES and muxed.audio is not None and abs(len(muxed.audio) - len(wav)) < 2400
 
 
-def test_inference_input_errors_are_one_clear_line(trained, tmp_path):
+def test_inference_input_errors_are_one_clear_line(trained, tmp_path, capsys):
     import infer
+
+    def error(*args) -> str:
+        assert infer.main([*common, *args]) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in lines[0], lines
+        return lines[0]
 
     root, _, _, _ = trained
     lip = tmp_path / "lip.npy"
@@ -108,7 +114,9 @@ def test_inference_input_errors_are_one_clear_line(trained, tmp_path):
     np.save(emo, np.zeros(10, np.int64))
     common = ["hicodit", "--checkpoint", str(root / "run"), "--face", str(face), "--emotion", str(emo),
               "--out", str(tmp_path / "x.wav"), "--quiet"]
-    assert infer.main([*common, "--lip", str(lip)]) == 1
-    assert infer.main([*common, "--lip", str(tmp_path / "missing.npy")]) == 1
-    assert infer.main([*common, "--lip", str(lip), "--identity", "voice"]) == 1
-    assert not (tmp_path / "x.wav").exists()
+    assert error("--lip", str(lip)).endswith("clip 'x': lip features have shape (10, 7), the model expects (T, 32)")
+    missing = tmp_path / "missing.npy"
+    assert error("--lip", str(missing)).endswith(f"--lip {missing}: file does not exist")
+    assert error("--lip", str(lip), "--identity", "voice").endswith(
+        "clip 'x': --identity voice needs --reference-ge2e / --reference-audio (or a 'ref_ge2e' manifest key)")
+    assert not list(tmp_path.glob("x*"))

@@ -9,8 +9,8 @@ from torch import nn
 from talker_t2av.cfm import (
     CFMConfig,
     CFMNoise,
+    CFMSamplerConfig,
     FlowMatching,
-    SamplerConfig,
     guided_velocity,
     optimized_scale,
     sway_schedule,
@@ -83,7 +83,7 @@ def test_euler_sampler_with_cfg_zero_star_hand_computed():
     cfm = FlowMatching(est, patch_size=2)
     mu = torch.tensor([[3.0, 0.0], [-1.0, 0.0]])
     z = torch.randn(2, 2, 2, generator=torch.Generator().manual_seed(0))
-    cfg = SamplerConfig(steps=10, cfg=2.0, temperature=0.5, sway=1.0)
+    cfg = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.5, sway=1.0)
     out = cfm.sample(mu, torch.zeros(2, 2, 2), torch.zeros(2, 3), cfg, z=z)
     # step 1 uses zero velocity; afterwards v_c = mu0, v_u = 0 -> s* = 0 -> v = w mu0,
     # so x = T z - (t_1 - t_10) w mu0 with t_1 = 0.9 + cos(0.45 pi) - 1 + 0.9

@@ -9,10 +9,11 @@ import torch
 from hydra.utils import instantiate
 
 import infer
+from engine.configs import codec_config
 from engine.media import read_video, write_video, write_wav
-from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataset
+from talker_t2av.collate import TalkerCollator
+from talker_t2av.data import TalkerDataConfig, TalkerDataset
 from talker_t2av.online import FeatureEncoder, OnTheFlyDataset
-from talker_t2av.references import compose_codec
 from talker_t2av.task import TalkerTask
 from tests.conftest import build_trainer, compose
 from tests.talker_t2av.helpers import tiny_config
@@ -21,7 +22,7 @@ CODECS = ["--vae-config", "whisperx_vae_tiny", "--speaker-config", "speaker_wavl
           "--liax-config", "lia_x_tiny"]
 TINY = ("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers=0", "trainer.max_steps=2",
         "trainer.save_every=2", "data.synthetic_clips=2", "task.val_max_seconds=0.2",
-        "model.speaker_dim=16", "data.speaker_dim=16")  # the tiny speaker encoder gives 16-d embeddings
+        "model.speaker_dim=16")  # the tiny speaker encoder gives 16-d embeddings
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,9 @@ def talker(files, *args):
     ("t2av", ["--ref-audio", "voice.wav", "--ref-video", "face.mp4", "--prefix-seconds", "0.32"],
      {"wav", "mp4", "npz"}),
     ("tts", ["--ref-audio", "voice.wav"], {"wav", "npz"}),
-    ("a2v", ["--audio", "voice.wav", "--ref-video", "face.mp4"], {"mp4", "npz"}),
-    ("v2a", ["--video", "face.mp4", "--ref-audio", "voice.wav", "--prefix-seconds", "0.32"], {"wav", "mp4", "npz"}),
+    ("a2v", ["--audio", "voice.wav", "--ref-video", "face.mp4", "--max-seconds", "2"], {"mp4", "npz"}),
+    ("v2a", ["--video", "face.mp4", "--ref-audio", "voice.wav", "--prefix-seconds", "0.32", "--max-seconds", "2"],
+     {"wav", "mp4", "npz"}),
 ])
 def test_every_mode_writes_its_outputs(files, mode, extra, outputs):
     out = files / "out" / f"{mode}{len(extra)}"
@@ -65,11 +67,12 @@ def test_every_mode_writes_its_outputs(files, mode, extra, outputs):
         assert video.audio is not None and abs(len(video.audio) - frames * 960) < 2048
 
 
-def test_batch_file(files):
-    lines = [{"out": "b/one", "text": "alpha", "ref_audio": "voice.wav", "ref_video": "face.mp4"},
-             {"out": "b/two", "text": "a longer text", "ref_audio": "voice.wav", "ref_video": "face.mp4"}]
+def test_manifest_of_requests(files):
+    lines = [{"id": "one", "text": "alpha", "ref_audio": "voice.wav", "ref_video": "face.mp4"},
+             {"id": "two", "text": "a longer text", "ref_audio": "voice.wav", "ref_video": "face.mp4"}]
     (files / "batch.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert talker(files, "--batch", str(files / "batch.jsonl"), "--no-render") == 0
+    assert talker(files, "--manifest", str(files / "batch.jsonl"), "--out-dir", str(files / "b"), "--no-render",
+                  "--batch-size", "2") == 0
     assert (files / "b" / "one.wav").is_file() and (files / "b" / "two.npz").is_file()
     assert not (files / "b" / "one.mp4").exists()
 
@@ -80,11 +83,15 @@ def test_bad_requests_stop_with_one_line(files, capsys):
         return capsys.readouterr().err.strip().splitlines()[-1]
 
     assert error("--text", "x", "--ref-audio", str(files / "voice.wav"), "--out", str(files / "e1")).endswith(
-        "mode t2av needs a reference face (--ref-video or --ref-motion)")
+        "mode t2av needs --ref-video or --ref-motion")
     assert error("--mode", "tts", "--ref-audio", str(files / "nope.wav"), "--out", str(files / "e2")).endswith(
         "nope.wav: file does not exist")
     assert "less than the 4.96-s prefix" in error("--mode", "tts", "--ref-audio", str(files / "voice.wav"),
-                                                  "--prefix-seconds", "5", "--out", str(files / "e3"))
+                                                  "--prefix-seconds", "5", "--max-seconds", "10",
+                                                  "--out", str(files / "e3"))
+    assert error("--mode", "tts", "--ref-audio", str(files / "voice.wav"), "--prefix-seconds", "5",
+                 "--out", str(files / "e4")).endswith("--prefix-seconds 5.0 leaves nothing to generate within "
+                                                      "--max-seconds 1.0")
     assert not list(files.glob("e*.*"))  # nothing half-written
 
 
@@ -125,10 +132,10 @@ def test_on_the_fly_features_equal_precomputed(files):
     torch.manual_seed(0)  # random tiny codecs, built in the same order here and below: the same weights
     assert pre.main(["--input", str(manifest), "--out", str(files / "otf"), *CODECS]) == 0
     cfg = TalkerDataConfig(manifests=[str(manifest)], speaker_dim=16, features="on_the_fly")
-    online = TalkerCollator(4)([OnTheFlyDataset(cfg, "char", 4)[0]])
+    online = TalkerCollator(4, features="on_the_fly")([OnTheFlyDataset(cfg, "char", 4)[0]])
     torch.manual_seed(0)
-    vae = instantiate(compose_codec("whisperx_vae_tiny"))
-    encoder = FeatureEncoder(vae, instantiate(compose_codec("speaker_wavlm_ecapa_tiny")))
+    vae = instantiate(codec_config("whisperx_vae_tiny"))
+    encoder = FeatureEncoder(vae, instantiate(codec_config("speaker_wavlm_ecapa_tiny")))
     online = encoder(online)
     cfg = TalkerDataConfig(manifests=[str(files / "otf" / "manifest.jsonl")], speaker_dim=16)
     offline = TalkerCollator(4)([TalkerDataset(cfg, "char", 4)[0]])
@@ -146,5 +153,7 @@ def test_on_the_fly_features_equal_precomputed(files):
     module = task.build_module()
     loss, _ = module(task.collate([task.train_dataset()[0]]))
     assert torch.isfinite(loss)
-    names = list(module.state_dict())
-    assert all(k.startswith("model.") for k in names) and not any("Codec" in k for k in names)
+    # the frozen encoders are neither parameters nor checkpoint entries of the trained module
+    assert list(module.state_dict()) == ["model." + k for k in module.model.state_dict()]
+    encoder_params = {id(p) for part in (vae, encoder.speaker) for p in part.parameters()}
+    assert encoder_params and not encoder_params & {id(p) for p in module.parameters()}

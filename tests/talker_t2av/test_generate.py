@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from talker_t2av.cfm import SamplerConfig
-from talker_t2av.sampler import Conditions, GenerationConfig, generate
+from talker_t2av.cfm import CFMSamplerConfig
+from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate
 from tests.talker_t2av.helpers import layout, left_pad, tiny_model
 
-DETERMINISTIC = SamplerConfig(temperature=0.0)  # x starts at 0: the ODE path is deterministic
+DETERMINISTIC = CFMSamplerConfig(temperature=0.0)  # x starts at 0: the ODE path is deterministic
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def conditions(sel, mode, prefix=True):
     given_frames = torch.tensor([30, 17, 22])
     ids, mask = left_pad([torch.tensor(layout().prompt_ids(texts[i])) for i in sel])
     width = int(pre_frames[sel].max())
-    cond = Conditions(ids, mask, speaker[sel], first[sel])
+    cond = TalkerConditions(ids, mask, speaker[sel], first[sel])
     if prefix and width:
         cond.prefix_speech, cond.prefix_motion = pre_s[sel, :width], pre_m[sel, :width]
         cond.prefix_frames = pre_frames[sel]

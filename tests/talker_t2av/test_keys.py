@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from engine.weights import WeightsMismatchError, compare_shapes, shapes
-from talker_t2av.keymap import ReleasedWeightsError, load_released, reference_shapes, released_to_ours
+from talker_t2av.keymap import ReleasedWeightsError, load_released_weights, reference_shapes, released_to_ours
 from tests.conftest import CONFIGS, REPO, compose
 from tests.talker_t2av.helpers import tiny_model
 
@@ -47,25 +47,25 @@ def test_released_weights_load_through_the_key_map(tmp_path):
                          extra={"pretrained_speech_encoder.vae.in_proj.weight": torch.zeros(2)},
                          rename={"speech_patch_encoder.cls_token": "patch_encoder.cls_token"})
     target = tiny_model(seed=2)
-    report = load_released(target, tmp_path)  # a folder of shards works like the file
+    report = load_released_weights(target, tmp_path)  # a folder of shards works like the file
     assert report.ok
     for name, tensor in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[name], tensor)
     assert target.llm.lm_head.weight is target.llm.model.embed_tokens.weight  # still tied
-    assert load_released(tiny_model(seed=3), path).ok
+    assert load_released_weights(tiny_model(seed=3), path).ok
 
 
 def test_mismatched_released_weights_stop_with_a_report(tmp_path):
     source = tiny_model()
     bad = released_file(tmp_path, source, extra={"speech_cfm.estimator.in_proj.weight": torch.zeros(7, 7)})
     with pytest.raises(WeightsMismatchError, match=r"1 mis-shaped \(speech_cfm.estimator.in_proj.weight"):
-        load_released(tiny_model(), bad)
+        load_released_weights(tiny_model(), bad)
     missing = released_file(tmp_path, source, drop=("head_stop.head.weight",))
     with pytest.raises(WeightsMismatchError, match="missing.*head_stop.head.weight"):
-        load_released(tiny_model(), missing)
+        load_released_weights(tiny_model(), missing)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReleasedWeightsError, match="no .safetensors"):
-        load_released(tiny_model(), tmp_path / "empty")
+        load_released_weights(tiny_model(), tmp_path / "empty")
 
 
 def test_configs_compose():
@@ -79,7 +79,7 @@ def test_backbone_and_tokenizer_from_a_local_folder(tmp_path):
     """The production path: Qwen3 weights, config and tokenizer from one local folder; and a released
     folder that carries the backbone config and tokenizer next to its weights needs nothing else."""
     from talker_t2av.model import TalkerT2AV
-    from talker_t2av.pretrained import load_released as load_released_folder
+    from talker_t2av.pretrained import load_released_talker
     from talker_t2av.tokenizer import build_char_tokenizer
     from tests.talker_t2av.helpers import tiny_config
 
@@ -97,6 +97,6 @@ def test_backbone_and_tokenizer_from_a_local_folder(tmp_path):
         if f.suffix != ".safetensors":
             (released / f.name).write_bytes(f.read_bytes())
     released_file(released, source, drop=("llm.lm_head.weight",))
-    loaded, layout = load_released_folder(released, config=tiny_config(backbone=None))
+    loaded, layout = load_released_talker(released, config=tiny_config(backbone=None))
     torch.testing.assert_close(loaded.speech_cfm.estimator.out_proj.weight, source.speech_cfm.estimator.out_proj.weight)
     assert layout.prompt_ids("hi")

@@ -41,9 +41,19 @@ def test_local_dit_reads_the_last_patch_positions_and_adds_the_constant_delta_ti
     dec = dit.decoder
     expected = dit.out_proj(dec.norm(dec.input_proj(dit.in_proj(x))))  # x sits at the last P positions
     torch.testing.assert_close(out, expected)
-    # the first position is mu + time_mlp(sin t) + delta_time_mlp(sin 0)
-    temb = dit.time_mlp(sinusoidal_embedding(t, 8)) + dit.delta_time_mlp(sinusoidal_embedding(torch.zeros(1), 8))
-    torch.testing.assert_close(dit.time_embedding(t, torch.float32), temb)
+    # the first position is mu + time_mlp(sin t) + delta_time_mlp(sin 0), checked from first principles:
+    # time_mlp made the identity around its SiLU, delta_time_mlp a constant c; the sinusoids by hand
+    with torch.no_grad():
+        for layer in (dit.time_mlp.linear_1, dit.time_mlp.linear_2):
+            layer.weight.copy_(torch.eye(8))
+            layer.bias.zero_()
+        dit.delta_time_mlp.linear_2.weight.zero_()
+        c = torch.arange(8.0)
+        dit.delta_time_mlp.linear_2.bias.copy_(c)
+    freqs = [10000 ** (-i / 3) for i in range(4)]  # dim 8: half 4, max period 10^4, exponent i / (half - 1)
+    by_hand = torch.tensor([[math.sin(1000 * v * f) for f in freqs] + [math.cos(1000 * v * f) for f in freqs]
+                            for v in (0.3, 0.9)])
+    torch.testing.assert_close(dit.time_embedding(t, torch.float32), torch.nn.functional.silu(by_hand) + c)
 
 
 def test_patch_encoder_pools_the_cls_position():

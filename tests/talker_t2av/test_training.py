@@ -24,7 +24,7 @@ def run_dir(tmp_path_factory):
 def test_tiny_run_checkpoint_rebuilds_for_inference(run_dir):
     folder = ckpt.find_latest(run_dir / "checkpoints")
     assert folder is not None and folder.name == "step_00000004"
-    model, layout = load_checkpoint(run_dir)
+    model, layout, _ = load_checkpoint(run_dir)
     saved = ckpt.load_weights(folder)
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(tensor, saved["model." + name])

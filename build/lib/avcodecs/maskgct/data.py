@@ -1,0 +1,87 @@
+"""Codec training data: fixed-length waveform crops from a manifest of audio files, or generated
+speech-like clips when no manifest is given (tests, the tiny experiment).
+
+Manifest lines (engine.data): ``{"id": ..., "num_frames": <codec frames at 50 Hz>, "audio": "a.flac"}``;
+any format engine.media.read_audio reads, resampled to the codec rate. ``scripts/make_synthetic_speech.py``
+writes such a dataset.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avcodecs.maskgct.synthetic import synthesize_speech
+from engine.data import read_manifest, resolve_path
+from engine.media import read_audio
+
+
+@dataclass
+class CodecDataConfig:
+    manifest: str | None = None  # None: generated speech-like audio
+    val_manifest: str | None = None  # None: the first items of the training data (or generated ones)
+    audio_key: str = "audio"
+    segment_seconds: float = 1.0  # training crop; rounded down to whole codec frames
+    synthetic_items: int = 512
+    synthetic_val_items: int = 8
+    seed: int = 0
+
+
+class AudioCropDataset(Dataset):
+    """Items ``{"audio": (segment,) float32}``: a random crop per access in training, the start of
+    the clip otherwise; clips shorter than a segment are zero-padded at the end."""
+
+    def __init__(self, manifest: str, sample_rate: int, segment: int, hop: int, audio_key: str = "audio",
+                 random_crop: bool = True):
+        self.entries = read_manifest(manifest)
+        self.sample_rate, self.segment, self.audio_key, self.random_crop = sample_rate, segment, audio_key, random_crop
+        self.lengths = [segment // hop] * len(self.entries)  # codec frames: every item is one segment
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        wav = torch.from_numpy(read_audio(resolve_path(self.entries[i], self.audio_key), self.sample_rate))
+        spare = wav.shape[0] - self.segment
+        if spare > 0:
+            start = int(torch.randint(spare + 1, ())) if self.random_crop else 0
+            wav = wav[start : start + self.segment]
+        elif spare < 0:
+            wav = torch.nn.functional.pad(wav, (0, -spare))
+        return {"audio": wav}
+
+
+class SyntheticSpeechDataset(Dataset):
+    """Generated speech-like clips (avcodecs.maskgct.synthetic), deterministic per (seed, index)."""
+
+    def __init__(self, num_items: int, sample_rate: int, segment: int, hop: int, seed: int = 0):
+        self.num_items, self.sample_rate, self.segment, self.seed = num_items, sample_rate, segment, seed
+        self.lengths = [segment // hop] * num_items  # codec frames
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, i])
+        return {"audio": torch.from_numpy(synthesize_speech(self.segment, self.sample_rate, rng))}
+
+
+def segment_samples(cfg: CodecDataConfig, sample_rate: int, hop: int) -> int:
+    frames = int(cfg.segment_seconds * sample_rate) // hop
+    if frames < 1:
+        raise ValueError(f"data.segment_seconds={cfg.segment_seconds} is shorter than one codec frame")
+    return frames * hop
+
+
+def build_datasets(cfg: CodecDataConfig, sample_rate: int, hop: int) -> tuple[Dataset, Dataset]:
+    """(train, val). Validation crops are taken from the clip starts, so they are fixed."""
+    segment = segment_samples(cfg, sample_rate, hop)
+    if cfg.manifest is None:
+        train = SyntheticSpeechDataset(cfg.synthetic_items, sample_rate, segment, hop, cfg.seed)
+        val = SyntheticSpeechDataset(cfg.synthetic_val_items, sample_rate, segment, hop, cfg.seed + 1)
+        return train, val
+    train = AudioCropDataset(cfg.manifest, sample_rate, segment, hop, cfg.audio_key, random_crop=True)
+    val = AudioCropDataset(cfg.val_manifest or cfg.manifest, sample_rate, segment, hop, cfg.audio_key,
+                           random_crop=False)
+    return train, val

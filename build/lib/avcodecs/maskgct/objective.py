@@ -1,0 +1,115 @@
+"""Training objective of the RVQ codec: reconstruction + VQ losses, optionally adversarial.
+
+One module, one loss, one optimizer (the shared trainer's). The GAN fits in it like this:
+  * discriminator loss on the *detached* reconstruction: its gradient reaches only the critics;
+  * generator adversarial + feature-matching losses through the critics called with *detached
+    parameters* (torch.func.functional_call): their gradient reaches only the codec.
+So one backward of the sum gives each network exactly the gradient of its own loss, and the
+single AdamW steps both (one learning-rate schedule and one clip norm for the two, which is how
+DAC trains them too: same lr and schedule for generator and critics).
+
+Shape legend: B batch, N samples (a multiple of the hop), D latent dim, T frames, Q levels.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from avcodecs.maskgct.codebooks import CodebookMaintenance
+from avcodecs.maskgct.codec import MaskGCTCodec
+from avcodecs.maskgct.config import MaskGCTCodecConfig
+from avcodecs.maskgct.discriminators import (
+    Discriminators,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from avcodecs.maskgct.mel import MultiScaleMelLoss
+
+
+@dataclass
+class CodecLossConfig:
+    # reconstruction (DAC's multi-scale mel loss; weight 15 as in DAC)
+    mel_weight: float = 15.0
+    mel_windows: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+    mel_bins: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
+    # vector quantization (the released codec's settings)
+    commitment_weight: float = 0.25
+    codebook_weight: float = 1.0
+    quantizer_dropout: float = 0.5  # share of items trained on a random prefix of the levels
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    kmeans_frames: int = 4096
+    dead_after: int | None = 200  # training forwards without use before a code is restarted
+    # adversarial (off: reconstruction + VQ only)
+    adversarial: bool = False
+    adversarial_weight: float = 1.0
+    feature_matching_weight: float = 2.0
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    stft_sizes: tuple[int, ...] = (2048, 1024, 512)
+    period_channels: int = 32
+    stft_channels: int = 32
+
+
+class CodecObjective(nn.Module):
+    def __init__(self, codec_cfg: MaskGCTCodecConfig, loss_cfg: CodecLossConfig):
+        super().__init__()
+        self.loss_cfg = cfg = loss_cfg
+        self.codec = MaskGCTCodec(codec_cfg)
+        self.mel_loss = MultiScaleMelLoss(codec_cfg.sample_rate, cfg.mel_windows, cfg.mel_bins)
+        self.codebooks = CodebookMaintenance(codec_cfg.num_levels, codec_cfg.codebook_size, codec_cfg.codebook_dim,
+                                             codec_cfg.latent_dim, cfg.kmeans_init, cfg.kmeans_iters,
+                                             cfg.kmeans_frames, cfg.dead_after)
+        self.discriminators = Discriminators(cfg.periods, cfg.stft_sizes, cfg.period_channels,
+                                             cfg.stft_channels) if cfg.adversarial else None
+
+    def sample_kept_levels(self, batch: int, device: torch.device) -> torch.Tensor:
+        """Quantizer dropout: a ``quantizer_dropout`` share of items keeps a uniform random
+        1..Q levels, the rest all Q. -> (B,) int."""
+        levels = self.codec.num_levels
+        dropped = torch.rand(batch, device=device) < self.loss_cfg.quantizer_dropout
+        random_levels = torch.randint(1, levels + 1, (batch,), device=device)
+        return torch.where(dropped, random_levels, levels)
+
+    def reconstruct(self, wav: torch.Tensor):
+        """(B, N) -> reconstruction (B, N), RVQ output (codes, VQ losses), detached upkeep logs."""
+        logs = self.codebooks.before_forward(self.codec.quantizer) if self.training else {}
+        latent = self.codec.encoder(wav[:, None])  # (B, D, T)
+        keep = self.sample_kept_levels(wav.shape[0], wav.device) if self.training else None
+        rvq = self.codec.quantizer(latent, keep)
+        if self.training:
+            logs |= self.codebooks.after_forward(latent, rvq)
+        recon = self.codec.decode_latent(rvq.quantized)  # (B, N)
+        return recon, rvq, logs
+
+    def losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """-> ({"generator": loss of the codec, "discriminator": loss of the critics (0 when off)},
+        detached logs). Each loss has a gradient only into its own network's parameters."""
+        cfg = self.loss_cfg
+        wav = self.codec.pad_to_hop(batch["audio"])  # (B, N), N a whole number of frames
+        recon, rvq, logs = self.reconstruct(wav)
+        mel = self.mel_loss(recon, wav)
+        commitment, codebook = rvq.commitment_loss.sum(), rvq.codebook_loss.sum()
+        generator = cfg.mel_weight * mel + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
+        discriminator = torch.zeros((), device=wav.device)
+        logs |= {"mel": mel, "commitment": commitment, "codebook": codebook}
+        if self.discriminators is not None and self.training:
+            real = self.discriminators(wav)
+            discriminator = discriminator_loss(real, self.discriminators(recon.detach()))
+            frozen = {name: p.detach() for name, p in self.discriminators.named_parameters()}
+            fake = functional_call(self.discriminators, frozen, (recon,))
+            adversarial, matching = generator_loss(fake), feature_matching_loss(real, fake)
+            generator = generator + cfg.adversarial_weight * adversarial + cfg.feature_matching_weight * matching
+            logs |= {"adversarial": adversarial, "feature_matching": matching, "discriminator": discriminator}
+        return {"generator": generator, "discriminator": discriminator}, {k: v.detach() for k, v in logs.items()}
+
+    def forward(self, batch: dict):
+        losses, logs = self.losses(batch)
+        return losses["generator"] + losses["discriminator"], logs
+
+    def no_weight_decay(self) -> list[str]:
+        """Parameters whose scale is meaningful, kept out of weight decay though they have >= 2
+        dims: codebook rows (returned raw), weight-norm gains, Snake frequencies (1 / alpha)."""
+        return [n for n, _ in self.named_parameters() if n.endswith(("codebook.weight", "weight_g", "alpha"))]

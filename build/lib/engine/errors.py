@@ -1,0 +1,35 @@
+"""The one error type entry points print as a single line, and how to find it inside wrappers."""
+
+
+class UserFacingError(Exception):
+    """An error whose message is complete and actionable on its own (what failed, and where).
+
+    Entry points print it as one line and exit non-zero, without a traceback."""
+
+
+class DataItemError(UserFacingError):
+    """A data item that could not be loaded inside a DataLoader worker. Its message is the original
+    one-line message (torch re-raises worker errors with the worker's traceback in the message;
+    :func:`without_worker_traceback` takes it out again)."""
+
+
+def find_user_error(exc: BaseException | None) -> UserFacingError | None:
+    """The UserFacingError ``exc`` is or wraps (Hydra's ``instantiate`` wraps errors raised while
+    building an object in an InstantiationException, with the original as its cause)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, UserFacingError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def without_worker_traceback(exc: BaseException) -> str:
+    """``str(exc)``, minus the "Caught ... in DataLoader worker process N. Original Traceback ..."
+    wrapping torch adds when it re-raises a worker's error in the main process."""
+    text = str(exc).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.removeprefix(f"{type(exc).__module__}.{type(exc).__qualname__}: ")

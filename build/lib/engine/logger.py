@@ -1,0 +1,56 @@
+"""Run logging: Python logging on rank 0, a metrics.jsonl file, and wandb when switched on.
+
+wandb is ``disabled`` unless the user sets ``trainer.wandb_mode=offline`` (files under the run
+folder, sync later) or ``online``; it is imported only then.
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("engine")
+
+
+def setup_logging(rank: int, level: int = logging.INFO) -> None:
+    """Rank 0 logs at ``level``; other ranks only warnings, each line tagged with its rank."""
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if rank == 0 else \
+        f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s"
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING, format=fmt, datefmt="%H:%M:%S",
+                        stream=sys.stderr, force=True)
+
+
+class MetricsLogger:
+    def __init__(self, out_dir: Path, enabled: bool, wandb_mode: str = "disabled", project: str = "avspeech",
+                 name: str | None = None, config: dict | None = None):
+        self.enabled = enabled
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.wandb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if wandb_mode not in ("disabled", "offline", "online"):
+            raise ValueError(f"trainer.wandb_mode must be disabled, offline or online, got {wandb_mode!r}")
+        if wandb_mode != "disabled":
+            import wandb
+
+            self.wandb = wandb.init(project=project, name=name, mode=wandb_mode, dir=str(out_dir),
+                                    config=config, resume="allow")
+
+    def log(self, step: int, metrics: dict[str, float], prefix: str = "train") -> None:
+        if not self.enabled:
+            return
+        row = {f"{prefix}/{k}": v for k, v in metrics.items()}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **row}) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(row, step=step)
+        log.info("step %d %s", step, "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,39 @@
+"""The interface a model family implements to train on the shared trainer.
+
+A task owns what is specific to a model family: how to build the trainable module, which data it
+reads and how items are batched, and what a validation sample looks like. The trainer owns the
+rest (devices, parallelism, optimisation, checkpoints, logging).
+"""
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, default_collate
+
+
+class Task(ABC):
+    @abstractmethod
+    def build_module(self) -> nn.Module:
+        """The trainable module, on CPU in fp32. Its ``forward(batch)`` returns
+        ``(loss, logs)``: a scalar loss tensor and a dict of detached scalar tensors to log.
+        Objectives (diffusion, CFM) wrap the network here, so DDP/FSDP see one module."""
+
+    @abstractmethod
+    def train_dataset(self) -> Dataset:
+        """Items for training. It must expose ``lengths`` (one int per item) for the batch sampler."""
+
+    def val_dataset(self) -> Dataset | None:
+        return None
+
+    def collate(self, items: list) -> Any:
+        return default_collate(items)
+
+    @torch.no_grad()
+    def validate(self, module: nn.Module, batch: Any, out_dir: Path | None, step: int) -> dict[str, float]:
+        """Runs on every rank (FSDP needs all of them) with the EMA weights when EMA is on.
+        ``out_dir`` is set on rank 0 only: write samples (audio, images) there."""
+        loss, logs = module(batch)
+        return {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}

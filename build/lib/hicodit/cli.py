@@ -1,0 +1,269 @@
+"""``python infer.py hicodit``: a trained HiCoDiT checkpoint + a clip's features -> 24 kHz speech.
+
+One clip:
+    python infer.py hicodit --checkpoint runs/hicodit_lrs3 --lip lip.npy --face face.npy \\
+        --emotion emotion.npy --out speech [--video clip.mp4]   -> speech.wav (+ speech.mp4 with the video)
+Many clips (a manifest with lip / face / emotion keys, as for training, tokens not needed):
+    python infer.py hicodit --checkpoint runs/hicodit_lrs3 --manifest test.jsonl --out-dir out/
+Identity from a reference recording instead of the face (the paper's "audio+video" rows):
+    ... --identity voice --reference-ge2e ref_ge2e.npy   (or --reference-audio ref.wav)
+
+The model, its sizes, its data keys and its sampler come from the checkpoint folder alone (a sampler
+flag overrides one field of the checkpoint's sampler); the codec comes from the checkpoint's config
+(``--codec-weights`` points it at the released weights on this machine, ``--codec-config`` replaces it).
+"""
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.cli import (
+    add_execution_flags,
+    add_io_flags,
+    check_io,
+    non_negative_float,
+    output_stem,
+    output_stems,
+    positive_float,
+    positive_int,
+)
+from engine.errors import UserFacingError
+
+log = logging.getLogger("hicodit.cli")
+COMMAND = "infer.py hicodit"
+
+
+class InferenceError(UserFacingError, RuntimeError):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest)")
+    one = parser.add_argument_group("one clip (with --out)")
+    one.add_argument("--lip", help="lip features (T, lip_dim) .npy at 25 Hz (mouth crops (T, H, W) for the front-end)")
+    one.add_argument("--face", help="face identity embedding (face_dim,) .npy (ArcFace)")
+    one.add_argument("--emotion", help="per-frame emotion labels (T,) 0..6 or probabilities (T, 7) .npy")
+    one.add_argument("--video", help="the silent clip: the speech is muxed into a copy of it (<out>.mp4)")
+    add_io_flags(parser, manifest_keys="the feature paths named by the checkpoint's data keys (lip, face, emotion; "
+                                       "optional video, ref_ge2e)",
+                 outputs="<out>.wav; <out>.mp4 with --video; <out>.tokens.npy with --tokens-only")
+    ident = parser.add_argument_group("identity")
+    ident.add_argument("--identity", choices=("face", "voice"), default="face",
+                       help="face: c_id predicted from the face embedding; voice: a reference recording's GE2E")
+    ident.add_argument("--reference-ge2e", help="reference GE2E embedding .npy (voice identity, one clip)")
+    ident.add_argument("--reference-audio", help="reference recording (voice identity, one clip)")
+    samp = parser.add_argument_group("sampler (default: the checkpoint's own sampler config)")
+    samp.add_argument("--steps", type=positive_int, help="Euler steps")
+    samp.add_argument("--greedy", action="store_const", const=True, help="deterministic argmax sampling")
+    samp.add_argument("--temperature", type=positive_float)
+    samp.add_argument("--w-all", type=non_negative_float, help="guidance weight of all conditions together")
+    samp.add_argument("--w-id", type=non_negative_float, help="guidance weight of the identity")
+    samp.add_argument("--w-emo", type=non_negative_float, help="guidance weight of the expression")
+    samp.add_argument("--w-lip", type=non_negative_float, help="guidance weight of the lips")
+    codec = parser.add_argument_group("codec")
+    codec.add_argument("--codec-weights", help="the codec's weights (overrides the checkpoint's)")
+    codec.add_argument("--codec-config", help="codec preset name or .yaml (instead of the checkpoint's)")
+    codec.add_argument("--tokens-only", action="store_true", help="write <out>.tokens.npy, skip the codec")
+    add_execution_flags(parser)
+
+
+# ---------------------------------------------------------------------------------------- clips
+@dataclasses.dataclass
+class Job:
+    entry: dict  # manifest-style entry: id, feature paths, optional video / ref_ge2e
+    stem: Path  # outputs: <stem>.wav, <stem>.mp4, <stem>.tokens.npy
+
+
+def _existing(path: str, flag: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise InferenceError(f"{flag} {p}: {'is a folder, not a file' if p.is_dir() else 'file does not exist'}")
+    return str(p.resolve())
+
+
+def build_jobs(args, data_cfg) -> list[Job]:
+    """Every clip to make, with its inputs checked to exist, before anything is loaded or written."""
+    jobs = _jobs(args, data_cfg)
+    if args.identity == "voice":
+        for job in jobs:
+            if "ref_ge2e" not in job.entry and not args.reference_audio:
+                raise InferenceError(f"clip {job.entry['id']!r}: --identity voice needs --reference-ge2e / "
+                                     "--reference-audio (or a 'ref_ge2e' manifest key)")
+    return jobs
+
+
+def _jobs(args, data_cfg) -> list[Job]:
+    from engine.data import read_manifest, resolve_path
+
+    check_io(args, single_needs="--lip, --face and --emotion")
+    if args.manifest:
+        if args.reference_ge2e or args.reference_audio:
+            raise InferenceError("with --manifest give each clip's reference as a 'ref_ge2e' key")
+        entries = read_manifest(args.manifest, required=("id",))
+        jobs = []
+        for entry, stem in zip(entries, output_stems(args.out_dir, [str(e["id"]) for e in entries])):
+            keys = [data_cfg.lip_key, data_cfg.face_key, data_cfg.emotion_key]
+            keys += [k for k in ("video", "ref_ge2e") if k in entry]
+            for key in keys:
+                path = resolve_path(entry, key)
+                if not path.is_file():
+                    raise InferenceError(f"{args.manifest}: clip {entry['id']!r}: {key} {path} does not exist")
+                entry[key] = str(path)
+            jobs.append(Job(entry, stem))
+        return jobs
+    missing = [flag for flag, value in (("--lip", args.lip), ("--face", args.face), ("--emotion", args.emotion))
+               if not value]
+    if missing:
+        hint = " (features from the raw video need the feature-extraction step first)" if args.video else ""
+        raise InferenceError(f"give {', '.join(missing)} for one clip, or --manifest{hint}")
+    stem = output_stem(args.out)
+    entry = {"id": stem.name, data_cfg.lip_key: _existing(args.lip, "--lip"),
+             data_cfg.face_key: _existing(args.face, "--face"),
+             data_cfg.emotion_key: _existing(args.emotion, "--emotion")}
+    if args.reference_ge2e:
+        entry["ref_ge2e"] = _existing(args.reference_ge2e, "--reference-ge2e")
+    if args.reference_audio:
+        _existing(args.reference_audio, "--reference-audio")
+    if args.video:
+        entry["video"] = _existing(args.video, "--video")
+    return [Job(entry, stem)]
+
+
+def _reference_speaker(job: Job, args, speaker_dim: int) -> np.ndarray:
+    from hicodit.data import ClipDataError, load_feature
+
+    if "ref_ge2e" in job.entry:
+        ge2e = load_feature(job.entry, "ref_ge2e").astype(np.float32).reshape(-1)
+    elif args.reference_audio:
+        ge2e = ge2e_from_audio(args.reference_audio)
+    else:
+        raise InferenceError(f"clip {job.entry['id']!r}: --identity voice needs --reference-ge2e / --reference-audio "
+                             "(or a 'ref_ge2e' manifest key)")
+    if ge2e.shape != (speaker_dim,):
+        raise ClipDataError(f"clip {job.entry['id']!r}: reference speaker embedding has shape {ge2e.shape}, "
+                            f"the model expects ({speaker_dim},)")
+    return ge2e
+
+
+def ge2e_from_audio(path: str) -> np.ndarray:
+    """GE2E embedding (256,) of a recording (the project's GE2E port; weights from resemblyzer's wheel)."""
+    from avcodecs.speaker.ge2e import load_ge2e
+
+    from engine.media import read_audio
+
+    encoder = load_ge2e()
+    return encoder.embed_utterances([read_audio(path, encoder.sample_rate)])[0].numpy().astype(np.float32)
+
+
+def _check_features(item: dict, cfg, clip_id: str) -> None:
+    from hicodit.data import ClipDataError
+
+    lip = item["lip"]
+    if cfg.lip_input == "features" and (lip.dim() != 2 or lip.shape[1] != cfg.lip_dim):
+        raise ClipDataError(f"clip {clip_id!r}: lip features have shape {tuple(lip.shape)}, "
+                            f"the model expects (T, {cfg.lip_dim})")
+    if cfg.lip_input == "frontend" and lip.dim() != 3:
+        raise ClipDataError(f"clip {clip_id!r}: the lip front-end expects mouth crops (T, H, W), "
+                            f"got {tuple(lip.shape)}")
+    if item["face"].shape != (cfg.face_dim,):
+        raise ClipDataError(f"clip {clip_id!r}: face embedding has shape {tuple(item['face'].shape)}, "
+                            f"the model expects ({cfg.face_dim},)")
+    if item["emotion"].shape[-1] != cfg.num_emotions:
+        raise ClipDataError(f"clip {clip_id!r}: emotion has {item['emotion'].shape[-1]} classes, "
+                            f"the model expects {cfg.num_emotions}")
+
+
+# ------------------------------------------------------------------------------------------ run
+def sampler_config(args, task):
+    """The checkpoint's sampler (its config's ``task.sampler``, else the dataclass), with the flags
+    the user gave replacing single fields."""
+    flags = {"steps": args.steps, "greedy": args.greedy, "temperature": args.temperature, "w_all": args.w_all,
+             "w_id": args.w_id, "w_emo": args.w_emo, "w_lip": args.w_lip}
+    return dataclasses.replace(task.sampler_cfg, **{k: v for k, v in flags.items() if v is not None})
+
+
+def load_codec(args, task, device, model_cfg):
+    if args.tokens_only:
+        return None
+    if args.codec_config is None and task.codec_factory is None:
+        raise InferenceError("the checkpoint's config names no codec: pass --codec-config (or --tokens-only)")
+    codec = task.codec(device, weights=args.codec_weights, config=args.codec_config) \
+        if (args.codec_weights or args.codec_config) else task.codec(device)
+    if codec.num_levels < model_cfg.num_levels or codec.codebook_size != model_cfg.codebook_size:
+        raise InferenceError(f"codec ({codec.num_levels} levels x {codec.codebook_size} codes) does not fit the model "
+                             f"({model_cfg.num_levels} x {model_cfg.codebook_size})")
+    return codec
+
+
+def run(args) -> int:
+    from engine.checkpoint import load_module
+    from engine.utils import resolve_device, resolve_precision, to_device
+    from hicodit.data import load_clip_arrays, prepare_clip
+    from hicodit.task import HiCoDiTTask
+
+    device = resolve_device(args.device)
+    dtype = resolve_precision(args.precision, device)
+    module, task, _ = load_module(args.checkpoint, ema=not args.raw, device=device, task_type=HiCoDiTTask,
+                                  command=COMMAND)
+    model_cfg = module.net.cfg
+    data_cfg = dataclasses.replace(task.data_cfg, max_frames=None)  # whole clips at inference
+    jobs = build_jobs(args, data_cfg)  # every input checked to exist before the first output
+    sampler = sampler_config(args, task)
+    codec = load_codec(args, task, device, model_cfg)
+    generator = torch.Generator(device).manual_seed(args.seed)
+
+    jobs.sort(key=lambda j: j.entry.get("num_frames", 0))  # similar lengths batch together
+    batches = [jobs[i : i + args.batch_size] for i in range(0, len(jobs), args.batch_size)]
+    written = []
+    for batch_jobs in tqdm(batches, desc="hicodit", disable=len(batches) < 2 or args.quiet):
+        items = []
+        for job in batch_jobs:
+            item = prepare_clip(load_clip_arrays(job.entry, data_cfg, with_tokens=False), data_cfg, job.entry)
+            _check_features(item, model_cfg, job.entry["id"])
+            items.append(item)
+        batch = to_device(task.collate(items), device)
+        speaker = None
+        if args.identity == "voice":
+            refs = [_reference_speaker(job, args, model_cfg.speaker_dim) for job in batch_jobs]
+            speaker = torch.from_numpy(np.stack(refs)).to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), torch.no_grad():
+            cond = module.conditions(batch, speaker)[0]
+            tokens = module.sample(cond, batch["token_mask"], sampler, generator,
+                                   progress=len(jobs) == 1 and not args.quiet)  # (B, Q, L)
+        lengths = batch["token_mask"].sum(1).tolist()
+        for i, job in enumerate(batch_jobs):
+            written += write_clip(job, tokens[i : i + 1, :, : lengths[i]], len(items[i]["lip"]), codec)
+    for path in written:
+        print(path)
+    log.info("%d clip(s), %d steps, guidance all/id/emo/lip = %s/%s/%s/%s", len(jobs), sampler.steps, sampler.w_all,
+             sampler.w_id, sampler.w_emo, sampler.w_lip)
+    return 0
+
+
+def write_clip(job: Job, codes: torch.Tensor, feature_frames: int, codec) -> list[Path]:
+    """One clip's outputs, all or none: the video is read (and so checked) before anything is written."""
+    from engine.atomic import atomic_files, save_npy
+    from engine.cli import with_ext
+    from engine.media import read_video, write_video, write_wav
+
+    if codec is None:
+        return [save_npy(with_ext(job.stem, ".tokens.npy"), codes[0].cpu().numpy().astype(np.int16))]
+    clip = None
+    if "video" in job.entry:
+        clip = read_video(job.entry["video"], fps=25.0)
+        if abs(len(clip.frames) - feature_frames) > 1:
+            log.warning("%s: %d video frames but %d feature frames; the audio is fitted to the video",
+                        job.entry["video"], len(clip.frames), feature_frames)
+    with torch.no_grad():
+        wav = codec.decode(codes).float()[0].cpu().numpy()  # (L * hop,)
+    finals = [with_ext(job.stem, ".wav")] + ([with_ext(job.stem, ".mp4")] if clip is not None else [])
+    with atomic_files(*finals) as temps:
+        write_wav(temps[0], wav, codec.sample_rate)
+        if clip is not None:
+            write_video(temps[1], clip.frames, clip.fps, wav, codec.sample_rate)
+    return finals

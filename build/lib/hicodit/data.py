@@ -1,0 +1,234 @@
+"""HiCoDiT training data: precomputed features + codec tokens per clip, and the padded batch.
+
+Manifest (JSONL, see ``engine.data.manifest``), one clip per line; paths relative to the manifest:
+
+    {"id": "spk1_0001", "num_frames": 112,            # 25 Hz video frames
+     "tokens": "tokens/spk1_0001.npy",                # (12, 2 * num_frames) int16 codec tokens
+     "lip": "lip/spk1_0001.npy",                      # (num_frames, 1024) AV-HuBERT features
+     "face": "face/spk1_0001.npy",                    # (512,) ArcFace identity embedding
+     "emotion": "emotion/spk1_0001.npy",              # (num_frames,) labels 0..6 or (num_frames, 7) probs
+     "ge2e": "ge2e/spk1_0001.npy",                    # (256,) GE2E embedding of the clip's speech
+     "mouth": "mouth/spk1_0001.npy",                  # optional (num_frames, 88, 88) uint8 mouth crops
+     "video": "clips/spk1_0001.mp4"}                  # optional, for muxing samples
+
+Key names are configurable (``HiCoDiTDataConfig``), e.g. ``lip_key: mouth`` for the trainable lip
+front-end or ``emotion_key: speech_emotion`` to train on acoustic emotion labels as the paper did.
+``scripts/hicodit_precompute_tokens.py`` writes the tokens; the feature extractors are separate.
+
+Without a manifest the dataset can generate clips (``synthetic_clips > 0``): a fixed random
+"teacher" maps lip features and identity to tokens, so a model can learn it (demo and tests).
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from engine.data import ManifestError, read_manifest, resolve_path, write_manifest
+from engine.data.sampler import crop_start, pad_sequences
+from engine.errors import UserFacingError
+from hicodit.conditioning import emotion_probs
+
+log = logging.getLogger(__name__)
+
+
+class ClipDataError(UserFacingError, ValueError):
+    pass
+
+
+@dataclass
+class HiCoDiTDataConfig:
+    train_manifest: str | None = None
+    val_manifest: str | None = None  # None: the first clips of the training set
+    tokens_key: str = "tokens"
+    lip_key: str = "lip"  # "mouth" for raw mouth crops (model.lip_input=frontend)
+    face_key: str = "face"
+    emotion_key: str = "emotion"
+    ge2e_key: str | None = "ge2e"  # None: no alignment target (set diffusion.id_loss_weight=0)
+    num_levels: int = 12
+    num_emotions: int = 7
+    tokens_per_frame: int = 2
+    max_frames: int | None = 250  # longer clips are cropped (randomly in training) to this many video frames
+    max_mismatch: int = 4  # tolerated |token frames - 2 x video frames| before a clip is rejected
+    # generated data (used when train_manifest is None)
+    synthetic_clips: int = 0
+    synthetic_min_frames: int = 10
+    synthetic_max_frames: int = 40
+    synthetic_speakers: int = 4
+    synthetic_seed: int = 0
+    codebook_size: int = 1024
+    lip_dim: int = 1024
+    face_dim: int = 512
+    speaker_dim: int = 256
+
+
+def load_feature(entry: dict, key: str) -> np.ndarray:
+    """The .npy feature ``entry[key]`` (path relative to the manifest), checked: readable, non-empty, finite."""
+    path = resolve_path(entry, key)
+    if not path.is_file():
+        raise ClipDataError(f"{path}: file not found (clip {entry['id']!r}, key {key!r})")
+    try:
+        array = np.load(path)
+    except (ValueError, OSError) as e:
+        raise ClipDataError(f"{path}: not a readable .npy file ({e})") from None
+    if array.size == 0:
+        raise ClipDataError(f"{path}: empty array")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ClipDataError(f"{path}: contains NaN or infinite values")
+    return array
+
+
+def load_clip_arrays(entry: dict, cfg: "HiCoDiTDataConfig", with_tokens: bool = True) -> dict[str, np.ndarray]:
+    """Read one clip's arrays named by the manifest entry (tokens only if asked; ge2e if configured)."""
+    keys = {"lip": cfg.lip_key, "face": cfg.face_key, "emotion": cfg.emotion_key}
+    if with_tokens:
+        keys["tokens"] = cfg.tokens_key
+    if cfg.ge2e_key is not None and (with_tokens or cfg.ge2e_key in entry):
+        keys["ge2e"] = cfg.ge2e_key
+    return {name: load_feature(entry, key) for name, key in keys.items()}
+
+
+class HiCoDiTDataset(Dataset):
+    """Clips from a manifest (or generated), cropped so that tokens are exactly r x video frames."""
+
+    def __init__(self, cfg: HiCoDiTDataConfig, split: str = "train"):
+        self.cfg, self.split = cfg, split
+        manifest = cfg.train_manifest if split == "train" else (cfg.val_manifest or cfg.train_manifest)
+        if manifest is not None:
+            self.entries = read_manifest(manifest)
+            self.synthetic = None
+        elif cfg.synthetic_clips > 0:
+            self.synthetic = SyntheticClips(cfg)
+            self.entries = [{"id": f"synthetic_{i:05d}", "num_frames": n}
+                            for i, n in enumerate(self.synthetic.lengths)]
+        else:
+            raise ManifestError("HiCoDiT data: set data.train_manifest (or data.synthetic_clips > 0)")
+        cap = cfg.max_frames or 1 << 62
+        self.lengths = [min(e["num_frames"], cap) for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def arrays(self, i: int) -> dict[str, np.ndarray]:
+        """The clip's raw arrays (before alignment and cropping)."""
+        if self.synthetic is not None:
+            return self.synthetic.clip(i)
+        return load_clip_arrays(self.entries[i], self.cfg)
+
+    def __getitem__(self, i: int) -> dict:
+        return prepare_clip(self.arrays(i), self.cfg, self.entries[i], crop_random=self.split == "train")
+
+
+def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: dict,
+                 crop_random: bool = False) -> dict:
+    """Check shapes, align tokens to r x video frames, crop to ``max_frames``; -> tensors."""
+    where = f"clip {entry.get('id')!r}"
+    r = cfg.tokens_per_frame
+    lip = arrays["lip"]
+    tokens = arrays.get("tokens")
+    frames = len(lip)
+    if frames == 0:
+        raise ClipDataError(f"{where}: empty lip stream")
+    if tokens is not None:
+        if tokens.ndim != 2 or tokens.shape[0] < cfg.num_levels:
+            raise ClipDataError(f"{where}: tokens must be ({cfg.num_levels}, T), got {tokens.shape}")
+        if abs(tokens.shape[1] - r * frames) > cfg.max_mismatch:
+            raise ClipDataError(f"{where}: {tokens.shape[1]} token frames do not match {frames} video frames "
+                                f"(expected {r * frames} +- {cfg.max_mismatch})")
+        frames = min(frames, tokens.shape[1] // r)
+    emotion = np.asarray(arrays["emotion"])
+    if len(emotion) < frames:  # a classifier may skip the last frames: hold the last label
+        emotion = np.concatenate([emotion, np.repeat(emotion[-1:], frames - len(emotion), axis=0)])
+    start = 0
+    if cfg.max_frames and frames > cfg.max_frames:
+        start = crop_start(frames, cfg.max_frames, crop_random)
+        frames = cfg.max_frames
+    item = {
+        "id": entry.get("id"),
+        "lip": torch.from_numpy(np.ascontiguousarray(lip[start : start + frames])),
+        "emotion": emotion_probs(torch.from_numpy(np.ascontiguousarray(emotion[start : start + frames])),
+                                 cfg.num_emotions),
+        "face": torch.from_numpy(np.asarray(arrays["face"], dtype=np.float32).reshape(-1)),
+    }
+    if item["lip"].dtype != torch.uint8:
+        item["lip"] = item["lip"].float()
+    if tokens is not None:
+        tok = tokens[: cfg.num_levels, r * start : r * (start + frames)].astype(np.int64)
+        item["tokens"] = torch.from_numpy(tok).T.contiguous()  # (L, Q), time-first for padding
+    if "ge2e" in arrays:
+        item["ge2e"] = torch.from_numpy(np.asarray(arrays["ge2e"], dtype=np.float32).reshape(-1))
+    return item
+
+
+def collate(items: list[dict], tokens_per_frame: int = 2) -> dict:
+    """Pad to the longest clip: tokens (B, Q, L), token_mask (B, L), lip (B, T, ...), frame_mask (B, T),
+    emotion (B, T, K), face (B, F), ge2e (B, S), ids."""
+    lip, frame_mask = pad_sequences([it["lip"] for it in items])
+    emotion, _ = pad_sequences([it["emotion"] for it in items])
+    batch = {"ids": [it["id"] for it in items], "lip": lip, "frame_mask": frame_mask, "emotion": emotion,
+             "face": torch.stack([it["face"] for it in items])}
+    if all("tokens" in it for it in items):
+        tokens, token_mask = pad_sequences([it["tokens"] for it in items])  # (B, L, Q), (B, L)
+        batch["tokens"], batch["token_mask"] = tokens.transpose(1, 2).contiguous(), token_mask
+    else:  # inference: no tokens, the mask follows the frames
+        batch["token_mask"] = frame_mask.repeat_interleave(tokens_per_frame, dim=1)
+    if all("ge2e" in it for it in items):
+        batch["ge2e"] = torch.stack([it["ge2e"] for it in items])
+    return batch
+
+
+# ------------------------------------------------------------------------------ generated clips
+
+
+class SyntheticClips:
+    """Generated clips whose tokens follow from their conditions through a fixed random teacher.
+
+    lip (T, D) ~ N(0, 1); each speaker has a face embedding and a GE2E-like embedding (a fixed
+    linear map of the face, L2-normalised); emotion is one label per 0.5 s. Token (q, r k + j) =
+    argmax over V of (A_{q,j} lip_k + B_q ge2e) with fixed random A, B: levels depend on lip and
+    identity, and the two tokens of one video frame differ.
+    """
+
+    def __init__(self, cfg: HiCoDiTDataConfig):
+        self.cfg = cfg
+        rng = np.random.default_rng(cfg.synthetic_seed)
+        q, r, v = cfg.num_levels, cfg.tokens_per_frame, cfg.codebook_size
+        self.lip_map = rng.standard_normal((q, r, cfg.lip_dim, v)).astype(np.float32) / np.sqrt(cfg.lip_dim)
+        self.speaker_map = rng.standard_normal((q, cfg.speaker_dim, v)).astype(np.float32)
+        self.faces = rng.standard_normal((cfg.synthetic_speakers, cfg.face_dim)).astype(np.float32)
+        face_to_speaker = rng.standard_normal((cfg.face_dim, cfg.speaker_dim)).astype(np.float32)
+        spk = self.faces @ face_to_speaker
+        self.speakers = spk / np.linalg.norm(spk, axis=1, keepdims=True)
+        self.lengths = rng.integers(cfg.synthetic_min_frames, cfg.synthetic_max_frames + 1,
+                                    size=cfg.synthetic_clips).tolist()
+
+    def clip(self, i: int) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.synthetic_seed, i])
+        frames, speaker = self.lengths[i], i % cfg.synthetic_speakers
+        lip = rng.standard_normal((frames, cfg.lip_dim)).astype(np.float32)
+        scores = np.einsum("td,qjdv->qtjv", lip, self.lip_map) + \
+            np.einsum("s,qsv->qv", self.speakers[speaker], self.speaker_map)[:, None, None]  # (Q, T, r, V)
+        tokens = scores.argmax(-1).reshape(cfg.num_levels, -1).astype(np.int16)  # (Q, r T)
+        steps = -(-frames // 12)
+        emotion = np.repeat(rng.integers(0, cfg.num_emotions, size=steps), 13)[:frames]  # ~0.5 s segments
+        return {"tokens": tokens, "lip": lip, "face": self.faces[speaker].copy(),
+                "emotion": emotion.astype(np.int64), "ge2e": self.speakers[speaker].astype(np.float32)}
+
+
+def write_clips(out_dir: str | Path, clips: list[dict[str, np.ndarray]], ids: list[str] | None = None) -> Path:
+    """Write clips (dicts of arrays with the manifest's keys) as .npy files + ``manifest.jsonl``."""
+    out_dir = Path(out_dir)
+    entries = []
+    for i, clip in enumerate(clips):
+        cid = ids[i] if ids else f"clip_{i:05d}"
+        entry = {"id": cid, "num_frames": int(len(clip["lip"]))}
+        for key, array in clip.items():
+            (out_dir / key).mkdir(parents=True, exist_ok=True)
+            np.save(out_dir / key / f"{cid}.npy", array)
+            entry[key] = f"{key}/{cid}.npy"
+        entries.append(entry)
+    return write_manifest(out_dir / "manifest.jsonl", entries)

@@ -1,0 +1,372 @@
+"""Absorbing-state ("masked") discrete diffusion for HiCoDiT: noise process, loss, guidance, sampler.
+
+The network (``hicodit.model.HiCoDiT``) is pure; this module owns everything about the diffusion.
+
+Shape legend: B batch, Q levels, L token frames, V codebook size, S speaker dim, n guidance passes.
+tokens (B, Q, L) int64 with [MASK] = V; logits (B, L, Q, V); token_mask (B, L) True at real frames.
+
+Noise process (SEDD's absorbing state with the log-linear schedule)
+-------------------------------------------------------------------
+Each token of each level independently jumps to [MASK] at rate sigma(t), so by time t it is masked
+with probability 1 - exp(-sigma_bar(t)), with
+
+    sigma_bar(t) = -log(1 - (1 - eps) t)        (total noise)
+    sigma(t)     = sigma_bar'(t) = (1 - eps) / (1 - (1 - eps) t)
+    P(masked at t) = 1 - exp(-sigma_bar(t)) = (1 - eps) t.
+
+Loss: denoising score entropy reduces to weighted cross-entropy at masked positions
+---------------------------------------------------------------------------------
+SEDD's DSE for a sequence x_t drawn from p_t(. | x_0) is
+
+    L_DSE = sum_{y ~ x_t} Q_t(x_t, y) [ s(x_t)_y - r_y log s(x_t)_y + K(r_y) ],
+    r_y = p_t(y | x_0) / p_t(x_t | x_0),   K(a) = a (log a - 1),
+
+summed over the neighbours y of x_t (sequences differing in one position). Under the absorbing
+process only a masked position i has neighbours (y sets x^i = v, for each real code v; the
+forward rate v -> MASK is sigma(t)), and there
+
+    r_v = e^{-sigma_bar} 1[v = x_0^i] / (1 - e^{-sigma_bar}) = alpha(t) 1[v = x_0^i],
+    alpha(t) = 1 / (e^{sigma_bar(t)} - 1).
+
+The concrete score of the absorbing process factorises (RADD, Ou et al. 2024):
+s(x_t)_{i,v} = alpha(t) p_theta(v | x_t), with p_theta a distribution over the V real codes (the
+network's softmax; it never predicts [MASK]). Substituting, with K(0) = 0:
+
+    sigma [ sum_v alpha p_v - alpha log(alpha p_{x0}) + alpha (log alpha - 1) ]
+  = sigma [ alpha - alpha log alpha - alpha log p_{x0} + alpha log alpha - alpha ]
+  = sigma(t) alpha(t) (-log p_theta(x_0^i | x_t)).
+
+So L_DSE = w(t) * sum over masked positions of the cross-entropy, with
+
+    w(t) = sigma_bar'(t) / (e^{sigma_bar(t)} - 1)
+         = [(1-eps) / (1-(1-eps)t)] * [(1-(1-eps)t) / ((1-eps)t)] = 1 / t   exactly, for any eps
+
+(the MDLM weighting). ``tests/hicodit/test_diffusion.py`` checks both the weight and the reduction
+numerically against the DSE formula above. HiCoDiT sums it over the 12 levels; we normalise by
+the number of real token frames, so the logged ``dse`` is nats per 50 Hz frame over all levels.
+
+Sampler (Euler, from all-[MASK])
+--------------------------------
+SEDD's Euler step from t to s = t - dt moves a masked token to code v with probability
+dt * sigma(t) * s_{v} = dt * w(t) * p_theta(v), and leaves it masked otherwise; unmasked tokens
+stay (the absorbing process never re-masks in reverse). For the log-linear schedule
+dt * w(t) = 1 - s / t, which is also the exact reverse transition (1 - P(masked at s) / P(masked
+at t)), so the Euler sampler has no discretisation error in the per-token marginals here; the
+last step (s = 0) unmasks everything. ``greedy`` is a deterministic variant for tests: argmax
+codes, and at each step the most confident masked tokens are unmasked so that floor(N s / 1)
+of the N real tokens stay masked (the same expected schedule, no randomness).
+
+Multi-condition guidance (DEmoFace's "enhanced predictor-free guidance", our exact rule)
+---------------------------------------------------------------------------------------
+With l_X the network's logits given the condition set X (lip, identity, emotion; the rest dropped
+to their learned null embeddings), the guided logits are
+
+    l = l_all + w_all (l_all - l_none) + w_id (l_id - l_none) + w_emo (l_emo - l_none)
+              + w_lip (l_lip - l_none).
+
+The coefficients sum to one, so combining log-probabilities (or log concrete scores, which differ
+by the per-position constant log alpha) gives the same softmax: the rule is the same in logit,
+log-probability and score space. All weights zero gives the unguided conditional sampler exactly
+(Ho & Salimans' convention, w = 0 -> conditional; the paper's LRS3 weights 2.5 / 1.25 / 1.5 / 2.0
+are used in this convention). The passes needed (all, none, and each single condition with a
+non-zero weight) run as one batched forward per step: the variants are stacked along the batch.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hicodit.model import HiCoDiT, HiCoDiTConditions
+
+# ----------------------------------------------------------------------------- noise schedule
+
+
+class LogLinearSchedule:
+    """sigma_bar(t) = -log(1 - (1 - eps) t): mask probability (1 - eps) t."""
+
+    def __init__(self, eps: float = 1e-3):
+        self.eps = eps
+
+    def total_noise(self, t: torch.Tensor) -> torch.Tensor:
+        return -torch.log1p(-(1 - self.eps) * t)  # sigma_bar(t)
+
+    def rate(self, t: torch.Tensor) -> torch.Tensor:
+        return (1 - self.eps) / (1 - (1 - self.eps) * t)  # sigma(t) = d sigma_bar / dt
+
+    def mask_prob(self, t: torch.Tensor) -> torch.Tensor:
+        return -torch.expm1(-self.total_noise(t))  # 1 - exp(-sigma_bar(t)) = (1 - eps) t
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """w(t) = sigma(t) / (exp(sigma_bar(t)) - 1), the DSE weight of the masked cross-entropy (= 1/t)."""
+        return self.rate(t) / torch.expm1(self.total_noise(t))
+
+
+# ----------------------------------------------------------------------------------- configs
+
+
+@dataclass
+class DiffusionConfig:
+    schedule_eps: float = 1e-3
+    t_min: float = 1e-3  # training times t ~ U[t_min, 1] (w(t) = 1/t is unbounded at 0)
+    low_discrepancy_t: bool = True  # stratified t over the batch (MDLM): lower-variance loss
+    drop_each: float = 0.1  # each condition dropped independently with this probability ...
+    drop_all: float = 0.1  # ... and all of them together with this one
+    id_loss_weight: float = 100.0  # lambda of the L1 alignment of c_id to the target's GE2E embedding
+    # The paper trains with ground-truth acoustic identity features "for stability": the fraction of
+    # items whose AdaLN gets the target's GE2E embedding instead of c_id predicted from the face.
+    acoustic_identity_prob: float = 0.0
+    # DEmoFace's coarse-to-fine curriculum (off in HiCoDiT): start with this many levels and add one
+    # every ``curriculum_every`` training forwards; inactive levels are fully masked and not scored.
+    curriculum_every: int | None = None
+    curriculum_start_levels: int = 1
+
+    def __post_init__(self):
+        for name in ("drop_each", "drop_all", "acoustic_identity_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"DiffusionConfig.{name} must be in [0, 1]")
+        if not 0.0 < self.t_min < 1.0:
+            raise ValueError("DiffusionConfig.t_min must be in (0, 1)")
+
+
+@dataclass
+class DiffusionSamplerConfig:
+    steps: int = 64
+    greedy: bool = False  # deterministic: argmax codes, most-confident-first unmasking
+    temperature: float = 1.0
+    # guidance weights (paper, LRS3); the rule is in this module's docstring
+    w_all: float = 2.5
+    w_id: float = 1.25
+    w_emo: float = 1.5
+    w_lip: float = 2.0
+    run_zero_weight_passes: bool = False  # run passes whose weight is 0 anyway (tests of the rule)
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError("DiffusionSamplerConfig.steps must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError("DiffusionSamplerConfig.temperature must be > 0")
+
+    def weights(self) -> dict[str, float]:
+        return {"id": self.w_id, "emo": self.w_emo, "lip": self.w_lip}
+
+
+# The condition-drop flags (lip, identity, emotion) of each guidance pass: True = dropped.
+PASS_DROPS = {"all": (False, False, False), "none": (True, True, True), "id": (True, False, True),
+              "emo": (True, True, False), "lip": (False, True, True)}
+
+
+def guidance_passes(cfg: DiffusionSamplerConfig) -> list[str]:
+    """The forward passes a step needs, in batch order ('all' first)."""
+    singles = [c for c, w in cfg.weights().items() if w != 0 or cfg.run_zero_weight_passes]
+    if not singles and cfg.w_all == 0 and not cfg.run_zero_weight_passes:
+        return ["all"]
+    return ["all", "none", *singles]
+
+
+def combine_guidance(logits: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig) -> torch.Tensor:
+    """logits (n, B, L, Q, V) of the passes -> guided logits (B, L, Q, V) (rule in the module docstring)."""
+    if passes == ["all"]:
+        return logits[0]
+    l_all, l_none = logits[0], logits[1]
+    guided = l_all + cfg.w_all * (l_all - l_none)
+    weights = cfg.weights()
+    for i, name in enumerate(passes[2:], start=2):  # at most 3 conditions, not levels or items
+        guided = guided + weights[name] * (logits[i] - l_none)
+    return guided
+
+
+def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """A categorical sample per row: argmax(logits + Gumbel noise)."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    return (logits - torch.log(-torch.log(u.clamp_(1e-10, 1.0)))).argmax(-1)
+
+
+# ------------------------------------------------------------------------------------- loss
+
+
+def score_entropy_loss(logits: torch.Tensor, tokens: torch.Tensor, scored: torch.Tensor,
+                       weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DSE of the absorbing process as weighted cross-entropy (derivation in the module docstring).
+
+    logits (B, L, Q, V), tokens (B, Q, L), scored (B, Q, L) bool (masked real positions), weight (B,)
+    = w(t) -> (cross-entropy (B, Q, L), summed DSE scalar). One cross-entropy call for every item
+    and level."""
+    b, length, q, v = logits.shape
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
+    ce = F.cross_entropy(logits.reshape(-1, v), tokens.transpose(1, 2).reshape(-1),
+                         reduction="none").view(b, length, q).transpose(1, 2)  # (B, Q, L)
+    return ce, (weight[:, None, None] * ce * scored).sum()
+
+
+# ------------------------------------------------------------------------------- the objective
+
+
+class MaskedDiffusion(nn.Module):
+    """The trainable module: HiCoDiT wrapped in its absorbing-state diffusion.
+
+    ``forward(batch)`` -> (loss, logs) for the shared trainer; ``sample(...)`` draws tokens.
+    Batch keys (see ``hicodit.data.collate``): tokens (B, Q, L), token_mask (B, L), lip (B, T, D)
+    or (B, T, H, W), frame_mask (B, T), face (B, F), emotion (B, T, K), and ge2e (B, S), the
+    target speech's GE2E embedding (needed for the alignment loss / acoustic identity).
+    """
+
+    def __init__(self, net: HiCoDiT, cfg: DiffusionConfig | None = None):
+        super().__init__()
+        self.net = net
+        self.cfg = cfg or DiffusionConfig()
+        self.schedule = LogLinearSchedule(self.cfg.schedule_eps)
+        self.mask_id = net.mask_id
+        # Training forwards seen, for the optional curriculum (saved with the weights, so resumes keep it).
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
+
+    def repeated_blocks(self):
+        return self.net.repeated_blocks()
+
+    def no_weight_decay(self) -> list[str]:
+        return ["net.token_embed.weight", "net.emotion.table.weight"]
+
+    # ------------------------------------------------------------------------------ conditions
+    def speaker_for(self, batch: dict, c_id: torch.Tensor | None) -> torch.Tensor:
+        """The AdaLN's speaker vector: c_id from the face, or (per item, with probability
+        ``acoustic_identity_prob`` in training) the target's GE2E embedding."""
+        p = self.cfg.acoustic_identity_prob
+        if c_id is None or (self.training and p >= 1.0):
+            return batch["ge2e"]
+        if not self.training or p <= 0.0:
+            return c_id
+        acoustic = torch.rand(c_id.shape[0], device=c_id.device) < p  # (B,)
+        return torch.where(acoustic[:, None], batch["ge2e"].to(c_id.dtype), c_id)
+
+    def conditions(self, batch: dict,
+                   speaker: torch.Tensor | None = None) -> tuple[HiCoDiTConditions, torch.Tensor | None]:
+        """Encode the batch's conditions; ``speaker`` (B, S) overrides the identity (e.g. a reference
+        recording's GE2E embedding). Returns (conditions, c_id predicted from the face or None)."""
+        c_id = self.net.predict_speaker(batch["face"]) if "face" in batch else None
+        if speaker is None:
+            if c_id is None and "ge2e" not in batch:
+                raise KeyError("the batch needs 'face' (identity embedding) or 'ge2e' / a speaker override")
+            speaker = self.speaker_for(batch, c_id)
+        cond = self.net.encode_conditions(batch["lip"], speaker, batch["emotion"], batch["frame_mask"])
+        return cond, c_id
+
+    def sample_drops(self, batch_size: int, device) -> torch.Tensor:
+        """(B, 3) condition-dropout flags: each with p = drop_each, all together with p = drop_all."""
+        each = torch.rand(batch_size, 3, device=device) < self.cfg.drop_each
+        everything = torch.rand(batch_size, 1, device=device) < self.cfg.drop_all
+        return each | everything
+
+    # ----------------------------------------------------------------------------------- loss
+    def sample_times(self, batch_size: int, device) -> torch.Tensor:
+        u = torch.rand(batch_size if not self.cfg.low_discrepancy_t else 1, device=device)
+        if self.cfg.low_discrepancy_t:
+            u = (u + torch.arange(batch_size, device=device) / batch_size) % 1.0  # (B,) stratified
+        return self.cfg.t_min + (1 - self.cfg.t_min) * u
+
+    def active_levels(self, device) -> torch.Tensor:
+        """(Q,) bool: levels trained at this point of the curriculum (all without one)."""
+        q = self.net.cfg.num_levels
+        levels = torch.arange(q, device=device)
+        if not self.cfg.curriculum_every:
+            return torch.ones(q, dtype=torch.bool, device=device)
+        count = self.cfg.curriculum_start_levels + self.forwards // self.cfg.curriculum_every
+        return levels < count
+
+    def forward(self, batch: dict):
+        tokens, token_mask = batch["tokens"], batch["token_mask"]  # (B, Q, L), (B, L)
+        b, q, length = tokens.shape
+        device = tokens.device
+        if self.training:
+            self.forwards += 1
+        t = self.sample_times(b, device)  # (B,)
+        active = self.active_levels(device)[None, :, None]  # (1, Q, 1)
+        real = token_mask[:, None, :] & active  # (B, Q, L) scored positions
+        masked = (torch.rand(b, q, length, device=device) < self.schedule.mask_prob(t)[:, None, None]) | ~active
+        noisy = torch.where(masked, self.mask_id, tokens)  # (B, Q, L)
+
+        cond, c_id = self.conditions(batch)
+        drop = self.sample_drops(b, device) if self.training else None
+        logits = self.net(noisy, t, cond, token_mask, drop)  # (B, L, Q, V)
+
+        scored = masked & real  # (B, Q, L)
+        ce, dse_sum = score_entropy_loss(logits, tokens, scored, self.schedule.loss_weight(t))
+        dse = dse_sum / token_mask.sum().clamp(min=1)  # nats per token frame, summed over levels
+        loss = dse
+        scored = scored.float()
+        logs = {"dse": dse.detach()}
+        if c_id is not None and "ge2e" in batch and self.cfg.id_loss_weight > 0:
+            id_l1 = (c_id.float() - batch["ge2e"].float()).abs().mean()
+            loss = loss + self.cfg.id_loss_weight * id_l1
+            logs["id_l1"] = id_l1.detach()
+
+        with torch.no_grad():
+            correct = (logits.argmax(-1).transpose(1, 2) == tokens).float() * scored  # (B, Q, L)
+            n_low = self.net.cfg.num_low_levels
+            for name, sl in (("low", slice(0, n_low)), ("high", slice(n_low, q))):  # the two level groups
+                count = scored[:, sl].sum().clamp(min=1)
+                logs[f"ce_{name}"] = (ce.detach() * scored)[:, sl].sum() / count
+                logs[f"acc_{name}"] = correct[:, sl].sum() / count
+        return loss, logs
+
+    # -------------------------------------------------------------------------------- sampling
+    def guided_logits(self, x: torch.Tensor, t: torch.Tensor, cond_n: HiCoDiTConditions, mask_n: torch.Tensor | None,
+                      drop_n: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig) -> torch.Tensor:
+        """One batched forward over all guidance passes -> guided logits (B, L, Q, V) in fp32."""
+        n = len(passes)
+        logits = self.net(x.repeat(n, 1, 1), t.repeat(n), cond_n, mask_n, drop_n).float()  # (n B, L, Q, V)
+        return combine_guidance(logits.unflatten(0, (n, x.shape[0])), passes, cfg)
+
+    @torch.no_grad()
+    def sample(self, cond: HiCoDiTConditions, token_mask: torch.Tensor, cfg: DiffusionSamplerConfig | None = None,
+               generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+        """Draw tokens (B, Q, L) from all-[MASK] for the encoded conditions; padded frames come out 0."""
+        cfg = cfg or DiffusionSamplerConfig()
+        b, length = token_mask.shape
+        q, device = self.net.cfg.num_levels, token_mask.device
+        real = token_mask[:, None, :].expand(b, q, length)  # (B, Q, L)
+        x = torch.where(real, self.mask_id, 0)  # (B, Q, L)
+        passes = guidance_passes(cfg)
+        n = len(passes)
+        cond_n = cond.repeat(n)  # encoded once, reused every step
+        # Without padding, no mask at all: SDPA / flash-attn then take their fastest kernels
+        # (one host sync per call, outside the step loop).
+        mask_n = None if bool(token_mask.all()) else token_mask.repeat(n, 1)
+        drop_n = torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0)  # (n B, 3)
+        n_real = real.sum((1, 2))  # (B,)
+        times = [1.0 - k / cfg.steps for k in range(cfg.steps + 1)]  # host floats: no device syncs
+        start = self._host(self.schedule.mask_prob, 1.0)
+        steps = range(cfg.steps)
+        if progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc="sampling", leave=False)
+        for k in steps:
+            t, s = times[k], times[k + 1]
+            t_batch = torch.full((b,), t, device=device)
+            logits = self.guided_logits(x, t_batch, cond_n, mask_n, drop_n, passes, cfg)  # (B, L, Q, V)
+            logits = logits.transpose(1, 2)  # (B, Q, L, V)
+            masked = x == self.mask_id  # (B, Q, L)
+            if cfg.greedy:
+                conf, codes = logits.softmax(-1).max(-1)  # (B, Q, L)
+                keep_fraction = self._host(self.schedule.mask_prob, s) / start if s > 0 else 0.0
+                n_unmask = masked.sum((1, 2)) - torch.floor(n_real * keep_fraction).long()  # (B,)
+                conf = torch.where(masked, conf, -1.0).flatten(1)  # (B, Q L): unmasked rank last
+                order = conf.argsort(dim=-1, descending=True, stable=True)
+                rank = order.argsort(dim=-1, stable=True)  # (B, Q L) 0 = most confident
+                unmask = masked & (rank < n_unmask[:, None]).view_as(masked)
+            else:
+                codes = gumbel_argmax(logits / cfg.temperature, generator)  # (B, Q, L)
+                p_unmask = self.unmask_probability(t, s)
+                u = torch.rand(x.shape, generator=generator, device=device)
+                unmask = masked & (u < p_unmask)
+            x = torch.where(unmask, codes, x)
+        return x
+
+    def unmask_probability(self, t: float, s: float) -> float:
+        """The Euler step's P(a masked token is revealed) from t to s < t: dt * w(t), and 1 at s = 0."""
+        return (t - s) * self._host(self.schedule.loss_weight, t) if s > 0 else 1.0
+
+    @staticmethod
+    def _host(fn, value: float) -> float:
+        return float(fn(torch.tensor(value, dtype=torch.float64)))

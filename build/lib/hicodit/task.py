@@ -1,0 +1,109 @@
+"""HiCoDiT on the shared trainer: ``python train.py experiment=hicodit_tiny`` (or ``hicodit_lrs3``).
+
+The module the trainer optimises is ``MaskedDiffusion(HiCoDiT)``. Validation draws a sample for
+the validation clips with the configured sampler, logs per-level token accuracy against the
+ground truth, and writes the tokens (and, with a codec, the sampled and reference waveforms).
+
+The codec reaches the task as a factory (Hydra ``_partial_: true``): nothing is built or read
+until validation writes audio, and ``infer.py`` can swap the weights path of a checkpoint's codec.
+"""
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.task import Task
+from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
+from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
+from hicodit.model import HiCoDiT, HiCoDiTConfig
+
+log = logging.getLogger(__name__)
+
+
+class HiCoDiTTask(Task):
+    def __init__(self, model: HiCoDiTConfig, data: HiCoDiTDataConfig, diffusion: DiffusionConfig | None = None,
+                 sampler: DiffusionSamplerConfig | None = None, codec: Callable | nn.Module | None = None,
+                 val_seed: int = 0):
+        self.model_cfg, self.data_cfg = model, data
+        self.diffusion_cfg = diffusion or DiffusionConfig()
+        self.sampler_cfg = sampler or DiffusionSamplerConfig()  # validation samples; infer.py's defaults
+        self.codec_factory = codec
+        self.val_seed = val_seed
+        self._codec = None
+        needs_ge2e = self.diffusion_cfg.id_loss_weight > 0 or self.diffusion_cfg.acoustic_identity_prob > 0
+        if data.ge2e_key is None and needs_ge2e:
+            raise ValueError("data.ge2e_key is null (no GE2E targets): set diffusion.id_loss_weight=0 and "
+                             "diffusion.acoustic_identity_prob=0")
+        if data.num_levels != model.num_levels or data.tokens_per_frame != model.tokens_per_frame:
+            raise ValueError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
+                             f"({model.num_levels}, {model.tokens_per_frame}) disagree")
+
+    def build_module(self) -> MaskedDiffusion:
+        return MaskedDiffusion(HiCoDiT(self.model_cfg), self.diffusion_cfg)
+
+    def train_dataset(self) -> HiCoDiTDataset:
+        return HiCoDiTDataset(self.data_cfg, "train")
+
+    def val_dataset(self) -> HiCoDiTDataset:
+        return HiCoDiTDataset(self.data_cfg, "val")
+
+    def collate(self, items: list[dict]) -> dict:
+        return collate(items, self.model_cfg.tokens_per_frame)
+
+    def codec(self, device: torch.device | str = "cpu", weights: str | None = None, config=None) -> nn.Module | None:
+        """The run's codec (built on first use; None when the run names none). ``weights`` (a weights
+        spec) or ``config`` (a codec config node or preset name) build that codec instead, e.g. at
+        inference on a machine where the released weights live elsewhere."""
+        if weights is not None or config is not None:
+            from engine.configs import build_codec
+
+            if config is None and isinstance(self.codec_factory, functools.partial):
+                return self.codec_factory(weights=weights).eval().to(device)
+            if config is None:
+                raise ValueError("this run has no codec config to rebuild with other weights")
+            return build_codec(config, weights).eval().to(device)
+        if self._codec is None and self.codec_factory is not None:
+            codec = self.codec_factory() if not isinstance(self.codec_factory, nn.Module) else self.codec_factory
+            self._codec = codec.eval()
+        return self._codec.to(device) if self._codec is not None else None
+
+    @torch.no_grad()
+    def validate(self, module: MaskedDiffusion, batch: dict, out_dir: Path | None, step: int) -> dict[str, float]:
+        device = batch["tokens"].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # keep training RNG intact
+            torch.manual_seed(self.val_seed)
+            loss, logs = module(batch)
+            cond = module.conditions(batch)[0]
+            tokens = module.sample(cond, batch["token_mask"], self.sampler_cfg)  # (B, Q, L)
+        metrics = {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}
+        metrics.update(token_accuracy(tokens, batch["tokens"], batch["token_mask"], self.model_cfg.num_low_levels))
+        if out_dir is not None:
+            self.write_samples(out_dir, batch, tokens)
+        return metrics
+
+    def write_samples(self, out_dir: Path, batch: dict, tokens: torch.Tensor) -> None:
+        from engine.media import write_wav
+
+        codec = self.codec(tokens.device)
+        lengths = batch["token_mask"].sum(1).tolist()
+        for i, (clip_id, length) in enumerate(zip(batch["ids"], lengths)):
+            np.save(out_dir / f"{clip_id}.tokens.npy", tokens[i, :, :length].cpu().numpy().astype(np.int16))
+            if codec is None:
+                continue
+            for suffix, codes in (("", tokens), ("_reference", batch["tokens"])):
+                wav = codec.decode(codes[i : i + 1, :, :length].clamp(0, codec.codebook_size - 1))[0]
+                write_wav(out_dir / f"{clip_id}{suffix}.wav", wav, codec.sample_rate)
+
+
+def token_accuracy(pred: torch.Tensor, target: torch.Tensor, token_mask: torch.Tensor, num_low: int) -> dict:
+    """Fraction of real tokens reproduced: overall, low levels, high levels."""
+    hit = (pred == target).float() * token_mask[:, None].float()  # (B, Q, L)
+    count = token_mask.sum().clamp(min=1).float()
+    return {"token_acc": float(hit.sum() / (count * pred.shape[1])),
+            "token_acc_low": float(hit[:, :num_low].sum() / (count * num_low)),
+            "token_acc_high": float(hit[:, num_low:].sum() / (count * (pred.shape[1] - num_low)))}

@@ -1,0 +1,101 @@
+"""Ready-to-sample Talker-T2AV models: from one of our checkpoints, or from the released weights.
+
+    model, layout, sampler = load_checkpoint("runs/talker_joint")          # our training run
+    model, layout = load_released_talker("ckpts/talker-t2av", qwen="Qwen3-0.6B")  # HKUSTAudio/Talker-T2AV
+
+The released folder (``talker-t2av/`` of HKUSTAudio/Talker-T2AV) holds ``model.safetensors``, the
+backbone's ``config.json`` and the tokenizer; ``qwen`` (a local Qwen3-0.6B folder) is only needed
+when those two are missing from it.
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from engine import checkpoint as ckpt
+from engine.errors import UserFacingError
+from talker_t2av import keymap
+from talker_t2av.model import TalkerConfig, TalkerT2AV
+from talker_t2av.tokenizer import ChatLayout, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+
+class PretrainedError(UserFacingError, ValueError):
+    pass
+
+
+def paper_config(**overrides) -> TalkerConfig:
+    """The released layout (``configs/model/talker_t2av_paper.yaml``, shipped with the package)."""
+    from engine.configs import config_dir
+
+    raw = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "talker_t2av_paper.yaml"), resolve=True)
+    raw.pop("_target_", None)
+    return TalkerConfig(**{**raw, **overrides})
+
+
+def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True, command: str | None = None):
+    """(model in eval mode, ChatLayout, the run's sampler config) from a checkpoint or run folder of
+    ``train.py``; a checkpoint of another model family is refused in one line naming ``command``.
+
+    The backbone is built from its config only (the weights come from the checkpoint); ``qwen``
+    replaces the backbone / tokenizer folder recorded in the checkpoint (e.g. on another machine).
+    A warm-start source recorded for training is not needed and not read.
+    """
+    def for_inference(folder: Path, config) -> None:
+        if "task" not in config or "model" not in config.task:
+            raise PretrainedError(f"{folder}: not a Talker-T2AV checkpoint (its config has no task.model)")
+        model_cfg = config.task.model
+        model_cfg.load_backbone_weights = False
+        if qwen:
+            model_cfg.backbone_path = qwen
+            if model_cfg.get("tokenizer") not in (None, "char"):
+                model_cfg.tokenizer = qwen
+        config.task.init_from = None
+        if "feature_codecs" in config.task:
+            config.task.feature_codecs = None  # training-time encoders are not needed to sample
+        if "data" in config.task and "features" in config.task.data:
+            config.task.data.features = "precomputed"
+
+    from talker_t2av.task import TalkerTask
+
+    module, task, _ = ckpt.load_module(path, ema=ema, edit_config=for_inference, task_type=TalkerTask,
+                                       command=command)
+    return module.model, ChatLayout(load_tokenizer(task.tokenizer_source)), task.sampler
+
+
+def load_released_talker(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
+    """(paper-size model with the released weights, ChatLayout). ``config``: another layout than the
+    paper's (its backbone fields are taken from the folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PretrainedError(f"{folder}: released checkpoint folder does not exist")
+    backbone = str(folder) if (folder / "config.json").is_file() else qwen
+    if backbone is None:
+        raise PretrainedError(f"{folder}: no config.json for the backbone; pass the Qwen3-0.6B folder (--qwen)")
+    has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = str(folder) if has_tokenizer else qwen
+    if tokenizer is None:
+        raise PretrainedError(f"{folder}: no tokenizer files; pass the Qwen3-0.6B folder (--qwen)")
+    config = config or paper_config()
+    config.backbone_path, config.load_backbone_weights, config.tokenizer = backbone, False, tokenizer
+    model = TalkerT2AV(config)
+    keymap.load_released_weights(model, folder)
+    return model.eval(), ChatLayout(load_tokenizer(tokenizer))
+
+
+def set_inference_dtype(model: TalkerT2AV, dtype: torch.dtype, heads_dtype: torch.dtype = torch.float32):
+    """Backbone, projections and patch encoders in ``dtype``; the CFM heads and stop head in
+    ``heads_dtype`` (the released sampler runs the heads in fp32)."""
+    # rotary tables stay fp32: positions in the hundreds lose their phase in bf16
+    tables = {name: buf for name, buf in model.named_buffers() if name.endswith(("inv_freq", "rope.w"))}
+    model.to(dtype)
+    for head in (model.speech_cfm, model.motion_cfm, model.head_stop):
+        head.to(heads_dtype)
+    for name, buf in tables.items():
+        owner, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(owner), attr, buf)
+    return model

@@ -1,0 +1,283 @@
+"""From files to the sampler's inputs and back: codecs, reference clips, outputs.
+
+    codecs = Codecs.build(vae="whisperx-vae/model.ckpt", speaker="wavlm_large_finetune.pth", liax="lia-x.pt")
+    prepared = prepare(request, codecs, layout, prefix_frames)   # one request -> tensors
+    cond = batch_conditions([prepared, ...])                        # -> sampler.TalkerConditions
+
+Media go through the shared codec layer: WhisperX-VAE (24 kHz audio <-> 32-d latents), the
+WavLM + ECAPA speaker encoder (16 kHz -> 256-d), LIA-X (face video <-> 40-d motion, rendering).
+Motion inside Talker-T2AV is normalised with the released statistics; LIA-X renders raw motion.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import UserFacingError
+from engine.media import read_audio, read_video
+from talker_t2av.sampler import TalkerConditions
+from talker_t2av.tokenizer import ChatLayout
+
+log = logging.getLogger(__name__)
+
+# How much of each reference the model uses; the rest of a longer file is never decoded, so memory
+# stays bounded whatever its length (a 10-minute --ref-audio through WavLM once took 20 GiB).
+REFERENCE_SECONDS = 20.0  # of --ref-audio heard by the speaker encoder (plus any --prefix-seconds)
+MAX_TEXT_CHARS = 1000  # about a minute of speech; longer text belongs in several requests
+
+
+class RequestError(UserFacingError, ValueError):
+    pass
+
+
+def add_codec_arguments(group, liax_help: str = "LIA-X lia-x.pt") -> None:
+    """The codec flags shared by ``infer.py talker`` and the corpus pipeline's Talker recipe. Each
+    ``--*-config`` is a preset name (configs/codec/<name>.yaml) or a path to a .yaml file."""
+    group.add_argument("--vae", help="WhisperX-VAE weights (model.ckpt)")
+    group.add_argument("--vae-config", default="whisperx_vae", help="WhisperX-VAE config: preset name or .yaml")
+    group.add_argument("--speaker-encoder", help="speaker encoder weights (UniSpeech wavlm_large_finetune.pth)")
+    group.add_argument("--speaker-config", default="speaker_wavlm_ecapa", help="speaker encoder config: preset/.yaml")
+    group.add_argument("--liax", help=liax_help)
+    group.add_argument("--liax-config", default="lia_x", help="LIA-X config: preset name or .yaml")
+
+
+@dataclass
+class Codecs:
+    """The codecs a run needs, built lazily (a TTS run never loads LIA-X)."""
+
+    vae_config: str = "whisperx_vae"
+    vae_weights: str | None = None
+    speaker_config: str = "speaker_wavlm_ecapa"
+    speaker_weights: str | None = None
+    liax_config: str = "lia_x"
+    liax_weights: str | None = None
+    device: str = "cpu"
+    _built: dict = field(default_factory=dict)
+
+    def _get(self, key: str, config: str, weights: str | None, flag: str):
+        """Build the ``config`` preset (or .yaml) once, with ``weights`` as its weights spec."""
+        if key not in self._built:
+            from engine.configs import build_codec, codec_config
+
+            node = codec_config(config)
+            if not weights and node.get("weights") is None and "tiny" not in str(config):
+                log.warning("%s without weights (%s): its outputs will be noise", config, flag)
+            self._built[key] = build_codec(node, weights or None).to(self.device)
+        return self._built[key]
+
+    @classmethod
+    def from_args(cls, args, device: str) -> "Codecs":
+        """From the flags of :func:`add_codec_arguments`."""
+        return cls(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
+                   speaker_weights=args.speaker_encoder, liax_config=args.liax_config, liax_weights=args.liax,
+                   device=device)
+
+    @property
+    def vae(self):
+        return self._get("vae", self.vae_config, self.vae_weights, "--vae")
+
+    @property
+    def speaker(self):
+        return self._get("speaker", self.speaker_config, self.speaker_weights, "--speaker-encoder")
+
+    @property
+    def liax(self):
+        return self._get("liax", self.liax_config, self.liax_weights, "--liax")
+
+    def build_for(self, mode: str, render: bool) -> None:
+        """Build (and so check) every codec ``mode`` needs before anything is generated or written."""
+        _ = self.vae
+        if mode != "a2v":
+            _ = self.speaker
+        if mode != "tts" and render:
+            _ = self.liax
+
+
+@dataclass
+class Request:
+    """One generation. Paths are media files or .npy features (motion: normalised, (T, 40))."""
+
+    id: str
+    stem: Path  # outputs: <stem>.wav, <stem>.mp4, <stem>.npz
+    text: str = ""
+    ref_audio: str | None = None  # voice: speaker embedding (+ prefix speech)
+    ref_video: str | None = None  # face: rendering source and first motion frame (+ prefix motion)
+    ref_motion: str | None = None  # instead of encoding ref_video's motion
+    audio: str | None = None  # a2v: the speech to animate
+    video: str | None = None  # v2a: the face video to dub
+    motion: str | None = None  # v2a: instead of encoding video's motion
+
+
+MEDIA_FIELDS = ("ref_audio", "ref_video", "ref_motion", "audio", "video", "motion")
+FLAGS = {"ref_audio": "--ref-audio", "ref_video": "--ref-video", "ref_motion": "--ref-motion", "audio": "--audio",
+         "video": "--video", "motion": "--motion"}
+
+
+def check_request(req: Request, mode: str) -> None:
+    """Everything about a request that can be checked without decoding: what the mode needs is
+    given, given files exist and are files, the text is not too long."""
+    where = f"request {req.id!r}: " if req.id else ""
+    needs = {"t2av": (("ref_audio",), ("ref_video", "ref_motion")), "tts": (("ref_audio",),),
+             "a2v": (("audio",), ("ref_video", "ref_motion")), "v2a": (("ref_audio",), ("video", "motion"))}[mode]
+    for options in needs:
+        if not any(getattr(req, o) for o in options):
+            raise RequestError(f"{where}mode {mode} needs {' or '.join(FLAGS[o] for o in options)}")
+    for name in MEDIA_FIELDS:
+        value = getattr(req, name)
+        if value:
+            path = Path(value)
+            if path.is_dir():
+                raise RequestError(f"{FLAGS[name]} {path}: is a folder, not a file")
+            if not path.is_file():
+                raise RequestError(f"{FLAGS[name]} {path}: file does not exist")
+    if len(req.text) > MAX_TEXT_CHARS:
+        raise RequestError(f"{where}--text has {len(req.text)} characters; at most {MAX_TEXT_CHARS} per request "
+                           "(split longer text into several requests)")
+
+
+@dataclass
+class Prepared:
+    request: Request
+    prompt: torch.Tensor  # (L,) long
+    speaker: torch.Tensor  # (G,)
+    first_motion: torch.Tensor | None  # (Cm,)
+    prefix_speech: torch.Tensor | None  # (Fp, Cs)
+    prefix_motion: torch.Tensor | None  # (Fp, Cm)
+    given: torch.Tensor | None  # (Fg, C): a2v speech / v2a motion after the prefix
+    source_frames: np.ndarray | None  # (T, H, W, 3) uint8: the face video (render source / v2a output)
+    driving_audio: np.ndarray | None  # (N,) 24 kHz: a2v's original speech for the mp4
+
+
+def _motion_file(path: str, motion_dim: int, max_frames: int | None = None) -> torch.Tensor:
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise RequestError(f"{path}: cannot read motion ({e})") from None
+    if arr.ndim != 2 or arr.shape[1] != motion_dim or len(arr) == 0 or not np.issubdtype(arr.dtype, np.number):
+        raise RequestError(f"{path}: expected normalised motion of shape (T, {motion_dim}), "
+                           f"got {arr.dtype} {arr.shape}")
+    arr = np.array(arr[:max_frames], dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise RequestError(f"{path}: motion contains NaN or inf")
+    return torch.from_numpy(arr)
+
+
+def _face(codecs: Codecs, video: str | None, motion: str | None, motion_dim: int, fps: float,
+          max_frames: int | None):
+    """(normalised motion (T, Cm), frames) from a face video, or from a motion file (no frames)."""
+    frames = read_video(video, fps=fps, max_frames=max_frames).frames if video else None
+    if motion:
+        return _motion_file(motion, motion_dim, max_frames), frames
+    raw = codecs.liax.encode_motion(frames)[0].cpu()  # (T, Cm) raw
+    return torch.as_tensor(codecs.liax.normalize(raw)).float(), frames
+
+
+def _speech_latents(codecs: Codecs, wav24: np.ndarray) -> torch.Tensor:
+    vae = codecs.vae
+    return vae.encode_long(torch.from_numpy(wav24)[None].to(next(vae.parameters()).device))[0].float().cpu()
+
+
+def _read_capped(path: str, sample_rate: int, seconds: float, what: str) -> np.ndarray:
+    """The first ``seconds`` of an audio file; a longer file is cut, with a warning."""
+    wav = read_audio(path, sample_rate, max_seconds=seconds + 1.0 / 25)
+    limit = int(round(seconds * sample_rate))
+    if len(wav) > limit:
+        log.warning("%s: longer than %.2f s; only its first %.2f s are used (%s)", path, seconds, seconds, what)
+    return wav[:limit]
+
+
+@torch.no_grad()
+def prepare(req: Request, mode: str, codecs: Codecs, layout: ChatLayout, prefix_frames: int, speaker_dim: int,
+            motion_dim: int, frame_rate: float, max_frames: int) -> Prepared:
+    """Encode one request's references (``prefix_frames``: a multiple of the patch size; ``max_frames``:
+    the most frames a sample may have, prefix included). Only what the model uses is decoded.
+
+    speech head condition: the voice of ``ref_audio`` (its first REFERENCE_SECONDS; every mode that
+    generates speech); motion head condition: the first frame of the reference face (t2av, a2v);
+    prefix: speech from ``ref_audio`` (a2v: from the driving audio), motion from the reference
+    face (v2a: from the driving face).
+    """
+    check_request(req, mode)
+    prompt = torch.tensor(layout.prompt_ids(req.text), dtype=torch.long)
+    prefix_seconds = prefix_frames / frame_rate
+    speaker = torch.zeros(speaker_dim)  # a2v never runs the speech head
+    if mode != "a2v":
+        enc = codecs.speaker
+        wav = read_audio(req.ref_audio, enc.sample_rate, max_seconds=max(REFERENCE_SECONDS, prefix_seconds))
+        speaker = enc.embed(torch.from_numpy(wav[: int(REFERENCE_SECONDS * enc.sample_rate)])[None].to(
+            next(enc.parameters()).device))[0].float().cpu()
+        if speaker.shape[0] != speaker_dim:
+            raise RequestError(f"the speaker encoder gives {speaker.shape[0]}-d embeddings, the model expects "
+                               f"{speaker_dim} (check --speaker-config)")
+    ref_motion = frames = given = driving_audio = None
+    if mode in ("t2av", "a2v"):  # the face's first frame, and the prefix if any
+        ref_motion, frames = _face(codecs, req.ref_video, req.ref_motion, motion_dim, frame_rate,
+                                   max(1, prefix_frames))
+    if mode == "a2v":
+        driving_audio = _read_capped(req.audio, codecs.vae.sample_rate, max_frames / frame_rate, "--max-seconds")
+        given = _speech_latents(codecs, driving_audio)
+    elif mode == "v2a":
+        given, frames = _face(codecs, req.video, req.motion, motion_dim, frame_rate, max_frames + 1)
+        if len(given) > max_frames:
+            log.warning("%s: longer than %.2f s; only its first %.2f s are dubbed (--max-seconds)",
+                        req.video or req.motion, max_frames / frame_rate, max_frames / frame_rate)
+            given, frames = given[:max_frames], (None if frames is None else frames[:max_frames])
+
+    prefix_speech = prefix_motion = None
+    if prefix_frames:
+        if mode == "a2v":
+            speech_src = given
+        else:
+            hop = codecs.vae.hop_length
+            speech_src = _speech_latents(codecs, read_audio(req.ref_audio, codecs.vae.sample_rate,
+                                                            max_seconds=prefix_seconds)[: prefix_frames * hop])
+        motion_src = {"t2av": ref_motion, "a2v": ref_motion, "v2a": given}.get(mode)
+        for name, src in (("reference audio", speech_src), ("reference motion", motion_src)):
+            if src is not None and len(src) < prefix_frames:
+                raise RequestError(f"request {req.id!r}: the {name} lasts {len(src) / frame_rate:.2f} s, less than "
+                                   f"the {prefix_seconds:.2f}-s prefix")
+        prefix_speech = speech_src[:prefix_frames]
+        prefix_motion = motion_src[:prefix_frames] if motion_src is not None else None
+        if given is not None:
+            given = given[prefix_frames:]
+        if given is not None and len(given) == 0:
+            raise RequestError(f"request {req.id!r}: nothing left to generate after the {prefix_seconds:.2f}-s prefix")
+    first_motion = ref_motion[0] if ref_motion is not None else None
+    return Prepared(req, prompt, speaker, first_motion, prefix_speech, prefix_motion, given, frames, driving_audio)
+
+
+def _pad(rows: list[torch.Tensor | None], width_dim: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([0 if r is None else len(r) for r in rows])
+    width = max(1, -(-int(lengths.max()) // multiple) * multiple)
+    out = torch.zeros(len(rows), width, width_dim)
+    for b, r in enumerate(rows):
+        if r is not None:
+            out[b, : len(r)] = r
+    return out, lengths
+
+
+def batch_conditions(items: list[Prepared], mode: str, speech_dim: int, motion_dim: int,
+                     device: torch.device) -> TalkerConditions:
+    width = max(len(p.prompt) for p in items)
+    ids = torch.zeros(len(items), width, dtype=torch.long)
+    mask = torch.zeros(len(items), width, dtype=torch.bool)
+    for b, p in enumerate(items):  # left-padded prompts
+        ids[b, width - len(p.prompt):] = p.prompt
+        mask[b, width - len(p.prompt):] = True
+    cond = TalkerConditions(ids.to(device), mask.to(device), torch.stack([p.speaker for p in items]).to(device))
+    if any(p.first_motion is not None for p in items):
+        cond.first_motion = torch.stack([p.first_motion if p.first_motion is not None else torch.zeros(motion_dim)
+                                         for p in items]).to(device)
+    if any(p.prefix_speech is not None for p in items):
+        speech, frames = _pad([p.prefix_speech for p in items], speech_dim)
+        motion, _ = _pad([p.prefix_motion for p in items], motion_dim)
+        cond.prefix_speech, cond.prefix_motion = speech.to(device), motion.to(device)
+        cond.prefix_frames = frames.to(device)
+    if mode in ("a2v", "v2a"):
+        given, frames = _pad([p.given for p in items], speech_dim if mode == "a2v" else motion_dim)
+        setattr(cond, "given_speech" if mode == "a2v" else "given_motion", given.to(device))
+        cond.given_frames = frames.to(device)
+    return cond

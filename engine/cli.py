@@ -1,0 +1,140 @@
+"""The flags every command shares, each with one name and one meaning (DESIGN principle 14).
+
+    --device auto|cpu|cuda|cuda:N   --precision auto|fp32|bf16   --seed N   --quiet
+    --out PATH        one item: the output path stem (<PATH>.wav, <PATH>.mp4, ...; a known suffix is dropped)
+    --manifest FILE   many items: JSONL, one object per line with an ``id`` (+ the command's keys;
+    --out-dir DIR       relative paths are taken from the manifest's folder); outputs <DIR>/<id>.<ext>
+    --batch-size N    items per forward batch
+    --raw             our checkpoints: the raw weights instead of the EMA
+
+Defaults that belong to a model (sampler steps, guidance) are not argparse defaults: a flag left
+unset is None, and the command falls back to the checkpoint's own config, then the dataclass.
+"""
+
+import argparse
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.errors import UserFacingError, find_user_error, without_worker_traceback
+
+PRECISIONS = ("auto", "fp32", "bf16")
+OUTPUT_SUFFIXES = (".wav", ".mp4", ".npz", ".npy")
+
+
+# ------------------------------------------------------------------------ argparse value types
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def device_name(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+# ----------------------------------------------------------------------------- flag groups
+def add_execution_flags(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
+    group = parser.add_argument_group("execution")
+    group.add_argument("--device", type=device_name, default="auto", help="auto (CUDA when available) | cpu | cuda[:N]")
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="auto: bf16 on CUDA, fp32 elsewhere")
+    group.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
+    if checkpoint:
+        group.add_argument("--raw", action="store_true", help="our checkpoints: raw weights instead of the EMA")
+    group.add_argument("--quiet", action="store_true", help="warnings and errors only; no progress bars")
+
+
+def add_io_flags(parser: argparse.ArgumentParser, manifest_keys: str, outputs: str,
+                 default_batch_size: int = 8) -> None:
+    """``--out`` for one item, ``--manifest``/``--out-dir``/``--batch-size`` for many."""
+    group = parser.add_argument_group("input and output")
+    group.add_argument("--out", help=f"one item: output path stem ({outputs})")
+    group.add_argument("--manifest", help=f"many items: JSONL, one object per line with 'id' and {manifest_keys}; "
+                                          "relative paths are read from the manifest's folder")
+    group.add_argument("--out-dir", help="many items: output folder (<id>.* inside it)")
+    group.add_argument("--batch-size", type=positive_int, default=default_batch_size, help="items per batch")
+
+
+def check_io(args, single_needs: str = "") -> None:
+    """One item or many, not both; each with what it needs."""
+    if args.manifest and args.out:
+        raise UserFacingError("give --out (one item) or --manifest with --out-dir (many), not both")
+    if args.manifest and not args.out_dir:
+        raise UserFacingError("--manifest needs --out-dir")
+    if not args.manifest and args.out_dir:
+        raise UserFacingError("--out-dir goes with --manifest; for one item give --out")
+    if not args.manifest and not args.out:
+        raise UserFacingError(f"give --out for one item{' (with ' + single_needs + ')' if single_needs else ''}, "
+                              "or --manifest and --out-dir")
+
+
+# ------------------------------------------------------------------------------- outputs
+def output_stem(out: str | Path) -> Path:
+    """``--out`` -> the stem every output of the item is named from (a known suffix is dropped)."""
+    path = Path(out)
+    if path.name in ("", ".", "..") or str(out).endswith(("/", "\\")):
+        raise UserFacingError(f"--out {out}: needs a file name, not a folder")
+    return path.with_suffix("") if path.suffix.lower() in OUTPUT_SUFFIXES else path
+
+
+def with_ext(stem: Path, ext: str) -> Path:
+    """``out/clip.v1`` + ``.wav`` -> ``out/clip.v1.wav`` (``with_suffix`` would eat the ``.v1``)."""
+    return stem.with_name(stem.name + ext)
+
+
+def output_name(item_id: str) -> str:
+    """A manifest ``id`` -> a file name that stays inside the output folder: characters other than
+    letters, digits, ``.``, ``-`` and ``_`` become ``_`` (``spk1/00001`` -> ``spk1_00001``)."""
+    name = re.sub(r"[^\w.\-]+", "_", str(item_id)).strip("._") or ""
+    if not name:
+        raise UserFacingError(f"manifest id {item_id!r} gives no usable file name")
+    return name
+
+
+def output_stems(out_dir: str | Path, ids: list[str]) -> list[Path]:
+    """``<out_dir>/<output_name(id)>`` for each id; two ids that map to one name are an error."""
+    out_dir = Path(out_dir)
+    names = [output_name(i) for i in ids]
+    seen: dict[str, str] = {}
+    for item_id, name in zip(ids, names):
+        if name in seen:
+            raise UserFacingError(f"manifest ids {seen[name]!r} and {item_id!r} would both write {out_dir / name}.*")
+        seen[name] = item_id
+    return [out_dir / n for n in names]
+
+
+# ------------------------------------------------------------------------------- running
+def run_main(main: Callable[[], int | None], log_name: str = "main") -> int:
+    """Run an entry point: a user-facing error (also one wrapped by Hydra) becomes one log line and
+    exit status 1; anything else is a bug and keeps its traceback."""
+    try:
+        return int(main() or 0)
+    except KeyboardInterrupt:
+        logging.getLogger(log_name).error("interrupted")
+        return 130
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        message = without_worker_traceback(user_error)
+        logging.getLogger(log_name).error("%s", message.splitlines()[0] if message else type(user_error).__name__)
+        return 1
