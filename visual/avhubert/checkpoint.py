@@ -31,8 +31,11 @@ from visual.avhubert.model import AVHubertVideoEncoder
 
 log = logging.getLogger(__name__)
 
-# Libraries whose pickled objects a fairseq checkpoint may contain (configs, enums, meters, scalars).
-FOREIGN = ("fairseq", "omegaconf", "argparse", "typing", "enum", "numpy", "hydra", "pathlib")
+# Modules whose pickled objects a fairseq checkpoint may contain: configs, enums, meters, scalars, and
+# the AV-HuBERT user module's config dataclasses (named "avhubert.*", or bare "hubert*" when trained from
+# inside that folder). All are read as inert records, so listing a module here runs none of its code.
+FOREIGN = ("fairseq", "omegaconf", "argparse", "typing", "enum", "numpy", "hydra", "pathlib",
+           "avhubert", "hubert", "hubert_pretraining", "hubert_asr")
 FINETUNED_PREFIXES = ("encoder.w2v_model.", "w2v_encoder.w2v_model.")
 MARKER = "feature_extractor_video.proj.weight"  # present in every AV-HuBERT encoder, absent elsewhere
 HEADS = ("final_proj.weight", "final_proj.bias", "label_embs_concat")
@@ -117,7 +120,9 @@ def read_avhubert_checkpoint(spec: str | os.PathLike, flag: str = "--avhubert") 
     if not heads:  # fine-tuning drops final_proj; a leftover label table is of no use without it
         ignored += [prefix + k for k in HEADS if k in state]
         state = {k: v for k, v in state.items() if k not in HEADS}
-    head_sizes = {"pretraining_heads": heads}
+    stem = state.get("feature_extractor_video.resnet.frontend3D.0.weight")
+    # The released code fixes the ResNet at width 64 (no config field): take it from the file.
+    head_sizes = {"pretraining_heads": heads, "resnet_width": stem.shape[0] if stem is not None else 64}
     if heads:
         classes, final_dim = state["label_embs_concat"].shape
         head_sizes.update(num_classes=classes, final_dim=final_dim,

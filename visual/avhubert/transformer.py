@@ -28,8 +28,11 @@ class WeightNormConv1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))  # (registration order = the released state dict's)
         self.weight_g = nn.Parameter(torch.ones(1, 1, kernel))  # (1, 1, K)
         self.weight_v = nn.Parameter(torch.empty(dim, dim // groups, kernel))  # (D, D/G, K)
-        nn.init.normal_(self.weight_v, std=(4.0 / (kernel * dim)) ** 0.5)
+        # fairseq draws N(0, 4 / (K D)); a uniform of the same std, because normal_ on the meta device
+        # pulls in torch._refs / _dynamo (seconds), and released weights overwrite this anyway.
+        bound = (3.0 * 4.0 / (kernel * dim)) ** 0.5
         with torch.no_grad():
+            self.weight_v.uniform_(-bound, bound)
             self.weight_g.copy_(self.weight_v.norm(dim=(0, 1), keepdim=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D, T) -> (B, D, T + 1 - K % 2)
