@@ -168,3 +168,16 @@ def test_normalise_video_centre_crops_and_standardises():
     torch.testing.assert_close(out, torch.full((3, 88, 88), (1.0 - 0.421) / 0.165))
     with pytest.raises(ValueError, match="at least 88x88"):
         normalise_video(torch.zeros(2, 80, 96))
+
+
+def test_benchmark_script_reports_frames_per_second(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_avhubert.py"
+    spec = importlib.util.spec_from_file_location("bench_avhubert", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--model", "tiny", "--batch", "2", "--frames", "3", "--repeats", "1", "--warmup", "0",
+                         "--json", str(tmp_path / "r.json")])
+    assert result["out"] == [2, 3, 32] and result["frames_per_s"] > 0
+    assert json.loads((tmp_path / "r.json").read_text())["frames"] == 3
