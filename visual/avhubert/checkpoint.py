@@ -122,10 +122,10 @@ def read_avhubert_checkpoint(spec: str | os.PathLike, flag: str = "--avhubert") 
         state = {k: v for k, v in state.items() if k not in HEADS}
     stem = state.get("feature_extractor_video.resnet.frontend3D.0.weight")
     # The released code fixes the ResNet at width 64 (no config field): take it from the file.
-    head_sizes = {"pretraining_heads": heads, "resnet_width": stem.shape[0] if stem is not None else 64}
+    from_file = {"pretraining_heads": heads, "resnet_width": stem.shape[0] if stem is not None else 64}
     if heads:
         classes, final_dim = state["label_embs_concat"].shape
-        head_sizes.update(num_classes=classes, final_dim=final_dim,
+        from_file.update(num_classes=classes, final_dim=final_dim,
                           num_label_sets=max(1, state["final_proj.weight"].shape[0] // final_dim))
 
     sizes = _encoder_sizes(model_cfg)
@@ -134,7 +134,7 @@ def read_avhubert_checkpoint(spec: str | os.PathLike, flag: str = "--avhubert") 
             raise CheckpointReadError(f"{path}: AV-HuBERT checkpoint without a training config or encoder weights")
         log.warning("%s: no training config in the file; sizes read from the tensor shapes", path)
         sizes = _sizes_from_shapes(state)
-    config = config_from_fairseq(sizes, source=str(path), **head_sizes)
+    config = config_from_fairseq(sizes, source=str(path), **from_file)
     return AVHubertCheckpoint(path, kind, config, state, ignored)
 
 
