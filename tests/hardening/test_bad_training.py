@@ -1,0 +1,154 @@
+"""Bad training inputs through ``python train.py`` as a subprocess (Hydra must not turn a refusal
+into a traceback), and the trainer's recovery from what a crash or a kill leaves behind."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from engine import checkpoint as ckpt
+from tests.conftest import build_trainer, compose, run_cli
+
+SMOKE = ["train.py", "experiment=smoke", "trainer.progress=false", "trainer.max_steps=4", "trainer.save_every=2",
+         "trainer.log_every=1"]
+
+
+def refused(args: list[str], needle: str) -> str:
+    proc = run_cli(args, timeout=300, check=False)
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("trainer.lr=-1", "trainer.lr=-1.0: must be > 0"),
+    ("trainer.save_every=0", "trainer.save_every=0: must be >= 1"),
+    ("trainer.log_every=0", "trainer.log_every=0: must be >= 1"),
+    ("trainer.precision=fp16", "trainer.precision='fp16': must be auto, bf16 or fp32"),
+    ("trainer.grad_accum=0", "trainer.grad_accum=0: must be >= 1"),
+    ("trainer.batch_size=0", "trainer.batch_size=0: must be >= 1"),
+    ("trainer.max_steps=0", "trainer.max_steps=0: must be >= 1"),
+])
+def test_bad_trainer_settings(tmp_path, override, needle):
+    refused([*SMOKE, f"trainer.out_dir={tmp_path}", override], needle)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_value_of_the_wrong_type_is_reported_by_hydra_without_a_traceback(tmp_path):
+    """Types come from the TrainerConfig schema: Hydra refuses the override before anything runs."""
+    proc = run_cli([*SMOKE, f"trainer.out_dir={tmp_path}", "trainer.lr=abc"], check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "Value 'abc' of type 'str' could not be converted to Float" in proc.stderr
+    assert "full_key: trainer.lr" in proc.stderr
+
+
+def test_refused_weights_behind_hydra_instantiate_are_one_line(tmp_path):
+    """codec.weights goes through Hydra's instantiate, which wraps the refusal in its own exception."""
+    refused(["train.py", "experiment=codec_maskgct_tiny", f"codec.weights={tmp_path / 'nowhere'}",
+             f"trainer.out_dir={tmp_path / 'run'}"], "nowhere")
+
+
+def test_hostile_trainer_state_is_refused_unexecuted(tmp_path):
+    run_cli([*SMOKE, f"trainer.out_dir={tmp_path}", "trainer.max_steps=2"])
+    folder = ckpt.find_latest(tmp_path / "checkpoints")
+
+    class Payload:
+        def __reduce__(self):
+            return (shutil.rmtree, (str(tmp_path / "victim"),))
+
+    (tmp_path / "victim").mkdir()
+    torch.save({"step": 2, "optimizer": {}, "scheduler": {}, "x": Payload()}, folder / "trainer_state.pt")
+    refused([*SMOKE, f"trainer.out_dir={tmp_path}", f"trainer.resume={folder}"],
+            "trainer_state.pt: refusing to load: it references shutil.rmtree")
+    assert (tmp_path / "victim").is_dir()
+
+
+def test_a_corrupt_clip_in_a_worker_is_one_line(tmp_path):
+    from hicodit.data import SyntheticClips, write_clips
+    from tests.hicodit.helpers import tiny_data_config
+
+    synth = SyntheticClips(tiny_data_config(8, (10, 12)))
+    manifest = write_clips(tmp_path / "data", [synth.clip(i) for i in range(8)])
+    (tmp_path / "data" / "lip" / "clip_00005.npy").write_bytes(b"\x93NUMPY garbage")
+    line = refused(["train.py", "experiment=hicodit_tiny", "data=hicodit_manifest", f"data.train_manifest={manifest}",
+                    f"trainer.out_dir={tmp_path / 'run'}", "trainer.num_workers=2", "trainer.max_steps=20",
+                    "trainer.batch_size=2", "trainer.progress=false"], "clip_00005.npy: not a readable .npy file")
+    assert "DataLoader worker" not in line
+
+
+def test_resume_falls_back_past_an_unreadable_latest_checkpoint_and_sweeps_temporaries(tmp_path, caplog):
+    cfg = compose("experiment=smoke", "trainer.progress=false", f"trainer.out_dir={tmp_path}", "trainer.max_steps=4",
+                  "trainer.save_every=2", "trainer.log_every=1")
+    build_trainer(cfg).fit()
+    root = tmp_path / "checkpoints"
+    latest = ckpt.find_latest(root)
+    (latest / "model.safetensors").write_bytes(b"torn")  # the newest folder is damaged
+    (root / "step_00000006.tmp-0123abcd").mkdir()  # a kill during a save left this
+    rows_before = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    resumed = build_trainer(compose("experiment=smoke", "trainer.progress=false", f"trainer.out_dir={tmp_path}",
+                                    "trainer.max_steps=6", "trainer.save_every=2", "trainer.log_every=1"))
+    with caplog.at_level("WARNING"):
+        resumed.fit()
+    assert any("skipping unreadable checkpoint" in r.message and "model.safetensors" in r.message
+               for r in caplog.records)
+    assert not (root / "step_00000006.tmp-0123abcd").exists()
+    # the run went on from step 2 and logged steps 3.. once each
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if "train/loss" in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 6 and len(rows_before) > 0
+
+
+def test_a_full_disk_during_a_save_is_named_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    cfg = compose("experiment=smoke", "trainer.progress=false", f"trainer.out_dir={tmp_path}", "trainer.max_steps=4",
+                  "trainer.save_every=2", "trainer.log_every=1")
+    trainer = build_trainer(cfg)
+
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if str(path).endswith("trainer_state.pt") and "step_00000004" in str(path):
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1152 vs 1046")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(ckpt, "_disk_full", lambda root: True)
+    with pytest.raises(ckpt.OutputError, match=r"step_00000004: no space left on the device holding"):
+        trainer.fit()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000002"]
+    ckpt.check_readable(tmp_path / "checkpoints" / "step_00000002")
+
+
+def test_codec_training_fine_tunes_from_given_weights(tmp_path):
+    from avcodecs.maskgct import save_maskgct_weights
+    from engine.configs import build_codec
+
+    torch.manual_seed(3)
+    released = save_maskgct_weights(build_codec("maskgct_tiny"), tmp_path / "released")
+    cfg = compose("experiment=codec_maskgct_tiny", f"codec.weights={released}", f"trainer.out_dir={tmp_path / 'run'}")
+    from hydra.utils import instantiate
+
+    task = instantiate(cfg.task)
+    module = task.build_module()
+    reference = build_codec("maskgct_tiny", str(released))
+    for name, tensor in reference.encoder.state_dict().items():
+        assert torch.equal(module.codec.encoder.state_dict()[name], tensor), name
+    assert not task.loss_cfg.kmeans_init  # trained codebooks are kept
+
+
+def test_metrics_rows_are_not_repeated_after_a_resume(tmp_path):
+    common = ("experiment=smoke", "trainer.progress=false", f"trainer.out_dir={tmp_path}", "trainer.save_every=2",
+              "trainer.log_every=1")
+    build_trainer(compose(*common, "trainer.max_steps=6", "trainer.stop_after_steps=3")).fit()  # stops at 3
+    # step 3 was logged, the checkpoint is at 2 (save_every) ... plus the end-of-slice save at 3
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # a killed run logged a step past its checkpoint
+        f.write(json.dumps({"step": 5, "train/loss": 1.0}) + "\n" + '{"step": 5, "trai')
+    build_trainer(compose(*common, "trainer.max_steps=6")).fit()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if "train/loss" in line]
+    assert steps == [1, 2, 3, 4, 5, 6], steps
+    assert np.isfinite([json.loads(x).get("train/loss", 0) for x in
+                        (tmp_path / "metrics.jsonl").read_text().splitlines()]).all()
