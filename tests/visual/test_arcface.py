@@ -1,0 +1,136 @@
+"""ArcFace IResNet: released layout, loading backbone.pth files, clip identity pooling, input errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.errors import UserFacingError
+from engine.weights import WeightsMismatchError, compare_shapes, shapes
+from visual.arcface import (
+    ARCHS,
+    ArcFaceCheckpointError,
+    FaceCropError,
+    IResNet,
+    IResNetConfig,
+    clip_identity,
+    frame_embeddings,
+    load_arcface,
+)
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "arcface_iresnet100_state_dict.json"
+
+
+def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights and BatchNorm statistics, so a lost or misplaced tensor changes the output."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                noise = torch.rand(t.shape, generator=gen)
+                t.copy_(noise + 0.5 if name.endswith("running_var") else (noise - 0.5) * 0.4)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return _randomise(IResNet(IResNetConfig.tiny()))
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return torch.randint(0, 256, (5, 112, 112, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+
+
+def test_full_size_iresnet100_has_exactly_the_released_names_and_shapes():
+    expected = {k: tuple(v) for k, v in json.loads(REFERENCE.read_text())["tensors"].items()}
+    with torch.device("meta"):
+        model = IResNet(IResNetConfig.named("iresnet100"))
+    report = compare_shapes(expected, shapes(model.state_dict()), "iresnet100")
+    assert report.ok, report.summary()
+    assert len(report.matched) == 925
+
+
+def test_iresnet50_is_the_same_class_with_fewer_blocks():
+    with torch.device("meta"):
+        model = IResNet(IResNetConfig.named("iresnet50"))
+    names = model.state_dict()
+    assert ARCHS["iresnet50"] == (3, 4, 14, 3)
+    assert "layer3.13.conv2.weight" in names and "layer3.14.conv2.weight" not in names
+    assert tuple(names["fc.weight"].shape) == (512, 512 * 7 * 7)
+
+
+def test_released_file_with_module_prefix_loads_and_reproduces_embeddings(tiny, faces, tmp_path):
+    path = tmp_path / "backbone.pth"
+    torch.save({f"module.{k}": v for k, v in tiny.state_dict().items()}, path)
+    loaded = load_arcface(str(path))  # the architecture is read off the keys
+    assert loaded.config == tiny.config and not loaded.training
+    assert not any(p.requires_grad for p in loaded.parameters())
+    torch.testing.assert_close(frame_embeddings(loaded, faces), frame_embeddings(tiny, faces), rtol=0, atol=0)
+
+
+def test_training_checkpoint_form_is_accepted(tiny, faces, tmp_path):
+    path = tmp_path / "checkpoint_gpu_0.pt"
+    torch.save({"epoch": 3, "state_dict_backbone": tiny.state_dict(), "state_optimizer": {}}, path)
+    torch.testing.assert_close(clip_identity(load_arcface(path), faces), clip_identity(tiny, faces))
+
+
+def test_clip_identity_is_the_renormalised_mean_of_unit_frame_embeddings(tiny, faces):
+    per_frame = frame_embeddings(tiny, faces)
+    assert per_frame.shape == (5, 32)
+    torch.testing.assert_close(per_frame.norm(dim=-1), torch.ones(5))
+    with torch.no_grad():
+        raw = tiny((faces.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5)
+    torch.testing.assert_close(per_frame, F.normalize(raw, dim=-1))
+    ident = clip_identity(tiny, faces)
+    assert ident.shape == (32,)
+    torch.testing.assert_close(ident, F.normalize(per_frame.mean(0), dim=0))
+    # batching and frame order do not change the clip's identity
+    torch.testing.assert_close(clip_identity(tiny, faces, batch_size=2), ident, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(clip_identity(tiny, faces.flip(0).numpy()), ident, atol=1e-5, rtol=1e-5)
+    # a clip of one repeated frame has that frame's identity
+    torch.testing.assert_close(clip_identity(tiny, faces[:1].repeat(4, 1, 1, 1)), per_frame[0], atol=1e-5,
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (torch.zeros(3, 224, 224, 3, dtype=torch.uint8), ["112x112", "(3, 224, 224, 3)"]),
+    (torch.zeros(3, 112, 112, 3), ["uint8", "float32"]),
+    (torch.zeros(0, 112, 112, 3, dtype=torch.uint8), ["0 frames"]),
+])
+def test_bad_crops_give_one_line_naming_the_clip(tiny, bad, words):
+    with pytest.raises(FaceCropError) as err:
+        clip_identity(tiny, bad, source="clip.mp4")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("clip.mp4: ")
+    for word in words:
+        assert word in message
+
+
+def test_wrong_kind_of_checkpoint_is_one_clear_line(tmp_path):
+    path = tmp_path / "raf-db-model_best.pth"
+    torch.save({"state_dict": {"module.VIT.cls_token": torch.zeros(1, 1, 8)}, "epoch": 1}, path)
+    with pytest.raises(ArcFaceCheckpointError) as err:
+        load_arcface(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "not an ArcFace IResNet backbone" in message
+
+
+def test_asserted_architecture_that_the_file_does_not_match_is_refused(tiny, tmp_path):
+    path = tmp_path / "backbone.pth"
+    torch.save(tiny.state_dict(), path)
+    with pytest.raises(WeightsMismatchError) as err:
+        load_arcface(path, IResNetConfig(layers=(1, 2, 1, 1), widths=(8, 8, 16, 16), num_features=32))
+    assert "missing" in str(err.value) and "layer2.1." in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_or_unreadable_file_is_a_user_facing_error(tmp_path):
+    with pytest.raises(UserFacingError, match="no such file"):
+        load_arcface(tmp_path / "nowhere.pth")
+    junk = tmp_path / "backbone.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserFacingError, match="not a readable torch checkpoint"):
+        load_arcface(junk)
