@@ -183,3 +183,15 @@ def test_full_size_model_computes_what_the_released_code_computes():
         logits = model(model.preprocess(faces))
     torch.testing.assert_close(logits, torch.tensor(REFERENCE_LOGITS), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(model.probabilities(faces), logits.softmax(-1), atol=1e-6, rtol=1e-5)
+
+
+def test_checkpoints_of_other_data_sets_take_their_own_class_order(tiny, faces, tiny_probs, tmp_path, monkeypatch):
+    path = _save_released(tiny, tmp_path / "caer-s-model_best.pth", monkeypatch)
+    caer = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # CAER-S folders, sorted
+    model = build_expression_classifier("poster_v2", path, config=PosterV2Config.tiny(), classes=caer)
+    # the same network outputs, relabelled: canonical class j is native class caer.index(...)
+    native = [caer.index(name) for name in ("surprise", "fear", "disgust", "happy", "sad", "anger", "neutral")]
+    expected = tiny_probs.index_select(1, torch.tensor(native))
+    torch.testing.assert_close(model.probabilities(faces), expected)  # softmax sums in another order
+    with pytest.raises(ValueError, match="lack the canonical"):
+        build_expression_classifier("poster_v2", None, config=PosterV2Config.tiny(), classes=caer[:6] + ("other",))

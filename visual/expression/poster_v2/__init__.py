@@ -8,6 +8,7 @@
 import logging
 from pathlib import Path
 
+from visual.expression.base import canonical_order
 from visual.expression.poster_v2.checkpoint import (
     PosterCheckpointError,
     load_poster_state,
@@ -31,10 +32,18 @@ __all__ = [
 ]
 
 
-def build_poster_v2(weights: str | Path | None = None, config: PosterV2Config | None = None) -> PosterV2:
-    """Eval-mode, frozen POSTER V2; ``weights`` None gives random weights (tests, benchmarks)."""
+def build_poster_v2(weights: str | Path | None = None, config: PosterV2Config | None = None,
+                    classes: tuple[str, ...] | None = None) -> PosterV2:
+    """Eval-mode, frozen POSTER V2; ``weights`` None gives random weights (tests, benchmarks).
+
+    classes: the checkpoint's class names in output order, for 7-class checkpoints trained on another
+    data set (AffectNet-7, CAER-S: their training folders sorted by name); default RAF-DB's order."""
     if weights is not None:
         model, report = load_poster_v2(weights, config)
         log.info("%s", report.summary())
-        return model
-    return PosterV2(config).eval().requires_grad_(False)
+    else:
+        model = PosterV2(config).eval().requires_grad_(False)
+    if classes is not None:
+        canonical_order(tuple(classes))  # all seven canonical emotions must be named
+        model.native_classes = tuple(classes)
+    return model

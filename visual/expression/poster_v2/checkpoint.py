@@ -64,8 +64,8 @@ def read_poster_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise PosterCheckpointError(f"{path}: not a POSTER V2 7-class checkpoint: {what}")
     classes = state[_HEAD].shape[0]
     if classes != 7:
-        raise PosterCheckpointError(f"{path}: a POSTER V2 checkpoint with {classes} classes; this loader takes the "
-                                    "7-class models (RAF-DB, AffectNet-7, CAER-S)")
+        raise PosterCheckpointError(f"{path}: a POSTER V2 checkpoint with {classes} classes; only the 7-class "
+                                    "model (PosterV2_7cls) is supported")
     return state
 
 
