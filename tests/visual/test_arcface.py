@@ -85,6 +85,14 @@ def test_released_file_with_module_prefix_loads_and_reproduces_embeddings(tiny, 
     torch.testing.assert_close(frame_embeddings(loaded, faces), frame_embeddings(tiny, faces), rtol=0, atol=0)
 
 
+def test_file_without_batchnorm_step_counters_still_loads(tiny, faces, tmp_path):
+    path = tmp_path / "old_backbone.pth"
+    torch.save({k: v for k, v in tiny.state_dict().items() if not k.endswith("num_batches_tracked")}, path)
+    loaded = load_arcface(path)
+    assert all(t.item() == 0 for k, t in loaded.state_dict().items() if k.endswith("num_batches_tracked"))
+    torch.testing.assert_close(frame_embeddings(loaded, faces), frame_embeddings(tiny, faces), rtol=0, atol=0)
+
+
 def test_training_checkpoint_form_is_accepted(tiny, faces, tmp_path):
     path = tmp_path / "checkpoint_gpu_0.pt"
     torch.save({"epoch": 3, "state_dict_backbone": tiny.state_dict(), "state_optimizer": {}}, path)

@@ -68,10 +68,19 @@ def config_from_state(state: dict[str, torch.Tensor], source: str = "weights") -
                          num_features=state["fc.weight"].shape[0], input_size=side * 2 ** len(stages))
 
 
+def _step_counter(name: str) -> bool:
+    return name.endswith("num_batches_tracked")
+
+
 def load_arcface_state(model: IResNet, state: dict[str, torch.Tensor], source: str) -> LoadReport:
-    """Strict: every released tensor must land, none may be left over (raises a one-line error)."""
+    """Strict: every released tensor must land, none may be left over (raises a one-line error).
+    Only BatchNorm's ``num_batches_tracked`` step counters may be absent (files saved by PyTorch
+    before 0.4.1 lack them; eval never reads them): they are set to zero."""
     with torch.no_grad():
-        return load_checked(model, strip_prefix(state), source)
+        report = load_checked(model, strip_prefix(state), source, allow_missing=_step_counter)
+        for name in set(model.state_dict()) - set(report.matched):
+            model.get_buffer(name).zero_()
+    return report
 
 
 def load_arcface(spec: str | Path, config: IResNetConfig | None = None) -> IResNet:

@@ -70,10 +70,14 @@ def read_poster_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_poster_state(model: PosterV2, state: dict[str, torch.Tensor], source: str) -> LoadReport:
-    """Strict load (every tensor, no extras, same shapes), then a check that the stored relative
-    position indices are the ones the window sizes imply (a different index means different code)."""
+    """Strict load (every tensor, no extras, same shapes; only BatchNorm's ``num_batches_tracked`` step
+    counters, never read in eval, may be absent and are then zeroed), then a check that the stored
+    relative position indices are the ones the window sizes imply (a different index means different code)."""
     with torch.no_grad():
-        report = load_checked(model, strip_module_prefix(state), source)
+        report = load_checked(model, strip_module_prefix(state), source,
+                              allow_missing=lambda name: name.endswith("num_batches_tracked"))
+        for name in set(model.state_dict()) - set(report.matched):
+            model.get_buffer(name).zero_()
     for i in (1, 2, 3):
         attn = getattr(model, f"attn{i}")
         window = getattr(model, f"window{i}").window
