@@ -98,31 +98,38 @@ def sample_bilinear(images, x, y, fill: float = 0.0, chunk_pixels: int = 1 << 22
 
 
 def _sample_chunk(images, x, y, fill, height, width):
-    frame = np.arange(len(images))[:, None, None]                           # (t, 1, 1)
-    x0 = np.floor(x)
-    y0 = np.floor(y)
-    fx = (x - x0)[..., None]                                                # (t, h, w, 1)
-    fy = (y - y0)[..., None]
-    x0 = x0.astype(np.int64)
-    y0 = y0.astype(np.int64)
-    total = 0.0
-    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+    count, channels = len(images), images.shape[-1]
+    flat = images.reshape(-1, channels)                                     # (t*H*W, C): one index per pixel
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = x - x0, y - y0                                                 # (t, h, w)
+    x0, y0 = x0.astype(np.intp), y0.astype(np.intp)
+    base = (np.arange(count) * (height * width)).reshape(-1, 1, 1)
+    total = np.zeros(x.shape + (channels,))
+    outside = np.zeros(x.shape)                                             # weight that falls off the image
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):                                 # the four neighbours
+        yi = y0 + dy
+        row = base + np.clip(yi, 0, height - 1) * width
+        row_inside = (yi >= 0) & (yi < height)
         for dx, wx in ((0, 1.0 - fx), (1, fx)):
-            xi, yi = x0 + dx, y0 + dy
-            inside = ((xi >= 0) & (xi < width) & (yi >= 0) & (yi < height))[..., None]
-            pixel = images[frame, np.clip(yi, 0, height - 1), np.clip(xi, 0, width - 1)]
-            total = total + wy * wx * np.where(inside, pixel, fill)
+            xi = x0 + dx
+            weight = wy * wx
+            weight_in = np.where(row_inside & (xi >= 0) & (xi < width), weight, 0.0)
+            outside += weight - weight_in
+            pixel = flat.take((row + np.clip(xi, 0, width - 1)).ravel(), axis=0).reshape(total.shape)
+            total += weight_in[..., None] * pixel
+    if fill:
+        total += fill * outside[..., None]
     return total
 
 
 def rgb_to_gray(frames) -> np.ndarray:
-    """(..., 3) uint8 RGB -> (...) uint8 luma, bit-exact with OpenCV's ``cvtColor(RGB2GRAY)``.
+    """(..., 3) uint8 RGB -> (...) uint8 luma, bit-exact with OpenCV's ``cvtColor(RGB2GRAY)`` (4.x and 5.x).
 
-    OpenCV's fixed-point BT.601 weights (0.299, 0.587, 0.114 in units of 2^-14, rounded): AV-HuBERT
+    OpenCV's fixed-point BT.601 weights (0.299, 0.587, 0.114 in units of 2^-15, rounded): AV-HuBERT
     converts with OpenCV both before landmark detection and when it loads the mouth crops."""
     frames = np.asarray(frames)
-    weights = np.array([4899, 9617, 1868], dtype=np.uint32)
-    return ((frames.astype(np.uint32) * weights).sum(axis=-1) + (1 << 13) >> 14).astype(np.uint8)
+    weights = np.array([9798, 19235, 3735], dtype=np.uint32)
+    return ((frames.astype(np.uint32) * weights).sum(axis=-1) + (1 << 14) >> 15).astype(np.uint8)
 
 
 def to_uint8(values, rounding: str = "round") -> np.ndarray:

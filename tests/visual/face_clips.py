@@ -26,7 +26,7 @@ def astronaut_frames(matrices, size: int = 256) -> np.ndarray:
     """(T, size, size, 3) uint8 frames: the astronaut image warped by each matrix (scikit-image, bilinear)."""
     from skimage import data, transform
 
-    image = data.astronaut()
+    image = data.astronaut().astype(np.float64)  # float once: warp would convert the image on every call
     frames = [transform.warp(image, transform.AffineTransform(matrix=np.linalg.inv(m)), output_shape=(size, size),
                              order=1, preserve_range=True) for m in matrices]
     return np.rint(np.stack(frames)).astype(np.uint8)

@@ -15,6 +15,8 @@ the box. This backend does the same per frame, with two changes, both documented
   taken up at the next full search).
 """
 
+from functools import cache
+
 import numpy as np
 
 from visual.tracking.track import FaceTrack, TrackerUnavailableError, assemble_track, check_frames
@@ -22,6 +24,14 @@ from visual.tracking.weights import CNN_DETECTOR, INSTALL_HINT, LANDMARKS_68, dl
 from visual.warp import rgb_to_gray
 
 DETECTORS = ("hog", "cnn", "hog+cnn")
+
+
+@cache
+def _load(kind: str, path):
+    """dlib models by file, loaded once per process (the 68-point model is 100 MB, about a second to read)."""
+    import dlib
+
+    return getattr(dlib, kind)(str(path))
 
 
 class DlibTracker:
@@ -45,9 +55,9 @@ class DlibTracker:
         self.redetect_every = max(1, redetect_every)
         self.window_face = window_face
         self.window_scale = window_scale
-        self.predictor = dlib.shape_predictor(str(dlib_model(landmark_model, LANDMARKS_68, "--landmark-model")))
+        self.predictor = _load("shape_predictor", dlib_model(landmark_model, LANDMARKS_68, "--landmark-model"))
         self.hog = dlib.get_frontal_face_detector() if "hog" in detector else None
-        self.cnn = (dlib.cnn_face_detection_model_v1(str(dlib_model(cnn_model, CNN_DETECTOR, "--cnn-model")))
+        self.cnn = (_load("cnn_face_detection_model_v1", dlib_model(cnn_model, CNN_DETECTOR, "--cnn-model"))
                     if "cnn" in detector else None)
 
     def track(self, frames, source: str = "<frames>") -> FaceTrack:
