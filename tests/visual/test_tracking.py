@@ -120,3 +120,14 @@ def test_mediapipe_backend_absent_is_one_line(monkeypatch):
     with pytest.raises(TrackerUnavailableError) as info:
         build_tracker("mediapipe")
     assert "\n" not in str(info.value) and "mediapipe==0.10.21" in str(info.value)
+
+
+def test_track_video_names_the_file(tmp_path, dlib_tracker):
+    from engine.media import write_video
+    from visual.tracking import track_video
+
+    noise = np.random.default_rng(5).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "noise.mp4", noise, 25)
+    with pytest.raises(NoFaceError) as info:
+        track_video(path)
+    assert str(info.value) == f"{path}: no face found in any of the 5 frames"

@@ -28,4 +28,15 @@ def build_tracker(backend: str = "dlib", **options):
     raise ValueError(f"unknown tracking backend {backend!r}; choose one of {BACKENDS}")
 
 
-__all__ = ["BACKENDS", "FaceTrack", "NoFaceError", "TrackerUnavailableError", "assemble_track", "build_tracker"]
+def track_video(path, backend: str = "dlib", fps: float = 25.0, **options):
+    """Read a video at ``fps`` and track its face: -> (frames (T, H, W, 3) uint8 RGB, FaceTrack).
+
+    Errors name the file: "clip.mp4: no face found in any of the 50 frames"."""
+    from engine.media import read_video
+
+    frames = read_video(path, fps=fps).frames
+    return frames, build_tracker(backend, **options).track(frames, source=str(path))
+
+
+__all__ = ["BACKENDS", "FaceTrack", "NoFaceError", "TrackerUnavailableError", "assemble_track", "build_tracker",
+           "track_video"]
