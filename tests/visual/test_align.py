@@ -87,7 +87,7 @@ def test_arcface_crops_match_insightface_norm_crop(astronaut_clip, astronaut_tra
         expected.append(cv2.warpAffine(frame, tform.params[:2], (112, 112), borderValue=0.0))
     difference = np.abs(arcface_crops(frames, landmarks).astype(int) - np.stack(expected))
     # OpenCV 4 quantises source positions to 1/32 px (up to 3 levels at sharp edges); 5.0 is within 1
-    assert difference.max() <= 4 and difference.mean() < 0.1
+    assert difference.max() <= 4 and difference.mean() < 0.25
 
 
 def test_syncnet_crops_match_a_transcription_of_run_pipeline():
