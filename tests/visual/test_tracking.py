@@ -131,3 +131,20 @@ def test_track_video_names_the_file(tmp_path, dlib_tracker):
     with pytest.raises(NoFaceError) as info:
         track_video(path)
     assert str(info.value) == f"{path}: no face found in any of the 5 frames"
+
+
+@pytest.mark.slow
+def test_cnn_detector_finds_the_face(astronaut_clip, source_landmarks, dlib_tracker):
+    """The MMOD CNN detector (seconds per frame on a CPU), alone and as AV-HuBERT's fallback behind HOG."""
+    frames, matrices = astronaut_clip
+    expected = map_points(matrices[:2], source_landmarks)
+    for detector in ("cnn", "hog+cnn"):
+        track = build_tracker("dlib", detector=detector, redetect_every=1).track(frames[:2], "astronaut.mp4")
+        assert track.detected.all()
+        assert np.linalg.norm(track.landmarks - expected, axis=-1).mean() < 2.0
+    fallback = build_tracker("dlib", detector="hog+cnn")
+    cnn, asked = fallback.cnn, []
+    fallback.cnn = lambda image, upsample: asked.append(upsample) or cnn(image, upsample)
+    with pytest.raises(NoFaceError):                                         # HOG finds nothing: the CNN is asked
+        fallback.track(np.zeros((1, 96, 96, 3), dtype=np.uint8), "blank.mp4")
+    assert asked == [1]
