@@ -124,9 +124,10 @@ class VisualFrontEnd:
                 model = load_arcface(self.cfg.arcface)
             elif self._random("ArcFace", "--arcface"):
                 model = IResNet(replace(IResNetConfig.tiny(), num_features=self.face_dim)).eval()
-            if model.config.num_features != self.face_dim:
-                raise FrontEndError(f"--arcface {self.cfg.arcface}: gives {model.config.num_features}-d identities, the "
-                                    f"model expects {self.face_dim}")
+            width = model.config.num_features
+            if width != self.face_dim:
+                raise FrontEndError(f"--arcface {self.cfg.arcface}: gives {width}-d identities, the model expects "
+                                    f"{self.face_dim}")
             return model.to(self.device).requires_grad_(False)
 
         return self._get("arcface", build)
