@@ -52,10 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "and the speech is muxed into a copy of it (<out>.mp4)")
     vis = parser.add_argument_group("visual front-end (conditions from --video; see docs/visual_frontend.md)")
     vis.add_argument("--tracker", choices=("dlib", "mediapipe"), default="dlib", help="face tracking backend")
-    vis.add_argument("--avhubert", help="AV-HuBERT weights (large_vox_iter5.pt): lip features")
-    vis.add_argument("--arcface", help="ArcFace iresnet100 backbone.pth: face identity")
+    vis.add_argument("--avhubert", help="AV-HuBERT weights for the lip features (default: avhubert-large, "
+                                        "large_vox_iter5.pt, fetched once)")
+    vis.add_argument("--arcface", help="ArcFace iresnet100 backbone.pth (default: arcface-iresnet100, by hand)")
     vis.add_argument("--expression", default="poster_v2", help="per-frame expression classifier")
-    vis.add_argument("--expression-weights", help="its weights (POSTER V2: raf-db-model_best.pth)")
+    vis.add_argument("--expression-weights", help="its weights (default: poster-v2-rafdb, raf-db-model_best.pth, "
+                                                  "by hand)")
     vis.add_argument("--random-extractors", action="store_true",
                      help="tests and demos only: random tiny extractors where no weights are given (noise)")
     vis.add_argument("--save-features", action="store_true",
@@ -226,8 +228,12 @@ def build_frontend(args, jobs: list[Job], data_cfg, model_cfg, device):
         return None
     from visual.frontend import FrontEndConfig, VisualFrontEnd
 
-    cfg = FrontEndConfig(tracker=args.tracker, avhubert=args.avhubert, arcface=args.arcface,
-                         expression=args.expression, expression_weights=args.expression_weights,
+    # Weights: the flags, else the registry's names (fetched once), else, with --random-extractors, none
+    defaults = {} if args.random_extractors else {"avhubert": "avhubert-large", "arcface": "arcface-iresnet100",
+                                                  "expression_weights": "poster-v2-rafdb"}
+    cfg = FrontEndConfig(tracker=args.tracker, avhubert=args.avhubert or defaults.get("avhubert"),
+                         arcface=args.arcface or defaults.get("arcface"), expression=args.expression,
+                         expression_weights=args.expression_weights or defaults.get("expression_weights"),
                          random_weights="tiny" if args.random_extractors else None)
     frontend = VisualFrontEnd(cfg, device, lip_input=model_cfg.lip_input, lip_dim=model_cfg.lip_dim,
                               face_dim=model_cfg.face_dim)

@@ -32,6 +32,9 @@ def build_backbone(path: str | None = None, config: dict | None = None, load_wei
     from ``config`` (Qwen3Config fields) with random weights."""
     attn = transformers_attention(attention)
     if path:
+        from engine.hub import resolve_weights
+
+        path = str(resolve_weights(path, "model.backbone_path"))  # a folder, or e.g. qwen3-0.6b
         try:
             hf_config = AutoConfig.from_pretrained(path)
         except (OSError, ValueError) as e:

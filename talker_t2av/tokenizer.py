@@ -78,8 +78,11 @@ def load_tokenizer(source: str | None):
         raise TokenizerError("no tokenizer: set model.tokenizer (or model.backbone_path) to a local Qwen3 folder")
     from transformers import AutoTokenizer
 
+    from engine.hub import resolve_weights
+
+    source = str(resolve_weights(source, "model.tokenizer"))  # a folder, or a registry name such as qwen3-0.6b
     if not Path(source).is_dir():
-        raise TokenizerError(f"{source}: tokenizer folder does not exist")
+        raise TokenizerError(f"{source}: not a tokenizer folder")
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as e:

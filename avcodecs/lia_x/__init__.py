@@ -20,7 +20,12 @@ from avcodecs.lia_x.motion import MotionStats, load_motion_stats
 
 def build_lia_x(config: LIAXConfig | None = None, weights: str | None = None) -> LIAX:
     """The codec, ready to use in eval mode (the Hydra target of ``configs/codec/lia_x*.yaml``):
-    the released generator from ``weights`` (lia-x.pt), or random weights without it."""
+    the released generator from ``weights`` (lia-x.pt: a path, the registry name ``lia-x`` or an hf://
+    spec), or random weights without it."""
+    if weights is not None:
+        from engine.hub import resolve_weights
+
+        weights = str(resolve_weights(weights, "codec.weights"))
     return LIAX.from_config(config, weights)
 
 __all__ = [

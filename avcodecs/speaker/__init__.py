@@ -27,7 +27,9 @@ def build_speaker_encoder(config: SpeakerEncoderConfig | None = None, weights: s
     frozen: eval mode (BatchNorm running statistics) and no gradients.
     """
     if weights is not None:
-        model, _ = load_speaker_encoder(weights, config)
+        from engine.hub import resolve_weights
+
+        model, _ = load_speaker_encoder(resolve_weights(weights, "codec.weights"), config)
     else:
         model = SpeakerEncoder(config)
     if frozen:

@@ -145,7 +145,7 @@ def test_cli_user_error_is_one_line_and_nonzero(tmp_path):
                    check=False)
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "nowhere: no checkpoint found" in errors[0], proc.stderr[-2000:]
+    assert len(errors) == 1 and "nowhere: checkpoint folder does not exist" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 
 

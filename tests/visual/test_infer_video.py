@@ -74,4 +74,8 @@ def test_missing_extractor_weights_are_named_before_anything_runs(files, capsys)
             if a != "--random-extractors"]
     assert infer.main(args) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and "--avhubert: AV-HuBERT weights are needed" in errors[0]
+    # by default the extractors come from the registry; offline and not cached, the fetch command is named
+    assert len(errors) == 1 and errors[0].endswith("fetch it first with: python scripts/fetch_weights.py "
+                                                   "avhubert-large (or download https://dl.fbaipublicfiles.com/"
+                                                   "avhubert/model/lrs3_vox/clean-pretrain/large_vox_iter5.pt to "
+                                                   "that path)"), errors

@@ -11,6 +11,7 @@ A folder is written under a temporary name and renamed when complete, so a crash
 leaves a partial ``step_*`` folder; only complete folders match ``step_<digits>``.
 """
 
+import errno
 import json
 import logging
 import random
@@ -23,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from engine.atomic import atomic_path
+from engine.atomic import OutputError, atomic_path, describe_os_error
 from engine.errors import UserFacingError
+from engine.safe_load import safe_torch_load
 from engine.weights import load_checked
 
 log = logging.getLogger(__name__)
@@ -99,49 +102,120 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict, trainer_stat
     root = Path(root)
     final = root / checkpoint_name(step)
     with atomic_path(final, is_dir=True) as tmp:
-        save_file(_storage_unique(model_state), str(tmp / MODEL_FILE))
-        if ema_state is not None:
-            save_file(_storage_unique(ema_state), str(tmp / EMA_FILE))
-        torch.save(trainer_state, tmp / STATE_FILE)
-        if config is not None:
-            OmegaConf.save(config if isinstance(config, DictConfig) else OmegaConf.create(config),
-                           tmp / CONFIG_FILE, resolve=True)
-        info = {"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__,
-                **(meta or {})}
-        (tmp / META_FILE).write_text(json.dumps(info, indent=2))
+        try:
+            save_file(_storage_unique(model_state), str(tmp / MODEL_FILE))
+            if ema_state is not None:
+                save_file(_storage_unique(ema_state), str(tmp / EMA_FILE))
+            torch.save(trainer_state, tmp / STATE_FILE)
+            if config is not None:
+                OmegaConf.save(config if isinstance(config, DictConfig) else OmegaConf.create(config),
+                               tmp / CONFIG_FILE, resolve=True)
+            info = {"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__,
+                    **(meta or {})}
+            (tmp / META_FILE).write_text(json.dumps(info, indent=2))
+        except (OSError, RuntimeError) as e:
+            # torch.save reports a full disk as "unexpected pos ..." (a RuntimeError): say what it is
+            if isinstance(e, OSError) or _disk_full(root):
+                raise OutputError(describe_os_error(final, e if isinstance(e, OSError) else OSError(
+                    errno.ENOSPC, "No space left on device"))) from None
+            raise
     if keep_last:
         for old in list_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def _disk_full(path: Path, margin: int = 1 << 20) -> bool:
+    try:
+        return shutil.disk_usage(path if path.exists() else path.parent).free < margin
+    except OSError:
+        return False
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing from the checkpoint folder")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: unreadable weights file (truncated or not safetensors: {reason})") from None
+
+
 def load_ema_weights(folder: str | Path) -> dict[str, torch.Tensor] | None:
     path = Path(folder) / EMA_FILE
-    return load_file(str(path)) if path.is_file() else None
+    return _read_safetensors(path) if path.is_file() else None
 
 
 def load_weights(folder: str | Path, ema: bool = False) -> dict[str, torch.Tensor]:
     """All weights of the module; with ``ema`` the trainable ones replaced by their EMA, if saved."""
-    weights = load_file(str(Path(folder) / MODEL_FILE))
+    weights = _read_safetensors(Path(folder) / MODEL_FILE)
     if ema:
         weights.update(load_ema_weights(folder) or {})
     return weights
 
 
 def load_trainer_state(folder: str | Path) -> dict:
-    return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    """Optimizer, scheduler, step and RNG states, read without running pickled code."""
+    state = safe_torch_load(Path(folder) / STATE_FILE)
+    if not isinstance(state, dict) or not {"step", "optimizer", "scheduler"} <= set(state):
+        raise CheckpointError(f"{Path(folder) / STATE_FILE}: not a trainer state (no step / optimizer / scheduler)")
+    return state
 
 
 def load_config(folder: str | Path) -> DictConfig:
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{folder}: not a checkpoint folder (no {CONFIG_FILE})")
-    return OmegaConf.load(path)
+    try:
+        config = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - YAML and OmegaConf raise many kinds for a broken file
+        raise CheckpointError(f"{path}: unreadable config ({type(e).__name__})") from None
+    if not isinstance(config, DictConfig):
+        raise CheckpointError(f"{path}: not a config (expected a YAML mapping)")
+    return config
+
+
+def check_readable(folder: Path) -> None:
+    """Read everything a resume needs from ``folder`` (raises CheckpointError naming the bad file)."""
+    load_config(folder) if (folder / CONFIG_FILE).is_file() else None
+    load_trainer_state(folder)
+    for name in (MODEL_FILE, EMA_FILE):
+        if name == MODEL_FILE or (folder / name).is_file():
+            _read_safetensors(folder / name)
+
+
+def latest_readable(root: str | Path) -> Path | None:
+    """The newest checkpoint under ``root`` that reads completely; newer unreadable ones are skipped
+    with one warning line each (a disk error or a kill can damage a finished folder)."""
+    for folder in reversed(list_checkpoints(root)):
+        try:
+            check_readable(folder)
+            return folder
+        except CheckpointError as e:
+            log.warning("skipping unreadable checkpoint: %s", e)
+    return None
+
+
+def sweep_temporary(root: str | Path) -> list[Path]:
+    """Remove the temporary / old folders a kill during a save can leave (``step_*.tmp-*``, ``*.old-*``)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.is_dir() and re.match(r"^step_\d+\.(tmp|old)-[0-9a-f]+$", p.name)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by an interrupted save", path)
+    return stale
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder, or a run / checkpoints folder (-> its latest checkpoint)."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint folder does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a folder (give a checkpoint folder or a run folder)")
     if (path / MODEL_FILE).is_file():
         return path
     for root in (path, path / "checkpoints"):

@@ -37,6 +37,19 @@ class MetricsLogger:
             self.wandb = wandb.init(project=project, name=name, mode=wandb_mode, dir=str(out_dir),
                                     config=config, resume="allow")
 
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged past ``step`` (a run killed after its last checkpoint logged them; the
+        resumed run logs those steps again)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if _row_step(line) <= step]
+        if len(kept) < len(lines):
+            from engine.atomic import atomic_path
+
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
     def log(self, step: int, metrics: dict[str, float], prefix: str = "train") -> None:
         if not self.enabled:
             return
@@ -50,6 +63,13 @@ class MetricsLogger:
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _row_step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return float("inf")  # a torn last line of a killed run: drop it
 
 
 def _fmt(v: float) -> str:

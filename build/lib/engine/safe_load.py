@@ -179,5 +179,6 @@ def _load(path: Path, allowed: list, prefixes: tuple[str, ...], zipped: bool, _d
                     "of plain-data classes (unpickling it could run arbitrary code)") from None
             raise CheckpointReadError(f"{path}: not a readable torch checkpoint (not a zip archive or pickle "
                                       "of tensors)") from None
-        except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as e:
-            raise CheckpointReadError(f"{path}: not a readable torch checkpoint ({e})") from None
+        except Exception as e:  # noqa: BLE001 - a file that is no checkpoint can fail the unpickler anywhere
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointReadError(f"{path}: not a readable torch checkpoint ({reason})") from None

@@ -40,7 +40,7 @@ from engine.distributed import (
     init_distributed,
 )
 from engine.ema import EMA
-from engine.errors import UserFacingError
+from engine.errors import DataItemError, UserFacingError, without_worker_traceback
 from engine.layers.attention import set_attention_backend
 from engine.logger import MetricsLogger
 from engine.optim import build_adamw, build_scheduler
@@ -91,6 +91,45 @@ class TrainerConfig:
     wandb_project: str = "avspeech"
     run_name: str | None = None
 
+    def __post_init__(self):
+        """Refuse a setting that cannot work, in one line naming the field (``trainer.<field>``)."""
+        from engine.configs import ConfigError
+
+        def need(ok: bool, field: str, rule: str) -> None:
+            if not ok:
+                raise ConfigError(f"trainer.{field}={getattr(self, field)!r}: {rule}")
+
+        self.betas = tuple(self.betas)
+        need(self.max_steps >= 1, "max_steps", "must be >= 1")
+        need(self.batch_size is None or self.batch_size >= 1, "batch_size", "must be >= 1 (or null with max_frames)")
+        need(self.max_frames is None or self.max_frames >= 1, "max_frames", "must be >= 1 or null")
+        need(self.batch_size is not None or self.max_frames is not None, "batch_size",
+             "batch_size and max_frames cannot both be null")
+        need(self.grad_accum >= 1, "grad_accum", "must be >= 1")
+        need(self.num_workers >= 0, "num_workers", "must be >= 0")
+        need(self.lr > 0, "lr", "must be > 0")
+        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
+        need(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "must be two values in [0, 1)")
+        need(self.eps > 0, "eps", "must be > 0")
+        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or null")
+        need(self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1) or null")
+        need(self.precision in ("auto", "bf16", "fp32"), "precision",
+             "must be auto, bf16 or fp32 (fp16 needs loss scaling, which the trainer does not do)")
+        need(self.parallel in ("ddp", "fsdp"), "parallel", "must be ddp or fsdp")
+        need(self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda")
+        need(self.attention_backend in ("auto", "sdpa", "flash", "eager"), "attention_backend",
+             "must be auto, sdpa, flash or eager")
+        need(self.log_every >= 1, "log_every", "must be >= 1")
+        need(self.val_every >= 0, "val_every", "must be >= 0 (0: only at the end)")
+        need(self.val_batch_size >= 1, "val_batch_size", "must be >= 1")
+        need(self.save_every >= 1, "save_every", "must be >= 1")
+        need(self.keep_last is None or self.keep_last >= 1, "keep_last", "must be >= 1 or null (keep all)")
+        need(self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps", "must be >= 1 or null")
+        need(self.wandb_mode in ("disabled", "offline", "online"), "wandb_mode", "must be disabled, offline or online")
+        need(isinstance(self.resume, str) and self.resume != "", "resume", "must be auto, none or a checkpoint path")
+
 
 class NonFiniteLossError(UserFacingError, RuntimeError):
     pass
@@ -114,8 +153,6 @@ class Trainer:
         precision = self.cfg.precision
         if precision == "auto":
             precision = "bf16" if self.dist.device.type == "cuda" else "fp32"
-        if precision not in ("bf16", "fp32"):
-            raise ValueError(f"trainer.precision must be auto, bf16 or fp32, got {self.cfg.precision!r}")
         return torch.bfloat16 if precision == "bf16" else None
 
     def _setup(self) -> None:
@@ -141,7 +178,7 @@ class Trainer:
                                           self.dist.world_size, seed=cfg.seed)
         # Own generator: building a DataLoader iterator must not consume the global RNG, or a
         # resumed run would draw different noise from an uninterrupted one.
-        self.loader = DataLoader(dataset, batch_sampler=self.sampler, collate_fn=self.task.collate,
+        self.loader = DataLoader(OneLineErrors(dataset), batch_sampler=self.sampler, collate_fn=self.task.collate,
                                  num_workers=cfg.num_workers, pin_memory=self.dist.device.type == "cuda",
                                  persistent_workers=False, generator=torch.Generator())
         val = self.task.val_dataset() or dataset
@@ -168,7 +205,17 @@ class Trainer:
         resume = self.cfg.resume
         if resume in (None, "none", "", False):
             return False
-        folder = ckpt.find_latest(self.ckpt_root) if resume == "auto" else ckpt.resolve_checkpoint(resume)
+        if resume == "auto":
+            if self.dist.is_main:
+                ckpt.sweep_temporary(self.ckpt_root)
+            barrier()
+            folder = ckpt.latest_readable(self.ckpt_root)
+            if folder is None and ckpt.list_checkpoints(self.ckpt_root):
+                raise ckpt.CheckpointError(f"{self.ckpt_root}: no readable checkpoint to resume from (see above); "
+                                           "move the folder away or set trainer.resume=none")
+        else:
+            folder = ckpt.resolve_checkpoint(resume)
+            ckpt.check_readable(folder)
         if folder is None:
             log.info("no checkpoint in %s: starting from scratch", self.ckpt_root)
             return False
@@ -190,6 +237,7 @@ class Trainer:
             seed_everything(self.cfg.seed + 1000 * self.dist.rank + self.step)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", folder, self.step, self.epoch,
                  self.batch_in_epoch)
+        self.metrics.truncate_after(self.step)  # rows a killed run logged past this checkpoint
         return True
 
     def save(self) -> Path | None:
@@ -217,9 +265,12 @@ class Trainer:
         while True:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             self.loader.generator.manual_seed(self.cfg.seed + self.epoch)
-            for batch in self.loader:
-                self.batch_in_epoch += 1
-                yield batch
+            try:
+                for batch in self.loader:
+                    self.batch_in_epoch += 1
+                    yield batch
+            except DataItemError as e:  # re-raised from a worker with its traceback in the message
+                raise DataItemError(without_worker_traceback(e)) from None
             self.epoch += 1
             self.batch_in_epoch = 0
 
@@ -332,6 +383,25 @@ class Trainer:
             self.validate()
         self.metrics.close()
         return last_path
+
+
+class OneLineErrors(torch.utils.data.Dataset):
+    """The task's dataset, with a user-facing error of an item re-raised as DataItemError, a type
+    DataLoader workers can send back whole (so the main process can show the worker's one line)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        try:
+            return self.dataset[i]
+        except UserFacingError as e:
+            if isinstance(e, DataItemError):
+                raise
+            raise DataItemError(str(e)) from None
 
 
 def _accumulate(sums: dict, counts: dict, values: dict) -> None:

@@ -48,7 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     one.add_argument("--lip", help="lip features (T, lip_dim) .npy at 25 Hz (mouth crops (T, H, W) for the front-end)")
     one.add_argument("--face", help="face identity embedding (face_dim,) .npy (ArcFace)")
     one.add_argument("--emotion", help="per-frame emotion labels (T,) 0..6 or probabilities (T, 7) .npy")
-    one.add_argument("--video", help="the silent clip: the speech is muxed into a copy of it (<out>.mp4)")
+    one.add_argument("--video", help="the silent clip: its conditions are extracted (unless given as features) "
+                                     "and the speech is muxed into a copy of it (<out>.mp4)")
+    vis = parser.add_argument_group("visual front-end (conditions from --video; see docs/visual_frontend.md)")
+    vis.add_argument("--tracker", choices=("dlib", "mediapipe"), default="dlib", help="face tracking backend")
+    vis.add_argument("--avhubert", help="AV-HuBERT weights for the lip features (default: avhubert-large, "
+                                        "large_vox_iter5.pt, fetched once)")
+    vis.add_argument("--arcface", help="ArcFace iresnet100 backbone.pth (default: arcface-iresnet100, by hand)")
+    vis.add_argument("--expression", default="poster_v2", help="per-frame expression classifier")
+    vis.add_argument("--expression-weights", help="its weights (default: poster-v2-rafdb, raf-db-model_best.pth, "
+                                                  "by hand)")
+    vis.add_argument("--random-extractors", action="store_true",
+                     help="tests and demos only: random tiny extractors where no weights are given (noise)")
+    vis.add_argument("--save-features", action="store_true",
+                     help="write the extracted conditions as <out>.lip.npy / .face.npy / .emotion.npy, and reuse "
+                          "them when they exist")
+    vis.add_argument("--save-crops", action="store_true", help="write the mouth crops as <out>.mouth.mp4")
     add_io_flags(parser, manifest_keys="the feature paths named by the checkpoint's data keys (lip, face, emotion; "
                                        "optional video, ref_ge2e)",
                  outputs="<out>.wav; <out>.mp4 with --video; <out>.tokens.npy with --tokens-only")
@@ -77,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Job:
     entry: dict  # manifest-style entry: id, feature paths, optional video / ref_ge2e
     stem: Path  # outputs: <stem>.wav, <stem>.mp4, <stem>.tokens.npy
+    frames: np.ndarray | None = None  # the clip's frames at 25 fps, once its conditions were extracted
 
 
 def _existing(path: str, flag: str) -> str:
@@ -100,31 +116,34 @@ def build_jobs(args, data_cfg) -> list[Job]:
 def _jobs(args, data_cfg) -> list[Job]:
     from engine.data import read_manifest, resolve_path
 
-    check_io(args, single_needs="--lip, --face and --emotion")
+    check_io(args, single_needs="--video, or --lip, --face and --emotion")
+    feature_keys = (data_cfg.lip_key, data_cfg.face_key, data_cfg.emotion_key)
     if args.manifest:
         if args.reference_ge2e or args.reference_audio:
             raise InferenceError("with --manifest give each clip's reference as a 'ref_ge2e' key")
         entries = read_manifest(args.manifest, required=("id",))
         jobs = []
         for entry, stem in zip(entries, output_stems(args.out_dir, [str(e["id"]) for e in entries])):
-            keys = [data_cfg.lip_key, data_cfg.face_key, data_cfg.emotion_key]
-            keys += [k for k in ("video", "ref_ge2e") if k in entry]
-            for key in keys:
+            if "video" not in entry and not all(k in entry for k in feature_keys):
+                raise InferenceError(f"{args.manifest}: clip {entry['id']!r} needs a 'video' or the features "
+                                     f"{', '.join(repr(k) for k in feature_keys)}")
+            for key in [*feature_keys, "video", "ref_ge2e"]:
+                if key not in entry:
+                    continue
                 path = resolve_path(entry, key)
                 if not path.is_file():
                     raise InferenceError(f"{args.manifest}: clip {entry['id']!r}: {key} {path} does not exist")
                 entry[key] = str(path)
             jobs.append(Job(entry, stem))
         return jobs
-    missing = [flag for flag, value in (("--lip", args.lip), ("--face", args.face), ("--emotion", args.emotion))
-               if not value]
-    if missing:
-        hint = " (features from the raw video need the feature-extraction step first)" if args.video else ""
-        raise InferenceError(f"give {', '.join(missing)} for one clip, or --manifest{hint}")
+    given = {key: value for key, value in zip(feature_keys, (args.lip, args.face, args.emotion)) if value}
+    if not args.video and len(given) < 3:
+        missing = [flag for flag, value in (("--lip", args.lip), ("--face", args.face), ("--emotion", args.emotion))
+                   if not value]
+        raise InferenceError(f"give --video (the silent clip) or {', '.join(missing)}")
     stem = output_stem(args.out)
-    entry = {"id": stem.name, data_cfg.lip_key: _existing(args.lip, "--lip"),
-             data_cfg.face_key: _existing(args.face, "--face"),
-             data_cfg.emotion_key: _existing(args.emotion, "--emotion")}
+    flags = dict(zip(feature_keys, ("--lip", "--face", "--emotion")))
+    entry = {"id": stem.name, **{key: _existing(value, flags[key]) for key, value in given.items()}}
     if args.reference_ge2e:
         entry["ref_ge2e"] = _existing(args.reference_ge2e, "--reference-ge2e")
     if args.reference_audio:
@@ -200,10 +219,72 @@ def load_codec(args, task, device, model_cfg):
     return codec
 
 
+def build_frontend(args, jobs: list[Job], data_cfg, model_cfg, device):
+    """The visual front-end when some clip's conditions come from its video (built and checked now)."""
+    feature_keys = (data_cfg.lip_key, data_cfg.face_key, data_cfg.emotion_key)
+    needed = [job for job in jobs if not all(k in job.entry for k in feature_keys)
+              and not (args.save_features and all(_cached(job, n).is_file() for n in FEATURES))]
+    if not needed:
+        return None
+    from visual.frontend import FrontEndConfig, VisualFrontEnd
+
+    # Weights: the flags, else the registry's names (fetched once), else, with --random-extractors, none
+    defaults = {} if args.random_extractors else {"avhubert": "avhubert-large", "arcface": "arcface-iresnet100",
+                                                  "expression_weights": "poster-v2-rafdb"}
+    cfg = FrontEndConfig(tracker=args.tracker, avhubert=args.avhubert or defaults.get("avhubert"),
+                         arcface=args.arcface or defaults.get("arcface"), expression=args.expression,
+                         expression_weights=args.expression_weights or defaults.get("expression_weights"),
+                         random_weights="tiny" if args.random_extractors else None)
+    frontend = VisualFrontEnd(cfg, device, lip_input=model_cfg.lip_input, lip_dim=model_cfg.lip_dim,
+                              face_dim=model_cfg.face_dim)
+    return frontend.build(identity=args.identity == "face")
+
+
+FEATURES = ("lip", "face", "emotion")
+
+
+def _cached(job: Job, name: str) -> Path:
+    from engine.cli import with_ext
+
+    return with_ext(job.stem, f".{name}.npy")
+
+
+def clip_arrays(job: Job, args, data_cfg, model_cfg, frontend) -> dict[str, np.ndarray]:
+    """The clip's lip / face / emotion arrays: given as features, cached by --save-features, or extracted
+    from its video (the frames are kept on the job for the mp4)."""
+    from engine.atomic import save_npy
+    from hicodit.data import load_feature
+
+    keys = dict(zip(FEATURES, (data_cfg.lip_key, data_cfg.face_key, data_cfg.emotion_key)))
+    arrays = {name: load_feature(job.entry, key) for name, key in keys.items() if key in job.entry}
+    missing = [name for name in FEATURES if name not in arrays]
+    if missing and args.save_features and all(_cached(job, n).is_file() for n in missing):
+        log.info("%s: reusing the saved features %s", job.entry["id"], ", ".join(str(_cached(job, n)) for n in missing))
+        arrays.update({n: load_feature({"id": job.entry["id"]} | {n: str(_cached(job, n))}, n) for n in missing})
+        missing = []
+    if missing:
+        from visual.crops_io import write_crops_video
+
+        conditions = frontend.extract(job.entry["video"], identity=args.identity == "face")
+        job.frames = conditions.frames
+        extracted = {"lip": conditions.lip, "emotion": conditions.emotion,
+                     "face": conditions.face if conditions.face is not None else np.zeros(model_cfg.face_dim,
+                                                                                          np.float32)}
+        arrays.update({n: extracted[n] for n in missing})
+        if args.save_features:
+            for name in missing:
+                save_npy(_cached(job, name), extracted[name])
+        if args.save_crops:
+            from engine.cli import with_ext
+
+            write_crops_video(with_ext(job.stem, ".mouth.mp4"), conditions.mouth)
+    return arrays
+
+
 def run(args) -> int:
     from engine.checkpoint import load_module
     from engine.utils import resolve_device, resolve_precision, to_device
-    from hicodit.data import load_clip_arrays, prepare_clip
+    from hicodit.data import prepare_clip
     from hicodit.task import HiCoDiTTask
 
     device = resolve_device(args.device)
@@ -215,6 +296,7 @@ def run(args) -> int:
     jobs = build_jobs(args, data_cfg)  # every input checked to exist before the first output
     sampler = sampler_config(args, task)
     codec = load_codec(args, task, device, model_cfg)
+    frontend = build_frontend(args, jobs, data_cfg, model_cfg, device)
     generator = torch.Generator(device).manual_seed(args.seed)
 
     jobs.sort(key=lambda j: j.entry.get("num_frames", 0))  # similar lengths batch together
@@ -223,7 +305,7 @@ def run(args) -> int:
     for batch_jobs in tqdm(batches, desc="hicodit", disable=len(batches) < 2 or args.quiet):
         items = []
         for job in batch_jobs:
-            item = prepare_clip(load_clip_arrays(job.entry, data_cfg, with_tokens=False), data_cfg, job.entry)
+            item = prepare_clip(clip_arrays(job, args, data_cfg, model_cfg, frontend), data_cfg, job.entry)
             _check_features(item, model_cfg, job.entry["id"])
             items.append(item)
         batch = to_device(task.collate(items), device)
@@ -253,17 +335,17 @@ def write_clip(job: Job, codes: torch.Tensor, feature_frames: int, codec) -> lis
 
     if codec is None:
         return [save_npy(with_ext(job.stem, ".tokens.npy"), codes[0].cpu().numpy().astype(np.int16))]
-    clip = None
+    frames = None
     if "video" in job.entry:
-        clip = read_video(job.entry["video"], fps=25.0)
-        if abs(len(clip.frames) - feature_frames) > 1:
+        frames = job.frames if job.frames is not None else read_video(job.entry["video"], fps=25.0).frames
+        if abs(len(frames) - feature_frames) > 1:
             log.warning("%s: %d video frames but %d feature frames; the audio is fitted to the video",
-                        job.entry["video"], len(clip.frames), feature_frames)
+                        job.entry["video"], len(frames), feature_frames)
     with torch.no_grad():
         wav = codec.decode(codes).float()[0].cpu().numpy()  # (L * hop,)
-    finals = [with_ext(job.stem, ".wav")] + ([with_ext(job.stem, ".mp4")] if clip is not None else [])
+    finals = [with_ext(job.stem, ".wav")] + ([with_ext(job.stem, ".mp4")] if frames is not None else [])
     with atomic_files(*finals) as temps:
         write_wav(temps[0], wav, codec.sample_rate)
-        if clip is not None:
-            write_video(temps[1], clip.frames, clip.fps, wav, codec.sample_rate)
+        if frames is not None:
+            write_video(temps[1], frames, 25.0, wav, codec.sample_rate)
     return finals

@@ -71,9 +71,12 @@ def load_feature(entry: dict, key: str) -> np.ndarray:
     if not path.is_file():
         raise ClipDataError(f"{path}: file not found (clip {entry['id']!r}, key {key!r})")
     try:
-        array = np.load(path)
-    except (ValueError, OSError) as e:
-        raise ClipDataError(f"{path}: not a readable .npy file ({e})") from None
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ClipDataError(f"{path}: not a readable .npy file ({reason})") from None
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ClipDataError(f"{path}: not numeric (dtype {array.dtype})")
     if array.size == 0:
         raise ClipDataError(f"{path}: empty array")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
@@ -139,8 +142,14 @@ def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: d
             raise ClipDataError(f"{where}: {tokens.shape[1]} token frames do not match {frames} video frames "
                                 f"(expected {r * frames} +- {cfg.max_mismatch})")
         frames = min(frames, tokens.shape[1] // r)
-    emotion = np.asarray(arrays["emotion"])
-    if len(emotion) < frames:  # a classifier may skip the last frames: hold the last label
+    emotion = check_emotion(np.asarray(arrays["emotion"]), cfg.num_emotions, where)
+    # The rule: a classifier may skip (or add) a frame or two at the end; the last label is held
+    # (or the extra dropped). A larger difference means the files belong to different clips.
+    tolerance = max(2, cfg.max_mismatch // r)
+    if abs(len(emotion) - len(lip)) > tolerance:
+        raise ClipDataError(f"{where}: {len(lip)} lip frames but {len(emotion)} emotion frames "
+                            f"(at most {tolerance} apart)")
+    if len(emotion) < frames:
         emotion = np.concatenate([emotion, np.repeat(emotion[-1:], frames - len(emotion), axis=0)])
     start = 0
     if cfg.max_frames and frames > cfg.max_frames:
@@ -161,6 +170,21 @@ def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: d
     if "ge2e" in arrays:
         item["ge2e"] = torch.from_numpy(np.asarray(arrays["ge2e"], dtype=np.float32).reshape(-1))
     return item
+
+
+def check_emotion(emotion: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+    """Per-frame labels (T,) integers 0..K-1, or probabilities (T, K) (rows sum to ~1); else one line."""
+    if emotion.ndim == 1 and np.issubdtype(emotion.dtype, np.integer):
+        if emotion.min() < 0 or emotion.max() >= num_classes:
+            raise ClipDataError(f"{where}: emotion labels outside 0..{num_classes - 1} "
+                                f"(found {emotion.min()}..{emotion.max()})")
+        return emotion
+    if emotion.ndim == 2 and emotion.shape[1] == num_classes and np.issubdtype(emotion.dtype, np.floating):
+        if (emotion < 0).any() or not np.allclose(emotion.sum(1), 1.0, atol=1e-3):
+            raise ClipDataError(f"{where}: emotion probabilities must be non-negative rows summing to 1")
+        return emotion
+    raise ClipDataError(f"{where}: emotion labels must be (T,) integers 0..{num_classes - 1} or (T, {num_classes}) "
+                        f"probabilities, got {emotion.dtype} {emotion.shape}")
 
 
 def collate(items: list[dict], tokens_per_frame: int = 2) -> dict:

@@ -1,9 +1,9 @@
 """``python infer.py talker``: text / speech / motion -> speech + talking head with Talker-T2AV.
 
-    # T2AV with the released weights: text + a reference voice and face -> out/hello.wav / .mp4 / .npz
-    python infer.py talker --released ckpts/talker-t2av --text "Hello there." \\
-        --ref-audio voice.wav --ref-video face.mp4 --vae whisperx-vae/model.ckpt \\
-        --speaker-encoder wavlm_large_finetune.pth --liax lia-x.pt --out out/hello
+    # T2AV with the released weights (fetched once into the Hugging Face cache by their registry names):
+    # text + a reference voice and face -> out/hello.wav / .mp4 / .npz
+    python infer.py talker --text "Hello there." --ref-audio voice.wav --ref-video face.mp4 --out out/hello
+    # local copies override the registry: --released ckpts/talker-t2av --vae model.ckpt --liax lia-x.pt ...
     # A2V (animate a speech clip), V2A (dub a face video), TTS: --mode a2v|v2a|tts
     # continue a reference clip instead of only borrowing its voice and face: --prefix-seconds 3
     # many requests: --manifest requests.jsonl --out-dir out/ (one JSON object per line: id + the keys below)
@@ -52,11 +52,12 @@ COMMAND = "infer.py talker"
 
 def add_arguments(parser) -> None:
     src = parser.add_argument_group("model")
-    which = src.add_mutually_exclusive_group(required=True)
+    which = src.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", help="a checkpoint or run folder of train.py")
-    which.add_argument("--released", help="the released talker-t2av/ folder (HKUSTAudio/Talker-T2AV)")
-    src.add_argument("--qwen", help="local Qwen3-0.6B folder (backbone config + tokenizer), if the model folder "
-                                    "lacks them")
+    which.add_argument("--released", help="the released talker-t2av/ folder: a path, a registry name or an hf:// "
+                                          "spec (default, without --checkpoint: talker-t2av, fetched once)")
+    src.add_argument("--qwen", help="Qwen3-0.6B (backbone config + tokenizer), if the model folder lacks them: a "
+                                    "folder or the registry name qwen3-0.6b")
 
     req = parser.add_argument_group("request (one, with --out; or many, with --manifest)")
     req.add_argument("--mode", choices=MODES, default="t2av")
@@ -117,8 +118,8 @@ def load_model(args, device: torch.device):
     from engine.utils import resolve_precision
     from talker_t2av.pretrained import load_checkpoint, load_released_talker, set_inference_dtype
 
-    if args.released:
-        model, layout, sampler = *load_released_talker(args.released, args.qwen), CFMSamplerConfig()
+    if not args.checkpoint:
+        model, layout, sampler = *load_released_talker(args.released or "talker-t2av", args.qwen), CFMSamplerConfig()
     else:
         model, layout, sampler = load_checkpoint(args.checkpoint, args.qwen, ema=not args.raw, command=COMMAND)
     dtype = resolve_precision(args.precision, device)

@@ -70,9 +70,13 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True,
 def load_released_talker(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
     """(paper-size model with the released weights, ChatLayout). ``config``: another layout than the
     paper's (its backbone fields are taken from the folder)."""
-    folder = Path(folder)
+    from engine.hub import resolve_weights
+
+    folder = resolve_weights(folder, "--released")
+    qwen = str(resolve_weights(qwen, "--qwen")) if qwen else None
     if not folder.is_dir():
-        raise PretrainedError(f"{folder}: released checkpoint folder does not exist")
+        raise PretrainedError(f"{folder}: not a folder (the released talker-t2av/ folder holds model.safetensors, "
+                              "config.json and the tokenizer)")
     backbone = str(folder) if (folder / "config.json").is_file() else qwen
     if backbone is None:
         raise PretrainedError(f"{folder}: no config.json for the backbone; pass the Qwen3-0.6B folder (--qwen)")

@@ -5,6 +5,7 @@ Validation reports the mel distance of the reconstruction from all levels and fr
 writes the first clip, its full reconstruction and its level-0 reconstruction as wavs.
 """
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -20,12 +21,26 @@ log = logging.getLogger(__name__)
 
 
 class MaskGCTCodecTask(Task):
-    def __init__(self, codec: MaskGCTCodecConfig, data: CodecDataConfig, loss: CodecLossConfig | None = None):
+    def __init__(self, codec: MaskGCTCodecConfig, data: CodecDataConfig, loss: CodecLossConfig | None = None,
+                 init_weights: str | None = None):
+        """``init_weights``: fine-tune from these codec weights (the released ``acoustic_codec`` folder;
+        the experiments pass ``${codec.weights}``); their codebooks are trained, so k-means
+        initialisation is skipped."""
         self.codec_cfg, self.data_cfg, self.loss_cfg = codec, data, loss or CodecLossConfig()
+        self.init_weights = init_weights
+        if init_weights is not None and self.loss_cfg.kmeans_init:
+            self.loss_cfg = dataclasses.replace(self.loss_cfg, kmeans_init=False)
         self._datasets = None
 
     def build_module(self) -> CodecObjective:
-        return CodecObjective(self.codec_cfg, self.loss_cfg)
+        objective = CodecObjective(self.codec_cfg, self.loss_cfg)
+        if self.init_weights is not None:
+            from avcodecs.maskgct.weights import load_maskgct_weights, resolve_weight_files
+            from engine.hub import resolve_weights
+
+            load_maskgct_weights(objective.codec, *resolve_weight_files(resolve_weights(self.init_weights,
+                                                                                        "codec.weights")))
+        return objective
 
     def _build_datasets(self):
         if self._datasets is None:

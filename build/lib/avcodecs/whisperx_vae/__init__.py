@@ -40,6 +40,9 @@ def build_whisperx_vae(config: WhisperXVAEConfig | None = None, weights: str | P
     """
     config = config or WhisperXVAEConfig()
     if weights is not None:
+        from engine.hub import resolve_weights
+
+        weights = resolve_weights(weights, "codec.weights")
         model, _ = load_whisperx_vae(weights, whisper=config.whisper)
         if model.config != config:
             log.info("%s: using the checkpoint's sizes %s", weights, model.config)

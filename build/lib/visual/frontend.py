@@ -1,0 +1,194 @@
+"""From a raw silent talking-face clip to HiCoDiT's conditions: the visual front-end in one place.
+
+    frontend = VisualFrontEnd(FrontEndConfig(avhubert="large_vox_iter5.pt", arcface="backbone.pth",
+                                             expression_weights="raf-db-model_best.pth"), device="cuda")
+    conditions = frontend.extract("clip.mp4")                    # ClipConditions
+
+    read at 25 fps -> track the face, 68 landmarks per frame (dlib or MediaPipe; frames without a face
+    interpolated) -> mouth ROIs as AV-HuBERT prepares them -> lip: AV-HuBERT last-layer features
+    (T, 1024) or, for a model with the trainable lip front-end, the 88 x 88 grey crops (T, 88, 88)
+    -> identity: ArcFace on 5-point aligned 112 x 112 faces, mean of the frames' unit embeddings
+    -> expression: per-frame 7-class probabilities (POSTER V2 by default) on aligned 224 x 224 faces
+
+Every extractor is built once, on first use, from a weights spec (a path, and later a registry name).
+``random_weights="tiny"`` builds random tiny extractors instead (tests and demos only).
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+FPS = 25.0  # the rate every condition is defined at (AV-HuBERT, HiCoDiT's video frames)
+
+
+class FrontEndError(UserFacingError, ValueError):
+    pass
+
+
+@dataclass
+class FrontEndConfig:
+    tracker: str = "dlib"  # dlib | mediapipe
+    tracker_options: dict = field(default_factory=dict)
+    avhubert: str | None = None  # AV-HuBERT weights (large_vox_iter5.pt or a fine-tuned VSR file)
+    arcface: str | None = None  # ArcFace iresnet100 backbone.pth
+    expression: str = "poster_v2"  # a registered expression classifier
+    expression_weights: str | None = None  # its weights (POSTER V2: raf-db-model_best.pth)
+    random_weights: str | None = None  # "tiny": random tiny extractors where no weights are given (tests)
+    batch_frames: int = 32  # frames per forward of the per-frame models
+
+    def __post_init__(self):
+        if self.random_weights not in (None, "tiny"):
+            raise FrontEndError(f"random_weights must be null or 'tiny', got {self.random_weights!r}")
+        if self.batch_frames < 1:
+            raise FrontEndError("batch_frames must be >= 1")
+
+
+@dataclass
+class ClipConditions:
+    """One clip's conditions at 25 fps, plus what produced them (for --save-crops and muxing)."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB, the clip at 25 fps
+    track: object  # visual.tracking.FaceTrack
+    mouth: np.ndarray  # (T, 96, 96) uint8 grey mouth ROIs
+    lip: np.ndarray  # (T, D) float32 AV-HuBERT features, or (T, 88, 88) uint8 crops for the trainable front-end
+    face: np.ndarray | None  # (F,) float32 unit-norm identity embedding
+    emotion: np.ndarray  # (T, 7) float32 per-frame probabilities, engine.emotions order
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+
+class VisualFrontEnd:
+    """The extractors of one run, built lazily. ``lip_dim`` / ``face_dim``: what the model expects
+    (checked against loaded weights; the sizes of random tiny extractors)."""
+
+    def __init__(self, cfg: FrontEndConfig | None = None, device: str | torch.device = "cpu",
+                 lip_input: str = "features", lip_dim: int = 1024, face_dim: int = 512):
+        self.cfg = cfg or FrontEndConfig()
+        self.device = torch.device(device)
+        self.lip_input, self.lip_dim, self.face_dim = lip_input, lip_dim, face_dim
+        self._built: dict = {}
+
+    # ------------------------------------------------------------------------ extractors
+    def _get(self, name: str, build):
+        if name not in self._built:
+            self._built[name] = build()
+        return self._built[name]
+
+    @property
+    def tracker(self):
+        from visual.tracking import build_tracker
+
+        return self._get("tracker", lambda: build_tracker(self.cfg.tracker, **dict(self.cfg.tracker_options)))
+
+    def _random(self, what: str, flag: str) -> bool:
+        if self.cfg.random_weights:
+            log.warning("%s: random %s weights (%s not given): the conditions are noise", what, self.cfg.random_weights,
+                        flag)
+            return True
+        raise FrontEndError(f"{flag}: {what} weights are needed to extract this condition from video "
+                            f"(see docs/visual_frontend.md)")
+
+    @property
+    def avhubert(self):
+        def build():
+            from visual.avhubert import AVHubertConfig, AVHubertVideoEncoder, load_avhubert
+
+            if self.cfg.avhubert:
+                model = load_avhubert(self.cfg.avhubert)
+            elif self._random("AV-HuBERT", "--avhubert"):
+                model = AVHubertVideoEncoder(AVHubertConfig.tiny(encoder_embed_dim=self.lip_dim)).eval()
+            width = model.cfg.encoder_embed_dim
+            if width != self.lip_dim:
+                raise FrontEndError(f"--avhubert {self.cfg.avhubert}: gives {width}-d lip features, the model "
+                                    f"expects {self.lip_dim}")
+            return model.to(self.device).requires_grad_(False)
+
+        return self._get("avhubert", build)
+
+    @property
+    def arcface(self):
+        def build():
+            from dataclasses import replace
+
+            from visual.arcface import IResNet, IResNetConfig, load_arcface
+
+            if self.cfg.arcface:
+                model = load_arcface(self.cfg.arcface)
+            elif self._random("ArcFace", "--arcface"):
+                model = IResNet(replace(IResNetConfig.tiny(), num_features=self.face_dim)).eval()
+            width = model.config.num_features
+            if width != self.face_dim:
+                raise FrontEndError(f"--arcface {self.cfg.arcface}: gives {width}-d identities, the model expects "
+                                    f"{self.face_dim}")
+            return model.to(self.device).requires_grad_(False)
+
+        return self._get("arcface", build)
+
+    @property
+    def expression(self):
+        def build():
+            from visual.expression import build_expression_classifier
+
+            kwargs = {}
+            if not self.cfg.expression_weights:
+                self._random(f"expression ({self.cfg.expression})", "--expression-weights")
+                if self.cfg.expression == "poster_v2":
+                    from visual.expression.poster_v2 import PosterV2Config
+
+                    kwargs["config"] = PosterV2Config.tiny()
+            return build_expression_classifier(self.cfg.expression, self.cfg.expression_weights, **kwargs).to(
+                self.device)
+
+        return self._get("expression", build)
+
+    def build(self, identity: bool = True) -> "VisualFrontEnd":
+        """Build (and so check) every extractor now, before any clip is read or output written."""
+        _ = self.tracker
+        if self.lip_input == "features":
+            _ = self.avhubert
+        if identity:
+            _ = self.arcface
+        _ = self.expression
+        return self
+
+    # ---------------------------------------------------------------------------- extract
+    @torch.no_grad()
+    def extract(self, video: str, identity: bool = True) -> ClipConditions:
+        """All conditions of one clip (``identity=False`` skips ArcFace, e.g. a voice identity)."""
+        from engine.media import read_video
+        from visual.align import arcface_crops, expression_crops
+        from visual.mouth import crop_mouths
+
+        frames = read_video(video, fps=FPS).frames  # (T, H, W, 3)
+        track = self.tracker.track(frames, source=str(video))
+        mouth = crop_mouths(frames, track).crops  # (T, 96, 96) uint8
+        lip = self.lip_features(mouth)
+        face = None
+        if identity:
+            from visual.arcface import clip_identity
+
+            face = clip_identity(self.arcface, arcface_crops(frames, track), self.cfg.batch_frames,
+                                 source=str(video)).float().cpu().numpy()
+        classifier = self.expression
+        faces = expression_crops(frames, track, size=classifier.input_size)
+        emotion = classifier.probabilities(faces, batch_size=self.cfg.batch_frames, source=str(video))
+        return ClipConditions(frames, track, mouth, lip, face, emotion.float().cpu().numpy())
+
+    def lip_features(self, mouth: np.ndarray) -> np.ndarray:
+        """(T, 96, 96) uint8 mouth ROIs -> AV-HuBERT features (T, D) float32, or the centre 88 x 88
+        crops (T, 88, 88) uint8 for a model with the trainable lip front-end."""
+        from visual.mouth import MODEL_CROP, avhubert_input
+
+        if self.lip_input == "frontend":
+            top = (mouth.shape[-1] - MODEL_CROP) // 2
+            return np.ascontiguousarray(mouth[:, top : top + MODEL_CROP, top : top + MODEL_CROP])
+        video = avhubert_input(mouth)[None].to(self.device)  # (1, T, 88, 88)
+        return self.avhubert.features(video, None)[0].float().cpu().numpy()  # (T, D)

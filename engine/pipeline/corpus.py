@@ -1,0 +1,171 @@
+"""Corpus layouts -> the list of clips a preparation run works through (deterministic order).
+
+    lrs3      <root>/{pretrain,trainval,test}/<speaker>/<clip>.mp4 + <clip>.txt ("Text:  THE WORDS ...")
+    lrs2      <root>/{main,pretrain}/<video>/<clip>.mp4 + .txt, split by the official lists
+              <root>/{pretrain,train,val,test}.txt ("<video>/<clip>" per line; test lines may carry a flag)
+    vox2      <root>/{dev,test}/mp4/<speaker id>/<youtube id>/<clip>.mp4 (no transcripts)
+    folder    any folder of videos (or audio files): text from a sidecar <clip>.txt or <clip>.json
+              {"text": ...}, speaker from the clip's parent folder
+    list      a .jsonl / .csv file, one clip per line: video and/or audio (paths relative to the file),
+              optional id, text, speaker, subset, and any other key (kept in the manifest row)
+
+Every clip gets an ``id`` that is unique in the corpus and safe as a file name
+(``trainval/0Fi83BHQsMA/00002`` -> ``trainval__0Fi83BHQsMA__00002``), its ``speaker`` (the split and
+the identity metrics need it) and its ``text`` (WER needs it), and the corpus ``subset`` it came from.
+"""
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import UserFacingError
+
+VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+AUDIO_EXT = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+LAYOUTS = ("lrs3", "lrs2", "vox2", "folder", "list")
+
+
+class CorpusError(UserFacingError, ValueError):
+    pass
+
+
+@dataclass
+class Clip:
+    id: str
+    video: str | None = None  # absolute paths
+    audio: str | None = None
+    text: str = ""
+    speaker: str = ""
+    subset: str = ""
+    extra: dict = field(default_factory=dict)  # other keys of a list layout, kept in the manifest row
+
+    def source(self) -> str:
+        return self.video or self.audio or self.id
+
+
+def clip_id(relative: Path | str) -> str:
+    """A relative path (without suffix) -> an id usable as a file name."""
+    text = str(Path(relative).with_suffix("")).replace("\\", "/")
+    return re.sub(r"[^\w.\-]+", "_", text.replace("/", "__")).strip("._")
+
+
+def read_sidecar_text(media: Path) -> str:
+    """The transcript next to a clip: LRS-style .txt ("Text:  WORDS" then timings), plain .txt, or .json."""
+    txt, js = media.with_suffix(".txt"), media.with_suffix(".json")
+    if txt.is_file():
+        lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+        for line in lines:
+            if line.startswith("Text:"):
+                return line[len("Text:"):].strip()
+        return lines[0].strip() if lines else ""
+    if js.is_file():
+        try:
+            value = json.loads(js.read_text(encoding="utf-8")).get("text", "")
+        except (json.JSONDecodeError, AttributeError):
+            raise CorpusError(f"{js}: not a JSON object with a 'text' key") from None
+        return str(value)
+    return ""
+
+
+def _files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+
+
+def walk_corpus(layout: str, root: str | Path, subsets: list[str] | None = None, audio_only: bool = False) -> list[Clip]:
+    """The clips of a corpus in a deterministic order; ``subsets`` keeps only those (e.g. ["test"])."""
+    root = Path(root)
+    if layout not in LAYOUTS:
+        raise CorpusError(f"unknown corpus layout {layout!r}; one of {', '.join(LAYOUTS)}")
+    if not root.exists():
+        raise CorpusError(f"{root}: corpus folder (or list file) does not exist")
+    clips = {"lrs3": _lrs3, "lrs2": _lrs2, "vox2": _vox2, "folder": _folder, "list": _list}[layout](root, audio_only)
+    if subsets:
+        clips = [c for c in clips if c.subset in subsets]
+    if not clips:
+        raise CorpusError(f"{root}: no clips found for layout {layout}"
+                          + (f" in subsets {', '.join(subsets)}" if subsets else ""))
+    ids = {}
+    for clip in clips:
+        if clip.id in ids:
+            raise CorpusError(f"{root}: two clips map to the id {clip.id!r} ({ids[clip.id]} and {clip.source()})")
+        ids[clip.id] = clip.source()
+    return clips
+
+
+def _lrs3(root: Path, audio_only: bool) -> list[Clip]:
+    clips = []
+    for subset in ("pretrain", "trainval", "test"):
+        for video in _files(root / subset, VIDEO_EXT) if (root / subset).is_dir() else []:
+            rel = video.relative_to(root)
+            clips.append(Clip(clip_id(rel), video=str(video.resolve()), text=read_sidecar_text(video),
+                              speaker=rel.parts[1], subset=subset))
+    if not clips:
+        raise CorpusError(f"{root}: no LRS3 clips (expected pretrain/, trainval/, test/ with <speaker>/<clip>.mp4)")
+    return clips
+
+
+def _lrs2(root: Path, audio_only: bool) -> list[Clip]:
+    lists = {name: root / f"{name}.txt" for name in ("pretrain", "train", "val", "test")}
+    present = {name: path for name, path in lists.items() if path.is_file()}
+    if not present:
+        raise CorpusError(f"{root}: LRS2 needs its official lists (pretrain.txt, train.txt, val.txt, test.txt)")
+    clips = []
+    for subset, path in present.items():
+        folder = root / ("pretrain" if subset == "pretrain" else "main")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            name = line.split()[0] if line.strip() else ""
+            if not name:
+                continue
+            video = folder / f"{name}.mp4"
+            clips.append(Clip(clip_id(f"{subset}/{name}"), video=str(video.resolve()),
+                              text=read_sidecar_text(video), speaker=name.split("/")[0], subset=subset))
+    return clips
+
+
+def _vox2(root: Path, audio_only: bool) -> list[Clip]:
+    clips = []
+    for subset in ("dev", "test"):
+        base = root / subset / "mp4"
+        for video in _files(base, VIDEO_EXT) if base.is_dir() else []:
+            rel = video.relative_to(base)
+            clips.append(Clip(clip_id(Path(subset) / rel), video=str(video.resolve()), speaker=rel.parts[0],
+                              subset=subset))
+    if not clips:
+        raise CorpusError(f"{root}: no VoxCeleb2 clips (expected dev/mp4/<id>/<yt>/<clip>.mp4 or test/mp4/...)")
+    return clips
+
+
+def _folder(root: Path, audio_only: bool) -> list[Clip]:
+    clips = []
+    for media in _files(root, AUDIO_EXT if audio_only else VIDEO_EXT):
+        rel = media.relative_to(root)
+        speaker = rel.parts[-2] if len(rel.parts) > 1 else ""
+        key = "audio" if audio_only else "video"
+        clips.append(Clip(clip_id(rel), **{key: str(media.resolve())}, text=read_sidecar_text(media),
+                          speaker=speaker, subset=rel.parts[0] if len(rel.parts) > 2 else ""))
+    return clips
+
+
+def _list(path: Path, audio_only: bool) -> list[Clip]:
+    if path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        from engine.data import read_manifest
+
+        rows = read_manifest(path, required=())
+    clips = []
+    for n, row in enumerate(rows, 1):
+        row = {k: v for k, v in row.items() if not k.startswith("_") and v not in (None, "")}
+        media = {k: str((path.parent / row[k]).resolve()) for k in ("video", "audio") if k in row}
+        if not media:
+            raise CorpusError(f"{path}:{n}: needs a 'video' or 'audio' column")
+        first = Path(media.get("video") or media["audio"])
+        cid = str(row.get("id") or clip_id(first.relative_to(path.parent.resolve())
+                                            if first.is_relative_to(path.parent.resolve()) else first.name))
+        extra = {k: v for k, v in row.items() if k not in ("id", "video", "audio", "text", "speaker", "subset")}
+        clips.append(Clip(clip_id(cid), **media, text=str(row.get("text", "")), speaker=str(row.get("speaker", "")),
+                          subset=str(row.get("subset", "")), extra=extra))
+    return clips

@@ -1,0 +1,314 @@
+"""The one machinery of corpus preparation: walk, shard, resume, batch on a device, atomic per-clip
+outputs, failure records, progress, merge. A :class:`Recipe` says only what to compute per clip.
+
+Output folder (one per corpus and recipe):
+
+    <out>/<name>/<clip id>.npy          one array per recipe output per clip (written together, atomically)
+    <out>/parts/<shard>.jsonl           the manifest rows of the clips a shard finished (a row is appended only
+                                        after every file of its clip is in place: a row means "done")
+    <out>/failures/<shard>.jsonl        {"id", "reason", "stage", "source"} of clips that could not be used
+    <out>/manifest.jsonl, train.jsonl, val.jsonl, test.jsonl      written by merge()
+
+A killed run restarted with the same command skips every clip that has a row (or a failure record)
+in any part, so nothing finished is redone and nothing half-written is taken as done (a torn last
+line of a part is ignored: its clip is simply done again, its files replaced atomically).
+
+Sharding: ``--shard i/n`` takes clips i, i+n, i+2n, ... (a SLURM array passes its task id); under
+``torchrun`` each rank is one shard on its own GPU (``--shard auto``, the default).
+"""
+
+import json
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import UserFacingError
+from engine.pipeline.corpus import Clip
+
+log = logging.getLogger(__name__)
+
+
+class PipelineError(UserFacingError, ValueError):
+    pass
+
+
+@dataclass
+class ClipFailure:
+    """A clip that could not be used, and why (one line), at which stage."""
+
+    clip: Clip
+    reason: str
+    stage: str
+
+    def row(self) -> dict:
+        return {"id": self.clip.id, "reason": self.reason, "stage": self.stage, "source": self.clip.source()}
+
+
+@dataclass
+class ClipResult:
+    """What a recipe computed for one clip: arrays to write and the manifest row's other fields."""
+
+    clip: Clip
+    arrays: dict[str, np.ndarray]
+    row: dict
+    seconds: float = 0.0  # audio duration, for throughput figures
+
+
+class Recipe(ABC):
+    """What to compute per clip. ``load`` runs in DataLoader workers (decoding, CPU only); ``process``
+    runs in the main process on the device, on a batch of loaded clips."""
+
+    name: str = "recipe"
+
+    def setup(self, device: torch.device) -> None:
+        """Build models once per process (after the workers are forked)."""
+
+    @abstractmethod
+    def load(self, clip: Clip) -> dict:
+        """Decode the clip's media (raise a UserFacingError naming the file for a bad clip)."""
+
+    @abstractmethod
+    def process(self, loaded: list[dict]) -> list["ClipResult | ClipFailure"]:
+        """Model work for a batch of loaded clips, one result or failure per clip, in order."""
+
+
+class _LoadedClips(torch.utils.data.Dataset):
+    def __init__(self, clips: list[Clip], recipe: Recipe):
+        self.clips, self.recipe = clips, recipe
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        clip = self.clips[i]
+        try:
+            return {"clip": clip, **self.recipe.load(clip)}
+        except UserFacingError as e:
+            return ClipFailure(clip, str(e).splitlines()[0], "load")
+
+
+def _as_list(items):
+    return list(items)
+
+
+# --------------------------------------------------------------------------------------- shards
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n); ``"auto"``: the torchrun rank / world size, or a SLURM array's task id / count,
+    or 0/1."""
+    if text == "auto":
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+            first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", 0))
+            return int(os.environ["SLURM_ARRAY_TASK_ID"]) - first, int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+        return 0, 1
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise PipelineError(f"--shard {text}: expected i/n (e.g. 3/8) or auto") from None
+    if not 0 <= index < count:
+        raise PipelineError(f"--shard {text}: i must be in 0..n-1")
+    return index, count
+
+
+def read_rows(paths: list[Path]) -> list[dict]:
+    """Rows of JSONL parts; a torn (partial) line, left by a kill mid-write, is skipped."""
+    rows = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "id" in row:
+                rows.append(row)
+    return rows
+
+
+class _Appender:
+    """Append JSON rows to a file, one write + flush per row (a kill loses at most a torn last line)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, row: dict) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# --------------------------------------------------------------------------------------- runner
+@dataclass
+class RunSummary:
+    ok: int = 0
+    failed: Counter = None
+    skipped: int = 0
+    seconds: float = 0.0  # of audio prepared
+    wall: float = 0.0
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{n} {r}" for r, n in self.failed.most_common(6)) if self.failed else "none"
+        rate = self.ok / self.wall if self.wall else 0.0
+        hours = self.seconds / 3600
+        return (f"{self.ok} clips ok ({hours:.2f} h of audio), {sum(self.failed.values())} failed ({reasons}), "
+                f"{self.skipped} already done; {rate:.2f} clips/s, {hours / (self.wall / 3600 or 1):.1f} hours of "
+                f"audio per hour")
+
+
+def failure_kind(reason: str) -> str:
+    """A failure reason -> its kind for the summary (the part after the file name)."""
+    text = reason.split(": ", 1)[-1] if ": " in reason else reason
+    return text.split(" (")[0][:60]
+
+
+def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto", device: str = "auto",
+        batch_size: int = 8, num_workers: int = 2, retry_failed: bool = False, progress: bool = True) -> RunSummary:
+    """Prepare this shard's clips into ``out`` (resumable). Returns the shard's summary."""
+    from tqdm import tqdm
+
+    from engine.atomic import atomic_files
+    from engine.utils import resolve_device
+
+    out = Path(out)
+    index, count = parse_shard(shard)
+    device = resolve_device(device if device != "auto" or "LOCAL_RANK" not in os.environ or
+                            not torch.cuda.is_available() else f"cuda:{os.environ['LOCAL_RANK']}")
+    name = f"shard-{index:05d}-of-{count:05d}"
+    done = {r["id"] for r in read_rows(sorted((out / "parts").glob("*.jsonl")))} if (out / "parts").is_dir() else set()
+    failed = {r["id"] for r in read_rows(sorted((out / "failures").glob("*.jsonl")))} \
+        if (out / "failures").is_dir() and not retry_failed else set()
+    mine = clips[index::count]
+    todo = [c for c in mine if c.id not in done and c.id not in failed]
+    summary = RunSummary(failed=Counter(), skipped=len(mine) - len(todo))
+    log.info("%s: %d clips in this shard, %d already done, %d to do (%s on %s)", name, len(mine), summary.skipped,
+             len(todo), recipe.name, device)
+    if not todo:
+        return summary
+    recipe.setup(device)
+    parts, failures = _Appender(out / "parts" / f"{name}.jsonl"), _Appender(out / "failures" / f"{name}.jsonl")
+    loader = torch.utils.data.DataLoader(_LoadedClips(todo, recipe), batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=_as_list, persistent_workers=False)
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"{recipe.name} {index}/{count}", disable=not progress, dynamic_ncols=True)
+    try:
+        for batch in loader:
+            loaded = [b for b in batch if not isinstance(b, ClipFailure)]
+            results = [b for b in batch if isinstance(b, ClipFailure)]
+            if loaded:
+                results += recipe.process(loaded)
+            for result in results:
+                if isinstance(result, ClipFailure):
+                    failures.write(result.row())
+                    summary.failed[failure_kind(result.reason)] += 1
+                    log.warning("failed: %s", result.reason)
+                    continue
+                finals = {key: out / key / f"{result.clip.id}.npy" for key in result.arrays}
+                with atomic_files(*finals.values()) as temps:
+                    for (key, array), tmp in zip(result.arrays.items(), temps):
+                        with open(tmp, "wb") as f:
+                            np.save(f, array)
+                row = {"id": result.clip.id, **result.row, **{k: f"{k}/{result.clip.id}.npy" for k in finals}}
+                parts.write(row)  # only now is the clip done
+                summary.ok += 1
+                summary.seconds += result.seconds
+            bar.update(len(batch))
+            summary.wall = time.perf_counter() - start
+            bar.set_postfix(ok=summary.ok, failed=sum(summary.failed.values()),
+                            audio_h_per_h=f"{summary.seconds / 3600 / (summary.wall / 3600 or 1):.1f}", refresh=False)
+    finally:
+        bar.close()
+        parts.close()
+        failures.close()
+    summary.wall = time.perf_counter() - start
+    log.info("%s: %s", name, summary.line())
+    return summary
+
+
+# ---------------------------------------------------------------------------------------- merge
+def merge(out: str | Path, split: str = "subset", val_fraction: float = 0.02, test_fraction: float = 0.0,
+          seed: int = 0) -> dict[str, Path]:
+    """Every shard's rows -> ``manifest.jsonl`` and the splits ``train/val/test.jsonl``.
+
+    split: ``subset`` (the corpus's own: LRS3 test -> test, LRS2 val/test lists, VoxCeleb2 test -> test;
+    val is held out of the training subsets by speaker), ``speaker`` (speaker-disjoint val/test drawn at
+    random by speaker) or ``random`` (by clip). Fractions are of the clips, taken by whole speakers."""
+    from engine.data import write_manifest
+
+    out = Path(out)
+    rows = read_rows(sorted((out / "parts").glob("*.jsonl"))) if (out / "parts").is_dir() else []
+    if not rows:
+        raise PipelineError(f"{out}: no prepared clips to merge (run the preparation first)")
+    by_id = {}
+    for row in rows:
+        by_id.setdefault(row["id"], row)  # a clip redone after a torn line appears once
+    rows = sorted(by_id.values(), key=lambda r: r["id"])
+    split_of = assign_splits(rows, split, val_fraction, test_fraction, seed)
+    written = {"manifest": write_manifest(out / "manifest.jsonl", rows)}
+    for name in ("train", "val", "test"):
+        chosen = [r for r in rows if split_of[r["id"]] == name]
+        if chosen:
+            written[name] = write_manifest(out / f"{name}.jsonl", chosen)
+    failures = read_rows(sorted((out / "failures").glob("*.jsonl"))) if (out / "failures").is_dir() else []
+    kinds = Counter(failure_kind(f["reason"]) for f in failures if f["id"] not in by_id)
+    hours = sum(float(r.get("duration", 0.0)) for r in rows) / 3600
+    log.info("merged %d clips (%.2f h) into %s: %s; %d failed%s", len(rows), hours, out,
+             ", ".join(f"{k} {sum(1 for r in rows if split_of[r['id']] == k)}" for k in ("train", "val", "test")),
+             sum(kinds.values()), f" ({', '.join(f'{n} {r}' for r, n in kinds.most_common(6))})" if kinds else "")
+    return written
+
+
+TEST_SUBSETS = {"test"}
+VAL_SUBSETS = {"val"}
+
+
+def assign_splits(rows: list[dict], split: str, val_fraction: float, test_fraction: float, seed: int) -> dict:
+    """id -> train | val | test. Held-out sets are drawn by speaker (clips without a speaker count as
+    their own), so no speaker of val/test is in train (except with split=random)."""
+    if split not in ("subset", "speaker", "random"):
+        raise PipelineError(f"split must be subset, speaker or random, got {split!r}")
+    rng = np.random.default_rng(seed)
+    result = {}
+    pool = []
+    for row in rows:
+        subset = row.get("subset", "")
+        if split == "subset" and subset in TEST_SUBSETS:
+            result[row["id"]] = "test"
+        elif split == "subset" and subset in VAL_SUBSETS:
+            result[row["id"]] = "val"
+        else:
+            pool.append(row)
+    if split == "random":
+        order = rng.permutation(len(pool))
+        n_val, n_test = round(val_fraction * len(pool)), round(test_fraction * len(pool))
+        for rank, i in enumerate(order):
+            result[pool[i]["id"]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        return result
+    groups: dict[str, list[str]] = {}
+    for row in pool:
+        groups.setdefault(row.get("speaker") or row["id"], []).append(row["id"])
+    speakers = sorted(groups)
+    order = [speakers[i] for i in rng.permutation(len(speakers))]
+    want_val = val_fraction * len(pool)
+    want_test = (test_fraction if split == "speaker" else 0.0) * len(pool)
+    taken_val = taken_test = 0
+    for speaker in order:
+        ids = groups[speaker]
+        if taken_val < want_val:
+            target, taken_val = "val", taken_val + len(ids)
+        elif taken_test < want_test:
+            target, taken_test = "test", taken_test + len(ids)
+        else:
+            target = "train"
+        for i in ids:
+            result[i] = target
+    return result
