@@ -67,10 +67,11 @@ class ClipConditions:
 
 class VisualFrontEnd:
     """The extractors of one run, built lazily. ``lip_dim`` / ``face_dim``: what the model expects
-    (checked against loaded weights; the sizes of random tiny extractors)."""
+    (checked against loaded weights, and the sizes of random tiny extractors); None: whatever the
+    weights give (random tiny: 32)."""
 
     def __init__(self, cfg: FrontEndConfig | None = None, device: str | torch.device = "cpu",
-                 lip_input: str = "features", lip_dim: int = 1024, face_dim: int = 512):
+                 lip_input: str = "features", lip_dim: int | None = None, face_dim: int | None = None):
         self.cfg = cfg or FrontEndConfig()
         self.device = torch.device(device)
         self.lip_input, self.lip_dim, self.face_dim = lip_input, lip_dim, face_dim
@@ -104,9 +105,9 @@ class VisualFrontEnd:
             if self.cfg.avhubert:
                 model = load_avhubert(self.cfg.avhubert)
             elif self._random("AV-HuBERT", "--avhubert"):
-                model = AVHubertVideoEncoder(AVHubertConfig.tiny(encoder_embed_dim=self.lip_dim)).eval()
+                model = AVHubertVideoEncoder(AVHubertConfig.tiny(encoder_embed_dim=self.lip_dim or 32)).eval()
             width = model.cfg.encoder_embed_dim
-            if width != self.lip_dim:
+            if self.lip_dim is not None and width != self.lip_dim:
                 raise FrontEndError(f"--avhubert {self.cfg.avhubert}: gives {width}-d lip features, the model "
                                     f"expects {self.lip_dim}")
             return model.to(self.device).requires_grad_(False)
@@ -123,9 +124,9 @@ class VisualFrontEnd:
             if self.cfg.arcface:
                 model = load_arcface(self.cfg.arcface)
             elif self._random("ArcFace", "--arcface"):
-                model = IResNet(replace(IResNetConfig.tiny(), num_features=self.face_dim)).eval()
+                model = IResNet(replace(IResNetConfig.tiny(), num_features=self.face_dim or 32)).eval()
             width = model.config.num_features
-            if width != self.face_dim:
+            if self.face_dim is not None and width != self.face_dim:
                 raise FrontEndError(f"--arcface {self.cfg.arcface}: gives {width}-d identities, the model expects "
                                     f"{self.face_dim}")
             return model.to(self.device).requires_grad_(False)
@@ -149,14 +150,15 @@ class VisualFrontEnd:
 
         return self._get("expression", build)
 
-    def build(self, identity: bool = True) -> "VisualFrontEnd":
-        """Build (and so check) every extractor now, before any clip is read or output written."""
+    def build(self, identity: bool = True, expression: bool = True) -> "VisualFrontEnd":
+        """Build (and so check) the extractors a run needs now, before any clip is read or output written."""
         _ = self.tracker
         if self.lip_input == "features":
             _ = self.avhubert
         if identity:
             _ = self.arcface
-        _ = self.expression
+        if expression:
+            _ = self.expression
         return self
 
     # ---------------------------------------------------------------------------- extract

@@ -25,6 +25,9 @@ from engine.errors import UserFacingError
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 AUDIO_EXT = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 LAYOUTS = ("lrs3", "lrs2", "vox2", "folder", "list")
+# Column names of other lists read as ours (the released Talker-T2AV-Data CSV: motion_pt_path, wav_path, text)
+ALIASES = {"wav_path": "audio", "audio_path": "audio", "video_path": "video", "motion_pt_path": "motion_raw"}
+PATH_KEYS = ("motion_raw",)
 
 
 class CorpusError(UserFacingError, ValueError):
@@ -73,7 +76,8 @@ def _files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
 
 
-def walk_corpus(layout: str, root: str | Path, subsets: list[str] | None = None, audio_only: bool = False) -> list[Clip]:
+def walk_corpus(layout: str, root: str | Path, subsets: list[str] | None = None,
+                audio_only: bool = False) -> list[Clip]:
     """The clips of a corpus in a deterministic order; ``subsets`` keeps only those (e.g. ["test"])."""
     root = Path(root)
     if layout not in LAYOUTS:
@@ -158,8 +162,11 @@ def _list(path: Path, audio_only: bool) -> list[Clip]:
         rows = read_manifest(path, required=())
     clips = []
     for n, row in enumerate(rows, 1):
-        row = {k: v for k, v in row.items() if not k.startswith("_") and v not in (None, "")}
+        row = {ALIASES.get(k, k): v for k, v in row.items() if not k.startswith("_") and v not in (None, "")}
         media = {k: str((path.parent / row[k]).resolve()) for k in ("video", "audio") if k in row}
+        for key in PATH_KEYS:  # other media the recipe reads (e.g. released raw motion)
+            if key in row:
+                row[key] = str((path.parent / row[key]).resolve())
         if not media:
             raise CorpusError(f"{path}:{n}: needs a 'video' or 'audio' column")
         first = Path(media.get("video") or media["audio"])

@@ -67,8 +67,10 @@ class Recipe(ABC):
 
     name: str = "recipe"
 
+    @abstractmethod
     def setup(self, device: torch.device) -> None:
-        """Build models once per process (after the workers are forked)."""
+        """Build models once per process. The decoding workers are started before this, so they never
+        hold (or fork) the models or a CUDA context."""
 
     @abstractmethod
     def load(self, clip: Clip) -> dict:
@@ -194,14 +196,16 @@ def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto",
              len(todo), recipe.name, device)
     if not todo:
         return summary
+    loader = torch.utils.data.DataLoader(_LoadedClips(todo, recipe), batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=_as_list, persistent_workers=False, prefetch_factor=None
+                                         if num_workers == 0 else 2)
+    batches = iter(loader)  # workers start decoding now, before any model exists in this process
     recipe.setup(device)
     parts, failures = _Appender(out / "parts" / f"{name}.jsonl"), _Appender(out / "failures" / f"{name}.jsonl")
-    loader = torch.utils.data.DataLoader(_LoadedClips(todo, recipe), batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=_as_list, persistent_workers=False)
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"{recipe.name} {index}/{count}", disable=not progress, dynamic_ncols=True)
     try:
-        for batch in loader:
+        for batch in batches:
             loaded = [b for b in batch if not isinstance(b, ClipFailure)]
             results = [b for b in batch if isinstance(b, ClipFailure)]
             if loaded:
@@ -214,7 +218,7 @@ def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto",
                     continue
                 finals = {key: out / key / f"{result.clip.id}.npy" for key in result.arrays}
                 with atomic_files(*finals.values()) as temps:
-                    for (key, array), tmp in zip(result.arrays.items(), temps):
+                    for array, tmp in zip(result.arrays.values(), temps):
                         with open(tmp, "wb") as f:
                             np.save(f, array)
                 row = {"id": result.clip.id, **result.row, **{k: f"{k}/{result.clip.id}.npy" for k in finals}}

@@ -1,0 +1,206 @@
+"""HiCoDiT's corpus recipe: a raw talking-face clip -> everything training and evaluation read.
+
+Per clip (video at 25 fps, its audio at 24 kHz for the codec and 16 kHz for GE2E):
+
+    tokens   (12, 2T) int16    MaskGCT RVQ codes of the speech at 50 Hz (the training targets)
+    lip      (T, 1024) float16 AV-HuBERT-Large features of the mouth ROIs        (lip: features | both)
+    mouth    (T, 88, 88) uint8 the mouth crops for the trainable lip front-end   (lip: crops | both)
+    face     (512,) float32    ArcFace identity, unit norm                         (identity: true)
+    emotion  (T, 7) float32    per-frame expression probabilities                  (expression: true)
+    ge2e     (256,) float32    GE2E embedding of the speech (identity target)      (ge2e: true)
+
+and the manifest row: id, num_frames (T), duration, text, speaker, subset, face_fraction, video.
+A clip is refused (into failures.jsonl, with its reason) when its media cannot be read, it has no
+audio or no face, or it fails the paper's filters: duration bounds, the token/frame length
+mismatch, a face found on too few frames.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.errors import UserFacingError
+from engine.pipeline.corpus import Clip
+from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
+from visual.frontend import FrontEndConfig
+
+log = logging.getLogger(__name__)
+
+FPS = 25.0
+TOKEN_RATE = 50  # MaskGCT tokens per second: two per video frame
+
+
+class FilteredClip(UserFacingError, ValueError):
+    pass
+
+
+@dataclass
+class HiCoDiTPrepConfig:
+    codec: str = "maskgct"  # codec preset (its weights: the released MaskGCT codec by registry name)
+    codec_weights: str | None = None  # another weights spec for it
+    lip: str = "features"  # features (AV-HuBERT) | crops (mouth crops for model.lip_input=frontend) | both
+    identity: bool = True  # ArcFace identity
+    expression: bool = True  # per-frame expression (else the manifest's emotion comes from emotion_key)
+    emotion_key: str | None = None  # a corpus-list column with the clip's emotion (label name or 0..6)
+    ge2e: bool = True
+    frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
+    # the paper's filters
+    min_seconds: float = 1.0
+    max_seconds: float = 30.0
+    max_mismatch: int = 4  # |tokens - 2 x frames| allowed
+    min_face_fraction: float = 0.9  # frames where a face was detected (the rest interpolated)
+
+    def __post_init__(self):
+        if self.lip not in ("features", "crops", "both"):
+            raise ValueError(f"lip must be features, crops or both, got {self.lip!r}")
+        if isinstance(self.frontend, dict):
+            self.frontend = FrontEndConfig(**self.frontend)
+
+
+class HiCoDiTRecipe(Recipe):
+    name = "hicodit"
+
+    def __init__(self, cfg: HiCoDiTPrepConfig | None = None):
+        self.cfg = cfg or HiCoDiTPrepConfig()
+
+    def setup(self, device: torch.device) -> None:
+        from engine.configs import build_codec
+        from visual.frontend import VisualFrontEnd
+
+        cfg = self.cfg
+        self.device = device
+        self.codec = build_codec(cfg.codec, cfg.codec_weights).to(device).eval()
+        lip_input = "features" if cfg.lip != "crops" else "frontend"
+        self.frontend = VisualFrontEnd(cfg.frontend, device, lip_input=lip_input)
+        self.frontend.build(identity=cfg.identity, expression=cfg.expression)
+        self.ge2e = None
+        if cfg.ge2e:
+            from avcodecs.speaker.ge2e import load_ge2e
+
+            self.ge2e = load_ge2e().to(device)
+
+    # ------------------------------------------------------------------------------- per clip
+    def load(self, clip: Clip) -> dict:
+        from engine.media import read_video, resample
+
+        if not clip.video:
+            raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)")
+        video = read_video(clip.video, fps=FPS, audio_sample_rate=24000, require_audio=True)
+        duration = len(video.frames) / FPS
+        if not self.cfg.min_seconds <= duration <= self.cfg.max_seconds:
+            raise FilteredClip(f"{clip.video}: duration {duration:.2f} s outside [{self.cfg.min_seconds}, "
+                               f"{self.cfg.max_seconds}] s")
+        return {"frames": video.frames, "wav24": video.audio, "wav16": resample(video.audio, 24000, 16000)}
+
+    @torch.no_grad()
+    def process(self, loaded: list[dict]) -> list[ClipResult | ClipFailure]:
+        results: list[ClipResult | ClipFailure | None] = [None] * len(loaded)
+        kept = []
+        for i, item in enumerate(loaded):
+            try:
+                kept.append((i, self._visual(item)))
+            except UserFacingError as e:
+                results[i] = ClipFailure(item["clip"], str(e).splitlines()[0], "visual")
+        embeddings = self._ge2e([loaded[i]["wav16"] for i, _ in kept]) if kept else []
+        for (i, arrays), ge2e in zip(kept, embeddings if self.cfg.ge2e else [None] * len(kept)):
+            item = loaded[i]
+            try:
+                results[i] = self._finish(item, arrays, ge2e)
+            except UserFacingError as e:
+                results[i] = ClipFailure(item["clip"], str(e).splitlines()[0], "codec")
+        return results
+
+    def _visual(self, item: dict) -> dict:
+        from visual.align import arcface_crops, expression_crops
+        from visual.mouth import MODEL_CROP, crop_mouths
+
+        clip, frames, cfg = item["clip"], item["frames"], self.cfg
+        frontend = self.frontend
+        track = frontend.tracker.track(frames, source=clip.video)
+        face_fraction = float(np.mean(track.detected))
+        if face_fraction < cfg.min_face_fraction:
+            raise FilteredClip(f"{clip.video}: a face on only {face_fraction:.0%} of the frames "
+                               f"(< {cfg.min_face_fraction:.0%})")
+        mouth = crop_mouths(frames, track).crops  # (T, 96, 96)
+        arrays = {}
+        if cfg.lip in ("features", "both"):
+            arrays["lip"] = frontend.lip_features(mouth).astype(np.float16)
+        if cfg.lip in ("crops", "both"):
+            top = (mouth.shape[-1] - MODEL_CROP) // 2
+            arrays["mouth"] = np.ascontiguousarray(mouth[:, top:top + MODEL_CROP, top:top + MODEL_CROP])
+        if cfg.identity:
+            from visual.arcface import clip_identity
+
+            arrays["face"] = clip_identity(frontend.arcface, arcface_crops(frames, track), cfg.frontend.batch_frames,
+                                           source=clip.video).float().cpu().numpy()
+        if cfg.expression:
+            classifier = frontend.expression
+            faces = expression_crops(frames, track, size=classifier.input_size)
+            arrays["emotion"] = classifier.probabilities(faces, batch_size=cfg.frontend.batch_frames,
+                                                         source=clip.video).float().cpu().numpy()
+        return {"arrays": arrays, "face_fraction": face_fraction}
+
+    def _ge2e(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
+        if self.ge2e is None:
+            return [None] * len(wavs)
+        return list(self.ge2e.embed(wavs).float().cpu().numpy())
+
+    def _finish(self, item: dict, visual: dict, ge2e) -> ClipResult:
+        clip, cfg = item["clip"], self.cfg
+        frames = len(item["frames"])
+        wav = torch.from_numpy(item["wav24"]).to(self.device)[None]
+        tokens = self.codec.encode(wav)[0].cpu().numpy().astype(np.int16)  # (Q, L): one clip, no padding
+        mismatch = abs(tokens.shape[1] - 2 * frames)
+        if mismatch > cfg.max_mismatch:
+            raise FilteredClip(f"{clip.video}: {tokens.shape[1]} tokens for {frames} frames (audio and video "
+                               f"differ by {mismatch / TOKEN_RATE:.2f} s)")
+        arrays = {"tokens": tokens, **visual["arrays"]}
+        if ge2e is not None:
+            arrays["ge2e"] = np.asarray(ge2e, dtype=np.float32)
+        row = {"num_frames": frames, "duration": round(len(item["wav24"]) / 24000, 3), "text": clip.text,
+               "speaker": clip.speaker, "subset": clip.subset, "face_fraction": round(visual["face_fraction"], 4),
+               "video": clip.video, **clip.extra}
+        if cfg.emotion_key and cfg.emotion_key in clip.extra:
+            row["emotion_label"] = clip.extra[cfg.emotion_key]
+        return ClipResult(clip, arrays, row, seconds=len(item["wav24"]) / 24000)
+
+
+def recipe_from_args(args) -> HiCoDiTRecipe:
+    """The recipe from ``scripts/prepare_corpus.py hicodit`` flags."""
+    frontend = FrontEndConfig(tracker=args.tracker,
+                              avhubert=args.avhubert or (None if args.random_extractors else "avhubert-large"),
+                              arcface=args.arcface or (None if args.random_extractors else "arcface-iresnet100"),
+                              expression_weights=args.expression_weights or (
+                                  None if args.random_extractors else "poster-v2-rafdb"),
+                              random_weights="tiny" if args.random_extractors else None)
+    cfg = HiCoDiTPrepConfig(codec=args.codec_config, codec_weights=args.codec_weights, lip=args.lip,
+                            identity=not args.no_identity, expression=not args.no_expression,
+                            emotion_key=args.emotion_key, ge2e=not args.no_ge2e, frontend=frontend,
+                            min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                            max_mismatch=args.max_mismatch, min_face_fraction=args.min_face_fraction)
+    return HiCoDiTRecipe(cfg)
+
+
+def add_arguments(parser) -> None:
+    d = HiCoDiTPrepConfig()
+    g = parser.add_argument_group("HiCoDiT recipe")
+    g.add_argument("--codec-config", default=d.codec, help="codec preset or .yaml (default: the released MaskGCT)")
+    g.add_argument("--codec-weights", help="another weights spec for the codec")
+    g.add_argument("--lip", choices=("features", "crops", "both"), default=d.lip,
+                   help="AV-HuBERT features, mouth crops for the trainable front-end, or both")
+    g.add_argument("--tracker", choices=("dlib", "mediapipe"), default="dlib")
+    g.add_argument("--avhubert", help="AV-HuBERT weights (default: avhubert-large)")
+    g.add_argument("--arcface", help="ArcFace weights (default: arcface-iresnet100)")
+    g.add_argument("--expression-weights", help="POSTER V2 weights (default: poster-v2-rafdb)")
+    g.add_argument("--random-extractors", action="store_true", help="tests and demos: random tiny extractors")
+    g.add_argument("--no-identity", action="store_true", help="skip ArcFace (no 'face' feature)")
+    g.add_argument("--no-expression", action="store_true", help="skip the expression classifier")
+    g.add_argument("--emotion-key", help="a corpus-list column holding each clip's emotion (kept as emotion_label)")
+    g.add_argument("--no-ge2e", action="store_true", help="skip the GE2E speech embedding")
+    g.add_argument("--min-seconds", type=float, default=d.min_seconds)
+    g.add_argument("--max-seconds", type=float, default=d.max_seconds)
+    g.add_argument("--max-mismatch", type=int, default=d.max_mismatch, help="tokens of audio/video length mismatch")
+    g.add_argument("--min-face-fraction", type=float, default=d.min_face_fraction)
+
