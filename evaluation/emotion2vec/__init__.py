@@ -6,8 +6,12 @@
     emo_acc = emotion_accuracy(p_gen, p_ref)                                 # percent
 """
 
-from evaluation.emotion2vec.checkpoint import (Emotion2vecCheckpointError, config_from_state, load_emotion2vec,
-                                               read_emotion2vec_state)
+from evaluation.emotion2vec.checkpoint import (
+                                               Emotion2vecCheckpointError,
+                                               config_from_state,
+                                               load_emotion2vec,
+                                               read_emotion2vec_state,
+)
 from evaluation.emotion2vec.judge import Emotion2vecJudge, SpeechEmotionJudge
 from evaluation.emotion2vec.labels import EMOTION2VEC_LABELS, canonical_matrix, emotion_accuracy, to_canonical
 from evaluation.emotion2vec.model import Emotion2vec, Emotion2vecConfig

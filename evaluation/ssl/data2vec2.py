@@ -181,7 +181,8 @@ class Data2Vec2Audio(nn.Module):
     def frame_lengths(self, lengths):
         return self.audio.local_encoder.output_lengths(lengths)
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """wav (B, N) -> (features (B, T, D), frame mask (B, T) or None). ``lengths`` (B,) in samples."""
         audio = self.audio
         x = audio.local_encoder(wav, lengths).transpose(1, 2)  # (B, T, C)

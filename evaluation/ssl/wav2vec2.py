@@ -132,7 +132,8 @@ class Wav2Vec2(nn.Module):
     def frame_lengths(self, lengths):
         return self.feature_extractor.output_lengths(lengths)
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """wav (B, N) -> (features (B, T, D), frame mask (B, T) or None). ``lengths`` (B,) in samples."""
         features = self.feature_extractor(wav, lengths).transpose(1, 2)  # (B, T, C)
         x = self.post_extract_proj(self.layer_norm(features))  # (B, T, D)

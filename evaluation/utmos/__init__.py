@@ -5,8 +5,12 @@
     mos = model(wavs_16k, lengths)            # (B,)
 """
 
-from evaluation.utmos.checkpoint import (UTMOSCheckpointError, load_utmos22_strong, read_utmos_checkpoint,
-                                         speechmos_to_lightning)
+from evaluation.utmos.checkpoint import (
+                                         UTMOSCheckpointError,
+                                         load_utmos22_strong,
+                                         read_utmos_checkpoint,
+                                         speechmos_to_lightning,
+)
 from evaluation.utmos.model import UTMOS22Strong, UTMOSConfig
 
 __all__ = ["UTMOS22Strong", "UTMOSCheckpointError", "UTMOSConfig", "load_utmos22_strong", "read_utmos_checkpoint",

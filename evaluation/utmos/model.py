@@ -86,7 +86,8 @@ class UTMOS22Strong(nn.Module):
     def __init__(self, config: UTMOSConfig | None = None):
         super().__init__()
         self.config = cfg = config or UTMOSConfig()
-        self.feature_extractors = nn.ModuleList([SSLFeatures(cfg.ssl), DomainEmbedding(cfg.num_domains, cfg.domain_dim)])
+        self.feature_extractors = nn.ModuleList([SSLFeatures(cfg.ssl),
+                                                 DomainEmbedding(cfg.num_domains, cfg.domain_dim)])
         self.output_layers = nn.ModuleList([
             ListenerConditioner(cfg.ssl.embed_dim + cfg.domain_dim, cfg.judge_dim, cfg.num_judges, cfg.rnn_hidden),
             Projection(2 * cfg.rnn_hidden, cfg.proj_hidden)])
