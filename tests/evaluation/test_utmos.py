@@ -86,7 +86,7 @@ def _fake_lightning():
 
 
 def _lightning_file(model: UTMOS22Strong, path, drop=()):
-    lib = _fake_lightning()
+    lib, real = _fake_lightning(), sys.modules.get("pytorch_lightning")
     sys.modules["pytorch_lightning"] = lib
     try:
         state = {k: v for k, v in model.state_dict().items() if k not in drop}
@@ -95,8 +95,10 @@ def _lightning_file(model: UTMOS22Strong, path, drop=()):
         torch.save({"epoch": 3, "global_step": 7459, "state_dict": state, "hyper_parameters": {"cfg": cfg},
                     "callbacks": {lib.ModelCheckpoint: {"best_model_score": torch.tensor(0.9)}},
                     "optimizer_states": [{"state": {}, "param_groups": [{"lr": 2e-5}]}]}, path)
-    finally:
-        del sys.modules["pytorch_lightning"]  # the library is absent where the file is read
+    finally:  # the stand-in is gone where the file is read
+        sys.modules.pop("pytorch_lightning")
+        if real is not None:
+            sys.modules["pytorch_lightning"] = real
     return path
 
 
