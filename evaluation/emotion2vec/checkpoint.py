@@ -84,6 +84,9 @@ def config_from_state(state: dict[str, torch.Tensor], source: str = "weights") -
                  for i in range(_count(state, re.escape(AUDIO) + r"local_encoder\.conv_layers\.(\d+)\.0\.weight"))]
     except KeyError as e:
         raise Emotion2vecCheckpointError(f"{source}: not an emotion2vec checkpoint (no tensor {e.args[0]})") from None
+    if scale.dim() != 5 or scale.shape[0] != 1:
+        raise Emotion2vecCheckpointError(f"{source}: alibi_scale of shape {list(scale.shape)}: only one ALiBi scale "
+                                         f"per head shared by all blocks (1, 1, H, 1, 1) is supported")
     strides = [5, 2, 2, 2, 2, 2, 2]  # fixed by data2vec's feature_encoder_spec; kernels are checked below
     if len(convs) != len(strides):
         raise Emotion2vecCheckpointError(f"{source}: expected 7 conv feature layers, found {len(convs)}")

@@ -53,6 +53,8 @@ class UTMOSConfig:
                    rnn_hidden=16, proj_hidden=32)
 
 
+# The four containers below only give the parameters their released names; the forward pass is
+# UTMOS22Strong.frame_scores.
 class SSLFeatures(nn.Module):
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__()

@@ -48,6 +48,14 @@ def test_sizes_are_read_off_the_released_shapes():
     assert config_from_state(state) == Emotion2vecConfig()  # plus_large: 1024-d, 4 + 8 blocks, 16 heads
 
 
+def test_per_layer_alibi_scales_are_refused_not_misread():
+    with torch.device("meta"):
+        state = {k: torch.empty(v) for k, v in _released_shapes().items()}
+        state["d2v_model.modality_encoders.AUDIO.alibi_scale"] = torch.empty(12, 1, 16, 1, 1)
+    with pytest.raises(UserFacingError, match="only one ALiBi scale per head"):
+        config_from_state(state, "model.pt")
+
+
 def test_alibi_slopes_follow_the_geometric_series():
     torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -i for i in range(1, 9)]))
     twelve = alibi_slopes(12)  # not a power of 2: the 8-head series, then every other 16-head slope
