@@ -23,9 +23,9 @@ SAMPLE_RATE = 16_000
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
-    "She sells sea shells by the sea shore every summer morning.",
+    "The birch canoe slid on the smooth planks.",
     "Please call Stella and ask her to bring these things with her from the store.",
-    "A rainbow is a division of white light into many beautiful colors.",
+    "Glue the sheet to the dark blue background.",
 )
 
 # GRID: command colour preposition letter digit adverb (Cooke et al. 2006); no "w" among the letters.
