@@ -16,7 +16,7 @@ def judge():
     pytest.importorskip("jiwer", reason="needs jiwer")
     from evaluation.asr import AsrJudge
 
-    return AsrJudge(beam_size=5, cpu_threads=1)
+    return AsrJudge(beam_size=5, cpu_threads=1, batch_size=8)  # batched decoding exercised
 
 
 NOISE = 0.1 * np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32)
