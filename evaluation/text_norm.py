@@ -8,7 +8,7 @@ Modes:
   ``whisper_en``        Whisper's EnglishTextNormalizer (transformers' implementation, which is
                         openai-whisper's): lower case, brackets and fillers removed, contractions
                         and titles expanded, British spellings made American (the spelling map is
-                        openai-whisper's ``english.json``, MIT licence, shipped in data/), spelled
+                        openai-whisper's ``english.json``, MIT licence, shipped beside this file), spelled
                         numbers turned into digits ("two" -> "2", "ten percent" -> "10%").
   ``whisper_en_words``  the above, then every number back into words, with letters and digits split
                         ("f2" -> "f two", "2nd" -> "second", "10%" -> "ten percent", "$5" -> "five
@@ -27,7 +27,7 @@ from pathlib import Path
 from evaluation.speech_common import SpeechJudgeError
 
 MODES = ("whisper_en", "whisper_en_words", "basic", "none")
-SPELLING_MAP = Path(__file__).with_name("data") / "whisper_english_spelling.json"
+SPELLING_MAP = Path(__file__).with_name("whisper_english_spelling.json")  # package data (*.json)
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
          "sixteen seventeen eighteen nineteen").split()
