@@ -42,7 +42,7 @@ _CURRENCY = {"$": ("dollar", "dollars"), "£": ("pound", "pounds"), "€": ("eur
 def _english():
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
-    return EnglishTextNormalizer(json.loads(SPELLING_MAP.read_text()))
+    return EnglishTextNormalizer(json.loads(SPELLING_MAP.read_text(encoding="utf-8")))
 
 
 @functools.cache
