@@ -64,7 +64,7 @@ def main() -> None:
     for batch in (1, 4):
         asr.config.batch_size = batch
         timing[f"asr_batch{batch}"] = per_utterance(lambda: asr.transcribe(wavs), n, args.repeats)
-    asr.config.batch_size = None
+    asr.config.batch_size = 8
     timing["asr_faster_whisper_transcribe"] = per_utterance(lambda: [asr.transcribe_one(w) for w in wavs], n,
                                                             args.repeats)
     timing["dnsmos"] = per_utterance(lambda: dnsmos.score(wavs), n, args.repeats)

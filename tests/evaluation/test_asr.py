@@ -60,3 +60,15 @@ def test_missing_model_folder_is_one_line_error():
 
     with pytest.raises(UserFacingError, match="--asr-model no/such/whisper: no such file"):
         AsrJudge(model="no/such/whisper")
+
+
+def test_vocabulary_prompt_is_passed_as_faster_whisper_passes_it(judge, piper_speech):  # noqa: F811
+    from evaluation.asr import GRID_PROMPT
+
+    wav = piper_speech[3].wav
+    judge.config.initial_prompt = GRID_PROMPT
+    try:
+        assert judge.transcribe([wav, wav]) == [judge.transcribe_one(wav)] * 2
+        assert judge.judge_info()["initial_prompt"] == GRID_PROMPT
+    finally:
+        judge.config.initial_prompt = None
