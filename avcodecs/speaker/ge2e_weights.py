@@ -1,0 +1,56 @@
+"""Loading Resemblyzer's GE2E ``pretrained.pt`` ({"step", "model_state", "optimizer_state"}) into a Ge2eEncoder.
+
+    encoder, report = load_ge2e()                       # the file inside the installed resemblyzer
+    encoder, report = load_ge2e("ckpts/pretrained.pt")   # or any path / weight spec
+
+The resemblyzer distribution is only looked up (``importlib.util.find_spec``), never imported: its
+package imports webrtcvad and librosa at import time, and its webrtcvad needs pkg_resources.
+``pip install --no-deps resemblyzer`` is enough to provide the file. Read through safe_torch_load
+(tensors and plain containers only); the optimizer state is ignored.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from avcodecs.speaker.ge2e import Ge2eConfig, Ge2eEncoder
+from engine.errors import UserFacingError
+from engine.hub import resolve_weights
+from engine.safe_load import CheckpointReadError, safe_torch_load
+from engine.weights import LoadReport, load_checked
+
+
+class Ge2eWeightsNotFoundError(UserFacingError, FileNotFoundError):
+    pass
+
+
+def resemblyzer_weights() -> Path:
+    """``pretrained.pt`` inside the installed resemblyzer distribution."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise Ge2eWeightsNotFoundError("GE2E weights: resemblyzer is not installed "
+                                       "(pip install --no-deps resemblyzer), and no weights path was given")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+    if not path.is_file():
+        raise Ge2eWeightsNotFoundError(f"{path}: missing from the resemblyzer distribution")
+    return path
+
+
+def read_ge2e_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    ckpt = safe_torch_load(path)
+    state = ckpt.get("model_state") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointReadError(f"{path}: expected {{'model_state': state_dict}} (Resemblyzer GE2E format)")
+    return state
+
+
+def load_ge2e(weights: str | Path | None = None, config: Ge2eConfig | None = None
+              ) -> tuple[Ge2eEncoder, LoadReport]:
+    """Build the encoder and load ``weights`` (default: Resemblyzer's); strict: every name and shape."""
+    path = resemblyzer_weights() if weights is None else resolve_weights(weights, flag="--ge2e")
+    state = read_ge2e_checkpoint(path)
+    model = Ge2eEncoder(config)
+    with torch.no_grad():
+        report = load_checked(model, state, str(path))
+    return model.eval().requires_grad_(False), report
