@@ -171,12 +171,11 @@ def _reference_speaker(job: Job, args, speaker_dim: int) -> np.ndarray:
 
 def ge2e_from_audio(path: str) -> np.ndarray:
     """GE2E embedding (256,) of a recording (the project's GE2E port; weights from resemblyzer's wheel)."""
-    from avcodecs.speaker.ge2e import load_ge2e
-
+    from avcodecs.speaker.ge2e_weights import load_ge2e
     from engine.media import read_audio
 
-    encoder = load_ge2e()
-    return encoder.embed_utterances([read_audio(path, encoder.sample_rate)])[0].numpy().astype(np.float32)
+    encoder, _ = load_ge2e()
+    return encoder.embed([read_audio(path, encoder.sample_rate)])[0].numpy().astype(np.float32)
 
 
 def _check_features(item: dict, cfg, clip_id: str) -> None:

@@ -77,9 +77,9 @@ class HiCoDiTRecipe(Recipe):
         self.frontend.build(identity=cfg.identity, expression=cfg.expression)
         self.ge2e = None
         if cfg.ge2e:
-            from avcodecs.speaker.ge2e import load_ge2e
+            from avcodecs.speaker.ge2e_weights import load_ge2e
 
-            self.ge2e = load_ge2e().to(device)
+            self.ge2e = load_ge2e()[0].to(device)
 
     # ------------------------------------------------------------------------------- per clip
     def load(self, clip: Clip) -> dict:

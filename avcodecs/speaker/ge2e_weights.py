@@ -3,38 +3,20 @@
     encoder, report = load_ge2e()                       # the file inside the installed resemblyzer
     encoder, report = load_ge2e("ckpts/pretrained.pt")   # or any path / weight spec
 
-The resemblyzer distribution is only looked up (``importlib.util.find_spec``), never imported: its
-package imports webrtcvad and librosa at import time, and its webrtcvad needs pkg_resources.
-``pip install --no-deps resemblyzer`` is enough to provide the file. Read through safe_torch_load
-(tensors and plain containers only); the optimizer state is ignored.
+The default is the registry entry ``ge2e``: the file inside the installed resemblyzer distribution,
+which is only located, never imported (its package imports webrtcvad and librosa at import time, and
+its webrtcvad needs pkg_resources); ``pip install --no-deps resemblyzer`` is enough to provide it.
+Read through safe_torch_load (tensors and plain containers only); the optimizer state is ignored.
 """
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
 from avcodecs.speaker.ge2e import Ge2eConfig, Ge2eEncoder
-from engine.errors import UserFacingError
 from engine.hub import resolve_weights
 from engine.safe_load import CheckpointReadError, safe_torch_load
 from engine.weights import LoadReport, load_checked
-
-
-class Ge2eWeightsNotFoundError(UserFacingError, FileNotFoundError):
-    pass
-
-
-def resemblyzer_weights() -> Path:
-    """``pretrained.pt`` inside the installed resemblyzer distribution."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise Ge2eWeightsNotFoundError("GE2E weights: resemblyzer is not installed "
-                                       "(pip install --no-deps resemblyzer), and no weights path was given")
-    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
-    if not path.is_file():
-        raise Ge2eWeightsNotFoundError(f"{path}: missing from the resemblyzer distribution")
-    return path
 
 
 def read_ge2e_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -47,8 +29,9 @@ def read_ge2e_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_ge2e(weights: str | Path | None = None, config: Ge2eConfig | None = None
               ) -> tuple[Ge2eEncoder, LoadReport]:
-    """Build the encoder and load ``weights`` (default: Resemblyzer's); strict: every name and shape."""
-    path = resemblyzer_weights() if weights is None else resolve_weights(weights, flag="--ge2e")
+    """Build the encoder and load ``weights`` (default: the registry's ``ge2e``, i.e. the ``pretrained.pt``
+    inside the installed resemblyzer distribution, found without importing it); strict: every name and shape."""
+    path = resolve_weights(weights or "ge2e", flag="--ge2e")
     state = read_ge2e_checkpoint(path)
     model = Ge2eEncoder(config)
     with torch.no_grad():
