@@ -91,7 +91,7 @@ def run(args) -> int:
     recipe = importlib.import_module(RECIPES[args.command]).recipe_from_args(args)
     clips = walk_corpus(args.corpus, args.root, args.subsets, audio_only=getattr(args, "tts", False))
     run_recipe(recipe, clips, args.out_dir, args.shard, args.device, args.batch_size, args.workers,
-               args.retry_failed, progress=not args.quiet)
+               args.retry_failed, progress=not args.quiet, seed=args.seed)
     if args.merge:
         if _wait_for_all_ranks():
             merge(args.out_dir, args.split, args.val, args.test, args.seed)

@@ -174,8 +174,10 @@ def failure_kind(reason: str) -> str:
 
 
 def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto", device: str = "auto",
-        batch_size: int = 8, num_workers: int = 2, retry_failed: bool = False, progress: bool = True) -> RunSummary:
-    """Prepare this shard's clips into ``out`` (resumable). Returns the shard's summary."""
+        batch_size: int = 8, num_workers: int = 2, retry_failed: bool = False, progress: bool = True,
+        seed: int = 0) -> RunSummary:
+    """Prepare this shard's clips into ``out`` (resumable). Returns the shard's summary. ``seed`` makes
+    anything built at random (tests' tiny extractors) the same in every shard and every restart."""
     from tqdm import tqdm
 
     from engine.atomic import atomic_files
@@ -200,6 +202,7 @@ def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto",
                                          collate_fn=_as_list, persistent_workers=False, prefetch_factor=None
                                          if num_workers == 0 else 2)
     batches = iter(loader)  # workers start decoding now, before any model exists in this process
+    torch.manual_seed(seed)
     recipe.setup(device)
     parts, failures = _Appender(out / "parts" / f"{name}.jsonl"), _Appender(out / "failures" / f"{name}.jsonl")
     start = time.perf_counter()

@@ -1,0 +1,130 @@
+"""From a raw corpus in LRS3's layout to the manifests train.py reads: two shards (one killed with
+SIGKILL mid-run and restarted) give what one process gives; bad clips are recorded with their reason;
+the HiCoDiT and Talker recipes' outputs train their tiny models."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, build_trainer, compose
+from tests.pipeline.corpus_fixture import make_lrs3
+
+pytest.importorskip("dlib")
+pytest.importorskip("skimage")
+
+HICODIT = ["hicodit", "--corpus", "lrs3", "--codec-config", "maskgct_tiny", "--random-extractors", "--device", "cpu",
+           "--workers", "1", "--batch-size", "2", "--quiet"]
+TALKER = ["talker", "--corpus", "lrs3", "--vae-config", "whisperx_vae_tiny", "--speaker-config",
+          "speaker_wavlm_ecapa_tiny", "--liax-config", "lia_x_tiny", "--device", "cpu", "--workers", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lrs3")
+    return root, make_lrs3(root)
+
+
+def prepare(*args, wait=True):
+    cmd = [sys.executable, str(REPO / "scripts" / "prepare_corpus.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    if wait:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    return proc
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def single(corpus, tmp_path_factory):
+    root, _ = corpus
+    out = tmp_path_factory.mktemp("single")
+    prepare(*HICODIT, "--root", str(root), "--out-dir", str(out), "--merge")
+    return out
+
+
+@pytest.mark.slow
+def test_two_shards_one_killed_and_restarted_give_the_single_process_result(corpus, single, tmp_path):
+    root, ids = corpus
+    out = tmp_path / "sharded"
+    first = prepare(*HICODIT, "--root", str(root), "--out-dir", str(out), "--shard", "0/2", wait=False)
+    second = prepare(*HICODIT, "--root", str(root), "--out-dir", str(out), "--shard", "1/2", wait=False)
+    part = out / "parts" / "shard-00000-of-00002.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not part.exists() or not part.read_text().strip()):
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # mid-run: at least one clip done, more to go
+    first.wait()
+    done_before = len(rows(part))
+    assert second.wait(timeout=600) == 0
+    prepare(*HICODIT, "--root", str(root), "--out-dir", str(out), "--shard", "0/2")  # the restart
+    prepare("merge", "--out-dir", str(out), "--quiet")
+    assert 1 <= done_before
+    for name in ("manifest", "train", "val", "test"):
+        assert rows(out / f"{name}.jsonl") == rows(single / f"{name}.jsonl"), name
+    shard_rows = [r["id"] for p in sorted((out / "parts").glob("*.jsonl")) for r in rows(p)]
+    assert sorted(shard_rows) == sorted(ids["good"])  # nothing done twice
+    for row in rows(single / "manifest.jsonl"):  # the same arrays (batches group the clips differently:
+        for key in ("tokens", "lip", "face", "emotion", "ge2e"):  # float features agree to rounding)
+            a, b = np.load(out / row[key]), np.load(single / row[key])
+            assert a.dtype == b.dtype and (np.array_equal(a, b) if key == "tokens" else np.allclose(a, b, atol=1e-5))
+
+
+def test_bad_clips_are_recorded_with_their_reason(corpus, single):
+    _, ids = corpus
+    failures = {r["id"]: r for r in rows(single / "failures" / "shard-00000-of-00001.jsonl")}
+    assert set(failures) == set(ids["bad"])
+    assert failures["trainval__spkA__zz_corrupt"]["reason"].endswith("zz_corrupt.mp4: unreadable or corrupt media "
+                                                                     "file (InvalidDataError)")
+    assert failures["trainval__spkA__zz_silent"]["reason"].endswith("zz_silent.mp4: no audio stream")
+    manifest = rows(single / "manifest.jsonl")
+    assert sorted(r["id"] for r in manifest) == sorted(ids["good"])
+    row = next(r for r in manifest if r["id"] == "trainval__spkB__00001")
+    assert row["text"] == "CLIP 1 OF SPKB" and row["speaker"] == "spkB" and row["num_frames"] == 30
+    tokens = np.load(single / row["tokens"])  # the aac track runs a little past the video: within the filter
+    assert tokens.shape[0] == 12 and abs(tokens.shape[1] - 60) <= 4 and np.load(single / row["lip"]).dtype == np.float16
+    # the corpus's own test subset is the test split; val is held out of training by whole speakers
+    split = {name: {r["speaker"] for r in rows(single / f"{name}.jsonl")} for name in ("train", "val", "test")}
+    assert split["test"] == {"spkC"} and not split["val"] & split["train"]
+
+
+def test_a_rerun_redoes_nothing(corpus, single):
+    root, _ = corpus
+    before = {p.name: p.stat().st_mtime_ns for p in (single / "tokens").iterdir()}
+    prepare(*HICODIT, "--root", str(root), "--out-dir", str(single))
+    assert {p.name: p.stat().st_mtime_ns for p in (single / "tokens").iterdir()} == before
+
+
+def test_hicodit_trains_on_the_prepared_corpus(single, tmp_path):
+    cfg = compose("experiment=hicodit_tiny", "data=hicodit_manifest", f"data.train_manifest={single / 'train.jsonl'}",
+                  f"data.val_manifest={single / 'val.jsonl'}", "model.face_dim=32", "model.speaker_dim=256",
+                  "trainer.max_steps=3", "trainer.batch_size=2", "trainer.save_every=3", "trainer.log_every=1",
+                  "trainer.progress=false", "trainer.num_workers=0", "task.sampler.steps=2",
+                  f"trainer.out_dir={tmp_path / 'run'}")
+    build_trainer(cfg).fit()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val/token_acc" in r for r in logged) and all(np.isfinite(r.get("train/loss", 0)) for r in logged)
+
+
+def test_talker_recipe_feeds_talker_training(corpus, tmp_path):
+    root, ids = corpus
+    out = tmp_path / "talker"
+    prepare(*TALKER, "--root", str(root), "--out-dir", str(out), "--merge", "--val", "0")
+    manifest = rows(out / "manifest.jsonl")
+    assert sorted(r["id"] for r in manifest) == sorted(ids["good"])
+    row = manifest[0]
+    assert np.load(out / row["speech"]).shape[1] == 32 and np.load(out / row["motion"]).shape == (30, 40)
+    cfg = compose("experiment=talker_tiny", "data=talker_av", f"data.manifests=[{out / 'train.jsonl'}]",
+                  "model.speaker_dim=16", "trainer.max_steps=2", "trainer.batch_size=2", "trainer.save_every=2",
+                  "trainer.progress=false", "trainer.num_workers=0", "task.val_max_seconds=0.2",
+                  f"trainer.out_dir={tmp_path / 'run'}")
+    build_trainer(cfg).fit()
+    assert (tmp_path / "run" / "checkpoints").is_dir()
