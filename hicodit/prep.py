@@ -40,7 +40,9 @@ class FilteredClip(UserFacingError, ValueError):
 class HiCoDiTPrepConfig:
     codec: str = "maskgct"  # codec preset (its weights: the released MaskGCT codec by registry name)
     codec_weights: str | None = None  # another weights spec for it
-    lip: str = "features"  # features (AV-HuBERT) | crops (mouth crops for model.lip_input=frontend) | both
+    # features (AV-HuBERT) | crops (mouth crops for model.lip_input=frontend) | both | none (no visual
+    # work at all: e.g. tokens only, for a manifest that already has its features)
+    lip: str = "features"
     identity: bool = True  # ArcFace identity
     expression: bool = True  # per-frame expression (else the manifest's emotion comes from emotion_key)
     emotion_key: str | None = None  # a corpus-list column with the clip's emotion (label name or 0..6)
@@ -53,8 +55,8 @@ class HiCoDiTPrepConfig:
     min_face_fraction: float = 0.9  # frames where a face was detected (the rest interpolated)
 
     def __post_init__(self):
-        if self.lip not in ("features", "crops", "both"):
-            raise ValueError(f"lip must be features, crops or both, got {self.lip!r}")
+        if self.lip not in ("features", "crops", "both", "none"):
+            raise ValueError(f"lip must be features, crops, both or none, got {self.lip!r}")
         if isinstance(self.frontend, dict):
             self.frontend = FrontEndConfig(**self.frontend)
 
@@ -65,6 +67,10 @@ class HiCoDiTRecipe(Recipe):
     def __init__(self, cfg: HiCoDiTPrepConfig | None = None):
         self.cfg = cfg or HiCoDiTPrepConfig()
 
+    @property
+    def visual(self) -> bool:
+        return self.cfg.lip != "none" or self.cfg.identity or self.cfg.expression
+
     def setup(self, device: torch.device) -> None:
         from engine.configs import build_codec
         from visual.frontend import VisualFrontEnd
@@ -72,9 +78,11 @@ class HiCoDiTRecipe(Recipe):
         cfg = self.cfg
         self.device = device
         self.codec = build_codec(cfg.codec, cfg.codec_weights).to(device).eval()
-        lip_input = "features" if cfg.lip != "crops" else "frontend"
-        self.frontend = VisualFrontEnd(cfg.frontend, device, lip_input=lip_input)
-        self.frontend.build(identity=cfg.identity, expression=cfg.expression)
+        self.frontend = None
+        if self.visual:
+            lip_input = {"features": "features", "both": "features"}.get(cfg.lip, "frontend")
+            self.frontend = VisualFrontEnd(cfg.frontend, device, lip_input=lip_input)
+            self.frontend.build(identity=cfg.identity, expression=cfg.expression)
         self.ge2e = None
         if cfg.ge2e:
             from avcodecs.speaker.ge2e_weights import load_ge2e
@@ -83,16 +91,22 @@ class HiCoDiTRecipe(Recipe):
 
     # ------------------------------------------------------------------------------- per clip
     def load(self, clip: Clip) -> dict:
-        from engine.media import read_video, resample
+        from engine.media import read_audio, read_video, resample
 
-        if not clip.video:
-            raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)")
-        video = read_video(clip.video, fps=FPS, audio_sample_rate=24000, require_audio=True)
-        duration = len(video.frames) / FPS
+        if self.visual or not clip.audio:
+            if not clip.video:
+                raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)")
+            video = read_video(clip.video, fps=FPS, audio_sample_rate=24000, require_audio=True)
+            frames, wav24 = video.frames, video.audio
+        else:  # audio alone (tokens for a clip whose visual features exist already)
+            wav24 = read_audio(clip.audio, 24000)
+            frames = np.zeros((int(clip.extra.get("num_frames") or round(len(wav24) / 24000 * FPS)), 1, 1, 3),
+                              np.uint8)  # only the count is used
+        duration = len(frames) / FPS
         if not self.cfg.min_seconds <= duration <= self.cfg.max_seconds:
-            raise FilteredClip(f"{clip.video}: duration {duration:.2f} s outside [{self.cfg.min_seconds}, "
+            raise FilteredClip(f"{clip.source()}: duration {duration:.2f} s outside [{self.cfg.min_seconds}, "
                                f"{self.cfg.max_seconds}] s")
-        return {"frames": video.frames, "wav24": video.audio, "wav16": resample(video.audio, 24000, 16000)}
+        return {"frames": frames, "wav24": wav24, "wav16": resample(wav24, 24000, 16000)}
 
     @torch.no_grad()
     def process(self, loaded: list[dict]) -> list[ClipResult | ClipFailure]:
@@ -117,6 +131,8 @@ class HiCoDiTRecipe(Recipe):
         from visual.mouth import MODEL_CROP, crop_mouths
 
         clip, frames, cfg = item["clip"], item["frames"], self.cfg
+        if not self.visual:
+            return {"arrays": {}, "face_fraction": None}
         frontend = self.frontend
         track = frontend.tracker.track(frames, source=clip.video)
         face_fraction = float(np.mean(track.detected))
@@ -159,9 +175,11 @@ class HiCoDiTRecipe(Recipe):
         arrays = {"tokens": tokens, **visual["arrays"]}
         if ge2e is not None:
             arrays["ge2e"] = np.asarray(ge2e, dtype=np.float32)
-        row = {"num_frames": frames, "duration": round(len(item["wav24"]) / 24000, 3), "text": clip.text,
-               "speaker": clip.speaker, "subset": clip.subset, "face_fraction": round(visual["face_fraction"], 4),
-               "video": clip.video, **clip.extra}
+        row = {**clip.extra, "num_frames": frames, "duration": round(len(item["wav24"]) / 24000, 3),
+               "text": clip.text, "speaker": clip.speaker, "subset": clip.subset,
+               **({"video": clip.video} if clip.video else {}), **({"audio": clip.audio} if clip.audio else {})}
+        if visual["face_fraction"] is not None:
+            row["face_fraction"] = round(visual["face_fraction"], 4)
         if cfg.emotion_key and cfg.emotion_key in clip.extra:
             row["emotion_label"] = clip.extra[cfg.emotion_key]
         return ClipResult(clip, arrays, row, seconds=len(item["wav24"]) / 24000)
@@ -188,8 +206,8 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("HiCoDiT recipe")
     g.add_argument("--codec-config", default=d.codec, help="codec preset or .yaml (default: the released MaskGCT)")
     g.add_argument("--codec-weights", help="another weights spec for the codec")
-    g.add_argument("--lip", choices=("features", "crops", "both"), default=d.lip,
-                   help="AV-HuBERT features, mouth crops for the trainable front-end, or both")
+    g.add_argument("--lip", choices=("features", "crops", "both", "none"), default=d.lip,
+                   help="AV-HuBERT features, mouth crops for the trainable front-end, both, or none")
     g.add_argument("--tracker", choices=("dlib", "mediapipe"), default="dlib")
     g.add_argument("--avhubert", help="AV-HuBERT weights (default: avhubert-large)")
     g.add_argument("--arcface", help="ArcFace weights (default: arcface-iresnet100)")

@@ -152,6 +152,14 @@ def _folder(root: Path, audio_only: bool) -> list[Clip]:
     return clips
 
 
+def _absolute_if_file(base: Path, value):
+    """A list column holding a relative path to an existing file (e.g. a feature of an earlier run)
+    stays valid when the prepared manifest is written elsewhere."""
+    if isinstance(value, str) and value and not Path(value).is_absolute() and (base / value).is_file():
+        return str((base / value).resolve())
+    return value
+
+
 def _list(path: Path, audio_only: bool) -> list[Clip]:
     if path.suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
@@ -172,7 +180,8 @@ def _list(path: Path, audio_only: bool) -> list[Clip]:
         first = Path(media.get("video") or media["audio"])
         cid = str(row.get("id") or clip_id(first.relative_to(path.parent.resolve())
                                             if first.is_relative_to(path.parent.resolve()) else first.name))
-        extra = {k: v for k, v in row.items() if k not in ("id", "video", "audio", "text", "speaker", "subset")}
+        extra = {k: _absolute_if_file(path.parent, v) for k, v in row.items()
+                 if k not in ("id", "video", "audio", "text", "speaker", "subset")}
         clips.append(Clip(clip_id(cid), **media, text=str(row.get("text", "")), speaker=str(row.get("speaker", "")),
                           subset=str(row.get("subset", "")), extra=extra))
     return clips

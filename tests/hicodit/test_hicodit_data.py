@@ -1,5 +1,7 @@
 """HiCoDiT data: manifests of precomputed features + tokens, alignment, cropping, padding, bad input."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -66,28 +68,35 @@ def test_generated_clips_are_deterministic_and_follow_their_conditions():
     assert not np.array_equal(clip["tokens"][:, 0::2], clip["tokens"][:, 1::2])  # two tokens per frame differ
 
 
-def test_precompute_tokens_encodes_a_manifests_audio_with_the_codec(tmp_path, repo):
+def test_tokens_for_a_manifest_that_has_its_features(tmp_path, repo):
+    """The corpus runner's HiCoDiT recipe with no visual work: codec tokens of each clip's audio, the
+    manifest's other keys kept (paths to existing files made absolute, so the new manifest finds them)."""
     import importlib.util
 
     from engine.data import read_manifest, write_manifest
     from engine.media import write_wav
 
-    spec = importlib.util.spec_from_file_location("precompute", repo / "scripts" / "hicodit_precompute_tokens.py")
+    spec = importlib.util.spec_from_file_location("prepare", repo / "scripts" / "prepare_corpus.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     entries = []
+    (tmp_path / "lip").mkdir()
     for i, frames in enumerate((10, 13)):
         write_wav(tmp_path / f"a{i}.wav", 0.1 * np.sin(np.arange(frames * 960) / 7.0), 24000)
+        np.save(tmp_path / "lip" / f"a{i}.npy", np.zeros((frames, 4), np.float32))
         entries.append({"id": f"a{i}", "num_frames": frames, "audio": f"a{i}.wav", "lip": f"lip/a{i}.npy"})
+    entries[1]["audio"] = "bad.wav"
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
     write_manifest(tmp_path / "clips.jsonl", entries)
     out = tmp_path / "out"
-    assert script.main(["--manifest", str(tmp_path / "clips.jsonl"), "--out-dir", str(out),
-                        "--codec-config", str(repo / "configs" / "codec" / "maskgct_tiny.yaml")]) == 0
-    written = read_manifest(out / "clips.jsonl")
-    for entry, frames in zip(written, (10, 13)):
-        tokens = np.load(out / entry["tokens"])
-        assert tokens.dtype == np.int16 and tokens.shape == (12, 2 * frames) and tokens.max() < 64
-        assert entry["lip"] == f"lip/{entry['id']}.npy"  # paths that do not exist yet are kept as written
-    (tmp_path / "a1.wav").write_bytes(b"not audio")
-    assert script.main(["--manifest", str(tmp_path / "clips.jsonl"), "--out-dir", str(tmp_path / "bad"),
-                        "--codec-config", str(repo / "configs" / "codec" / "maskgct_tiny.yaml")]) == 1
+    tokens_only = ["--lip", "none", "--no-identity", "--no-expression", "--no-ge2e", "--codec-config", "maskgct_tiny",
+                   "--min-seconds", "0", "--workers", "0", "--device", "cpu", "--quiet"]
+    assert script.main(["hicodit", "--corpus", "list", "--root", str(tmp_path / "clips.jsonl"), "--out-dir",
+                        str(out), "--merge", "--val", "0", *tokens_only]) == 0
+    (entry,) = read_manifest(out / "manifest.jsonl")
+    tokens = np.load(out / entry["tokens"])
+    assert tokens.dtype == np.int16 and tokens.shape == (12, 20) and tokens.max() < 64
+    assert entry["lip"] == str((tmp_path / "lip" / "a0.npy").resolve()) and entry["num_frames"] == 10
+    failure = json.loads((out / "failures" / "shard-00000-of-00001.jsonl").read_text())
+    assert failure["id"] == "a1" and failure["reason"].endswith("bad.wav: unreadable or corrupt media file "
+                                                               "(InvalidDataError)")

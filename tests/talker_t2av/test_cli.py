@@ -95,9 +95,15 @@ def test_bad_requests_stop_with_one_line(files, capsys):
     assert not list(files.glob("e*.*"))  # nothing half-written
 
 
-def test_precompute_then_dataset(files):
-    import scripts.talker_precompute as pre
+def prepare(*args) -> int:
+    """The corpus runner's Talker recipe with the tiny codecs."""
+    import scripts.prepare_corpus as prep
 
+    return prep.main(["talker", *args, *CODECS, "--device", "cpu", "--workers", "0", "--merge", "--val", "0",
+                      "--quiet"])
+
+
+def test_prepared_features_feed_the_dataset(files):
     clips = files / "clips"
     clips.mkdir()
     for name in ("a", "b"):
@@ -105,10 +111,12 @@ def test_precompute_then_dataset(files):
         (clips / f"{name}.txt").write_text(f"clip {name}")
     (clips / "broken.mp4").write_bytes(b"not a video")
     out = files / "features"
-    assert pre.main(["--input", str(clips), "--out", str(out), *CODECS]) == 0
+    assert prepare("--corpus", "folder", "--root", str(clips), "--out-dir", str(out)) == 0
     manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert [e["id"] for e in manifest] == ["a", "b"] and manifest[0]["num_frames"] == 40
-    assert "broken" in (out / "failed.txt").read_text()
+    assert manifest[0]["text"] == "clip a"
+    failure = json.loads((out / "failures" / "shard-00000-of-00001.jsonl").read_text())
+    assert failure["id"] == "broken" and "broken.mp4: unreadable or corrupt media file" in failure["reason"]
     cfg = TalkerDataConfig(manifests=[str(out / "manifest.jsonl")], speaker_dim=16)
     item = TalkerDataset(cfg, "char", 4)[0]
     assert item["speech"].shape == (40, 32) and item["motion"].shape == (40, 40) and item["speaker"].shape == (16,)
@@ -116,21 +124,18 @@ def test_precompute_then_dataset(files):
     # the released dataset's CSV (wav + raw LIA-X motion .pt): the raw motion is normalised
     torch.save(torch.randn(40, 40).half(), files / "m.pt")
     (files / "train.csv").write_text("motion_pt_path,wav_path,text\nm.pt,voice.wav,hello\n")
-    assert pre.main(["--input", str(files / "train.csv"), "--data-root", str(files), "--out", str(files / "rel"),
-                     *CODECS]) == 0
+    assert prepare("--corpus", "list", "--root", str(files / "train.csv"), "--out-dir", str(files / "rel")) == 0
     entry = json.loads((files / "rel" / "manifest.jsonl").read_text())
     assert entry["text"] == "hello" and entry["num_frames"] == 40
 
 
 def test_on_the_fly_features_equal_precomputed(files):
-    import scripts.talker_precompute as pre
-
     torch.save(torch.randn(50, 40), files / "raw.pt")
     manifest = files / "otf.jsonl"
     manifest.write_text(json.dumps({"id": "v", "num_frames": 50, "text": "hi", "audio": "voice.wav",
                                     "motion_raw": "raw.pt"}) + "\n")
-    torch.manual_seed(0)  # random tiny codecs, built in the same order here and below: the same weights
-    assert pre.main(["--input", str(manifest), "--out", str(files / "otf"), *CODECS]) == 0
+    # random tiny codecs, built from seed 0 in the same order by the runner and below: the same weights
+    assert prepare("--corpus", "list", "--root", str(manifest), "--out-dir", str(files / "otf"), "--seed", "0") == 0
     cfg = TalkerDataConfig(manifests=[str(manifest)], speaker_dim=16, features="on_the_fly")
     online = TalkerCollator(4, features="on_the_fly")([OnTheFlyDataset(cfg, "char", 4)[0]])
     torch.manual_seed(0)
