@@ -35,8 +35,7 @@ class SpeakerJudge:
 
             self.model, self.report = load_ge2e(weights, Ge2eConfig(vad=vad))
         else:
-            if weights is None:
-                raise SpeechJudgeError("speaker judge wavlm_ecapa: needs weights= (wavlm_large_finetune.pth)")
+            weights = weights or "wavlm-ecapa"  # the registry's entry (fetched by hand)
             from avcodecs.speaker import load_speaker_encoder
             from engine.hub import resolve_weights
 

@@ -12,6 +12,8 @@ CONFIGS = REPO / "configs"
 # Tests never touch the network or a GPU, and keep CPU threads modest on small CI machines.
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# ... and never see (or write into) the person's own weight cache: registry names resolve in an empty one
+os.environ["HF_HOME"] = os.path.join(__import__("tempfile").gettempdir(), f"avspeech-tests-hf-{os.getpid()}")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

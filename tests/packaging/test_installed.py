@@ -2,6 +2,7 @@
 shipped configs and builds the released layouts from them."""
 
 import glob
+import shutil
 import subprocess
 import sys
 
@@ -32,8 +33,16 @@ with torch.device("meta"):
 
 @pytest.mark.slow
 def test_wheel_install_builds_the_paper_and_codec_configs(tmp_path):
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
+    # build from a copy: setuptools writes build/ and *.egg-info/ next to the sources
+    top_level = {".venv", ".git", "runs", "out", "data", "build", "wandb", "tests"}  # a checkout's work folders
+
+    def ignore(folder, names):
+        skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+        return skip | (top_level & set(names) if folder == str(REPO) else set())
+
+    shutil.copytree(REPO, source, ignore=ignore)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(wheels)], check=True, capture_output=True, cwd=tmp_path)
     wheel = glob.glob(str(wheels / "avspeech-*.whl"))
     assert len(wheel) == 1

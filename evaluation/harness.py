@@ -1,0 +1,310 @@
+"""The evaluation harness: generated outputs paired with references -> the papers' tables.
+
+    python scripts/evaluate.py --generated out/lrs3_test --references data/lrs3/test.jsonl \\
+        --preset hicodit --out-dir eval/lrs3
+    python scripts/evaluate.py --manifest pairs.jsonl --judges wer,dnsmos,spksim --out-dir eval/x
+
+Inputs, one utterance per line of ``--manifest`` (paths relative to it), or built by pairing a
+folder of outputs (``<id>.wav`` / ``<id>.mp4``, as ``infer.py`` names them) with the references'
+manifest (the corpus pipeline's test.jsonl):
+
+    {"id": ..., "generated": "gen/x.wav", "reference": "gt/x.mp4", "text": "the transcript",
+     "reference_speaker": "gt/x.wav", "video": "faces/x.mp4"}
+
+``reference_speaker`` defaults to ``reference``; ``video`` (the face the speech should sync with)
+to the generated file when it has video, else the reference. Each judge runs through the corpus
+runner into ``<out-dir>/cache/<judge>/``: per-utterance rows are cached (an interrupted evaluation
+resumes; a judge added later runs alone), work shards across GPUs like preparation does. A judge whose
+weights are missing is skipped with one line naming the file. Outputs: ``results.json`` (per
+utterance and aggregate, with the judges' names and versions), ``results.md`` (the paper's columns,
+next to the paper's own rows), ``plots/`` (metric distributions, a spectrogram grid).
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import UserFacingError
+from engine.pipeline.corpus import Clip
+from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, read_rows
+from evaluation.judges import JUDGES, PRESETS, SR, Judge
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(UserFacingError, ValueError):
+    pass
+
+
+class JudgeUnavailable(EvaluationError):
+    """A judge that cannot be built here (its weights or package are missing): it is skipped."""
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def utterances_from_manifest(path: str | Path) -> list[Clip]:
+    from engine.data import read_manifest, resolve_path
+
+    clips = []
+    for entry in read_manifest(path, required=("id", "generated")):
+        media = {k: str(resolve_path(entry, k)) for k in ("generated", "reference", "reference_speaker", "video")
+                 if entry.get(k)}
+        clips.append(Clip(str(entry["id"]), text=str(entry.get("text", "")), speaker=str(entry.get("speaker", "")),
+                          extra=media))
+    return clips
+
+
+def utterances_from_folder(generated: str | Path, references: str | Path) -> list[Clip]:
+    """Pair ``<generated>/<id>.mp4|.wav`` (infer.py's names) with each row of the references' manifest."""
+    from engine.cli import output_name
+    from engine.data import read_manifest, resolve_path
+
+    generated = Path(generated)
+    if not generated.is_dir():
+        raise EvaluationError(f"{generated}: generated-outputs folder does not exist")
+    clips, missing = [], []
+    for entry in read_manifest(references, required=("id",)):
+        name = output_name(str(entry["id"]))
+        found = next((generated / f"{name}{ext}" for ext in (".mp4", ".wav") if (generated / f"{name}{ext}").is_file()),
+                     None)
+        if found is None:
+            missing.append(str(entry["id"]))
+            continue
+        reference = next((str(resolve_path(entry, k)) for k in ("video", "audio", "reference") if entry.get(k)), None)
+        extra = {"generated": str(found)}
+        if reference:
+            extra["reference"] = reference
+        clips.append(Clip(str(entry["id"]), text=str(entry.get("text", "")), speaker=str(entry.get("speaker", "")),
+                          extra=extra))
+    if missing:
+        log.warning("%d reference clip(s) have no generated output in %s (e.g. %s): left out", len(missing),
+                    generated, ", ".join(missing[:3]))
+    if not clips:
+        raise EvaluationError(f"{generated}: no generated output matches an id of {references}")
+    return clips
+
+
+def _audio(path: str, what: str, clip: Clip) -> np.ndarray:
+    from engine.media import read_audio
+
+    if not path:
+        raise EvaluationError(f"utterance {clip.id!r}: no {what} given")
+    return read_audio(path, SR)
+
+
+# ---------------------------------------------------------------------------------------- recipe
+class JudgeRecipe(Recipe):
+    """One judge over the utterances: decoding in workers, scoring batched on the device."""
+
+    def __init__(self, judge: Judge):
+        self.judge, self.name = judge, judge.name
+
+    def setup(self, device: torch.device) -> None:
+        try:
+            self.judge.setup(device)
+        except (UserFacingError, ImportError) as e:
+            raise JudgeUnavailable(str(e).splitlines()[0]) from None
+        self.judge.ready = True
+
+    def load(self, clip: Clip) -> dict:
+        from engine.media import read_video
+
+        needs, e = self.judge.needs, clip.extra
+        item = {"source": e.get("generated", clip.id), "text": clip.text}
+        if "generated" in needs:
+            item["generated"] = _audio(e.get("generated"), "generated output", clip)
+        if "reference" in needs:
+            item["reference"] = _audio(e.get("reference"), "reference", clip)
+        if "speaker" in needs:
+            item["speaker"] = _audio(e.get("reference_speaker") or e.get("reference"), "reference speaker", clip)
+        if "text" in needs and not clip.text.strip():
+            raise EvaluationError(f"utterance {clip.id!r}: no transcript ('text') to score ASR against")
+        if "frames" in needs:
+            face = e.get("video") or (e["generated"] if e.get("generated", "").endswith(".mp4") else e.get("reference"))
+            if not face:
+                raise EvaluationError(f"utterance {clip.id!r}: no face video to judge (give 'video')")
+            item["frames"] = read_video(face, fps=25.0).frames
+        if "ref_frames" in needs:
+            if not e.get("reference"):
+                raise EvaluationError(f"utterance {clip.id!r}: no reference video")
+            item["ref_frames"] = read_video(e["reference"], fps=25.0).frames
+        return item
+
+    def process(self, loaded: list[dict]) -> list[ClipResult | ClipFailure]:
+        try:
+            scores = self.judge.score(loaded)
+        except UserFacingError as e:
+            if len(loaded) == 1:
+                return [ClipFailure(loaded[0]["clip"], str(e).splitlines()[0], self.name)]
+            return [r for item in loaded for r in self.process([item])]  # find the bad utterance alone
+        results = []
+        for item, row in zip(loaded, scores):
+            features = row.pop("_features", {})
+            seconds = len(item.get("generated", ())) / SR
+            results.append(ClipResult(item["clip"], features, row, seconds=seconds))
+        return results
+
+
+@dataclass
+class Evaluation:
+    out: Path
+    judges: dict = field(default_factory=dict)  # name -> info (or {"skipped": reason})
+
+
+def evaluate(clips: list[Clip], judge_names: list[str], out: str | Path, options: dict | None = None,
+             shard: str = "auto", device: str = "auto", batch_size: int = 8, workers: int = 2,
+             progress: bool = True) -> Evaluation:
+    """Run each judge over ``clips`` (cached per judge and utterance), skipping judges whose weights are
+    missing. Aggregation and the report are separate (``aggregate`` / ``write_report``)."""
+    from engine.pipeline.runner import run
+
+    out = Path(out)
+    options = options or {}
+    unknown = [n for n in judge_names if n not in JUDGES]
+    if unknown:
+        raise EvaluationError(f"unknown judge(s) {', '.join(unknown)}; known: {', '.join(JUDGES)}")
+    evaluation = Evaluation(out)
+    for name in judge_names:
+        opts = dict(options.get(name, {}))
+        judge = JUDGES[name](opts.pop("weights", None), **opts)
+        try:
+            run(JudgeRecipe(judge), clips, out / "cache" / name, shard, device, batch_size, workers,
+                progress=progress)
+            if judge.ready:  # (every utterance cached: the judge was not even built this time)
+                evaluation.judges[name] = judge.info()
+        except JudgeUnavailable as e:
+            log.warning("skipping %s: %s", name, e)
+            evaluation.judges[name] = {"skipped": str(e)}
+    (out / "judges.json").parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads((out / "judges.json").read_text()) if (out / "judges.json").is_file() else {}
+    previous.update({k: v for k, v in evaluation.judges.items() if "skipped" not in v or "skipped" in
+                     previous.get(k, {"skipped": ""})})
+    (out / "judges.json").write_text(json.dumps(previous, indent=2, default=str))
+    evaluation.judges = previous
+    return evaluation
+
+
+# ------------------------------------------------------------------------------------- aggregate
+def per_utterance(out: Path) -> dict[str, dict]:
+    """id -> every judge's columns for it (from the caches)."""
+    rows: dict[str, dict] = {}
+    for cache in sorted((out / "cache").glob("*/parts")):
+        for row in read_rows(sorted(cache.glob("*.jsonl"))):
+            merged = rows.setdefault(row["id"], {"id": row["id"]})
+            merged.update({k: v for k, v in row.items() if not k.startswith(("fid_", "fvd_"))})
+    return rows
+
+
+def aggregate(out: str | Path) -> dict:
+    """Corpus numbers: means of the per-utterance columns, corpus WER/CER (total errors / total words),
+    EmoAcc (percent), FID / FVD from the saved features."""
+    out = Path(out)
+    rows = list(per_utterance(out).values())
+    result: dict[str, float | int] = {"utterances": len(rows)}
+    for unit in ("wer", "cer"):
+        errors = [r[f"{unit}_errors"] for r in rows if f"{unit}_errors" in r]
+        if errors:
+            total = sum(r[f"{unit}_ref_len"] for r in rows if f"{unit}_errors" in r)
+            result[unit] = 100.0 * sum(errors) / max(total, 1)
+    numeric = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key in sorted(numeric - {"wer", "cer", "wer_errors", "wer_ref_len", "cer_errors", "cer_ref_len",
+                                 "num_frames", "sync_offset"}):
+        values = np.array([r[key] for r in rows if key in r], dtype=np.float64)
+        result[key] = float(values.mean())
+        result[f"{key}_std"] = float(values.std())
+    if "wer" in result:
+        result["wer_fraction"] = result["wer"] / 100  # Talker-T2AV reports WER as a fraction
+    if "emo_match" in result:
+        result["emoacc"] = 100.0 * result.pop("emo_match")
+        result.pop("emo_match_std", None)
+    for metric in ("fid", "fvd"):
+        gen, ref = _features(out, metric, "generated"), _features(out, metric, "reference")
+        if gen is not None and ref is not None and len(gen) > 1 and len(ref) > 1:
+            from evaluation.frechet import frechet_distance_of_features
+
+            result[metric] = float(frechet_distance_of_features(ref, gen))
+    return result
+
+
+def _features(out: Path, metric: str, side: str) -> np.ndarray | None:
+    folder = out / "cache" / metric / f"{metric}_{side}"
+    files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
+    return np.concatenate([np.load(f) for f in files]) if files else None
+
+
+# ---------------------------------------------------------------------------------------- report
+COLUMNS = {  # the papers' columns: (header, aggregate key, format)
+    "hicodit": [("WER", "wer", "{:.2f}"), ("DNSMOS", "dnsmos_ovrl", "{:.2f}"), ("UTMOS", "utmos", "{:.2f}"),
+                ("MCD", "mcd", "{:.2f}"), ("LSE-C", "lse_c", "{:.2f}"), ("LSE-D", "lse_d", "{:.2f}"),
+                ("EmoAcc", "emoacc", "{:.2f}"), ("SpkSim", "spksim", "{:.4f}")],
+    "talker": [("WER", "wer_fraction", "{:.3f}"), ("UTMOS", "utmos", "{:.3f}"), ("FID", "fid", "{:.2f}"),
+               ("FVD", "fvd", "{:.2f}"), ("Sync-C", "lse_c", "{:.3f}"), ("Sync-D", "lse_d", "{:.3f}")],
+    "offline": [("WER", "wer", "{:.2f}"), ("DNSMOS", "dnsmos_ovrl", "{:.2f}"), ("MCD", "mcd", "{:.2f}"),
+                ("SpkSim", "spksim", "{:.4f}"), ("F0 mean (Hz)", "f0_mean_hz", "{:.1f}")],
+}
+
+
+def paper_rows(table: str) -> dict[str, list]:
+    """The papers' own rows for a table (evaluation/paper_numbers.yaml, from the specs)."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(OmegaConf.load(Path(__file__).with_name("paper_numbers.yaml")))
+    return data.get(table, {})
+
+
+def markdown_table(result: dict, preset: str, label: str, paper_table: str | None) -> str:
+    columns = COLUMNS[preset]
+    head = "| system | " + " | ".join(h for h, _, _ in columns) + " |\n|---|" + "---|" * len(columns) + "\n"
+    lines = []
+    for name, values in (paper_rows(paper_table).items() if paper_table else []):
+        lines.append(f"| {name} (paper) | " + " | ".join("—" if v is None else str(v) for v in values) + " |")
+    ours = [fmt.format(result[key]) if key in result else "—" for _, key, fmt in columns]
+    lines.append(f"| **{label}** | " + " | ".join(ours) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_report(out: str | Path, preset: str = "hicodit", label: str = "this run", paper_table: str | None = None,
+                 plots: bool = True, spectrograms: int = 4) -> dict:
+    """results.json, results.md and plots/ from the cached per-utterance rows."""
+    from engine.atomic import atomic_path
+
+    out = Path(out)
+    result = aggregate(out)
+    judges = json.loads((out / "judges.json").read_text()) if (out / "judges.json").is_file() else {}
+    rows = sorted(per_utterance(out).values(), key=lambda r: r["id"])
+    failures = [r for cache in sorted((out / "cache").glob("*/failures"))
+                for r in read_rows(sorted(cache.glob("*.jsonl")))]
+    payload = {"aggregate": result, "judges": judges, "utterances": rows, "failures": failures}
+    with atomic_path(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=float))
+    table = markdown_table(result, preset if preset in COLUMNS else "offline", label, paper_table)
+    skipped = [f"- {name}: skipped ({info['skipped']})" for name, info in judges.items() if "skipped" in info]
+    text = f"# Evaluation: {label}\n\n{result['utterances']} utterances.\n\n{table}\n" + (
+        "Judges not run:\n" + "\n".join(skipped) + "\n" if skipped else "")
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(text)
+    if plots:
+        from evaluation.plots import metric_distributions, spectrogram_grid
+
+        metric_distributions(rows, out / "plots" / "distributions.png")
+        spectrogram_grid(rows[:spectrograms], out / "plots" / "spectrograms.png", sources=_sources(out))
+    log.info("%s", " ".join(f"{h}={fmt.format(result[k])}" for h, k, fmt in COLUMNS.get(preset, []) if k in result))
+    return payload
+
+
+def _sources(out: Path) -> dict[str, dict]:
+    """id -> its generated / reference paths, for the spectrogram grid."""
+    path = out / "inputs.jsonl"
+    return {r["id"]: r for r in read_rows([path])} if path.is_file() else {}
+
+
+def remember_inputs(out: Path, clips: list[Clip]) -> None:
+    from engine.data import write_manifest
+
+    write_manifest(out / "inputs.jsonl", [{"id": c.id, "num_frames": 1, "text": c.text, **c.extra} for c in clips])
+
+
+__all__ = ["PRESETS", "aggregate", "evaluate", "utterances_from_folder", "utterances_from_manifest", "write_report"]
