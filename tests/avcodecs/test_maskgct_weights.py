@@ -14,6 +14,7 @@ from avcodecs.maskgct import (
 )
 from avcodecs.maskgct.synthetic import synthesize_speech
 from engine.errors import UserFacingError
+from engine.hub import WeightsNotFoundError
 from tests.conftest import compose
 
 
@@ -81,10 +82,11 @@ def test_mismatched_file_is_refused_naming_file_and_key(released, tmp_path, dama
 def test_unreadable_or_absent_files_are_refused(released, tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
     _one_line_error(tmp_path / "model.safetensors", ["safetensors"], tmp_path)
-    with pytest.raises(CodecWeightsError, match="does not exist"):
+    with pytest.raises(WeightsNotFoundError, match=r"codec.decoder_weights .*nowhere.safetensors: no such file"):
         build_maskgct_codec(MaskGCTCodecConfig.tiny(), decoder_weights=tmp_path / "nowhere.safetensors")
+    (tmp_path / "a_file").write_bytes(b"x")
     with pytest.raises(CodecWeightsError, match="expected a folder"):
-        build_maskgct_codec(MaskGCTCodecConfig.tiny(), weights=tmp_path / "nowhere")
+        build_maskgct_codec(MaskGCTCodecConfig.tiny(), weights=tmp_path / "a_file")
     # right names, wrong shapes everywhere (e.g. another model size): refused, not half-loaded
     full_encoder = {k: torch.zeros(1) for k in load_file(str(released[0] / "model.safetensors"))}
     save_file(full_encoder, str(tmp_path / "model.safetensors"))

@@ -8,7 +8,7 @@ import torch
 
 from talker_t2av.collate import TalkerCollator
 from talker_t2av.data import TalkerDataConfig, TalkerDataError, TalkerDataset
-from talker_t2av.tokenizer import SPEECH_TOKEN, ChatLayout, TokenizerError, build_char_tokenizer, load_tokenizer
+from talker_t2av.tokenizer import SPEECH_TOKEN, ChatLayout, build_char_tokenizer, load_tokenizer
 
 
 def test_prompt_is_the_qwen3_template_up_to_the_first_patch():
@@ -28,7 +28,9 @@ def test_tokenizer_folder_round_trip(tmp_path):
     tok.save_pretrained(tmp_path / "tok")
     loaded = load_tokenizer(str(tmp_path / "tok"))
     assert ChatLayout(loaded).prompt_ids("abc") == ChatLayout(tok).prompt_ids("abc")
-    with pytest.raises(TokenizerError, match="does not exist"):
+    from engine.hub import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="model.tokenizer .*nowhere: no such file or folder"):
         load_tokenizer(str(tmp_path / "nowhere"))
 
 
