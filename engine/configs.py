@@ -27,14 +27,32 @@ def config_dir() -> Path:
     return Path(str(importlib.resources.files("configs")))
 
 
+# Config nodes whose every field comes from a dataclass: (group/name, "module:Class"). An experiment
+# pulls them in with `- /schema/<name>@task.<field>` and sets only what differs, so the defaults are
+# stated once and any field can be overridden on the command line (task.diffusion.level_schedule=...).
+TARGET_SCHEMAS = {
+    "hicodit_diffusion": "hicodit.diffusion:DiffusionConfig",
+    "hicodit_sampler": "hicodit.diffusion:DiffusionSamplerConfig",
+}
+
+
 @functools.cache
 def register_schemas() -> None:
     """Put the dataclass schemas into Hydra's ConfigStore (once per process)."""
+    import dataclasses
+    import importlib
+
     from hydra.core.config_store import ConfigStore
 
     from engine.trainer import TrainerConfig
 
-    ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
+    store = ConfigStore.instance()
+    store.store(group="trainer", name="schema", node=TrainerConfig)
+    for name, target in TARGET_SCHEMAS.items():
+        module, cls = target.split(":")
+        dataclass = getattr(importlib.import_module(module), cls)
+        defaults = {f.name: getattr(dataclass(), f.name) for f in dataclasses.fields(dataclass)}
+        store.store(group="schema", name=name, node={"_target_": f"{module}.{cls}", **defaults})
 
 
 def compose(*overrides: str, config_name: str = "config") -> DictConfig:

@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     samp.add_argument("--w-id", type=non_negative_float, help="guidance weight of the identity")
     samp.add_argument("--w-emo", type=non_negative_float, help="guidance weight of the expression")
     samp.add_argument("--w-lip", type=non_negative_float, help="guidance weight of the lips")
+    samp.add_argument("--guidance-convention", choices=("ho", "cfg"), help="ho: weights 0 = conditional; cfg: w_all 1")
+    samp.add_argument("--guidance-schedule", choices=("constant", "late"), help="late: only once t <= --guidance-start")
+    samp.add_argument("--guidance-start", type=non_negative_float, help="t at which late guidance starts (0..1)")
+    samp.add_argument("--guidance-on-rates", action="store_const", const=True,
+                      help="guidance also scales the unmasking rates")
+    samp.add_argument("--level-schedule", choices=("joint", "coarse_to_fine"),
+                      help="coarse_to_fine: levels 1-2 first, then levels 3-12")
     codec = parser.add_argument_group("codec")
     codec.add_argument("--codec-weights", help="the codec's weights (overrides the checkpoint's)")
     codec.add_argument("--codec-config", help="codec preset name or .yaml (instead of the checkpoint's)")
@@ -201,7 +208,10 @@ def sampler_config(args, task):
     """The checkpoint's sampler (its config's ``task.sampler``, else the dataclass), with the flags
     the user gave replacing single fields."""
     flags = {"steps": args.steps, "greedy": args.greedy, "temperature": args.temperature, "w_all": args.w_all,
-             "w_id": args.w_id, "w_emo": args.w_emo, "w_lip": args.w_lip}
+             "w_id": args.w_id, "w_emo": args.w_emo, "w_lip": args.w_lip,
+             "guidance_convention": args.guidance_convention, "guidance_schedule": args.guidance_schedule,
+             "guidance_start": args.guidance_start, "guidance_on_rates": args.guidance_on_rates,
+             "level_schedule": args.level_schedule}
     return dataclasses.replace(task.sampler_cfg, **{k: v for k, v in flags.items() if v is not None})
 
 

@@ -12,8 +12,11 @@ Manifest (JSONL, see ``engine.data.manifest``), one clip per line; paths relativ
      "video": "clips/spk1_0001.mp4"}                  # optional, for muxing samples
 
 Key names are configurable (``HiCoDiTDataConfig``), e.g. ``lip_key: mouth`` for the trainable lip
-front-end or ``emotion_key: speech_emotion`` to train on acoustic emotion labels as the paper did.
-``scripts/hicodit_precompute_tokens.py`` writes the tokens; the feature extractors are separate.
+front-end. ``acoustic_emotion_key`` names the target speech's emotion, which training uses instead of
+the face's for a ``diffusion.acoustic_emotion_prob`` share of the items (the paper trained on
+acoustic emotion): a label in the manifest line (a name such as "happiness", or 0..6) or a .npy of
+(7,) probabilities, (T,) labels or (T, 7) probabilities. ``scripts/prepare_corpus.py hicodit`` writes
+every feature from raw video (``--speech-emotion emotion2vec`` the acoustic one).
 
 Without a manifest the dataset can generate clips (``synthetic_clips > 0``): a fixed random
 "teacher" maps lip features and identity to tokens, so a model can learn it (demo and tests).
@@ -47,6 +50,7 @@ class HiCoDiTDataConfig:
     lip_key: str = "lip"  # "mouth" for raw mouth crops (model.lip_input=frontend)
     face_key: str = "face"
     emotion_key: str = "emotion"
+    acoustic_emotion_key: str | None = None  # the speech's emotion (see the module docstring)
     ge2e_key: str | None = "ge2e"  # None: no alignment target (set diffusion.id_loss_weight=0)
     num_levels: int = 12
     num_emotions: int = 7
@@ -89,9 +93,39 @@ def load_clip_arrays(entry: dict, cfg: "HiCoDiTDataConfig", with_tokens: bool = 
     keys = {"lip": cfg.lip_key, "face": cfg.face_key, "emotion": cfg.emotion_key}
     if with_tokens:
         keys["tokens"] = cfg.tokens_key
+    arrays = {}
+    if cfg.acoustic_emotion_key is not None and with_tokens:
+        arrays["acoustic_emotion"] = acoustic_emotion(entry, cfg.acoustic_emotion_key, cfg.num_emotions)
     if cfg.ge2e_key is not None and (with_tokens or cfg.ge2e_key in entry):
         keys["ge2e"] = cfg.ge2e_key
-    return {name: load_feature(entry, key) for name, key in keys.items()}
+    return arrays | {name: load_feature(entry, key) for name, key in keys.items()}
+
+
+def acoustic_emotion(entry: dict, key: str, num_classes: int) -> np.ndarray:
+    """The clip's speech emotion -> (K,) probabilities (one per clip) or a per-frame array, from a label
+    in the manifest line or a .npy it names."""
+    from engine.emotions import canonical_index
+
+    value = entry.get(key)
+    where = f"clip {entry.get('id')!r}"
+    if value is None:
+        raise ClipDataError(f"{where}: no {key!r} (data.acoustic_emotion_key)")
+    if isinstance(value, bool):
+        raise ClipDataError(f"{where}: {key}={value!r} is not an emotion")
+    if isinstance(value, int):
+        index = value
+    elif isinstance(value, str) and not value.endswith(".npy"):
+        index = canonical_index(value)
+        if index is None:
+            raise ClipDataError(f"{where}: {key}={value!r} is not one of the emotions (engine.emotions)")
+    else:
+        array = load_feature(entry, key)
+        if array.ndim == 1 and np.issubdtype(array.dtype, np.floating) and array.shape == (num_classes,):
+            return array.astype(np.float32)
+        return check_emotion(array, num_classes, where)
+    if not 0 <= index < num_classes:
+        raise ClipDataError(f"{where}: {key}={value!r} outside 0..{num_classes - 1}")
+    return np.eye(num_classes, dtype=np.float32)[index]
 
 
 class HiCoDiTDataset(Dataset):
@@ -169,6 +203,14 @@ def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: d
         item["tokens"] = torch.from_numpy(tok).T.contiguous()  # (L, Q), time-first for padding
     if "ge2e" in arrays:
         item["ge2e"] = torch.from_numpy(np.asarray(arrays["ge2e"], dtype=np.float32).reshape(-1))
+    if "acoustic_emotion" in arrays:
+        acoustic = np.asarray(arrays["acoustic_emotion"])
+        if acoustic.ndim == 1 and np.issubdtype(acoustic.dtype, np.floating):  # one distribution per clip
+            acoustic = np.repeat(acoustic[None], len(lip), axis=0)
+        if len(acoustic) < frames + start:
+            acoustic = np.concatenate([acoustic, np.repeat(acoustic[-1:], frames + start - len(acoustic), axis=0)])
+        item["acoustic_emotion"] = emotion_probs(torch.from_numpy(np.ascontiguousarray(
+            acoustic[start : start + frames])), cfg.num_emotions)
     return item
 
 
@@ -201,6 +243,8 @@ def collate(items: list[dict], tokens_per_frame: int = 2) -> dict:
         batch["token_mask"] = frame_mask.repeat_interleave(tokens_per_frame, dim=1)
     if all("ge2e" in it for it in items):
         batch["ge2e"] = torch.stack([it["ge2e"] for it in items])
+    if all("acoustic_emotion" in it for it in items):
+        batch["acoustic_emotion"] = pad_sequences([it["acoustic_emotion"] for it in items])[0]  # (B, T, K)
     return batch
 
 

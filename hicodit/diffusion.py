@@ -78,6 +78,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes, guides_at
 from hicodit.model import HiCoDiT, HiCoDiTConditions
 
 # ----------------------------------------------------------------------------- noise schedule
@@ -106,6 +107,9 @@ class LogLinearSchedule:
 # ----------------------------------------------------------------------------------- configs
 
 
+LEVEL_SCHEDULES = ("joint", "coarse_to_fine")
+
+
 @dataclass
 class DiffusionConfig:
     schedule_eps: float = 1e-3
@@ -121,9 +125,20 @@ class DiffusionConfig:
     # every ``curriculum_every`` training forwards; inactive levels are fully masked and not scored.
     curriculum_every: int | None = None
     curriculum_start_levels: int = 1
+    # coarse_to_fine: with probability clean_low_prob an item's levels 1-2 stay clean (unmasked, not
+    # scored) while levels 3-12 are masked with its t, which teaches the second sampling phase
+    # (high levels given finished low ones); otherwise the joint masks. The first phase needs no
+    # special masks: the low-level heads never see levels 3-12 (low_heads_from: low).
+    level_schedule: str = "joint"
+    clean_low_prob: float = 0.5
+    # The emotion condition from the target speech (acoustic labels, data.acoustic_emotion_key) instead
+    # of the face, for this fraction of training items (the paper trained on acoustic emotion).
+    acoustic_emotion_prob: float = 0.0
 
     def __post_init__(self):
-        for name in ("drop_each", "drop_all", "acoustic_identity_prob"):
+        if self.level_schedule not in LEVEL_SCHEDULES:
+            raise ValueError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
+        for name in ("drop_each", "drop_all", "acoustic_identity_prob", "clean_low_prob", "acoustic_emotion_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DiffusionConfig.{name} must be in [0, 1]")
         if not 0.0 < self.t_min < 1.0:
@@ -135,46 +150,45 @@ class DiffusionSamplerConfig:
     steps: int = 64
     greedy: bool = False  # deterministic: argmax codes, most-confident-first unmasking
     temperature: float = 1.0
-    # guidance weights (paper, LRS3); the rule is in this module's docstring
+    # guidance weights (paper, LRS3), the convention they are read under, and when they apply
+    # (hicodit/guidance.py has the rules)
     w_all: float = 2.5
     w_id: float = 1.25
     w_emo: float = 1.5
     w_lip: float = 2.0
+    guidance_convention: str = "ho"  # ho: w = 0 is conditional | cfg: w_all = 1 is conditional
+    guidance_schedule: str = "constant"  # constant | late (only once t <= guidance_start)
+    guidance_start: float = 0.5
+    guidance_on_rates: bool = False  # guided log-probabilities also scale the unmasking rate
     run_zero_weight_passes: bool = False  # run passes whose weight is 0 anyway (tests of the rule)
+    # joint: every level unmasked together | coarse_to_fine: levels 1-2 to completion first (a
+    # low_step_fraction share of the steps), then levels 3-12 given the finished low tokens
+    level_schedule: str = "joint"
+    low_step_fraction: float = 0.5
 
     def __post_init__(self):
+        from hicodit.guidance import CONVENTIONS, SCHEDULES
+
         if self.steps < 1:
             raise ValueError("DiffusionSamplerConfig.steps must be >= 1")
         if self.temperature <= 0:
             raise ValueError("DiffusionSamplerConfig.temperature must be > 0")
+        if self.guidance_convention not in CONVENTIONS or self.guidance_schedule not in SCHEDULES:
+            raise ValueError(f"guidance_convention must be one of {CONVENTIONS}, guidance_schedule one of {SCHEDULES}")
+        if self.level_schedule not in LEVEL_SCHEDULES:
+            raise ValueError(f"level_schedule must be one of {LEVEL_SCHEDULES}, got {self.level_schedule!r}")
+        if self.level_schedule == "coarse_to_fine" and self.steps < 2:
+            raise ValueError("coarse_to_fine sampling needs at least 2 steps (one per phase)")
+        if not 0.0 < self.low_step_fraction < 1.0:
+            raise ValueError("low_step_fraction must be in (0, 1)")
+
+    def phase_steps(self) -> tuple[int, int]:
+        """(steps for levels 1-2, steps for levels 3-12) of coarse-to-fine sampling; each at least 1."""
+        low = min(self.steps - 1, max(1, round(self.low_step_fraction * self.steps)))
+        return low, self.steps - low
 
     def weights(self) -> dict[str, float]:
         return {"id": self.w_id, "emo": self.w_emo, "lip": self.w_lip}
-
-
-# The condition-drop flags (lip, identity, emotion) of each guidance pass: True = dropped.
-PASS_DROPS = {"all": (False, False, False), "none": (True, True, True), "id": (True, False, True),
-              "emo": (True, True, False), "lip": (False, True, True)}
-
-
-def guidance_passes(cfg: DiffusionSamplerConfig) -> list[str]:
-    """The forward passes a step needs, in batch order ('all' first)."""
-    singles = [c for c, w in cfg.weights().items() if w != 0 or cfg.run_zero_weight_passes]
-    if not singles and cfg.w_all == 0 and not cfg.run_zero_weight_passes:
-        return ["all"]
-    return ["all", "none", *singles]
-
-
-def combine_guidance(logits: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig) -> torch.Tensor:
-    """logits (n, B, L, Q, V) of the passes -> guided logits (B, L, Q, V) (rule in the module docstring)."""
-    if passes == ["all"]:
-        return logits[0]
-    l_all, l_none = logits[0], logits[1]
-    guided = l_all + cfg.w_all * (l_all - l_none)
-    weights = cfg.weights()
-    for i, name in enumerate(passes[2:], start=2):  # at most 3 conditions, not levels or items
-        guided = guided + weights[name] * (logits[i] - l_none)
-    return guided
 
 
 def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -248,8 +262,20 @@ class MaskedDiffusion(nn.Module):
             if c_id is None and "ge2e" not in batch:
                 raise KeyError("the batch needs 'face' (identity embedding) or 'ge2e' / a speaker override")
             speaker = self.speaker_for(batch, c_id)
-        cond = self.net.encode_conditions(batch["lip"], speaker, batch["emotion"], batch["frame_mask"])
+        cond = self.net.encode_conditions(batch["lip"], speaker, self.emotion_for(batch), batch["frame_mask"])
         return cond, c_id
+
+    def emotion_for(self, batch: dict) -> torch.Tensor:
+        """The emotion condition (B, T, K): the face's, or (per item, with probability
+        ``acoustic_emotion_prob`` in training) the target speech's acoustic labels."""
+        p = self.cfg.acoustic_emotion_prob
+        if not self.training or p <= 0.0 or "acoustic_emotion" not in batch:
+            return batch["emotion"]
+        acoustic = batch["acoustic_emotion"].to(batch["emotion"].dtype)
+        if p >= 1.0:
+            return acoustic  # the visual labels are never read
+        use = torch.rand(acoustic.shape[0], device=acoustic.device) < p  # (B,)
+        return torch.where(use[:, None, None], acoustic, batch["emotion"])
 
     def sample_drops(self, batch_size: int, device) -> torch.Tensor:
         """(B, 3) condition-dropout flags: each with p = drop_each, all together with p = drop_all."""
@@ -273,6 +299,16 @@ class MaskedDiffusion(nn.Module):
         count = self.cfg.curriculum_start_levels + self.forwards // self.cfg.curriculum_every
         return levels < count
 
+    def training_masks(self, t: torch.Tensor, b: int, q: int, length: int, device) -> torch.Tensor:
+        """(B, Q, L) True where a token is masked: each token with probability P(masked at t); under
+        the coarse_to_fine schedule a ``clean_low_prob`` share of the items keeps levels 1-2 clean."""
+        masked = torch.rand(b, q, length, device=device) < self.schedule.mask_prob(t)[:, None, None]
+        if self.cfg.level_schedule == "coarse_to_fine":
+            clean = torch.rand(b, device=device) < self.cfg.clean_low_prob  # (B,)
+            low = torch.arange(q, device=device) < self.net.cfg.num_low_levels  # (Q,)
+            masked = masked & ~(clean[:, None, None] & low[None, :, None])
+        return masked
+
     def forward(self, batch: dict):
         tokens, token_mask = batch["tokens"], batch["token_mask"]  # (B, Q, L), (B, L)
         b, q, length = tokens.shape
@@ -282,7 +318,7 @@ class MaskedDiffusion(nn.Module):
         t = self.sample_times(b, device)  # (B,)
         active = self.active_levels(device)[None, :, None]  # (1, Q, 1)
         real = token_mask[:, None, :] & active  # (B, Q, L) scored positions
-        masked = (torch.rand(b, q, length, device=device) < self.schedule.mask_prob(t)[:, None, None]) | ~active
+        masked = self.training_masks(t, b, q, length, device) | ~active  # (B, Q, L)
         noisy = torch.where(masked, self.mask_id, tokens)  # (B, Q, L)
 
         cond, c_id = self.conditions(batch)
@@ -311,56 +347,83 @@ class MaskedDiffusion(nn.Module):
 
     # -------------------------------------------------------------------------------- sampling
     def guided_logits(self, x: torch.Tensor, t: torch.Tensor, cond_n: HiCoDiTConditions, mask_n: torch.Tensor | None,
-                      drop_n: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig) -> torch.Tensor:
-        """One batched forward over all guidance passes -> guided logits (B, L, Q, V) in fp32."""
+                      drop_n: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One batched forward over the guidance passes -> (guided logits (B, L, Q, V) in fp32, and with
+        ``guidance_on_rates`` the log rate scale (B, L, Q) of each position, else None)."""
         n = len(passes)
         logits = self.net(x.repeat(n, 1, 1), t.repeat(n), cond_n, mask_n, drop_n).float()  # (n B, L, Q, V)
-        return combine_guidance(logits.unflatten(0, (n, x.shape[0])), passes, cfg)
+        logits = logits.unflatten(0, (n, x.shape[0]))  # (n, B, L, Q, V)
+        if not cfg.guidance_on_rates or n == 1:
+            return combine_guidance(logits, passes, cfg), None
+        guided = combine_guidance(logits.log_softmax(-1), passes, cfg)  # (B, L, Q, V) un-normalised log-probs
+        return guided, guided.logsumexp(-1)  # the rate scale is 1 (log 0) where the passes agree
 
     @torch.no_grad()
     def sample(self, cond: HiCoDiTConditions, token_mask: torch.Tensor, cfg: DiffusionSamplerConfig | None = None,
                generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
-        """Draw tokens (B, Q, L) from all-[MASK] for the encoded conditions; padded frames come out 0."""
+        """Draw tokens (B, Q, L) from all-[MASK] for the encoded conditions; padded frames come out 0.
+
+        ``joint``: all levels unmask together over ``steps``. ``coarse_to_fine``: levels 1-2 go from
+        all-[MASK] to complete first, then levels 3-12, each phase a full Euler run from t = 1 to 0."""
         cfg = cfg or DiffusionSamplerConfig()
         b, length = token_mask.shape
         q, device = self.net.cfg.num_levels, token_mask.device
+        n_low = self.net.cfg.num_low_levels
         real = token_mask[:, None, :].expand(b, q, length)  # (B, Q, L)
         x = torch.where(real, self.mask_id, 0)  # (B, Q, L)
-        passes = guidance_passes(cfg)
-        n = len(passes)
-        cond_n = cond.repeat(n)  # encoded once, reused every step
-        # Without padding, no mask at all: SDPA / flash-attn then take their fastest kernels
-        # (one host sync per call, outside the step loop).
-        mask_n = None if bool(token_mask.all()) else token_mask.repeat(n, 1)
-        drop_n = torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0)  # (n B, 3)
-        n_real = real.sum((1, 2))  # (B,)
-        times = [1.0 - k / cfg.steps for k in range(cfg.steps + 1)]  # host floats: no device syncs
-        start = self._host(self.schedule.mask_prob, 1.0)
-        steps = range(cfg.steps)
+        # The guided passes, and the conditional pass alone for unguided steps (late schedule).
+        variants = {}
+        for guided in (True, False):
+            passes = guidance_passes(cfg) if guided else ["all"]
+            n = len(passes)
+            variants[guided] = (passes, cond.repeat(n),  # conditions encoded once, reused every step
+                                # without padding, no mask at all: SDPA / flash-attn take their fastest kernels
+                                None if bool(token_mask.all()) else token_mask.repeat(n, 1),
+                                torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0))
+        levels = torch.arange(q, device=device)
+        if cfg.level_schedule == "joint":
+            phases = [(torch.ones(q, dtype=torch.bool, device=device), cfg.steps)]
+        else:
+            low_steps, high_steps = cfg.phase_steps()
+            phases = [(levels < n_low, low_steps), (levels >= n_low, high_steps)]
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            steps = tqdm(steps, desc="sampling", leave=False)
-        for k in steps:
-            t, s = times[k], times[k + 1]
-            t_batch = torch.full((b,), t, device=device)
-            logits = self.guided_logits(x, t_batch, cond_n, mask_n, drop_n, passes, cfg)  # (B, L, Q, V)
-            logits = logits.transpose(1, 2)  # (B, Q, L, V)
-            masked = x == self.mask_id  # (B, Q, L)
-            if cfg.greedy:
-                conf, codes = logits.softmax(-1).max(-1)  # (B, Q, L)
-                keep_fraction = self._host(self.schedule.mask_prob, s) / start if s > 0 else 0.0
-                n_unmask = masked.sum((1, 2)) - torch.floor(n_real * keep_fraction).long()  # (B,)
-                conf = torch.where(masked, conf, -1.0).flatten(1)  # (B, Q L): unmasked rank last
-                order = conf.argsort(dim=-1, descending=True, stable=True)
-                rank = order.argsort(dim=-1, stable=True)  # (B, Q L) 0 = most confident
-                unmask = masked & (rank < n_unmask[:, None]).view_as(masked)
-            else:
-                codes = gumbel_argmax(logits / cfg.temperature, generator)  # (B, Q, L)
-                p_unmask = self.unmask_probability(t, s)
-                u = torch.rand(x.shape, generator=generator, device=device)
-                unmask = masked & (u < p_unmask)
-            x = torch.where(unmask, codes, x)
+            bar = tqdm(total=cfg.steps, desc="sampling", leave=False)
+        start = self._host(self.schedule.mask_prob, 1.0)
+        for active, steps in phases:
+            phase = real & active[None, :, None]  # (B, Q, L) positions this phase reveals
+            n_real = phase.sum((1, 2))  # (B,)
+            times = [1.0 - k / steps for k in range(steps + 1)]  # host floats: no device syncs
+            for k in range(steps):
+                t, s = times[k], times[k + 1]
+                passes, cond_n, mask_n, drop_n = variants[guides_at(cfg, t)]
+                logits, log_rate = self.guided_logits(x, torch.full((b,), t, device=device), cond_n, mask_n, drop_n,
+                                                      passes, cfg)  # (B, L, Q, V)
+                logits = logits.transpose(1, 2)  # (B, Q, L, V)
+                masked = (x == self.mask_id) & phase  # (B, Q, L)
+                if cfg.greedy:
+                    conf, codes = logits.softmax(-1).max(-1)  # (B, Q, L)
+                    keep_fraction = self._host(self.schedule.mask_prob, s) / start if s > 0 else 0.0
+                    n_unmask = masked.sum((1, 2)) - torch.floor(n_real * keep_fraction).long()  # (B,)
+                    conf = torch.where(masked, conf, -1.0).flatten(1)  # (B, Q L): unmasked rank last
+                    order = conf.argsort(dim=-1, descending=True, stable=True)
+                    rank = order.argsort(dim=-1, stable=True)  # (B, Q L) 0 = most confident
+                    unmask = masked & (rank < n_unmask[:, None]).view_as(masked)
+                else:
+                    codes = gumbel_argmax(logits / cfg.temperature, generator)  # (B, Q, L)
+                    p_unmask = self.unmask_probability(t, s)
+                    if log_rate is not None and s > 0:  # the last step reveals everything regardless
+                        p_unmask = (p_unmask * log_rate.transpose(1, 2).exp()).clamp(max=1.0)  # (B, Q, L)
+                    u = torch.rand(x.shape, generator=generator, device=device)
+                    unmask = masked & (u < p_unmask)
+                x = torch.where(unmask, codes, x)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
         return x
 
     def unmask_probability(self, t: float, s: float) -> float:

@@ -46,6 +46,8 @@ class HiCoDiTPrepConfig:
     identity: bool = True  # ArcFace identity
     expression: bool = True  # per-frame expression (else the manifest's emotion comes from emotion_key)
     emotion_key: str | None = None  # a corpus-list column with the clip's emotion (label name or 0..6)
+    speech_emotion: str | None = None  # "emotion2vec": acoustic emotion probabilities (7,) of the speech
+    speech_emotion_weights: str | None = None
     ge2e: bool = True
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
     # the paper's filters
@@ -83,6 +85,14 @@ class HiCoDiTRecipe(Recipe):
             lip_input = {"features": "features", "both": "features"}.get(cfg.lip, "frontend")
             self.frontend = VisualFrontEnd(cfg.frontend, device, lip_input=lip_input)
             self.frontend.build(identity=cfg.identity, expression=cfg.expression)
+        self.speech_emotion = None
+        if cfg.speech_emotion == "emotion2vec":  # the acoustic emotion the paper trains on
+            from evaluation.emotion2vec import Emotion2vecJudge
+
+            self.speech_emotion = Emotion2vecJudge.from_weights(cfg.speech_emotion_weights or
+                                                                "emotion2vec-plus-large").to(device)
+        elif cfg.speech_emotion is not None:
+            raise ValueError(f"speech_emotion must be null or emotion2vec, got {cfg.speech_emotion!r}")
         self.ge2e = None
         if cfg.ge2e:
             from avcodecs.speaker.ge2e_weights import load_ge2e
@@ -173,6 +183,9 @@ class HiCoDiTRecipe(Recipe):
             raise FilteredClip(f"{clip.video}: {tokens.shape[1]} tokens for {frames} frames (audio and video "
                                f"differ by {mismatch / TOKEN_RATE:.2f} s)")
         arrays = {"tokens": tokens, **visual["arrays"]}
+        if self.speech_emotion is not None:
+            wav16 = torch.from_numpy(item["wav16"])[None].to(self.device)
+            arrays["speech_emotion"] = self.speech_emotion.probabilities(wav16)[0].float().cpu().numpy()
         if ge2e is not None:
             arrays["ge2e"] = np.asarray(ge2e, dtype=np.float32)
         row = {**clip.extra, "num_frames": frames, "duration": round(len(item["wav24"]) / 24000, 3),
@@ -195,7 +208,8 @@ def recipe_from_args(args) -> HiCoDiTRecipe:
                               random_weights="tiny" if args.random_extractors else None)
     cfg = HiCoDiTPrepConfig(codec=args.codec_config, codec_weights=args.codec_weights, lip=args.lip,
                             identity=not args.no_identity, expression=not args.no_expression,
-                            emotion_key=args.emotion_key, ge2e=not args.no_ge2e, frontend=frontend,
+                            emotion_key=args.emotion_key, speech_emotion=args.speech_emotion,
+                            speech_emotion_weights=args.emotion2vec, ge2e=not args.no_ge2e, frontend=frontend,
                             min_seconds=args.min_seconds, max_seconds=args.max_seconds,
                             max_mismatch=args.max_mismatch, min_face_fraction=args.min_face_fraction)
     return HiCoDiTRecipe(cfg)
@@ -217,6 +231,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--no-expression", action="store_true", help="skip the expression classifier")
     g.add_argument("--emotion-key", help="a corpus-list column holding each clip's emotion (kept as emotion_label)")
     g.add_argument("--no-ge2e", action="store_true", help="skip the GE2E speech embedding")
+    g.add_argument("--speech-emotion", choices=("emotion2vec",),
+                   help="also the speech's emotion (speech_emotion: 7 probabilities; data.acoustic_emotion_key)")
+    g.add_argument("--emotion2vec", help="emotion2vec weights (default: emotion2vec-plus-large)")
     g.add_argument("--min-seconds", type=float, default=d.min_seconds)
     g.add_argument("--max-seconds", type=float, default=d.max_seconds)
     g.add_argument("--max-mismatch", type=int, default=d.max_mismatch, help="tokens of audio/video length mismatch")

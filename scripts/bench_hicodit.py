@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion, guidance_passes  # noqa: E402
+from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion  # noqa: E402
+from hicodit.guidance import guidance_passes  # noqa: E402
 from hicodit.model import HiCoDiT, HiCoDiTConfig  # noqa: E402
 
 

@@ -100,3 +100,16 @@ def test_tokens_for_a_manifest_that_has_its_features(tmp_path, repo):
     failure = json.loads((out / "failures" / "shard-00000-of-00001.jsonl").read_text())
     assert failure["id"] == "a1" and failure["reason"].endswith("bad.wav: unreadable or corrupt media file "
                                                                "(InvalidDataError)")
+
+
+def test_acoustic_emotion_labels_by_name_index_or_file(tmp_path):
+    from hicodit.data import ClipDataError, acoustic_emotion
+
+    np.save(tmp_path / "probs.npy", np.full(7, 1 / 7, np.float32))
+    assert acoustic_emotion({"id": "a", "e": "happy"}, "e", 7).argmax() == 3  # an alias of "happiness"
+    assert acoustic_emotion({"id": "a", "e": 6}, "e", 7).argmax() == 6
+    assert acoustic_emotion({"id": "a", "e": "probs.npy", "_root": str(tmp_path)}, "e", 7).shape == (7,)
+    with pytest.raises(ClipDataError, match="'bored' is not one of the emotions"):
+        acoustic_emotion({"id": "a", "e": "bored"}, "e", 7)
+    with pytest.raises(ClipDataError, match="outside 0..6"):
+        acoustic_emotion({"id": "a", "e": 9}, "e", 7)

@@ -7,15 +7,13 @@ import pytest
 import torch
 
 from hicodit.diffusion import (
-    PASS_DROPS,
     DiffusionConfig,
     DiffusionSamplerConfig,
     LogLinearSchedule,
     MaskedDiffusion,
-    combine_guidance,
-    guidance_passes,
     score_entropy_loss,
 )
+from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes
 from tests.hicodit.helpers import tiny_batch, tiny_net
 
 UNGUIDED = dict(w_all=0.0, w_id=0.0, w_emo=0.0, w_lip=0.0)
