@@ -45,7 +45,9 @@ class HiCoDiTPrepConfig:
     lip: str = "features"
     identity: bool = True  # ArcFace identity
     expression: bool = True  # per-frame expression (else the manifest's emotion comes from emotion_key)
-    emotion_key: str | None = None  # a corpus-list column with the clip's emotion (label name or 0..6)
+    # a corpus-list column with the clip's emotion (a name or 0..6): kept as emotion_label, and, without
+    # the expression classifier, written as the per-frame emotion labels (a known ground truth)
+    emotion_key: str | None = None
     speech_emotion: str | None = None  # "emotion2vec": acoustic emotion probabilities (7,) of the speech
     speech_emotion_weights: str | None = None
     ge2e: bool = True
@@ -168,6 +170,15 @@ class HiCoDiTRecipe(Recipe):
                                                          source=clip.video).float().cpu().numpy()
         return {"arrays": arrays, "face_fraction": face_fraction}
 
+    def _emotion_index(self, clip: Clip) -> int:
+        from engine.emotions import NUM_EMOTIONS, canonical_index
+
+        value = clip.extra[self.cfg.emotion_key]
+        index = value if isinstance(value, int) else canonical_index(str(value))
+        if index is None or not 0 <= index < NUM_EMOTIONS:
+            raise FilteredClip(f"{clip.source()}: {self.cfg.emotion_key}={value!r} is not an emotion")
+        return index
+
     def _ge2e(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
         if self.ge2e is None:
             return [None] * len(wavs)
@@ -183,6 +194,8 @@ class HiCoDiTRecipe(Recipe):
             raise FilteredClip(f"{clip.video}: {tokens.shape[1]} tokens for {frames} frames (audio and video "
                                f"differ by {mismatch / TOKEN_RATE:.2f} s)")
         arrays = {"tokens": tokens, **visual["arrays"]}
+        if not cfg.expression and cfg.emotion_key and cfg.emotion_key in clip.extra:
+            arrays["emotion"] = np.full(frames, self._emotion_index(clip), np.int64)  # (T,) labels
         if self.speech_emotion is not None:
             wav16 = torch.from_numpy(item["wav16"])[None].to(self.device)
             arrays["speech_emotion"] = self.speech_emotion.probabilities(wav16)[0].float().cpu().numpy()

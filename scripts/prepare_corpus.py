@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--corpus", choices=LAYOUTS, required=True, help="the corpus layout")
         p.add_argument("--root", required=True, help="corpus folder (list layout: the .jsonl / .csv file)")
         p.add_argument("--subsets", nargs="*", help="keep only these corpus subsets (e.g. test)")
+        p.add_argument("--data-root", help="list layout: the folder its relative paths start from (default: its own)")
         p.add_argument("--out-dir", required=True, help="output folder (features, parts, failures, manifests)")
         p.add_argument("--shard", default="auto", help="i/n, or auto (torchrun rank / SLURM array task / 0/1)")
         p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (under torchrun: cuda:LOCAL_RANK)")
@@ -89,7 +90,8 @@ def run(args) -> int:
     from engine.pipeline.corpus import walk_corpus
 
     recipe = importlib.import_module(RECIPES[args.command]).recipe_from_args(args)
-    clips = walk_corpus(args.corpus, args.root, args.subsets, audio_only=getattr(args, "tts", False))
+    clips = walk_corpus(args.corpus, args.root, args.subsets, audio_only=getattr(args, "tts", False),
+                        data_root=args.data_root)
     run_recipe(recipe, clips, args.out_dir, args.shard, args.device, args.batch_size, args.workers,
                args.retry_failed, progress=not args.quiet, seed=args.seed)
     if args.merge:

@@ -77,14 +77,18 @@ def _files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
 
 
 def walk_corpus(layout: str, root: str | Path, subsets: list[str] | None = None,
-                audio_only: bool = False) -> list[Clip]:
-    """The clips of a corpus in a deterministic order; ``subsets`` keeps only those (e.g. ["test"])."""
+                audio_only: bool = False, data_root: str | Path | None = None) -> list[Clip]:
+    """The clips of a corpus in a deterministic order; ``subsets`` keeps only those (e.g. ["test"]).
+    ``data_root``: for a list, the folder its relative paths start from (default: the list's folder)."""
     root = Path(root)
     if layout not in LAYOUTS:
         raise CorpusError(f"unknown corpus layout {layout!r}; one of {', '.join(LAYOUTS)}")
     if not root.exists():
         raise CorpusError(f"{root}: corpus folder (or list file) does not exist")
-    clips = {"lrs3": _lrs3, "lrs2": _lrs2, "vox2": _vox2, "folder": _folder, "list": _list}[layout](root, audio_only)
+    if layout == "list":
+        clips = _list(root, audio_only, Path(data_root) if data_root else root.parent)
+    else:
+        clips = {"lrs3": _lrs3, "lrs2": _lrs2, "vox2": _vox2, "folder": _folder}[layout](root, audio_only)
     if subsets:
         clips = [c for c in clips if c.subset in subsets]
     if not clips:
@@ -160,7 +164,7 @@ def _absolute_if_file(base: Path, value):
     return value
 
 
-def _list(path: Path, audio_only: bool) -> list[Clip]:
+def _list(path: Path, audio_only: bool, base: Path) -> list[Clip]:
     if path.suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
@@ -171,16 +175,16 @@ def _list(path: Path, audio_only: bool) -> list[Clip]:
     clips = []
     for n, row in enumerate(rows, 1):
         row = {ALIASES.get(k, k): v for k, v in row.items() if not k.startswith("_") and v not in (None, "")}
-        media = {k: str((path.parent / row[k]).resolve()) for k in ("video", "audio") if k in row}
+        media = {k: str((base / row[k]).resolve()) for k in ("video", "audio") if k in row}
         for key in PATH_KEYS:  # other media the recipe reads (e.g. released raw motion)
             if key in row:
-                row[key] = str((path.parent / row[key]).resolve())
+                row[key] = str((base / row[key]).resolve())
         if not media:
             raise CorpusError(f"{path}:{n}: needs a 'video' or 'audio' column")
         first = Path(media.get("video") or media["audio"])
-        cid = str(row.get("id") or clip_id(first.relative_to(path.parent.resolve())
-                                            if first.is_relative_to(path.parent.resolve()) else first.name))
-        extra = {k: _absolute_if_file(path.parent, v) for k, v in row.items()
+        cid = str(row.get("id") or clip_id(first.relative_to(base.resolve())
+                                            if first.is_relative_to(base.resolve()) else first.name))
+        extra = {k: _absolute_if_file(base, v) for k, v in row.items()
                  if k not in ("id", "video", "audio", "text", "speaker", "subset")}
         clips.append(Clip(clip_id(cid), **media, text=str(row.get("text", "")), speaker=str(row.get("speaker", "")),
                           subset=str(row.get("subset", "")), extra=extra))
