@@ -165,10 +165,29 @@ def _motion_file(path: str, motion_dim: int, max_frames: int | None = None) -> t
     return torch.from_numpy(arr)
 
 
+def warn_if_no_face(frames: np.ndarray, source: str) -> None:
+    """LIA-X expects a face crop: say so when the face tracker (if installed) finds no face in the
+    first frame, instead of rendering whatever the video holds without a word."""
+    try:
+        from visual.tracking import NoFaceError, build_tracker
+
+        tracker = build_tracker("dlib")
+        tracker.track(frames[:1], source=source)
+    except ImportError:  # no tracker installed (the `visual` extra): nothing to check with
+        return
+    except NoFaceError:
+        log.warning("%s: no face found in its first frame; LIA-X expects a face crop (head and shoulders, "
+                    "centred), so the rendered video may be meaningless", source)
+    except UserFacingError:  # the tracker itself is unavailable
+        return
+
+
 def _face(codecs: Codecs, video: str | None, motion: str | None, motion_dim: int, fps: float,
           max_frames: int | None):
     """(normalised motion (T, Cm), frames) from a face video, or from a motion file (no frames)."""
     frames = read_video(video, fps=fps, max_frames=max_frames).frames if video else None
+    if frames is not None:
+        warn_if_no_face(frames, video)
     if motion:
         return _motion_file(motion, motion_dim, max_frames), frames
     raw = codecs.liax.encode_motion(frames)[0].cpu()  # (T, Cm) raw

@@ -264,3 +264,13 @@ def test_talker_reference_audio_is_cropped_to_what_the_model_uses(runs, media, t
         speaker_model.SpeakerEncoder.embed = original
     assert code == 0, lines
     assert seen and max(seen) <= REFERENCE_SECONDS * 16000
+
+
+def test_talker_warns_when_the_reference_video_has_no_face(runs, media, tmp_path, capsys):
+    pytest.importorskip("dlib")
+    args = talker(runs, tmp_path / "o", "--mode", "t2av", "--ref-audio", str(media / "voice.wav"), "--ref-video",
+                  str(media / "clip.mp4"), "--no-render")
+    args.remove("--quiet")
+    code, lines = run(args, capsys)
+    assert code == 0
+    assert any("clip.mp4: no face found in its first frame; LIA-X expects a face crop" in line for line in lines)
