@@ -1,0 +1,178 @@
+"""Judging the benchmark's systems and the numbers its goals are stated in.
+
+Every system (``<run>/samples/<name>/<id>.wav``) goes through the evaluation harness with the same
+judges: WER by Whisper tiny.en with digits written as words and the GRID vocabulary as its prompt,
+SpkSim (GE2E) to the clip's own ground truth, F0 statistics, DNSMOS. On top of those per-utterance
+columns, this module measures what the controls are for:
+
+  speaker  GE2E similarity of each output to every speaker's centroid (from the ground-truth clips):
+           own vs the others, and how often the nearest centroid is the intended speaker (for
+           face_swap, the face's speaker: the voice follows the face)
+  emotion  log-F0 per emotion label, relative to each speaker's mean, and for emotion_swap how the
+           F0 moved from the same clip generated with its own label against how the ground truth
+           differs between the two emotions
+"""
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from avbench.presets import BenchPreset
+from avbench.stages import RunPaths
+from engine.data import read_manifest
+
+log = logging.getLogger(__name__)
+
+REFERENCE_SYSTEMS = ("ground_truth", "resynthesis")
+
+
+def system_names(paths: RunPaths) -> list[str]:
+    """Reference systems first, then the sampled ones in the order they were made."""
+    sampled = sorted((p.parent.name for p in paths.samples.glob("*/manifest.jsonl")),
+                     key=lambda name: (paths.samples / name / "manifest.jsonl").stat().st_mtime)
+    return [*REFERENCE_SYSTEMS, *sampled]
+
+
+def system_rows(paths: RunPaths, name: str, held_out: list[dict]) -> list[dict]:
+    """What each utterance of a system was made from (its manifest; the held-out rows for references)."""
+    manifest = paths.samples / name / "manifest.jsonl"
+    if manifest.is_file():
+        return read_manifest(manifest, required=("id",))
+    return [r | {"face_speaker": r["speaker"], "lip_from": r["id"]} for r in held_out]
+
+
+def judge_options() -> dict:
+    from evaluation.asr import GRID_PROMPT
+
+    return {"wer": {"prompt": GRID_PROMPT, "normalization": "whisper_en_words"}, "spksim": {"backend": "ge2e"}}
+
+
+def judge_systems(preset: BenchPreset, paths: RunPaths) -> None:
+    """Run the harness over every system (cached per judge and utterance: a rerun only adds what is new)."""
+    from avbench.systems import held_out_rows
+    from engine.pipeline.corpus import Clip
+    from evaluation.harness import evaluate, remember_inputs
+
+    held_out = held_out_rows(preset, paths)
+    truth = paths.samples / "ground_truth"
+    for name in system_names(paths):
+        clips = [Clip(r["id"], text=r["text"], speaker=r["speaker"],
+                      extra={"generated": str(paths.samples / name / f"{r['id']}.wav"),
+                             "reference": str(truth / f"{r['id']}.wav")})
+                 for r in system_rows(paths, name, held_out)]
+        log.info("judging %s (%d utterances)", name, len(clips))
+        remember_inputs(paths.evaluation / name, clips)
+        evaluate(clips, list(preset.report.judges), paths.evaluation / name, judge_options(),
+                 workers=preset.workers, progress=True)
+
+
+# ----------------------------------------------------------------------------------------- numbers
+def _speaker_centroids(embeddings: dict[str, np.ndarray], rows: list[dict]) -> tuple[list[str], np.ndarray]:
+    speakers = sorted({r["speaker"] for r in rows})
+    centroids = np.stack([np.mean([embeddings[r["id"]] for r in rows if r["speaker"] == s], axis=0) for s in speakers])
+    return speakers, centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+
+
+def speaker_numbers(paths: RunPaths, names: list[str], held_out: list[dict], judge=None) -> dict:
+    """Per system: mean cosine to the intended speaker's centroid, to the other speakers' centroids,
+    and the share of outputs whose nearest centroid is the intended one."""
+    from engine.media import read_audio
+    from evaluation.spksim import SpeakerJudge
+
+    judge = judge or SpeakerJudge("ge2e")
+
+    def embed(name: str, rows: list[dict]) -> dict[str, np.ndarray]:
+        wavs = [read_audio(paths.samples / name / f"{r['id']}.wav", 16000) for r in rows]
+        return dict(zip([r["id"] for r in rows], judge.embed(wavs).numpy()))
+
+    speakers, centroids = _speaker_centroids(embed("ground_truth", held_out), held_out)
+    if len(speakers) < 2:
+        return {}
+    out = {}
+    for name in names:
+        rows = system_rows(paths, name, held_out)
+        emb = embed(name, rows)
+        sims = np.stack([centroids @ emb[r["id"]] for r in rows])  # (N, S)
+        target = np.array([speakers.index(r.get("face_speaker", r["speaker"])) for r in rows])
+        own = sims[np.arange(len(rows)), target]
+        other = (sims.sum(1) - own) / (len(speakers) - 1)
+        out[name] = {"own": float(own.mean()), "other": float(other.mean()),
+                     "identified": float((sims.argmax(1) == target).mean())}
+        if name == "face_swap":  # does the voice stay with the clip's own speaker instead?
+            voice = np.array([speakers.index(r["speaker"]) for r in rows])
+            out[name]["identified_as_clip_speaker"] = float((sims.argmax(1) == voice).mean())
+    return {"speakers": speakers, "systems": out}
+
+
+def _f0_by_id(paths: RunPaths, name: str) -> dict[str, float]:
+    from evaluation.harness import per_utterance
+
+    rows = per_utterance(paths.evaluation / name)
+    return {i: r["f0_mean_log"] for i, r in rows.items() if np.isfinite(r.get("f0_mean_log", np.nan))}
+
+
+def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dict:
+    """Per system and emotion label: mean log-F0 relative to the speaker's mean over the held-out clips
+    (so speakers' different pitches cancel), in semitones. For emotion_swap: the F0 change from the same
+    clip with its own label, against the ground truth's difference between the two emotions."""
+    semitones = 12 / np.log(2)
+    out: dict = {"labels": sorted({r["emotion_label"] for r in held_out}), "systems": {}}
+    speaker_of = {r["id"]: r["speaker"] for r in held_out}
+    truth = _f0_by_id(paths, "ground_truth")
+    speaker_mean = {s: np.mean([v for i, v in truth.items() if speaker_of[i] == s]) for s in set(speaker_of.values())}
+    truth_by_label = defaultdict(list)
+    for r in held_out:
+        if r["id"] in truth:
+            truth_by_label[r["emotion_label"]].append(truth[r["id"]] - speaker_mean[r["speaker"]])
+    truth_effect = {label: float(np.mean(v)) for label, v in truth_by_label.items()}
+    for name in names:
+        f0 = _f0_by_id(paths, name)
+        groups = defaultdict(list)
+        for r in system_rows(paths, name, held_out):
+            if r["id"] in f0:
+                groups[r["emotion_label"]].append(semitones * (f0[r["id"]] - speaker_mean[r["speaker"]]))
+        out["systems"][name] = {label: float(np.mean(v)) for label, v in sorted(groups.items())}
+    if "emotion_swap" in names and "generated" in names:
+        own, swapped = _f0_by_id(paths, "generated"), _f0_by_id(paths, "emotion_swap")
+        moved, expected = [], []
+        for r in system_rows(paths, "emotion_swap", held_out):
+            if r["id"] in own and r["id"] in swapped and r.get("own_emotion") in truth_effect:
+                moved.append(semitones * (swapped[r["id"]] - own[r["id"]]))
+                expected.append(semitones * (truth_effect[r["emotion_label"]] - truth_effect[r["own_emotion"]]))
+        if moved:
+            moved, expected = np.array(moved), np.array(expected)
+            out["swap"] = {"clips": len(moved), "same_direction": float((np.sign(moved) == np.sign(expected)).mean()),
+                           "mean_abs_shift_st": float(np.abs(moved).mean()),
+                           "mean_abs_expected_st": float(np.abs(expected).mean()),
+                           "correlation": float(np.corrcoef(moved, expected)[0, 1]) if len(moved) > 2 else None}
+    return out
+
+
+def collect(preset: BenchPreset, paths: RunPaths) -> dict:
+    """Everything the report shows, also written to <run>/report/results.json."""
+    from avbench.systems import held_out_rows
+    from evaluation.harness import aggregate
+
+    held_out = held_out_rows(preset, paths)
+    names = [n for n in system_names(paths) if (paths.evaluation / n).is_dir()]
+    results = {"preset": preset.name, "held_out_clips": len(held_out),
+               "systems": {name: aggregate(paths.evaluation / name) for name in names}}
+    if "spksim" in preset.report.judges:
+        results["speaker"] = speaker_numbers(paths, names, held_out)
+    if "f0" in preset.report.judges:
+        results["emotion"] = emotion_numbers(paths, names, held_out)
+    timings = paths.root / "timings.json"
+    results["timings_s"] = json.loads(timings.read_text()) if timings.is_file() else {}
+    return results
+
+
+def write_results(results: dict, path: Path) -> Path:
+    from engine.atomic import atomic_files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_files(path) as (tmp,):
+        tmp.write_text(json.dumps(results, indent=2))
+    return path

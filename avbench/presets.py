@@ -1,0 +1,91 @@
+"""The benchmark's presets: how big each stage is (``configs/bench/<name>.yaml``).
+
+Every field has a typed default here; a preset file sets what differs, and ``key=value`` overrides on
+the command line change single fields (``python -m avbench.run --preset quick hicodit.steps=500``).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from engine.configs import config_dir
+from engine.errors import UserFacingError
+
+
+class PresetError(UserFacingError, ValueError):
+    pass
+
+
+@dataclass
+class CorpusStage:
+    preset: str = "quick"  # avbench.corpus.PRESETS: speakers, emotions, sentences
+    overrides: dict = field(default_factory=dict)  # generate_corpus arguments that differ from it
+
+
+@dataclass
+class TrainStage:
+    steps: int = 1000
+    batch_size: int = 8
+    overrides: list[str] = field(default_factory=list)  # Hydra overrides for train.py
+
+
+@dataclass
+class CodecStage(TrainStage):
+    config: str = "maskgct_small"  # the codec preset trained (configs/codec/)
+
+
+@dataclass
+class SamplingStage:
+    clips: int = 24  # held-out clips generated and judged (the first, in corpus order; 0: all)
+    steps: int = 16  # diffusion steps
+    flags: list[str] = field(default_factory=list)  # infer.py hicodit flags shared by every system
+    # sampling variants compared on the same clips (name -> extra infer.py flags): the switches of
+    # issue 15 decided by measurement
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    controls: list[str] = field(default_factory=lambda: ["shuffled_video", "face_swap", "emotion_swap"])
+
+
+@dataclass
+class ReportStage:
+    videos: int = 4  # mp4s with the generated speech muxed into the silent clip
+    judges: list[str] = field(default_factory=lambda: ["wer", "spksim", "f0", "dnsmos"])
+
+
+@dataclass
+class BenchPreset:
+    name: str = "quick"
+    corpus: CorpusStage = field(default_factory=CorpusStage)
+    codec: CodecStage = field(default_factory=CodecStage)
+    hicodit: TrainStage = field(default_factory=lambda: TrainStage(steps=1500, batch_size=16))
+    sampling: SamplingStage = field(default_factory=SamplingStage)
+    report: ReportStage = field(default_factory=ReportStage)
+    workers: int = 2  # decoding processes of the corpus pipeline and the judges
+
+
+def preset_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise PresetError(f"{path}: preset file does not exist")
+        return path
+    path = config_dir() / "bench" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir() / "bench").glob("*.yaml"))
+        raise PresetError(f"unknown benchmark preset {name!r}; known: {', '.join(known)} (or a .yaml path)")
+    return path
+
+
+def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
+    """A preset by name (or .yaml path) with ``key=value`` overrides, checked against the schema."""
+    path = preset_path(name)
+    schema = OmegaConf.structured(BenchPreset(name=path.stem))
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    except Exception as e:  # omegaconf's ValidationError / ConfigKeyError: one line naming the field
+        raise PresetError(f"{path}: {str(e).splitlines()[0]}") from None
+    preset: BenchPreset = OmegaConf.to_object(merged)
+    for stage in (preset.codec, preset.hicodit):
+        if stage.steps < 1 or stage.batch_size < 1:
+            raise PresetError(f"{path}: steps and batch_size must be positive")
+    return preset

@@ -1,0 +1,196 @@
+"""The benchmark's report: ``<run>/report/report.md`` (tables and the goals, each met or not),
+``results.json`` (every number), ``plots/`` and ``videos/`` (silent held-out clips with the generated
+speech muxed in, next to the same clip with its ground-truth audio)."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from avbench.analysis import collect, write_results
+from avbench.presets import BenchPreset
+from avbench.stages import STAGES, RunPaths
+
+log = logging.getLogger(__name__)
+
+# The issue's goals (percentage points of WER, minutes on 2 CPU cores).
+RESYNTHESIS_WER_MARGIN = 5.0
+GENERATED_WER_MARGIN = 15.0
+SHUFFLED_WER_FLOOR = 80.0
+MINUTES = {"quick": 15, "full": 90}
+
+SYSTEM_NOTES = {
+    "ground_truth": "the clips' own speech (the floor the judge allows)",
+    "resynthesis": "their codec tokens decoded (the ceiling of the model)",
+    "generated": "HiCoDiT from the silent clip",
+    "shuffled_video": "control: another clip's mouth",
+    "face_swap": "control: another speaker's face",
+    "emotion_swap": "control: another emotion label",
+}
+
+
+def _fmt(value, spec: str = "{:.1f}") -> str:
+    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else spec.format(value)
+
+
+def goals(results: dict) -> list[tuple[str, str, bool | None]]:
+    """(goal, what was measured, met?) — None when the run had no numbers for it."""
+    systems = results["systems"]
+    wer = {name: s.get("wer") for name, s in systems.items()}
+    rows = []
+
+    def check(goal: str, measured: str, ok) -> None:
+        rows.append((goal, measured, ok))
+
+    gt, resynth, generated, shuffled = (wer.get(k) for k in ("ground_truth", "resynthesis", "generated",
+                                                              "shuffled_video"))
+    if gt is not None and resynth is not None:
+        check(f"resynthesis WER within {RESYNTHESIS_WER_MARGIN:.0f} points of the ground truth",
+              f"{resynth:.1f} vs {gt:.1f}", resynth - gt <= RESYNTHESIS_WER_MARGIN)
+    if generated is not None and resynth is not None:
+        check(f"generated WER within {GENERATED_WER_MARGIN:.0f} points of the resynthesis",
+              f"{generated:.1f} vs {resynth:.1f}", generated - resynth <= GENERATED_WER_MARGIN)
+    if shuffled is not None:
+        check(f"WER with the video shuffled across clips >= {SHUFFLED_WER_FLOOR:.0f}", f"{shuffled:.1f}",
+              shuffled >= SHUFFLED_WER_FLOOR)
+    speaker = results.get("speaker", {}).get("systems", {})
+    if "generated" in speaker:
+        s = speaker["generated"]
+        check("SpkSim to the clip's own speaker above SpkSim to the other speakers",
+              f"{s['own']:.3f} vs {s['other']:.3f} (nearest speaker right {100 * s['identified']:.0f}%)",
+              s["own"] > s["other"])
+    if "face_swap" in speaker:
+        s = speaker["face_swap"]
+        check("swapping the face changes the voice (nearest speaker = the face's)",
+              f"{100 * s['identified']:.0f}% the face's speaker, {100 * s.get('identified_as_clip_speaker', 0):.0f}% "
+              "the clip's", s["identified"] > s.get("identified_as_clip_speaker", 0))
+    swap = results.get("emotion", {}).get("swap")
+    if swap:
+        check("swapping the emotion label moves F0 the way the label does in real speech",
+              f"same direction in {100 * swap['same_direction']:.0f}% of {swap['clips']} clips, "
+              f"|shift| {swap['mean_abs_shift_st']:.2f} st (ground truth {swap['mean_abs_expected_st']:.2f} st)",
+              swap["same_direction"] > 0.5)
+    minutes = sum(results.get("timings_s", {}).values()) / 60
+    budget = MINUTES.get(results.get("preset"))
+    if budget and all(stage in results.get("timings_s", {}) for stage in STAGES[:-1]):
+        check(f"the {results['preset']} preset within about {budget} minutes on this machine", f"{minutes:.1f} min",
+              minutes <= budget * 1.1)
+    return rows
+
+
+def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
+    systems = results["systems"]
+    lines = [f"# Offline audio-visual benchmark ({results['preset']} preset)", "",
+             f"{results['held_out_clips']} held-out clips (sentences never seen in training); every system is judged on "
+             "the same clips. WER: Whisper tiny.en, digits written as words, the GRID vocabulary as its prompt.", "",
+             "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
+    for goal, measured, ok in goals(results):
+        lines.append(f"| {goal} | {measured} | {'—' if ok is None else 'yes' if ok else '**no**'} |")
+    lines += ["", "## Systems", "",
+              "| system | WER % | SpkSim (own clip) | DNSMOS OVRL | F0 mean (Hz) | utterances | what |",
+              "|---|---|---|---|---|---|---|"]
+    for name, s in systems.items():
+        lines.append(f"| {name} | {_fmt(s.get('wer'))} | {_fmt(s.get('spksim'), '{:.3f}')} | "
+                     f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | {_fmt(s.get('f0_mean_hz'))} | {s.get('utterances', 0)} | "
+                     f"{SYSTEM_NOTES.get(name, 'sampling variant')} |")
+    speaker = results.get("speaker", {})
+    if speaker.get("systems"):
+        lines += ["", "## Identity", "",
+                  f"GE2E cosine to the speaker centroids of the ground-truth clips ({len(speaker['speakers'])} "
+                  "speakers); for face_swap the intended speaker is the face's.", "",
+                  "| system | to the intended speaker | to the others | nearest is the intended |", "|---|---|---|---|"]
+        for name, s in speaker["systems"].items():
+            lines.append(f"| {name} | {s['own']:.3f} | {s['other']:.3f} | {100 * s['identified']:.0f}% |")
+    emotion = results.get("emotion", {})
+    if emotion.get("systems"):
+        labels = emotion["labels"]
+        lines += ["", "## Expression", "",
+                  "Mean log-F0 per emotion label, in semitones from the speaker's mean over the held-out ground truth.",
+                  "", "| system | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+        for name, by_label in emotion["systems"].items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(by_label.get(label), "{:+.2f}") for label in labels) + " |")
+        if emotion.get("swap"):
+            s = emotion["swap"]
+            lines += ["", f"Emotion swap: F0 moved in the label's direction in {100 * s['same_direction']:.0f}% of "
+                          f"{s['clips']} clips (correlation with the ground truth's difference "
+                          f"{_fmt(s.get('correlation'), '{:.2f}')})."]
+    timings = results.get("timings_s", {})
+    if timings:
+        lines += ["", "## Time", "", "| stage | minutes |", "|---|---|"]
+        lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in timings.items()]
+        lines.append(f"| **total** | **{sum(timings.values()) / 60:.1f}** |")
+    lines += ["", "## Files", "", "- `results.json`: every number above; `../eval/<system>/results.json`: per utterance",
+              "- `plots/`: " + ", ".join(sorted(p.name for p in (paths.report / "plots").glob("*.png")))]
+    if videos:
+        lines.append("- `videos/`: " + ", ".join(p.name for p in videos))
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict, folder: Path) -> None:
+    from evaluation.plots import _pyplot
+
+    plt = _pyplot()
+    folder.mkdir(parents=True, exist_ok=True)
+    systems = {k: v for k, v in results["systems"].items() if v.get("wer") is not None}
+    if systems:
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(systems), 3.2))
+        ax.bar(list(systems), [s["wer"] for s in systems.values()], color="#4C72B0")
+        ax.axhline(SHUFFLED_WER_FLOOR, color="grey", lw=0.8, ls="--")
+        ax.set_ylabel("WER %")
+        ax.set_title("Whisper tiny.en on the held-out clips")
+        ax.tick_params(axis="x", labelrotation=30)
+        fig.tight_layout()
+        fig.savefig(folder / "wer.png", dpi=110)
+        plt.close(fig)
+    emotion = results.get("emotion", {})
+    if emotion.get("systems"):
+        labels, names = emotion["labels"], list(emotion["systems"])
+        fig, ax = plt.subplots(figsize=(2 + 1.2 * len(labels), 3.2))
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            values = [emotion["systems"][name].get(label, np.nan) for label in labels]
+            ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
+        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
+        ax.set_ylabel("log-F0 from speaker mean (semitones)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "f0_by_emotion.png", dpi=110)
+        plt.close(fig)
+
+
+def videos(preset: BenchPreset, paths: RunPaths) -> list[Path]:
+    """For the first clips: the silent video with the generated speech, and with its own speech."""
+    from avbench.systems import held_out_rows
+    from engine.media import read_audio, read_video, write_video
+
+    out = []
+    for row in held_out_rows(preset, paths)[: preset.report.videos]:
+        frames = read_video(row["video"], fps=25.0).frames
+        for system in ("generated", "ground_truth"):
+            wav = paths.samples / system / f"{row['id']}.wav"
+            if wav.is_file():
+                target = paths.report / "videos" / f"{row['id']}.{system}.mp4"
+                if not target.is_file():
+                    write_video(target, frames, 25.0, read_audio(wav, 24000), 24000)
+                out.append(target)
+    return out
+
+
+def write_report(preset: BenchPreset, paths: RunPaths) -> Path:
+    from avbench.analysis import system_names
+    from evaluation.harness import write_report as write_system_report
+
+    for name in system_names(paths):  # per system: results.md, distributions and spectrograms
+        if (paths.evaluation / name).is_dir():
+            write_system_report(paths.evaluation / name, preset="offline", label=name)
+    results = collect(preset, paths)
+    write_results(results, paths.report / "results.json")
+    plots(results, paths.report / "plots")
+    made = videos(preset, paths)
+    from engine.atomic import atomic_files
+
+    with atomic_files(paths.report / "report.md") as (tmp,):
+        tmp.write_text(markdown(results, paths, made))
+    for goal, measured, ok in goals(results):
+        log.info("%s %s: %s", "MET " if ok else "MISS", goal, measured)
+    return paths.report / "report.md"

@@ -1,0 +1,193 @@
+"""The benchmark's stages, each reusing the project's own tools on the run folder's files.
+
+    corpus    generated clips, LRS3 layout + corpus.jsonl             (avbench.corpus)
+    codec     a small MaskGCT codec trained on their speech, exported   (train.py experiment=bench_codec)
+    prepare   the corpus pipeline's HiCoDiT recipe with that codec      (scripts/prepare_corpus.py hicodit)
+    hicodit   HiCoDiT at the benchmark size                             (train.py experiment=bench_hicodit)
+    sample    speech from the silent held-out clips, its controls and variants   (infer.py hicodit)
+    evaluate  the judges over every system                              (evaluation.harness)
+    report    tables, plots and a few mp4s                              (avbench.report)
+
+Each stage leaves a marker in ``<run>/.done`` when it finishes, so a rerun starts where the last one
+stopped; the tools it calls resume within a stage too (the trainer from its last checkpoint, the
+corpus pipeline and the judges from their per-clip records).
+"""
+
+import json
+import logging
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from avbench.presets import BenchPreset
+from engine.errors import UserFacingError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("corpus", "codec", "prepare", "hicodit", "sample", "evaluate", "report")
+CODEC_VAL_CLIPS = 8
+
+
+class StageError(UserFacingError, RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def corpus_list(self) -> Path:
+        return self.corpus / "corpus.jsonl"
+
+    @property
+    def codec(self) -> Path:
+        return self.root / "codec"
+
+    @property
+    def codec_weights(self) -> Path:
+        return self.codec / "weights"
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "prepared"
+
+    @property
+    def hicodit(self) -> Path:
+        return self.root / "hicodit"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def marker(self, stage: str) -> Path:
+        return self.root / ".done" / stage
+
+
+def run_tool(args: list[str], what: str) -> None:
+    """A project CLI as a child process (its progress bars and logs go straight to the terminal)."""
+    cmd = [sys.executable, *args]
+    log.info("%s: %s", what, shlex.join(cmd))
+    code = subprocess.run(cmd, cwd=REPO).returncode
+    if code != 0:
+        raise StageError(f"{what} failed (exit status {code}); run the benchmark again to resume, or the "
+                         f"command alone to see why: {shlex.join(cmd)}")
+
+
+# ------------------------------------------------------------------------------------------ stages
+def corpus(preset: BenchPreset, paths: RunPaths) -> None:
+    from avbench.corpus import generate_corpus
+
+    generate_corpus(paths.corpus, preset=preset.corpus.preset, workers=preset.workers, **preset.corpus.overrides)
+
+
+def _codec_manifest(path: Path, rows: list[dict]) -> Path:
+    """Codec-training lines (id, video, num_frames in 50 Hz frames) for corpus-list rows."""
+    from engine.data import resolve_path, write_manifest
+    from engine.media import read_audio
+
+    lines = []
+    for row in rows:
+        video = resolve_path(row, "video").resolve()
+        seconds = row.get("duration") or len(read_audio(video, 16000)) / 16000
+        lines.append({"id": video.stem, "video": str(video), "num_frames": max(1, int(seconds * 50))})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_manifest(path, lines)
+
+
+def codec(preset: BenchPreset, paths: RunPaths) -> None:
+    from engine.data import read_manifest
+
+    rows = read_manifest(paths.corpus_list, required=("video", "subset"))
+    train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
+    val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
+    stage = preset.codec
+    run_tool(["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}", f"data.val_manifest={val}",
+              f"trainer.out_dir={paths.codec / 'run'}", f"trainer.max_steps={stage.steps}",
+              f"trainer.batch_size={stage.batch_size}", *stage.overrides], "codec training")
+    run_tool(["scripts/export_maskgct_codec.py", "--checkpoint", str(paths.codec / "run"), "--out",
+              str(paths.codec_weights)], "codec export")
+
+
+def prepare(preset: BenchPreset, paths: RunPaths) -> None:
+    run_tool(["scripts/prepare_corpus.py", "hicodit", "--corpus", "list", "--root", str(paths.corpus_list),
+              "--out-dir", str(paths.prepared), "--codec-config", preset.codec.config, "--codec-weights",
+              str(paths.codec_weights), "--lip", "crops", "--random-extractors", "--no-expression",
+              "--emotion-key", "emotion", "--workers", str(preset.workers), "--merge", "--split", "subset",
+              "--val", "0", "--quiet"], "corpus preparation")
+
+
+def hicodit(preset: BenchPreset, paths: RunPaths) -> None:
+    stage = preset.hicodit
+    run_tool(["train.py", "experiment=bench_hicodit", f"data.train_manifest={paths.prepared / 'train.jsonl'}",
+              f"codec={preset.codec.config}", f"codec.weights={paths.codec_weights}", f"trainer.out_dir={paths.hicodit}",
+              f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}", *stage.overrides],
+             "HiCoDiT training")
+
+
+def sample(preset: BenchPreset, paths: RunPaths) -> None:
+    from avbench.systems import sampling_systems, write_references
+
+    write_references(preset, paths)
+    for system in sampling_systems(preset, paths):
+        done = paths.samples / system.name / ".done"
+        if done.is_file():
+            continue
+        run_tool(["infer.py", "hicodit", "--checkpoint", str(paths.hicodit), "--manifest", str(system.manifest),
+                  "--out-dir", str(paths.samples / system.name), "--codec-weights", str(paths.codec_weights),
+                  "--steps", str(preset.sampling.steps), "--seed", "0", "--quiet", *preset.sampling.flags,
+                  *system.flags], f"sampling ({system.name})")
+        done.touch()
+
+
+def evaluate(preset: BenchPreset, paths: RunPaths) -> None:
+    from avbench.analysis import judge_systems
+
+    judge_systems(preset, paths)
+
+
+def report(preset: BenchPreset, paths: RunPaths) -> None:
+    from avbench.report import write_report
+
+    write_report(preset, paths)
+
+
+RUNNERS = {"corpus": corpus, "codec": codec, "prepare": prepare, "hicodit": hicodit, "sample": sample,
+           "evaluate": evaluate, "report": report}
+
+
+def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, stop: str | None = None) -> dict:
+    """Run the stages in order, skipping finished ones (all from ``start`` on are redone); -> timings."""
+    first = STAGES.index(start) if start else 0
+    last = STAGES.index(stop) if stop else len(STAGES) - 1
+    timings_file = paths.root / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    for index, stage in enumerate(STAGES[: last + 1]):
+        marker = paths.marker(stage)
+        if marker.is_file() and (start is None or index < first):
+            continue
+        marker.unlink(missing_ok=True)
+        log.info("stage %d/%d: %s", index + 1, len(STAGES), stage)
+        began = time.perf_counter()
+        RUNNERS[stage](preset, paths)
+        timings[stage] = round(time.perf_counter() - began, 1)
+        timings_file.write_text(json.dumps(timings, indent=2))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    return timings
