@@ -13,7 +13,8 @@
   dlib's inner-lip gap with mouth_open, nearest-centroid viseme recognition from the AV-HuBERT mouth ROI
   (22 x 22 pooled, minus the clip's mean ROI; centroids from trainval frames, scored on test frames;
   chance = always the most frequent class), and dlib's face-recognition distance
-  within vs across speakers (ResNet descriptors of one frame per clip).
+  within vs across speakers and leave-one-out speaker identification from them (ResNet descriptors of
+  one frame per clip).
 Clips are taken evenly from corpus.jsonl (``clips``: how many; None: all).
 """
 
@@ -52,15 +53,25 @@ def speaker_separation(wavs: list[np.ndarray], speakers: list[str]) -> dict:
     cos = emb @ emb.T
     same = (names[:, None] == names[None]) & ~np.eye(len(names), dtype=bool)
     cross = names[:, None] != names[None]
-    hits = 0
-    for i in range(len(names)):  # leave-one-out nearest centroid
-        others = np.arange(len(names)) != i
-        labels = sorted(set(names[others]))
-        centroids = np.stack([emb[others & (names == s)].mean(0) for s in labels])
-        hits += labels[int(np.argmax(centroids @ emb[i]))] == names[i]
     return {"ge2e_same_speaker_cosine": float(cos[same].mean()) if same.any() else None,
             "ge2e_cross_speaker_cosine": float(cos[cross].mean()) if cross.any() else None,
-            "ge2e_speaker_id_accuracy": hits / len(names), "speakers": len(set(speakers)), "clips": len(names)}
+            "ge2e_speaker_id_accuracy": identification(emb, names, cosine=True), "speakers": len(set(speakers)),
+            "clips": len(names)}
+
+
+def identification(vectors: np.ndarray, names: np.ndarray, cosine: bool = False) -> float:
+    """Leave-one-out nearest-centroid accuracy, by cosine (GE2E's scoring) or Euclidean distance (dlib's)."""
+    hits = 0
+    for i in range(len(names)):
+        others = np.arange(len(names)) != i
+        labels = sorted(set(names[others]))
+        centroids = np.stack([vectors[others & (names == s)].mean(0) for s in labels])  # (S, E)
+        if cosine:
+            score = centroids @ vectors[i] / np.linalg.norm(centroids, axis=1)
+        else:
+            score = -((centroids - vectors[i]) ** 2).sum(1)
+        hits += labels[int(np.argmax(score))] == names[i]
+    return hits / len(names)
 
 
 def emotion_prosody(wavs: list[np.ndarray], rows: list[dict]) -> dict:
@@ -154,7 +165,8 @@ def faces(frames: list[np.ndarray], rows: list[dict]) -> dict:
             "viseme_roi_nearest_centroid_accuracy": accuracy, "viseme_chance": chance,
             "viseme_classes_seen": int(len(np.unique(y))),
             "face_descriptor_distance_same_speaker": float(dist[same].mean()) if same.any() else None,
-            "face_descriptor_distance_cross_speaker": float(dist[cross].mean()) if cross.any() else None}
+            "face_descriptor_distance_cross_speaker": float(dist[cross].mean()) if cross.any() else None,
+            "face_descriptor_speaker_id_accuracy": identification(d, names)}
 
 
 def measure_corpus(root, clips: int | None = 64, parts=("speakers", "emotions", "mouth", "faces")) -> dict:

@@ -62,6 +62,7 @@ PHONEMES = frozenset(_BY_PHONEME)  # every phoneme with a class of its own
 FALLBACK = VISEME_NAMES.index("mid_vowel")  # an unknown phoneme: a neutral half-open mouth
 TARGETS = np.array([v.target for v in VISEMES], dtype=np.float64)  # (V, 4)
 DOMINANCE = np.array([v.dominance for v in VISEMES], dtype=np.float64)  # (V,)
+OUTSIDE_MAX = 2.0  # the largest dominance a segment has outside its own span
 
 
 def viseme_of(phoneme: str) -> int:
@@ -80,18 +81,24 @@ def frame_visemes(phones: Sequence, frames: int, fps: float = 25.0) -> np.ndarra
 
 
 def mouth_track(phones: Sequence, frames: int, fps: float = 25.0, subsamples: int = 4, reach: float = 0.7,
-                durations: tuple[float, float] = (0.04, 0.10)) -> np.ndarray:
+                durations: tuple[float, float] = (0.04, 0.10), anticipation: float = 2.0,
+                carryover: float = 0.6) -> np.ndarray:
     """Phone segments (label, start, end in seconds, covering the clip) -> mouth (T, 4) float32.
 
     Segment i weighs alpha_i inside its own span and alpha_i * exp(-(d / tau_i)^2) at a distance d outside
-    it; tau_i = ``reach`` x its duration clipped to ``durations`` (s). A long vowel thus reaches its
-    target, a short closure still closes the lips, and the pull of a segment ends ~2 tau past its edges."""
+    it; tau_i = ``reach`` x its duration clipped to ``durations`` (s), times ``anticipation`` before the
+    segment and ``carryover`` after it: the lips move towards a sound earlier than they leave it (with
+    2.0 / 0.6 mouth opening and speech energy correlate best at lag 0 instead of the mouth trailing by a
+    frame). A long vowel reaches its target, a short closure still closes the lips."""
     kinds = np.array([viseme_of(p.label) for p in phones])  # (P,)
     starts = np.array([p.start for p in phones])
     ends = np.array([p.end for p in phones])
     tau = reach * np.clip(ends - starts, *durations)  # (P,)
     times = (np.arange(frames * subsamples) + 0.5) / (fps * subsamples)  # (T*S,) shutter sub-samples
-    outside = np.maximum(starts - times[:, None], 0) + np.maximum(times[:, None] - ends, 0)  # (T*S, P)
-    weight = DOMINANCE[kinds] * np.exp(-((outside / tau) ** 2)) + 1e-12  # 1e-12: never 0 / 0
+    outside = (np.maximum(starts - times[:, None], 0) / anticipation
+               + np.maximum(times[:, None] - ends, 0) / carryover)  # (T*S, P) distance in units of tau
+    # outside its own span a segment pulls at most like a vowel: a closure owns its span, not its neighbours'
+    alpha = np.where(outside > 0, np.minimum(DOMINANCE[kinds], OUTSIDE_MAX), DOMINANCE[kinds])
+    weight = alpha * np.exp(-((outside / tau) ** 2)) + 1e-12  # 1e-12: never 0 / 0
     shape = weight @ TARGETS[kinds] / weight.sum(1, keepdims=True)  # (T*S, 4)
     return shape.reshape(frames, subsamples, 4).mean(1).astype(np.float32)
