@@ -197,6 +197,8 @@ def generate_corpus(root, preset: str | None = None, speakers: int | None = None
     if preset is not None and preset not in PRESETS:
         raise CorpusSettingsError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset or "quick"]
+    if isinstance(emotions, str):  # "neutral,anger" as on the command line
+        emotions = _emotion_list(emotions)
     given = {"speakers": speakers, "emotions": tuple(emotions) if emotions is not None else None,
              "train_sentences": train_sentences, "test_sentences": test_sentences, "seed": seed, "size": size,
              "face_width": face_width}
