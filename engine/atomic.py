@@ -9,6 +9,7 @@ line naming the path; the cleanup of the temporary never hides the original erro
 import contextlib
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -51,6 +52,14 @@ def _make_parent(path: Path) -> None:
         raise OutputError(describe_os_error(path, e)) from None
     if path.is_dir():
         raise OutputError(f"{path}: is an existing folder, not a file name")
+
+
+TEMPORARY_MARK = re.compile(r"\.tmp-[0-9a-f]{8}(\.|$)")
+
+
+def is_temporary(path: Path) -> bool:
+    """A leftover of an interrupted atomic write (``clip.tmp-1a2b3c4d.mp4``): never a real input."""
+    return TEMPORARY_MARK.search(path.name) is not None
 
 
 def temporary_sibling(path: Path) -> Path:

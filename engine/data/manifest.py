@@ -40,9 +40,10 @@ def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_
     for line_no, line in enumerate(lines, 1):
         if line.strip():
             entry = _parse_line(path, line_no, line, required)
-            if entry.get("id") in seen:
-                raise ManifestError(f"{path}:{line_no}: duplicate id {entry['id']!r}")
-            seen.add(entry.get("id"))
+            if "id" in entry:
+                if entry["id"] in seen:
+                    raise ManifestError(f"{path}:{line_no}: duplicate id {entry['id']!r}")
+                seen.add(entry["id"])
             entry["_root"] = str(path.parent)
             entries.append(entry)
     if not entries:

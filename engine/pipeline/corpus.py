@@ -73,7 +73,10 @@ def read_sidecar_text(media: Path) -> str:
 
 
 def _files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    from engine.atomic import is_temporary
+
+    # leftovers of an interrupted atomic write (clip.tmp-1a2b3c4d.mp4) are not clips
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file() and not is_temporary(p))
 
 
 def walk_corpus(layout: str, root: str | Path, subsets: list[str] | None = None,

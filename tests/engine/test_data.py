@@ -69,6 +69,9 @@ def test_manifest_round_trip_and_relative_paths(tmp_path):
     assert str(resolve_path(entries[1], "video")) == "/abs/b.mp4"
     with pytest.raises(ManifestError, match="has no 'audio'"):
         resolve_path(entries[0], "audio")
+    # lists read without requiring ids (corpus lists) may have none on any line
+    (tmp_path / "list.jsonl").write_text('{"video": "a.mp4"}\n{"video": "b.mp4"}\n')
+    assert [e["video"] for e in read_manifest(tmp_path / "list.jsonl", required=("video",))] == ["a.mp4", "b.mp4"]
 
 
 @pytest.mark.parametrize("lines, message", [

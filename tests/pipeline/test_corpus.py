@@ -31,6 +31,7 @@ def test_lrs2_lists_vox2_folder_and_list_layouts(tmp_path):
     assert (clip.id, clip.speaker, clip.subset) == ("dev__id00012__21Uxsk56VDQ__00001", "id00012", "dev")
     folder = tmp_path / "any"
     touch(folder / "alice" / "a.mp4")
+    touch(folder / "alice" / "b.tmp-0a1b2c3d.mp4")  # an interrupted atomic write's leftover: not a clip
     (folder / "alice" / "a.json").write_text(json.dumps({"text": "from json"}))
     (clip,) = walk_corpus("folder", folder)
     assert (clip.id, clip.speaker, clip.text) == ("alice__a", "alice", "from json")
