@@ -83,7 +83,8 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     try:
         merged = OmegaConf.merge(schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
     except Exception as e:  # omegaconf's ValidationError / ConfigKeyError: one line naming the field
-        raise PresetError(f"{path}: {str(e).splitlines()[0]}") from None
+        where = f" ({e.full_key})" if getattr(e, "full_key", None) else ""
+        raise PresetError(f"{path}: {str(e).splitlines()[0]}{where}") from None
     preset: BenchPreset = OmegaConf.to_object(merged)
     for stage in (preset.codec, preset.hicodit):
         if stage.steps < 1 or stage.batch_size < 1:

@@ -106,7 +106,7 @@ def _codec_manifest(path: Path, rows: list[dict]) -> Path:
     for row in rows:
         video = resolve_path(row, "video").resolve()
         seconds = row.get("duration") or len(read_audio(video, 16000)) / 16000
-        lines.append({"id": video.stem, "video": str(video), "num_frames": max(1, int(seconds * 50))})
+        lines.append({"id": row["id"], "video": str(video), "num_frames": max(1, int(seconds * 50))})
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_manifest(path, lines)
 
@@ -114,7 +114,7 @@ def _codec_manifest(path: Path, rows: list[dict]) -> Path:
 def codec(preset: BenchPreset, paths: RunPaths) -> None:
     from engine.data import read_manifest
 
-    rows = read_manifest(paths.corpus_list, required=("video", "subset"))
+    rows = read_manifest(paths.corpus_list, required=("id", "video", "subset"))
     train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
     val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
     stage = preset.codec

@@ -213,8 +213,9 @@ def aggregate(out: str | Path) -> dict:
     for key in sorted(numeric - {"wer", "cer", "wer_errors", "wer_ref_len", "cer_errors", "cer_ref_len",
                                  "num_frames", "sync_offset"}):
         values = np.array([r[key] for r in rows if key in r], dtype=np.float64)
-        result[key] = float(values.mean())
-        result[f"{key}_std"] = float(values.std())
+        values = values[np.isfinite(values)]  # e.g. no F0 in an utterance without a voiced frame
+        result[key] = float(values.mean()) if len(values) else float("nan")
+        result[f"{key}_std"] = float(values.std()) if len(values) else float("nan")
     if "wer" in result:
         result["wer_fraction"] = result["wer"] / 100  # Talker-T2AV reports WER as a fraction
     if "emo_match" in result:

@@ -33,6 +33,10 @@ def metric_distributions(rows: list[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.6 * rows_n), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         values = np.array([r[key] for r in rows if key in r], dtype=float)
+        values = values[np.isfinite(values)]  # e.g. F0 of an utterance with no voiced frame is NaN
+        if len(values) == 0:
+            ax.set_title(f"{key}  (no finite value)", fontsize=9)
+            continue
         ax.hist(values, bins=min(30, max(5, len(values) // 2)), color="#4C72B0")
         ax.set_title(f"{key}  (mean {values.mean():.3g})", fontsize=9)
     for ax in list(axes.flat)[len(keys):]:

@@ -91,3 +91,17 @@ def test_sync_judge_with_random_weights_runs_on_a_face_clip(tmp_path):
                         "--device", "cpu", "--quiet", "--no-plots"]) == 0
     row = json.loads((tmp_path / "eval" / "results.json").read_text())["utterances"][0]
     assert np.isfinite(row["lse_c"]) and np.isfinite(row["lse_d"]) and -15 <= row["sync_offset"] <= 15
+
+
+def test_aggregate_and_plots_leave_out_undefined_values(tmp_path):
+    """An utterance without a voiced frame has no F0 (NaN): the mean is over the others and the
+    histogram still draws."""
+    from evaluation.harness import aggregate, write_report
+
+    parts = tmp_path / "cache" / "f0" / "parts"
+    parts.mkdir(parents=True)
+    rows = [{"id": "a", "f0_mean_hz": 100.0}, {"id": "b", "f0_mean_hz": float("nan")}, {"id": "c", "f0_mean_hz": 120.0}]
+    (parts / "shard-00000-of-00001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert aggregate(tmp_path)["f0_mean_hz"] == pytest.approx(110.0)
+    write_report(tmp_path, preset="offline")
+    assert (tmp_path / "plots" / "distributions.png").is_file()

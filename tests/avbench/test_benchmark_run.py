@@ -1,0 +1,154 @@
+"""The benchmark run's own logic, on made-up inputs: presets, the controls' manifests, the speaker and
+emotion numbers, and the goals' verdicts. (The whole run on a tiny corpus: test_benchmark_end_to_end.py.)"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avbench.analysis import emotion_numbers, speaker_numbers
+from avbench.presets import PresetError, load_preset
+from avbench.report import goals
+from avbench.stages import STAGES, RunPaths, run_stages
+from avbench.systems import emotion_swap, face_swap, shuffled_video
+from engine.data import write_manifest
+from engine.media import write_wav
+
+
+def test_presets_load_with_overrides_and_bad_fields_are_one_line():
+    quick, full = load_preset("quick"), load_preset("full")
+    assert full.codec.steps > quick.codec.steps and full.sampling.clips > quick.sampling.clips
+    assert "coarse_to_fine" in full.sampling.variants and quick.sampling.variants == {}
+    tuned = load_preset("quick", ["hicodit.steps=7", "sampling.controls=[face_swap]"])
+    assert tuned.hicodit.steps == 7 and tuned.sampling.controls == ["face_swap"]
+    with pytest.raises(PresetError, match="quick.yaml: .*hicodit.stepz") as err:
+        load_preset("quick", ["hicodit.stepz=7"])
+    assert "\n" not in str(err.value)
+    with pytest.raises(PresetError, match="unknown benchmark preset 'huge'; known: full, quick"):
+        load_preset("huge")
+    with pytest.raises(PresetError, match="steps and batch_size must be positive"):
+        load_preset("quick", ["codec.steps=0"])
+
+
+def held_out(tmp_path, lengths=(10, 12, 14, 16), speakers=("s0", "s0", "s1", "s1"),
+             emotions=("neutral", "sadness", "neutral", "happiness")):
+    rows = []
+    for i, (frames, speaker, emotion) in enumerate(zip(lengths, speakers, emotions)):
+        mouth, face = tmp_path / f"mouth{i}.npy", tmp_path / f"face{i}.npy"
+        np.save(mouth, np.full((frames, 4, 4), i, np.uint8))
+        np.save(face, np.full(3, i, np.float32))
+        rows.append({"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": emotion,
+                     "num_frames": frames, "mouth": str(mouth), "face": str(face), "emotion": "own.npy"})
+    return rows
+
+
+def test_controls_change_one_condition_each(tmp_path):
+    rows = held_out(tmp_path)
+    shuffled = shuffled_video(rows, tmp_path / "shuffled")
+    assert [r["lip_from"] for r in shuffled] == ["c1", "c2", "c3", "c0"]  # every clip another's mouth
+    for row, out in zip(rows, shuffled):
+        labels = np.load(out["emotion"])
+        donor = np.load(out["mouth"])
+        assert len(labels) == len(donor) != row["num_frames"]  # the emotion fits the donor's length ...
+        assert out["face"] == row["face"] and out["emotion_label"] == row["emotion_label"]  # ... the rest is own
+    swapped = face_swap(rows)
+    assert all(r["face_speaker"] != r["speaker"] for r in swapped) and len(swapped) == 4
+    assert [np.load(r["face"])[0] for r in swapped] == [2, 2, 0, 0]
+    moved = emotion_swap(rows, tmp_path / "emotion")
+    assert all(r["emotion_label"] != r["own_emotion"] for r in moved)
+    from engine.emotions import canonical_index
+
+    for r in moved:
+        labels = np.load(r["emotion"])
+        assert labels.shape == (r["num_frames"],) and (labels == canonical_index(r["emotion_label"])).all()
+    assert face_swap(rows[:2]) == []  # one speaker only: no face of another speaker to swap in
+    assert emotion_swap([r | {"emotion_label": "neutral"} for r in rows], tmp_path / "e") == []
+
+
+class FakeSpeakerJudge:
+    """GE2E stand-in: a wav's embedding is one-hot on its (constant) amplitude level."""
+
+    def embed(self, wavs, sample_rate=16000):
+        levels = [int(round(float(np.abs(w).max()) * 10)) for w in wavs]
+        return torch.nn.functional.one_hot(torch.tensor(levels), 4).float()
+
+
+def test_speaker_numbers_follow_the_intended_speaker(tmp_path):
+    paths = RunPaths(tmp_path)
+    rows = held_out(tmp_path)
+    level = {"s0": 0.1, "s1": 0.2}
+    for r in rows:  # ground truth: each clip in its speaker's voice
+        write_wav(paths.samples / "ground_truth" / f"{r['id']}.wav", np.full(1600, level[r["speaker"]]), 16000)
+    # generated: right voices; face_swap: the voice follows the face's speaker for 3 of 4 clips
+    swapped = face_swap(rows)
+    for r in rows:
+        write_wav(paths.samples / "generated" / f"{r['id']}.wav", np.full(1600, level[r["speaker"]]), 16000)
+    for i, r in enumerate(swapped):
+        voice = r["face_speaker"] if i < 3 else r["speaker"]
+        write_wav(paths.samples / "face_swap" / f"{r['id']}.wav", np.full(1600, level[voice]), 16000)
+    for name, system_rows in (("generated", rows), ("face_swap", swapped)):
+        write_manifest(paths.samples / name / "manifest.jsonl",
+                       [r | {"face_speaker": r.get("face_speaker", r["speaker"])} for r in system_rows])
+    numbers = speaker_numbers(paths, ["ground_truth", "generated", "face_swap"], rows, judge=FakeSpeakerJudge())
+    assert numbers["speakers"] == ["s0", "s1"]
+    assert numbers["systems"]["generated"] == {"own": 1.0, "other": 0.0, "identified": 1.0}
+    swap = numbers["systems"]["face_swap"]
+    assert swap["identified"] == 0.75 and swap["identified_as_clip_speaker"] == 0.25
+
+
+def write_f0_cache(folder, values: dict):
+    parts = folder / "cache" / "f0" / "parts"
+    parts.mkdir(parents=True)
+    (parts / "shard-00000-of-00001.jsonl").write_text(
+        "".join(json.dumps({"id": i, "f0_mean_log": v}) + "\n" for i, v in values.items()))
+
+
+def test_emotion_numbers_are_speaker_relative_and_the_swap_is_scored(tmp_path):
+    paths = RunPaths(tmp_path)
+    rows = held_out(tmp_path)
+    st = np.log(2) / 12  # one semitone in log-F0
+    # ground truth: s1 is 12 st higher; sadness -2 st, happiness +2 st around each speaker's neutral
+    truth = {"c0": np.log(100), "c1": np.log(100) - 2 * st, "c2": np.log(200), "c3": np.log(200) + 2 * st}
+    write_f0_cache(paths.evaluation / "ground_truth", truth)
+    write_f0_cache(paths.evaluation / "generated", truth)
+    moved = emotion_swap(rows, tmp_path / "e")  # neutral->sadness, sadness->happiness, neutral->sadness, ...
+    write_manifest(paths.samples / "emotion_swap" / "manifest.jsonl", moved)
+    expected_shift = {"sadness": -2, "happiness": +2, "neutral": 0}
+    swapped = {r["id"]: truth[r["id"]] + st * (expected_shift[r["emotion_label"]] - expected_shift[r["own_emotion"]])
+               for r in moved}
+    write_f0_cache(paths.evaluation / "emotion_swap", swapped)
+    write_manifest(paths.samples / "generated" / "manifest.jsonl", rows)
+    numbers = emotion_numbers(paths, ["ground_truth", "generated", "emotion_swap"], rows)
+    gt = numbers["systems"]["ground_truth"]
+    # each speaker's mean is 0; the labels sit symmetrically around it
+    assert gt["sadness"] == pytest.approx(-1.0) and gt["happiness"] == pytest.approx(1.0)
+    assert gt["neutral"] == pytest.approx(0.0)
+    assert numbers["swap"]["same_direction"] == 1.0 and numbers["swap"]["correlation"] == pytest.approx(1.0)
+
+
+def test_goals_say_met_or_not():
+    results = {"preset": "quick", "held_out_clips": 4, "timings_s": {s: 60.0 for s in STAGES},
+               "systems": {"ground_truth": {"wer": 8.0}, "resynthesis": {"wer": 12.0}, "generated": {"wer": 40.0},
+                           "shuffled_video": {"wer": 95.0}},
+               "speaker": {"systems": {"generated": {"own": 0.8, "other": 0.6, "identified": 0.9}}}}
+    verdicts = {goal.split(" ")[0] + " " + goal.split(" ")[1]: ok for goal, _, ok in goals(results)}
+    assert verdicts == {"resynthesis WER": True, "generated WER": False, "WER with": True, "SpkSim to": True,
+                        "the quick": True}
+
+
+def test_stages_resume_and_redo_from_a_stage(tmp_path, monkeypatch):
+    from avbench import stages
+
+    calls = []
+    monkeypatch.setattr(stages, "RUNNERS", {s: (lambda p, paths, s=s: calls.append(s)) for s in STAGES})
+    paths = RunPaths(tmp_path)
+    run_stages(load_preset("quick"), paths, stop="prepare")
+    assert calls == ["corpus", "codec", "prepare"]
+    calls.clear()
+    run_stages(load_preset("quick"), paths)  # the finished stages are skipped
+    assert calls == ["hicodit", "sample", "evaluate", "report"]
+    calls.clear()
+    run_stages(load_preset("quick"), paths, start="sample")
+    assert calls == ["sample", "evaluate", "report"]
+    assert set(json.loads((tmp_path / "timings.json").read_text())) == set(STAGES)
