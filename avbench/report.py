@@ -81,8 +81,9 @@ def goals(results: dict) -> list[tuple[str, str, bool | None]]:
 def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
     systems = results["systems"]
     lines = [f"# Offline audio-visual benchmark ({results['preset']} preset)", "",
-             f"{results['held_out_clips']} held-out clips (sentences never seen in training); every system is judged on "
-             "the same clips. WER: Whisper tiny.en, digits written as words, the GRID vocabulary as its prompt.", "",
+             f"{results['held_out_clips']} held-out clips (sentences never seen in training); every system is "
+             "judged on the same clips. WER: Whisper tiny.en, digits written as words, the GRID vocabulary as its "
+             "prompt.", "",
              "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
     for goal, measured, ok in goals(results):
         lines.append(f"| {goal} | {measured} | {'—' if ok is None else 'yes' if ok else '**no**'} |")
@@ -91,7 +92,8 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
               "|---|---|---|---|---|---|---|"]
     for name, s in systems.items():
         lines.append(f"| {name} | {_fmt(s.get('wer'))} | {_fmt(s.get('spksim'), '{:.3f}')} | "
-                     f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | {_fmt(s.get('f0_mean_hz'))} | {s.get('utterances', 0)} | "
+                     f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | {_fmt(s.get('f0_mean_hz'))} | "
+                     f"{s.get('utterances', 0)} | "
                      f"{SYSTEM_NOTES.get(name, 'sampling variant')} |")
     speaker = results.get("speaker", {})
     if speaker.get("systems"):
@@ -119,7 +121,8 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
         lines += ["", "## Time", "", "| stage | minutes |", "|---|---|"]
         lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in timings.items()]
         lines.append(f"| **total** | **{sum(timings.values()) / 60:.1f}** |")
-    lines += ["", "## Files", "", "- `results.json`: every number above; `../eval/<system>/results.json`: per utterance",
+    lines += ["", "## Files", "",
+              "- `results.json`: every number above; `../eval/<system>/results.json`: per utterance",
               "- `plots/`: " + ", ".join(sorted(p.name for p in (paths.report / "plots").glob("*.png")))]
     if videos:
         lines.append("- `videos/`: " + ", ".join(p.name for p in videos))

@@ -118,7 +118,8 @@ def codec(preset: BenchPreset, paths: RunPaths) -> None:
     train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
     val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
     stage = preset.codec
-    run_tool(["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}", f"data.val_manifest={val}",
+    run_tool(["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
+              f"data.val_manifest={val}",
               f"trainer.out_dir={paths.codec / 'run'}", f"trainer.max_steps={stage.steps}",
               f"trainer.batch_size={stage.batch_size}", *stage.overrides], "codec training")
     run_tool(["scripts/export_maskgct_codec.py", "--checkpoint", str(paths.codec / "run"), "--out",
@@ -136,7 +137,8 @@ def prepare(preset: BenchPreset, paths: RunPaths) -> None:
 def hicodit(preset: BenchPreset, paths: RunPaths) -> None:
     stage = preset.hicodit
     run_tool(["train.py", "experiment=bench_hicodit", f"data.train_manifest={paths.prepared / 'train.jsonl'}",
-              f"codec={preset.codec.config}", f"codec.weights={paths.codec_weights}", f"trainer.out_dir={paths.hicodit}",
+              f"codec={preset.codec.config}", f"codec.weights={paths.codec_weights}",
+              f"trainer.out_dir={paths.hicodit}",
               f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}", *stage.overrides],
              "HiCoDiT training")
 

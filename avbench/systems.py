@@ -20,7 +20,7 @@ import numpy as np
 from avbench.presets import BenchPreset
 from avbench.stages import RunPaths
 from engine.data import read_manifest, resolve_path, write_manifest
-from engine.emotions import canonical_index, EMOTIONS
+from engine.emotions import EMOTIONS, canonical_index
 
 CONTROLS = ("shuffled_video", "face_swap", "emotion_swap")
 
