@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import compose
+from tests.conftest import compose
 from hydra.utils import instantiate
 from torch.nn import functional as F
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import compose
+from tests.conftest import compose
 from hydra.utils import instantiate
 
 from avcodecs.base import ContinuousAudioCodec
