@@ -131,7 +131,7 @@ def prepare(preset: BenchPreset, paths: RunPaths) -> None:
               "--out-dir", str(paths.prepared), "--codec-config", preset.codec.config, "--codec-weights",
               str(paths.codec_weights), "--lip", "crops", "--random-extractors", "--no-expression",
               "--emotion-key", "emotion", "--workers", str(preset.workers), "--merge", "--split", "subset",
-              "--val", "0", "--quiet"], "corpus preparation")
+              "--val", "0"], "corpus preparation")
 
 
 def hicodit(preset: BenchPreset, paths: RunPaths) -> None:
@@ -153,7 +153,7 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
             continue
         run_tool(["infer.py", "hicodit", "--checkpoint", str(paths.hicodit), "--manifest", str(system.manifest),
                   "--out-dir", str(paths.samples / system.name), "--codec-weights", str(paths.codec_weights),
-                  "--steps", str(preset.sampling.steps), "--seed", "0", "--quiet", *preset.sampling.flags,
+                  "--steps", str(preset.sampling.steps), "--seed", "0", *preset.sampling.flags,
                   *system.flags], f"sampling ({system.name})")
         done.touch()
 

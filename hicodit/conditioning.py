@@ -85,8 +85,10 @@ class LipFrontend(nn.Module):
 
     MEAN, STD = 0.421, 0.165
 
-    def __init__(self, out_dim: int, channels: tuple[int, ...] = (64, 128, 256, 512), blocks_per_stage: int = 2):
+    def __init__(self, out_dim: int, channels: tuple[int, ...] = (64, 128, 256, 512), blocks_per_stage: int = 2,
+                 pool: int = 1):
         super().__init__()
+        self.input_pool = pool  # the stem dominates the cost; a CPU budget trades resolution for it
         c0 = channels[0]
         self.stem = nn.Conv3d(1, c0, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False)
         self.stem_norm = nn.GroupNorm(_groups(c0), c0)
@@ -102,6 +104,8 @@ class LipFrontend(nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         b, t = crops.shape[:2]
         x = (crops.float() / 255.0 - self.MEAN) / self.STD  # (B, T, H, W)
+        if self.input_pool > 1:
+            x = F.avg_pool2d(x, self.input_pool)  # (B, T, H/p, W/p)
         x = self.pool(F.silu(self.stem_norm(self.stem(x[:, None]))))  # (B, c0, T, H/4, W/4)
         x = x.transpose(1, 2).flatten(0, 1)  # (B*T, c0, H/4, W/4)
         x = self.resnet(x).mean(dim=(-2, -1))  # (B*T, c_last)

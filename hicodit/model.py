@@ -74,6 +74,7 @@ class HiCoDiTConfig:
     tokens_per_frame: int = 2
     frontend_channels: tuple[int, ...] = (64, 128, 256, 512)
     frontend_blocks: int = 2  # basic blocks per stage (2: ResNet-18 layout)
+    frontend_pool: int = 1  # average-pool the crops by this factor first (2: 88 -> 44 px, a quarter of the cost)
     # identity condition
     face_dim: int = 512  # ArcFace
     speaker_dim: int = 256  # GE2E
@@ -191,7 +192,7 @@ class HiCoDiT(nn.Module):
         self.token_embed = nn.Embedding(q * (v + 1), dim)
         self.register_buffer("level_offset", torch.arange(q) * (v + 1), persistent=False)
 
-        self.lip_frontend = (LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks)
+        self.lip_frontend = (LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks, cfg.frontend_pool)
                              if cfg.lip_input == "frontend" else None)
         self.lip = LipEncoder(cfg.lip_dim, dim, cfg.tokens_per_frame, cfg.lip_upsample)
         self.identity = IdentityEncoder(cfg.face_dim, dim, cfg.speaker_dim)

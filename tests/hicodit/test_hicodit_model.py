@@ -134,6 +134,17 @@ def test_lip_frontend_takes_mouth_crops_and_learns_end_to_end():
     assert net.lip_frontend.stem.weight.grad.abs().sum() > 0
 
 
+def test_lip_frontend_input_pool_is_the_frontend_on_smaller_crops():
+    torch.manual_seed(0)
+    pooled = LipFrontend(32, channels=(8, 16), blocks_per_stage=1, pool=2)
+    plain = LipFrontend(32, channels=(8, 16), blocks_per_stage=1)
+    plain.load_state_dict(pooled.state_dict())  # pooling adds no weights: the layouts stay the same
+    crops = torch.randint(0, 255, (2, 5, 88, 88), dtype=torch.uint8)
+    halved = torch.nn.functional.avg_pool2d(crops.float(), 2)  # 44 x 44, still in [0, 255]
+    assert torch.allclose(pooled(crops), plain(halved), atol=1e-5)
+    assert not torch.allclose(pooled(crops), plain(crops), atol=1e-3)
+
+
 def test_paper_recipe_composes_with_the_papers_hyperparameters():
     cfg = compose("experiment=hicodit_lrs3", "data.train_manifest=train.jsonl")
     task = instantiate(cfg.task)  # cheap: the codec stays a factory until validation writes audio
