@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from tests.conftest import compose
 from hydra.utils import instantiate
 from torch.nn import functional as F
 
 from avcodecs.speaker import SpeakerAudioError, SpeakerEncoder
+from tests.conftest import compose
 
 
 @pytest.fixture(scope="module")

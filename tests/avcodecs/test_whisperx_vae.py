@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
-from tests.conftest import compose
 from hydra.utils import instantiate
 
 from avcodecs.base import ContinuousAudioCodec
 from avcodecs.whisperx_vae import AudioTooLongError, WhisperXVAE, WhisperXVAEConfig, resample
+from tests.conftest import compose
 
 HOP = 960
 

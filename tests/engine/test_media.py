@@ -105,3 +105,25 @@ def test_each_bad_media_case_gives_one_clear_line(tmp_path):
             call()
         text = str(err.value)
         assert message in text and "\n" not in text, text
+
+
+def test_many_reads_at_many_frame_rates_give_exact_frame_counts(tmp_path):
+    """The stream's properties were once read after the container closed: random counts, segfaults.
+    AVS_VIDEO_READS sets the number of reads (the issue's stress run used 1000)."""
+    import os
+
+    reads = int(os.environ.get("AVS_VIDEO_READS", "40"))
+    rates = (25.0, 29.97, 30.0, 50.0, 60.0)
+    clips = {}
+    for rate in rates:  # 2 s of ramp each, with audio, as a talking-head clip has
+        count = round(2 * rate)
+        clips[rate] = write_video(tmp_path / f"clip_{rate}.mp4", ramp_frames(count, 16, 16), rate,
+                                  tone(count / rate, 16000), 16000)
+    wrong = []
+    for i in range(reads):
+        rate = rates[i % len(rates)]
+        native = read_video(clips[rate], fps=rate)
+        at_25 = read_video(clips[rate], fps=25, audio_sample_rate=16000)
+        if len(native.frames) != round(2 * rate) or len(at_25.frames) != 50:
+            wrong.append((rate, len(native.frames), len(at_25.frames)))
+    assert not wrong, f"{len(wrong)} of {reads} reads gave wrong frame counts: {wrong[:5]}"

@@ -155,3 +155,10 @@ def test_paper_recipe_composes_with_the_papers_hyperparameters():
     s = task.sampler_cfg
     assert (s.steps, s.w_all, s.w_id, s.w_emo, s.w_lip) == (64, 2.5, 1.25, 1.5, 2.0)
     assert callable(task.codec_factory) and cfg.codec.config.codebook_size == 1024
+
+
+def test_lrs2_recipe_is_the_lrs3_training_with_the_lrs2_guidance():
+    lrs3, lrs2 = (compose(f"experiment=hicodit_{name}", "data.train_manifest=train.jsonl") for name in ("lrs3", "lrs2"))
+    assert lrs2.task.sampler.w_all == 2.25 and lrs3.task.sampler.w_all == 2.5
+    lrs2.task.sampler.w_all, lrs2.experiment_name = 2.5, lrs3.experiment_name
+    assert lrs2 == lrs3  # nothing else differs: same model, data, diffusion and trainer

@@ -133,3 +133,20 @@ def test_acoustic_emotion_at_probability_one_never_reads_the_visual_labels():
     assert torch.equal(loss(acoustic_only, batch), loss(acoustic_only, other))
     visual = MaskedDiffusion(net, DiffusionConfig(acoustic_emotion_prob=0.0, drop_each=0.0, drop_all=0.0)).train()
     assert not torch.equal(loss(visual, batch), loss(visual, other))  # the check can fail: read at p = 0
+
+
+def test_acoustic_identity_at_probability_one_conditions_on_the_speech_not_the_face():
+    """The face still trains c_id through the L1 alignment loss; the denoiser's identity is the GE2E."""
+    batch = tiny_batch(clips=3, frames=(10, 12))
+    other = {**batch, "face": batch["face"].roll(1, dims=0)}  # other clips' faces, same everything else
+
+    def dse(model, b):
+        torch.manual_seed(0)  # the same t, masks and condition drops
+        return model(b)[1]["dse"]
+
+    net = tiny_net(0)
+    acoustic_only = MaskedDiffusion(net, DiffusionConfig(acoustic_identity_prob=1.0, drop_each=0.0,
+                                                         drop_all=0.0)).train()
+    assert torch.equal(dse(acoustic_only, batch), dse(acoustic_only, other))
+    visual = MaskedDiffusion(net, DiffusionConfig(acoustic_identity_prob=0.0, drop_each=0.0, drop_all=0.0)).train()
+    assert not torch.equal(dse(visual, batch), dse(visual, other))  # the check can fail: the face is read at p = 0
