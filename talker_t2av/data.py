@@ -1,7 +1,7 @@
 """Training data: manifests of precomputed features, and the collate function.
 
 Manifest line (engine.data JSONL; paths relative to the manifest's folder), written by
-``scripts/talker_precompute.py``:
+``scripts/prepare_corpus.py talker`` (docs/corpus.md):
 
     {"id": "clip1", "num_frames": 212, "text": "...", "speech": "speech/clip1.npy",
      "motion": "motion/clip1.npy", "speaker": "speaker/clip1.npy"}
@@ -48,7 +48,7 @@ class TalkerDataConfig:
     speech_dim: int = 32
     motion_dim: int = 40
     speaker_dim: int = 256
-    # "precomputed" (features from talker_precompute.py) or "on_the_fly" (manifest lines with
+    # "precomputed" (features from scripts/prepare_corpus.py talker) or "on_the_fly" (manifest lines with
     # `audio` and `motion_raw`; WhisperX-VAE and the speaker encoder run in every training step)
     features: str = "precomputed"
     # Demo / tests: this many synthetic clips (talker_t2av.toy) instead of manifests.
