@@ -83,8 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     samp.add_argument("--guidance-convention", choices=("ho", "cfg"), help="ho: weights 0 = conditional; cfg: w_all 1")
     samp.add_argument("--guidance-schedule", choices=("constant", "late"), help="late: only once t <= --guidance-start")
     samp.add_argument("--guidance-start", type=non_negative_float, help="t at which late guidance starts (0..1)")
-    samp.add_argument("--guidance-on-rates", action="store_const", const=True,
-                      help="guidance also scales the unmasking rates")
+    samp.add_argument("--guidance-on-rates", action=argparse.BooleanOptionalAction,
+                      help="guidance also scales the unmasking rates (on by default)")
     samp.add_argument("--level-schedule", choices=("joint", "coarse_to_fine"),
                       help="coarse_to_fine: levels 1-2 first, then levels 3-12")
     codec = parser.add_argument_group("codec")

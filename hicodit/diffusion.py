@@ -159,7 +159,9 @@ class DiffusionSamplerConfig:
     guidance_convention: str = "ho"  # ho: w = 0 is conditional | cfg: w_all = 1 is conditional
     guidance_schedule: str = "constant"  # constant | late (only once t <= guidance_start)
     guidance_start: float = 0.5
-    guidance_on_rates: bool = False  # guided log-probabilities also scale the unmasking rate
+    # guided log-probabilities also scale the unmasking rate: on by measurement (the offline benchmark,
+    # WER -6.4 points against off, 95% CI [-10.8, -1.9]; docs/hicodit.md)
+    guidance_on_rates: bool = True
     run_zero_weight_passes: bool = False  # run passes whose weight is 0 anyway (tests of the rule)
     # joint: every level unmasked together | coarse_to_fine: levels 1-2 to completion first (a
     # low_step_fraction share of the steps), then levels 3-12 given the finished low tokens

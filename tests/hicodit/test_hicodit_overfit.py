@@ -125,11 +125,11 @@ def test_inference_input_errors_are_one_clear_line(trained, tmp_path, capsys):
 # Every switch of the open questions (docs/hicodit.md) still reproduces the clips: the sampler settings on
 # the jointly trained model, and a model trained with coarse-to-fine masks and acoustic emotion labels.
 SETTINGS = {
-    "joint, ho": {},
+    "defaults (joint, ho, on rates)": {},
     "coarse_to_fine": {"level_schedule": "coarse_to_fine"},
     "late guidance": {"guidance_schedule": "late", "guidance_start": 0.5},
     "cfg convention": {"guidance_convention": "cfg", "w_all": 3.5},
-    "guidance on rates": {"guidance_on_rates": True},
+    "guidance not on rates": {"guidance_on_rates": False},
 }
 
 
@@ -164,7 +164,7 @@ def test_coarse_to_fine_training_with_acoustic_emotion_reproduces_the_clips(tmp_
     assert "acoustic_emotion" in batch
     # Half the items train levels 3-12 on clean levels 1-2, so the low levels see half the signal: twice
     # the steps of the joint run, and a looser bar (about 0.93 here, against 0.99 for joint training).
-    for setting in ("coarse_to_fine", "joint, ho"):
+    for setting in ("coarse_to_fine", "defaults (joint, ho, on rates)"):
         cfg = DiffusionSamplerConfig(steps=16, **SETTINGS[setting])
         tokens = module.sample(module.conditions(batch)[0], batch["token_mask"], cfg, torch.Generator().manual_seed(0))
         assert (tokens == batch["tokens"]).float().mean() >= 0.85, setting

@@ -91,7 +91,7 @@ def test_guidance_on_rates_is_the_unguided_sampler_at_neutral_weights_and_change
     batch = tiny_batch(clips=2, frames=(10, 14))
     model = diffusion()
     cond = model.conditions(batch)[0]
-    plain = DiffusionSamplerConfig(steps=6, **UNGUIDED)
+    plain = DiffusionSamplerConfig(steps=6, guidance_on_rates=False, **UNGUIDED)
     rates = DiffusionSamplerConfig(steps=6, guidance_on_rates=True, **UNGUIDED)
     a = model.sample(cond, batch["token_mask"], plain, torch.Generator().manual_seed(2))
     b = model.sample(cond, batch["token_mask"], rates, torch.Generator().manual_seed(2))
