@@ -12,6 +12,7 @@ Each system is an infer.py manifest (absolute feature paths) whose rows also say
 (``speaker``, ``face_speaker``, ``emotion_label``, ``lip_from``), which the analysis reads back.
 """
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +34,14 @@ class System:
 
 
 def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
-    """The prepared test clips the benchmark generates from (the first ``sampling.clips``), with
-    absolute feature paths and what they are: id, text, speaker, emotion_label, num_frames."""
+    """The prepared test clips the benchmark generates from (``sampling.clips`` of them, taken in turn
+    from each speaker so that every speaker is judged), with absolute feature paths and what they are:
+    id, text, speaker, emotion_label, num_frames."""
     manifest = paths.prepared / "test.jsonl"
-    rows = read_manifest(manifest)
+    by_speaker: dict[str, list[dict]] = {}
+    for row in read_manifest(manifest):
+        by_speaker.setdefault(row.get("speaker", ""), []).append(row)
+    rows = [row for turn in itertools.zip_longest(*by_speaker.values()) for row in turn if row is not None]
     limit = preset.sampling.clips or len(rows)
     out = []
     for row in rows[:limit]:

@@ -11,7 +11,7 @@ from avbench.analysis import emotion_numbers, speaker_numbers
 from avbench.presets import PresetError, load_preset
 from avbench.report import goals
 from avbench.stages import STAGES, RunPaths, run_stages
-from avbench.systems import emotion_swap, face_swap, shuffled_video
+from avbench.systems import emotion_swap, face_swap, held_out_rows, shuffled_video
 from engine.data import write_manifest
 from engine.media import write_wav
 
@@ -64,6 +64,17 @@ def test_controls_change_one_condition_each(tmp_path):
         assert labels.shape == (r["num_frames"],) and (labels == canonical_index(r["emotion_label"])).all()
     assert face_swap(rows[:2]) == []  # one speaker only: no face of another speaker to swap in
     assert emotion_swap([r | {"emotion_label": "neutral"} for r in rows], tmp_path / "e") == []
+
+
+def test_held_out_clips_are_taken_in_turn_from_every_speaker(tmp_path):
+    files = {key: f"{key}.npy" for key in ("mouth", "face", "emotion", "tokens")}
+    speakers = ["s1"] * 3 + ["s2"] * 3 + ["s3"] * 2  # the test manifest lists clips speaker by speaker
+    write_manifest(tmp_path / "prepared" / "test.jsonl",
+                   [{"id": f"c{i}", "speaker": s, "num_frames": 10, "video": f"c{i}.mp4", **files}
+                    for i, s in enumerate(speakers)])
+    rows = held_out_rows(load_preset("quick", ["sampling.clips=5"]), RunPaths(tmp_path))
+    assert [r["speaker"] for r in rows] == ["s1", "s2", "s3", "s1", "s2"]
+    assert [r["id"] for r in rows] == ["c0", "c3", "c6", "c1", "c4"]
 
 
 class FakeSpeakerJudge:

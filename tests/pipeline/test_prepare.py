@@ -3,6 +3,7 @@ SIGKILL mid-run and restarted) give what one process gives; bad clips are record
 the HiCoDiT and Talker recipes' outputs train their tiny models."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def corpus(tmp_path_factory):
 def prepare(*args, wait=True):
     cmd = [sys.executable, str(REPO / "scripts" / "prepare_corpus.py"), *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
     if wait:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
@@ -61,7 +62,9 @@ def test_two_shards_one_killed_and_restarted_give_the_single_process_result(corp
     deadline = time.time() + 300
     while time.time() < deadline and (not part.exists() or not part.read_text().strip()):
         time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)  # mid-run: at least one clip done, more to go
+    # mid-run: at least one clip done, more to go; the whole process group, as a scheduler's preemption
+    # does (a lone SIGKILL to the parent left its decoding workers behind as orphans)
+    os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     done_before = len(rows(part))
     assert second.wait(timeout=600) == 0
