@@ -146,6 +146,10 @@ def test_goals_say_met_or_not():
     verdicts = {goal.split(" ")[0] + " " + goal.split(" ")[1]: ok for goal, _, ok in goals(results)}
     assert verdicts == {"resynthesis WER": True, "generated WER": False, "WER with": True, "SpkSim to": True,
                         "the quick": True}
+    noise = results | {"systems": {"ground_truth": {"wer": 8.0}, "resynthesis": {"wer": 91.0},
+                                   "generated": {"wer": 98.0}, "shuffled_video": {"wer": 100.0}}}
+    verdicts = {goal.split(" ")[0]: ok for goal, _, ok in goals(noise)}
+    assert verdicts["generated"] is None and verdicts["WER"] is None  # no success claimed from noise
 
 
 def test_stages_resume_and_redo_from_a_stage(tmp_path, monkeypatch):
