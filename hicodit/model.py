@@ -74,7 +74,7 @@ class HiCoDiTConfig:
     tokens_per_frame: int = 2
     frontend_channels: tuple[int, ...] = (64, 128, 256, 512)
     frontend_blocks: int = 2  # basic blocks per stage (2: ResNet-18 layout)
-    frontend_pool: int = 1  # average-pool the crops by this factor first (2: 88 -> 44 px, a quarter of the cost)
+    frontend_pool: int = 1  # average-pool the crops by this factor first (2: 88 -> 44 px; a CPU step 1.4 -> 0.8 s)
     # identity condition
     face_dim: int = 512  # ArcFace
     speaker_dim: int = 256  # GE2E
@@ -93,6 +93,8 @@ class HiCoDiTConfig:
             raise ValueError("num_low_levels must be between 1 and num_levels - 1")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.frontend_pool < 1:
+            raise ValueError(f"frontend_pool must be >= 1, got {self.frontend_pool}")
 
     @classmethod
     def paper(cls, **overrides) -> "HiCoDiTConfig":
