@@ -170,9 +170,8 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
 
 
 def write_results(results: dict, path: Path) -> Path:
-    from engine.atomic import atomic_files
+    from engine.atomic import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_files(path) as (tmp,):
+    with atomic_path(path) as tmp:  # makes the folder; a crash leaves the previous file, never half of one
         tmp.write_text(json.dumps(results, indent=2))
     return path

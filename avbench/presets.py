@@ -17,6 +17,9 @@ class PresetError(UserFacingError, ValueError):
     pass
 
 
+CONTROLS = ("shuffled_video", "face_swap", "emotion_swap")  # avbench.systems builds each
+
+
 @dataclass
 class CorpusStage:
     preset: str = "quick"  # avbench.corpus.PRESETS: speakers, emotions, sentences
@@ -37,13 +40,13 @@ class CodecStage(TrainStage):
 
 @dataclass
 class SamplingStage:
-    clips: int = 24  # held-out clips generated and judged (the first, in corpus order; 0: all)
+    clips: int = 24  # held-out clips generated and judged (in turn from each speaker; 0: all)
     steps: int = 16  # diffusion steps
     flags: list[str] = field(default_factory=list)  # infer.py hicodit flags shared by every system
     # sampling variants compared on the same clips (name -> extra infer.py flags): the switches of
     # issue 15 decided by measurement
     variants: dict[str, list[str]] = field(default_factory=dict)
-    controls: list[str] = field(default_factory=lambda: ["shuffled_video", "face_swap", "emotion_swap"])
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
 
 
 @dataclass
@@ -89,4 +92,7 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     for stage in (preset.codec, preset.hicodit):
         if stage.steps < 1 or stage.batch_size < 1:
             raise PresetError(f"{path}: steps and batch_size must be positive")
+    unknown = [c for c in preset.sampling.controls if c not in CONTROLS]
+    if unknown:
+        raise PresetError(f"{path}: unknown control(s) {', '.join(unknown)}; known: {', '.join(CONTROLS)}")
     return preset

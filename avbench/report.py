@@ -10,6 +10,7 @@ import numpy as np
 from avbench.analysis import collect, write_results
 from avbench.presets import BenchPreset
 from avbench.stages import STAGES, RunPaths
+from engine.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +177,14 @@ def videos(preset: BenchPreset, paths: RunPaths) -> list[Path]:
 
     out = []
     for row in held_out_rows(preset, paths)[: preset.report.videos]:
-        frames = read_video(row["video"], fps=25.0).frames
+        frames = None  # decoded once per clip, and only if one of its videos is still to be made
         for system in ("generated", "ground_truth"):
             wav = paths.samples / system / f"{row['id']}.wav"
             if wav.is_file():
                 target = paths.report / "videos" / f"{row['id']}.{system}.mp4"
                 if not target.is_file():
+                    if frames is None:
+                        frames = read_video(row["video"], fps=25.0).frames
                     write_video(target, frames, 25.0, read_audio(wav, 24000), 24000)
                 out.append(target)
     return out
@@ -198,9 +201,7 @@ def write_report(preset: BenchPreset, paths: RunPaths) -> Path:
     write_results(results, paths.report / "results.json")
     plots(results, paths.report / "plots")
     made = videos(preset, paths)
-    from engine.atomic import atomic_files
-
-    with atomic_files(paths.report / "report.md") as (tmp,):
+    with atomic_path(paths.report / "report.md") as tmp:
         tmp.write_text(markdown(results, paths, made))
     for goal, measured, ok in goals(results):
         log.info("%s %s: %s", "n/a " if ok is None else "MET " if ok else "MISS", goal, measured)

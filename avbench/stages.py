@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avbench.presets import BenchPreset
+from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, s
         began = time.perf_counter()
         RUNNERS[stage](preset, paths)
         timings[stage] = round(time.perf_counter() - began, 1)
-        timings_file.write_text(json.dumps(timings, indent=2))
+        with atomic_path(timings_file) as tmp:
+            tmp.write_text(json.dumps(timings, indent=2))
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
     return timings

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from avbench.presets import BenchPreset
+from avbench.presets import CONTROLS, BenchPreset
 from avbench.stages import RunPaths
+from engine.atomic import save_npy
 from engine.data import read_manifest, resolve_path, write_manifest
-from engine.emotions import EMOTIONS, canonical_index
-
-CONTROLS = ("shuffled_video", "face_swap", "emotion_swap")
+from engine.emotions import canonical_index
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,7 @@ def _inputs(row: dict) -> dict:
 
 
 def _labels(path: Path, label: str, frames: int) -> str:
-    index = canonical_index(label)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.full(frames, index, np.int64))
-    return str(path)
+    return str(save_npy(path, np.full(frames, canonical_index(label), np.int64)))
 
 
 def shuffled_video(rows: list[dict], folder: Path) -> list[dict]:
@@ -90,7 +86,7 @@ def face_swap(rows: list[dict]) -> list[dict]:
 
 def emotion_swap(rows: list[dict], folder: Path) -> list[dict]:
     """Clip i gets the next emotion of the corpus's set (cyclically) instead of its own."""
-    present = sorted({r["emotion_label"] for r in rows}, key=lambda name: canonical_index(name))
+    present = sorted({r["emotion_label"] for r in rows}, key=canonical_index)
     if len(present) < 2:
         return []
     out = []
@@ -107,10 +103,8 @@ def sampling_systems(preset: BenchPreset, paths: RunPaths) -> list[System]:
     systems = [("generated", rows, ())]
     systems += [(name, rows, tuple(flags)) for name, flags in preset.sampling.variants.items()]
     builders = {"shuffled_video": lambda folder: shuffled_video(rows, folder), "face_swap": lambda _: face_swap(rows),
-                "emotion_swap": lambda folder: emotion_swap(rows, folder)}
-    unknown = [c for c in preset.sampling.controls if c not in builders]
-    if unknown:
-        raise ValueError(f"unknown control(s) {', '.join(unknown)}; known: {', '.join(CONTROLS)}")
+                "emotion_swap": lambda folder: emotion_swap(rows, folder)}  # one per CONTROLS (load_preset checks)
+    assert set(builders) == set(CONTROLS)
     systems += [(name, builders[name](paths.samples / name / "inputs"), ()) for name in preset.sampling.controls]
     out = []
     for name, system_rows, flags in systems:
@@ -121,9 +115,6 @@ def sampling_systems(preset: BenchPreset, paths: RunPaths) -> list[System]:
                               [_inputs(r) | {k: r[k] for k in ("own_emotion",) if k in r} for r in system_rows])
         out.append(System(name, manifest, flags))
     return out
-
-
-__all__ = ["CONTROLS", "EMOTIONS", "System", "held_out_rows", "sampling_systems"]
 
 
 def write_references(preset: BenchPreset, paths: RunPaths) -> None:

@@ -29,6 +29,8 @@ def test_presets_load_with_overrides_and_bad_fields_are_one_line():
         load_preset("huge")
     with pytest.raises(PresetError, match="steps and batch_size must be positive"):
         load_preset("quick", ["codec.steps=0"])
+    with pytest.raises(PresetError, match=r"unknown control\(s\) lips; known: shuffled_video"):
+        load_preset("quick", ["sampling.controls=[face_swap,lips]"])
 
 
 def held_out(tmp_path, lengths=(10, 12, 14, 16), speakers=("s0", "s0", "s1", "s1"),
