@@ -1,8 +1,8 @@
 """The corpus: many clips in the LRS3 layout plus corpus.jsonl, resumable, in parallel processes.
 
     generate_corpus("data/avbench", preset="quick")
-    python -m avbench.corpus --out data/avbench --preset quick --workers 2
-    python -m avbench.corpus --out data/avb --speakers 6 --emotions neutral,happiness,sadness,anger \\
+    python -m avbench.corpus --out-dir data/avbench --preset quick --workers 2
+    python -m avbench.corpus --out-dir data/avb --speakers 6 --emotions neutral,happiness,sadness,anger \\
         --train-sentences 600 --test-sentences 120 --seed 1
 
 Layout (what the pipeline's ``lrs3`` and ``list`` layouts read):
@@ -153,7 +153,7 @@ def _check_settings(root: Path, settings: CorpusSettings) -> None:
         changed = [k for k in wanted if found.get(k) != wanted[k]]
         if changed:
             diff = ", ".join(f"{k} {found.get(k)!r} -> {wanted[k]!r}" for k in changed)
-            raise CorpusSettingsError(f"{root}: made with other settings ({diff}); use another --out or the same "
+            raise CorpusSettingsError(f"{root}: made with other settings ({diff}); use another --out-dir or the same "
                                       "settings")
     else:
         with atomic_path(path) as tmp:
@@ -255,7 +255,7 @@ def _emotion_list(text: str) -> tuple[str, ...]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m avbench.corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, type=Path, help="corpus folder (created; continued if it exists)")
+    parser.add_argument("--out-dir", required=True, type=Path, help="corpus folder (created; continued if it exists)")
     parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="sizes to start from")
     parser.add_argument("--speakers", type=int, help="number of speakers (voice + look each)")
     parser.add_argument("--emotions", type=_emotion_list, help=f"comma-separated, from {','.join(EMOTIONS)}")
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     def run() -> int:
-        summary = generate_corpus(args.out, args.preset, args.speakers, args.emotions, args.train_sentences,
+        summary = generate_corpus(args.out_dir, args.preset, args.speakers, args.emotions, args.train_sentences,
                                   args.test_sentences, args.seed, args.size, None, args.workers, args.voice,
                                   progress=not args.quiet)
         log.info("%s", summary)

@@ -6,7 +6,7 @@ condition), judges everything with offline judges and writes a report. Rerunning
 resumes where it stopped; ``--from STAGE`` redoes that stage and everything after it.
 
     python -m avbench.run --preset quick                       # ~18 min on 2 CPU cores
-    python -m avbench.run --preset full --out runs/avbench_full   # ~2 h (docs/benchmark.md)
+    python -m avbench.run --preset full --out-dir runs/avbench_full   # ~2 h (docs/benchmark.md)
     python -m avbench.run --preset quick hicodit.steps=3000 sampling.clips=48   # preset fields
 """
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m avbench.run", description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="quick", help="quick | full (configs/bench/), or a .yaml file")
-    p.add_argument("--out", type=Path, help="run folder (default: runs/avbench_<preset>)")
+    p.add_argument("--out-dir", type=Path, help="run folder (default: runs/avbench_<preset>)")
     p.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and the ones after it")
     p.add_argument("--until", dest="stop", choices=STAGES, help="stop after this stage")
     p.add_argument("--quiet", action="store_true")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def go() -> int:
         preset = load_preset(args.preset, args.overrides)
-        paths = RunPaths((args.out or Path("runs") / f"avbench_{preset.name}").resolve())
+        paths = RunPaths((args.out_dir or Path("runs") / f"avbench_{preset.name}").resolve())
         paths.root.mkdir(parents=True, exist_ok=True)
         timings = run_stages(preset, paths, args.start, args.stop)
         log.info("done in %.1f min: %s", sum(timings.values()) / 60, paths.report / "report.md")

