@@ -1,7 +1,8 @@
 """The benchmark's presets: how big each stage is (``configs/bench/<name>.yaml``).
 
-Every field has a typed default here; a preset file sets what differs, and ``key=value`` overrides on
-the command line change single fields (``python -m avbench.run --preset quick hicodit.steps=500``).
+Every field has a typed default here; a preset file sets what differs (``base: <preset>`` first takes
+another preset's fields), and ``key=value`` overrides on the command line change single fields
+(``python -m avbench.run --preset quick hicodit.steps=500``).
 """
 
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class ReportStage:
 @dataclass
 class BenchPreset:
     name: str = "quick"
+    base: str | None = None  # the preset this one extends
     corpus: CorpusStage = field(default_factory=CorpusStage)
     codec: CodecStage = field(default_factory=CodecStage)
     hicodit: TrainStage = field(default_factory=lambda: TrainStage(steps=1500, batch_size=16))
@@ -84,7 +86,16 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     path = preset_path(name)
     schema = OmegaConf.structured(BenchPreset(name=path.stem))
     try:
-        merged = OmegaConf.merge(schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+        layers, seen = [OmegaConf.load(path)], {path.resolve()}
+        while layers[0].get("base"):  # a base named in a file resolves like --preset does
+            base = preset_path(layers[0].base)
+            if base.resolve() in seen:
+                raise PresetError(f"{path}: presets extend each other in a loop ({base.stem})")
+            seen.add(base.resolve())
+            layers.insert(0, OmegaConf.load(base))
+        merged = OmegaConf.merge(schema, *layers, OmegaConf.from_dotlist(list(overrides)))
+    except PresetError:
+        raise
     except Exception as e:  # omegaconf's ValidationError / ConfigKeyError: one line naming the field
         where = f" ({e.full_key})" if getattr(e, "full_key", None) else ""
         raise PresetError(f"{path}: {str(e).splitlines()[0]}{where}") from None

@@ -17,20 +17,33 @@ from engine.media import write_wav
 
 
 def test_presets_load_with_overrides_and_bad_fields_are_one_line():
-    quick, full = load_preset("quick"), load_preset("full")
+    quick, full, switches = load_preset("quick"), load_preset("full"), load_preset("switches")
     assert full.codec.steps > quick.codec.steps and full.sampling.clips > quick.sampling.clips
-    assert "coarse_to_fine" in full.sampling.variants and quick.sampling.variants == {}
+    assert quick.sampling.variants == full.sampling.variants == {}
+    # switches extends full: its variants on the full preset's run
+    assert "coarse_to_fine" in switches.sampling.variants and switches.name == "switches"
+    assert (switches.corpus, switches.codec, switches.hicodit) == (full.corpus, full.codec, full.hicodit)
     tuned = load_preset("quick", ["hicodit.steps=7", "sampling.controls=[face_swap]"])
     assert tuned.hicodit.steps == 7 and tuned.sampling.controls == ["face_swap"]
     with pytest.raises(PresetError, match="quick.yaml: .*hicodit.stepz") as err:
         load_preset("quick", ["hicodit.stepz=7"])
     assert "\n" not in str(err.value)
-    with pytest.raises(PresetError, match="unknown benchmark preset 'huge'; known: full, quick"):
+    with pytest.raises(PresetError, match="unknown benchmark preset 'huge'; known: full, quick, switches"):
         load_preset("huge")
     with pytest.raises(PresetError, match="steps and batch_size must be positive"):
         load_preset("quick", ["codec.steps=0"])
     with pytest.raises(PresetError, match=r"unknown control\(s\) lips; known: shuffled_video"):
         load_preset("quick", ["sampling.controls=[face_swap,lips]"])
+
+
+def test_a_preset_extends_its_base_and_a_loop_is_one_line(tmp_path):
+    (tmp_path / "mine.yaml").write_text(f"base: {tmp_path / 'other.yaml'}\nhicodit: {{steps: 9}}\n")
+    (tmp_path / "other.yaml").write_text("base: quick\ncodec: {steps: 5}\n")
+    mine = load_preset(str(tmp_path / "mine.yaml"))
+    assert (mine.hicodit.steps, mine.codec.steps, mine.sampling.clips) == (9, 5, load_preset("quick").sampling.clips)
+    (tmp_path / "other.yaml").write_text(f"base: {tmp_path / 'mine.yaml'}\n")
+    with pytest.raises(PresetError, match="extend each other in a loop"):
+        load_preset(str(tmp_path / "mine.yaml"))
 
 
 def held_out(tmp_path, lengths=(10, 12, 14, 16), speakers=("s0", "s0", "s1", "s1"),
