@@ -20,6 +20,9 @@ GENERATED_WER_MARGIN = 15.0
 SHUFFLED_WER_FLOOR = 80.0
 # chance is one half; over ~50 clips two thirds is about two standard errors above it
 SWAP_AGREEMENT = 2 / 3
+# per-clip correlation of F0 with the label's effect (the ground truth gives about 0.9); below it in the
+# resynthesis the codec has lost the emotion, and the model's goals say nothing about its pathway
+FOLLOWS_LABEL_R = 0.5
 INTELLIGIBLE_WER = 60.0  # above it a comparison of WERs says nothing about the pathway
 MINUTES = {"quick": 15, "full": 90}
 
@@ -73,12 +76,21 @@ def goals(results: dict) -> list[tuple[str, str, bool | None]]:
         check("swapping the face changes the voice (nearest speaker = the face's)",
               f"{100 * s['identified']:.0f}% the face's speaker, {100 * s.get('identified_as_clip_speaker', 0):.0f}% "
               "the clip's", s["identified"] > s.get("identified_as_clip_speaker", 0))
+    follows = results.get("emotion", {}).get("follows_label", {})
+    ceiling = follows.get("resynthesis")
+    carried = ceiling is None or ceiling >= FOLLOWS_LABEL_R
+    lost = "" if carried else f" (the resynthesis keeps r = {ceiling:.2f}: the codec loses the emotion's F0)"
+    if "generated" in follows:
+        check(f"generated F0 follows the emotion label: per-clip r with the label's effect >= {FOLLOWS_LABEL_R}",
+              f"r = {follows['generated']:.2f} (resynthesis {_fmt(ceiling, '{:.2f}')}, ground truth "
+              f"{_fmt(follows.get('ground_truth'), '{:.2f}')})" + lost,
+              follows["generated"] >= FOLLOWS_LABEL_R if carried else None)
     swap = results.get("emotion", {}).get("swap")
     if swap:
         check("swapping the emotion label moves F0 the way the label does in real speech (in >= 2/3 of clips)",
               f"same direction in {100 * swap['same_direction']:.0f}% of {swap['clips']} clips, "
-              f"|shift| {swap['mean_abs_shift_st']:.2f} st (ground truth {swap['mean_abs_expected_st']:.2f} st)",
-              swap["same_direction"] >= SWAP_AGREEMENT)
+              f"|shift| {swap['mean_abs_shift_st']:.2f} st (ground truth {swap['mean_abs_expected_st']:.2f} st)" + lost,
+              swap["same_direction"] >= SWAP_AGREEMENT if carried else None)
     minutes = sum(results.get("timings_s", {}).values()) / 60
     budget = MINUTES.get(results.get("preset"))
     if budget and all(stage in results.get("timings_s", {}) for stage in STAGES[:-1]):
@@ -116,10 +128,13 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
     if emotion.get("systems"):
         labels = emotion["labels"]
         lines += ["", "## Expression", "",
-                  "Mean log-F0 per emotion label, in semitones from the speaker's mean over the held-out ground truth.",
-                  "", "| system | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+                  "Mean log-F0 per emotion label, in semitones from the speaker's mean over the held-out ground truth; "
+                  "r: per clip, how closely that relative F0 follows the label's effect in the ground truth.",
+                  "", "| system | " + " | ".join(labels) + " | r |", "|---|" + "---|" * (len(labels) + 1)]
+        follows = emotion.get("follows_label", {})
         for name, by_label in emotion["systems"].items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(by_label.get(label), "{:+.2f}") for label in labels) + " |")
+            lines.append(f"| {name} | " + " | ".join(_fmt(by_label.get(label), "{:+.2f}") for label in labels)
+                         + f" | {_fmt(follows.get(name), '{:.2f}')} |")
         if emotion.get("swap"):
             s = emotion["swap"]
             lines += ["", f"Emotion swap: F0 moved in the label's direction in {100 * s['same_direction']:.0f}% of "

@@ -145,12 +145,20 @@ def test_emotion_numbers_are_speaker_relative_and_the_swap_is_scored(tmp_path):
                for r in moved}
     write_f0_cache(paths.evaluation / "emotion_swap", swapped)
     write_manifest(paths.samples / "generated" / "manifest.jsonl", rows)
-    numbers = emotion_numbers(paths, ["ground_truth", "generated", "emotion_swap"], rows)
+    # a codec that turns every clip's F0 the other way around its speaker's mean
+    speaker_mean = {"s0": np.log(100) - st, "s1": np.log(200) + st}
+    write_f0_cache(paths.evaluation / "resynthesis", {r["id"]: 2 * speaker_mean[r["speaker"]] - truth[r["id"]]
+                                                      for r in rows})
+    numbers = emotion_numbers(paths, ["ground_truth", "resynthesis", "generated", "emotion_swap"], rows)
     gt = numbers["systems"]["ground_truth"]
     # each speaker's mean is 0; the labels sit symmetrically around it
     assert gt["sadness"] == pytest.approx(-1.0) and gt["happiness"] == pytest.approx(1.0)
     assert gt["neutral"] == pytest.approx(0.0)
     assert numbers["swap"]["same_direction"] == 1.0 and numbers["swap"]["correlation"] == pytest.approx(1.0)
+    # per clip, relative F0 (+1, -1, -1, +1) st against the labels' effects (0, -1, 0, +1): r = 1/sqrt(2)
+    follows = numbers["follows_label"]
+    assert follows["ground_truth"] == pytest.approx(2 ** -0.5) and follows["resynthesis"] == pytest.approx(-(2 ** -0.5))
+    assert follows["emotion_swap"] == pytest.approx(0.899, abs=1e-3)  # moved as the new labels say
 
 
 def test_goals_say_met_or_not():
@@ -165,6 +173,16 @@ def test_goals_say_met_or_not():
                                    "generated": {"wer": 98.0}, "shuffled_video": {"wer": 100.0}}}
     verdicts = {goal.split(" ")[0]: ok for goal, _, ok in goals(noise)}
     assert verdicts["generated"] is None and verdicts["WER"] is None  # no success claimed from noise
+
+    swap = {"clips": 40, "same_direction": 0.8, "mean_abs_shift_st": 2.0, "mean_abs_expected_st": 2.0}
+    emotion = {"follows_label": {"ground_truth": 0.9, "resynthesis": 0.8, "generated": 0.3}, "swap": swap}
+    verdicts = {goal.split(":")[0]: ok for goal, _, ok in goals(results | {"emotion": emotion})}
+    assert verdicts["generated F0 follows the emotion label"] is False
+    assert verdicts["swapping the emotion label moves F0 the way the label does in real speech (in >= 2/3 of clips)"]
+    # a codec that loses the emotion's F0 leaves both expression goals unjudged, with the reason
+    emotion["follows_label"]["resynthesis"] = 0.1
+    rows = [row for row in goals(results | {"emotion": emotion}) if "F0" in row[0]]
+    assert [ok for *_, ok in rows] == [None, None] and all("codec loses" in measured for _, measured, _ in rows)
 
 
 def test_stages_resume_and_redo_from_a_stage(tmp_path, monkeypatch):
