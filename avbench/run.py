@@ -26,7 +26,7 @@ log = logging.getLogger("avbench")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m avbench.run", description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="quick", help="quick | full (configs/bench/), or a .yaml file")
+    p.add_argument("--preset", default="quick", help="quick | full | switches (configs/bench/), or a .yaml file")
     p.add_argument("--out-dir", type=Path, help="run folder (default: runs/avbench_<preset>)")
     p.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and the ones after it")
     p.add_argument("--until", dest="stop", choices=STAGES, help="stop after this stage")
@@ -44,8 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         paths = RunPaths((args.out_dir or Path("runs") / f"avbench_{preset.name}").resolve())
         paths.root.mkdir(parents=True, exist_ok=True)
         timings = run_stages(preset, paths, args.start, args.stop)
-        log.info("done in %.1f min: %s", sum(timings.values()) / 60, paths.report / "report.md")
-        if (paths.report / "report.md").is_file():
+        minutes = sum(timings.values()) / 60
+        if args.stop not in (None, "report"):
+            log.info("stopped after %s (%.1f min of stages so far): %s", args.stop, minutes, paths.root)
+        else:
+            log.info("done in %.1f min: %s", minutes, paths.report / "report.md")
             print(paths.report / "report.md")
         return 0
 
