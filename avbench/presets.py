@@ -85,20 +85,26 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     """A preset by name (or .yaml path) with ``key=value`` overrides, checked against the schema."""
     path = preset_path(name)
     schema = OmegaConf.structured(BenchPreset(name=path.stem))
+    layers, current, seen = [], path, set()  # current: the file being read, named by any error
     try:
-        layers, seen = [OmegaConf.load(path)], {path.resolve()}
-        while layers[0].get("base"):  # a base named in a file resolves like --preset does
-            base = preset_path(layers[0].base)
-            if base.resolve() in seen:
-                raise PresetError(f"{path}: presets extend each other in a loop ({base.stem})")
-            seen.add(base.resolve())
-            layers.insert(0, OmegaConf.load(base))
+        while True:  # a base named in a file resolves like --preset does
+            if current.resolve() in seen:
+                raise PresetError(f"{path}: presets extend each other in a loop ({current.stem})")
+            seen.add(current.resolve())
+            layers.insert(0, OmegaConf.load(current))
+            if not layers[0].get("base"):
+                break
+            try:
+                current = preset_path(layers[0].base)
+            except PresetError as e:
+                raise PresetError(f"{current}: base: {e}") from None
+        current = path  # a merge error (a field of any layer, or an override) is named by the preset asked for
         merged = OmegaConf.merge(schema, *layers, OmegaConf.from_dotlist(list(overrides)))
     except PresetError:
         raise
     except Exception as e:  # omegaconf's ValidationError / ConfigKeyError: one line naming the field
         where = f" ({e.full_key})" if getattr(e, "full_key", None) else ""
-        raise PresetError(f"{path}: {str(e).splitlines()[0]}{where}") from None
+        raise PresetError(f"{current}: {str(e).splitlines()[0]}{where}") from None
     preset: BenchPreset = OmegaConf.to_object(merged)
     for stage in (preset.codec, preset.hicodit):
         if stage.steps < 1 or stage.batch_size < 1:

@@ -44,6 +44,9 @@ def test_a_preset_extends_its_base_and_a_loop_is_one_line(tmp_path):
     (tmp_path / "other.yaml").write_text(f"base: {tmp_path / 'mine.yaml'}\n")
     with pytest.raises(PresetError, match="extend each other in a loop"):
         load_preset(str(tmp_path / "mine.yaml"))
+    (tmp_path / "other.yaml").write_text("base: huge\n")  # the error names the file that asks for it
+    with pytest.raises(PresetError, match=r"other.yaml: base: unknown benchmark preset 'huge'"):
+        load_preset(str(tmp_path / "mine.yaml"))
 
 
 def held_out(tmp_path, lengths=(10, 12, 14, 16), speakers=("s0", "s0", "s1", "s1"),
