@@ -28,7 +28,7 @@ class MaskGCTDecoder(nn.Module):
         super().__init__()
         self.quantizer = ResidualFVQ(cfg.num_levels, cfg.latent_dim, cfg.codebook_size, cfg.codebook_dim)
         self.model = Vocos(cfg.latent_dim, cfg.vocos_dim, cfg.vocos_intermediate_dim, cfg.vocos_layers,
-                           cfg.n_fft, cfg.hop_length)
+                           cfg.n_fft, cfg.hop_length, cfg.vocos_phase)
 
 
 class MaskGCTCodec(DiscreteAudioCodec):

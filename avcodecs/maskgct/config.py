@@ -7,6 +7,8 @@ hop, so decoding T frames gives exactly T * hop samples.
 import math
 from dataclasses import dataclass, replace
 
+VOCOS_PHASES = ("predicted", "integrated")
+
 
 @dataclass(frozen=True)
 class MaskGCTCodecConfig:
@@ -24,9 +26,15 @@ class MaskGCTCodecConfig:
     vocos_intermediate_dim: int = 4096
     vocos_layers: int = 30
     n_fft: int = 1920
+    # "predicted": the head gives every frame and bin its own phase (the released model, trained with
+    # critics). "integrated": it gives each bin's phase advance over a hop, summed over frames as a
+    # phase vocoder does, so harmonics stay coherent without critics (a fine-tune: docs/codecs.md).
+    vocos_phase: str = "predicted"
 
     def __post_init__(self):
         object.__setattr__(self, "encoder_strides", tuple(self.encoder_strides))  # Hydra passes lists
+        if self.vocos_phase not in VOCOS_PHASES:
+            raise ValueError(f"vocos_phase {self.vocos_phase!r}: expected one of {', '.join(VOCOS_PHASES)}")
         if self.n_fft % 2 or self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
             raise ValueError(f"n_fft {self.n_fft} must be even, >= hop {self.hop_length}, and n_fft - hop even "
                              "(the 'same' padding trims (n_fft - hop) / 2 samples each side)")

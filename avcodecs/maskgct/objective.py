@@ -27,6 +27,7 @@ from avcodecs.maskgct.discriminators import (
     generator_loss,
 )
 from avcodecs.maskgct.mel import MultiScaleMelLoss
+from avcodecs.maskgct.vocos import ISTFTHead
 
 
 @dataclass
@@ -43,6 +44,8 @@ class CodecLossConfig:
     kmeans_iters: int = 10
     kmeans_frames: int = 4096
     dead_after: int | None = 200  # training forwards without use before a code is restarted
+    # the integrated-phase head's advance per hop against the target's (codec vocos_phase=integrated)
+    phase_advance_weight: float = 0.0
     # adversarial (off: reconstruction + VQ only)
     adversarial: bool = False
     adversarial_weight: float = 1.0
@@ -53,10 +56,26 @@ class CodecLossConfig:
     stft_channels: int = 32
 
 
+def phase_advance_loss(head: ISTFTHead, phase_output: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
+    """Integrated-phase head: how far each bin's predicted advance over a hop (as a deviation from
+    its centre frequency's) is from the target's, on the circle (1 - cos, so 2 pi apart is no error),
+    weighted by the target's magnitude: the bins a harmonic sits in count, silence does not.
+    phase_output (B, F, T), wav (B, T * hop) -> scalar."""
+    target = head.istft.analyse(wav)  # (B, F, T) complex
+    angle = target.angle()
+    deviation = angle[..., 1:] - angle[..., :-1] - head.bin_advance.float()  # (B, F, T - 1)
+    weight = target[..., 1:].abs()
+    error = 1 - torch.cos(phase_output[..., 1:] - deviation)
+    return (weight * error).sum() / weight.sum().clamp(min=1e-8)
+
+
 class CodecObjective(nn.Module):
     def __init__(self, codec_cfg: MaskGCTCodecConfig, loss_cfg: CodecLossConfig):
         super().__init__()
         self.loss_cfg = cfg = loss_cfg
+        if cfg.phase_advance_weight and codec_cfg.vocos_phase != "integrated":
+            raise ValueError("task.loss.phase_advance_weight scores the integrated head's phase advances: "
+                             f"it needs codec.config.vocos_phase=integrated (got {codec_cfg.vocos_phase})")
         self.codec = MaskGCTCodec(codec_cfg)
         self.mel_loss = MultiScaleMelLoss(codec_cfg.sample_rate, cfg.mel_windows, cfg.mel_bins)
         self.codebooks = CodebookMaintenance(codec_cfg.num_levels, codec_cfg.codebook_size, codec_cfg.codebook_dim,
@@ -74,25 +93,31 @@ class CodecObjective(nn.Module):
         return torch.where(dropped, random_levels, levels)
 
     def reconstruct(self, wav: torch.Tensor):
-        """(B, N) -> reconstruction (B, N), RVQ output (codes, VQ losses), detached upkeep logs."""
+        """(B, N) -> reconstruction (B, N), the head's phase output (B, F, T), RVQ output (codes,
+        VQ losses), detached upkeep logs."""
         logs = self.codebooks.before_forward(self.codec.quantizer) if self.training else {}
         latent = self.codec.encoder(wav[:, None])  # (B, D, T)
         keep = self.sample_kept_levels(wav.shape[0], wav.device) if self.training else None
         rvq = self.codec.quantizer(latent, keep)
         if self.training:
             logs |= self.codebooks.after_forward(latent, rvq)
-        recon = self.codec.decode_latent(rvq.quantized)  # (B, N)
-        return recon, rvq, logs
+        vocos = self.codec.decoder.model
+        log_magnitude, phase_output = vocos.head.spectrum(vocos.backbone(rvq.quantized))  # (B, F, T) each
+        recon = vocos.head.synthesise(log_magnitude, phase_output)  # (B, N)
+        return recon, phase_output, rvq, logs
 
     def losses(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """-> ({"generator": loss of the codec, "discriminator": loss of the critics (0 when off)},
         detached logs). Each loss has a gradient only into its own network's parameters."""
         cfg = self.loss_cfg
         wav = self.codec.pad_to_hop(batch["audio"])  # (B, N), N a whole number of frames
-        recon, rvq, logs = self.reconstruct(wav)
+        recon, phase_output, rvq, logs = self.reconstruct(wav)
         mel = self.mel_loss(recon, wav)
         commitment, codebook = rvq.commitment_loss.sum(), rvq.codebook_loss.sum()
         generator = cfg.mel_weight * mel + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
+        if cfg.phase_advance_weight:
+            logs["phase_advance"] = advance = phase_advance_loss(self.codec.decoder.model.head, phase_output, wav)
+            generator = generator + cfg.phase_advance_weight * advance
         discriminator = torch.zeros((), device=wav.device)
         logs |= {"mel": mel, "commitment": commitment, "codebook": codebook}
         if self.discriminators is not None and self.training:

@@ -25,7 +25,8 @@ class MaskGCTCodecTask(Task):
                  init_weights: str | None = None):
         """``init_weights``: fine-tune from these codec weights (the released ``acoustic_codec`` folder;
         the experiments pass ``${codec.weights}``); their codebooks are trained, so k-means
-        initialisation is skipped."""
+        initialisation is skipped. Their decoder may have the other phase mode (``vocos_phase``):
+        an integrated-phase codec is fine-tuned from a predicted-phase one (docs/benchmark.md)."""
         self.codec_cfg, self.data_cfg, self.loss_cfg = codec, data, loss or CodecLossConfig()
         self.init_weights = init_weights
         if init_weights is not None and self.loss_cfg.kmeans_init:
@@ -38,8 +39,8 @@ class MaskGCTCodecTask(Task):
             from avcodecs.maskgct.weights import load_maskgct_weights, resolve_weight_files
             from engine.hub import resolve_weights
 
-            load_maskgct_weights(objective.codec, *resolve_weight_files(resolve_weights(self.init_weights,
-                                                                                        "codec.weights")))
+            files = resolve_weight_files(resolve_weights(self.init_weights, "codec.weights"))
+            load_maskgct_weights(objective.codec, *files, convert_phase=True)
         return objective
 
     def _build_datasets(self):

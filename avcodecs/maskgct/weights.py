@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path
@@ -20,20 +20,37 @@ from engine.weights import LoadReport, load_checked
 log = logging.getLogger(__name__)
 
 ENCODER_FILE, DECODER_FILE = "model.safetensors", "model_1.safetensors"
+PHASE_KEY = "vocos_phase"  # decoder-file metadata: how the head's phase output is read (config.py)
 
 
 class CodecWeightsError(UserFacingError, ValueError):
     pass
 
 
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """-> (tensors, the file's metadata)."""
     path = Path(path)
     if not path.is_file():
         raise CodecWeightsError(f"{path}: weights file does not exist")
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
     except (SafetensorError, OSError) as e:
         raise CodecWeightsError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def check_vocos_phase(codec, metadata: dict[str, str], path: Path, convert: bool = False) -> None:
+    """The phase mode changes no shape, so a decoder loaded with the wrong one would decode noise
+    without an error: the files this project writes record it (released files, without the record,
+    are "predicted"). ``convert``: fine-tuning from a decoder of the other mode is allowed."""
+    trained = metadata.get(PHASE_KEY, "predicted")
+    if trained == codec.cfg.vocos_phase:
+        return
+    if not convert:
+        raise CodecWeightsError(f"{path}: decoder trained with vocos_phase={trained}, but the codec config has "
+                                f"vocos_phase={codec.cfg.vocos_phase} (set codec.config.vocos_phase={trained})")
+    log.info("%s: decoder trained with vocos_phase=%s, fine-tuned as %s", path, trained, codec.cfg.vocos_phase)
 
 
 def resolve_weight_files(weights: str | Path | None = None, encoder_weights: str | Path | None = None,
@@ -50,16 +67,24 @@ def resolve_weight_files(weights: str | Path | None = None, encoder_weights: str
 
 
 def load_maskgct_weights(codec, encoder_weights: str | Path | None = None,
-                  decoder_weights: str | Path | None = None) -> list[LoadReport]:
+                         decoder_weights: str | Path | None = None, convert_phase: bool = False) -> list[LoadReport]:
     """Load the released encoder and/or decoder files into a :class:`MaskGCTCodec` (strict).
 
-    Call before :meth:`MaskGCTCodec.fold_weight_norm` (folding freezes the current weights)."""
+    ``convert_phase``: the start of a fine-tune may load a decoder of the other phase mode; into an
+    integrated head the phase rows then restart at zero deviation (a predicted head's absolute
+    phases, read as advances, are noise). Call before :meth:`MaskGCTCodec.fold_weight_norm`
+    (folding freezes the current weights)."""
     reports = []
     for part, path in (("encoder", encoder_weights), ("decoder", decoder_weights)):
         if path is None:
             continue
-        state = read_safetensors(path)
+        state, metadata = read_safetensors(path)
+        converting = part == "decoder" and metadata.get(PHASE_KEY, "predicted") != codec.cfg.vocos_phase
+        if part == "decoder":
+            check_vocos_phase(codec, metadata, path, convert_phase)
         reports.append(load_checked(getattr(codec, part), state, source=f"{path} ({part})"))
+        if converting and codec.cfg.vocos_phase == "integrated":
+            codec.decoder.model.head.zero_phase_rows()
     return reports
 
 
@@ -69,6 +94,7 @@ def save_maskgct_weights(codec, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for part, name in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
         state = {k: v.detach().contiguous().cpu() for k, v in getattr(codec, part).state_dict().items()}
+        metadata = {PHASE_KEY: codec.cfg.vocos_phase} if part == "decoder" else None
         with atomic_path(folder / name) as tmp:
-            save_file(state, str(tmp))
+            save_file(state, str(tmp), metadata=metadata)
     return folder

@@ -9,8 +9,9 @@ from torch.nn import functional as F
 
 from avcodecs.base import DiscreteAudioCodec
 from avcodecs.maskgct import MaskGCTCodec, MaskGCTCodecConfig, build_maskgct_codec
+from avcodecs.maskgct.objective import phase_advance_loss
 from avcodecs.maskgct.synthetic import synthesize_speech
-from avcodecs.maskgct.vocos import ISTFT
+from avcodecs.maskgct.vocos import ISTFT, ISTFTHead
 from engine.weights import compare_shapes, shapes
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the released key/shape lists
@@ -97,6 +98,45 @@ def test_istft_inverts_a_same_padded_stft():
     spec = torch.fft.rfft(windowed, dim=-1).transpose(1, 2)  # (B, F, T)
     assert spec.shape == (2, n_fft // 2 + 1, frames)
     torch.testing.assert_close(istft(spec), signal, rtol=0, atol=1e-4)
+    torch.testing.assert_close(istft.analyse(signal), spec)
+
+
+def two_partials(frames: int) -> torch.Tensor:
+    """(1, frames * hop): two sinusoids between STFT bins (bins are 12.5 Hz apart at n_fft 1920)."""
+    t = torch.arange(frames * HOP) / 24_000
+    return 0.03 * torch.sin(2 * torch.pi * 203.7 * t + 0.4)[None] + 0.02 * torch.sin(2 * torch.pi * 407.4 * t)[None]
+
+
+def test_integrated_phase_head_rebuilds_a_signal_from_its_phase_advances():
+    head = ISTFTHead(8, 1920, HOP, phase="integrated")
+    wav = two_partials(40)
+    spec = head.istft.analyse(wav)  # (1, F, T)
+    angle = spec.angle()
+    advance = angle.diff(dim=-1) - head.bin_advance.float()  # the deviations from each bin's centre
+    first = angle[..., :1] - head.bin_offset.float()
+    log_magnitude = spec.abs().clamp(min=1e-7).log()
+    rebuilt = head.synthesise(log_magnitude, torch.cat([first, advance], dim=-1))
+    torch.testing.assert_close(rebuilt, wav, rtol=0, atol=1e-4)
+    assert phase_advance_loss(head, torch.cat([first, advance], dim=-1), wav) < 1e-6
+
+    # every bin advancing at its centre frequency (no deviation) puts the partials in the wrong place
+    centred = torch.zeros_like(log_magnitude)
+    assert phase_advance_loss(head, centred, wav) > 0.3
+    error = (head.istft.analyse(head.synthesise(log_magnitude, centred)).abs() - spec.abs()).abs().sum()
+    assert error > 0.3 * spec.abs().sum()
+
+
+def test_integrated_phase_passes_each_frame_only_its_own_gradient():
+    head = ISTFTHead(8, 64, 16, phase="integrated")
+    advance = torch.randn(1, 33, 10, requires_grad=True)
+    weights = torch.randn(1, 33, 10)
+    (head.phase(advance) * weights).sum().backward()
+    torch.testing.assert_close(advance.grad, weights)  # not the sum over later frames
+
+
+def test_unknown_vocos_phase_is_refused():
+    with pytest.raises(ValueError, match="vocos_phase 'free'.*predicted, integrated"):
+        MaskGCTCodecConfig.tiny(vocos_phase="free")
 
 
 def test_folded_weight_norm_gives_the_same_output(wav):

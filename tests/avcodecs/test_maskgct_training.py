@@ -1,5 +1,6 @@
 """Training the MaskGCT-layout codec: it learns, the GAN's gradients stay apart, codebooks are kept alive."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,10 +8,17 @@ import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
-from avcodecs.maskgct import MaskGCTCodecConfig, build_maskgct_codec
+from avcodecs.maskgct import (
+    CodecWeightsError,
+    MaskGCTCodec,
+    MaskGCTCodecConfig,
+    build_maskgct_codec,
+    save_maskgct_weights,
+)
 from avcodecs.maskgct.codebooks import CodebookMaintenance, spherical_kmeans
 from avcodecs.maskgct.data import AudioCropDataset, SyntheticSpeechDataset
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
+from avcodecs.maskgct.task import MaskGCTCodecTask
 from engine.checkpoint import load_module
 from engine.media import MediaError, write_wav
 from tests.conftest import build_trainer, compose, free_port, run_cli
@@ -82,6 +90,36 @@ def test_gan_each_network_gets_only_its_own_gradient():
     before = [p.detach().clone() for p in critic_params]
     optimizer.step()
     assert any(not torch.equal(a, p) for a, p in zip(before, critic_params))
+
+
+def test_integrated_phase_codec_is_fine_tuned_from_a_predicted_phase_one(tmp_path):
+    torch.manual_seed(0)
+    predicted = MaskGCTCodec(MaskGCTCodecConfig.tiny())
+    folder = save_maskgct_weights(predicted, tmp_path / "predicted")
+    integrated = MaskGCTCodecConfig.tiny(vocos_phase="integrated")
+    loss = CodecLossConfig(phase_advance_weight=1.0, mel_windows=(64, 512), mel_bins=(10, 40))
+    task = MaskGCTCodecTask(integrated, data=None, loss=loss, init_weights=str(folder))
+    module = task.build_module().train()
+    head, source = module.codec.decoder.model.head, predicted.decoder.model.head
+    bins = head.out.out_features // 2
+    torch.testing.assert_close(head.out.weight[:bins], source.out.weight[:bins])  # magnitudes kept
+    assert not head.out.weight[bins:].any() and not head.out.bias[bins:].any()  # advances at the centres
+    with pytest.raises(CodecWeightsError, match="trained with vocos_phase=predicted"):
+        build_maskgct_codec(integrated, weights=folder)  # only a fine-tune may convert
+
+    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
+    batch, mel = batch_of(2), []
+    for _ in range(30):
+        losses, logs = module.losses(batch)
+        optimizer.zero_grad()
+        losses["generator"].backward()
+        optimizer.step()
+        mel.append(logs["mel"].item())
+        assert torch.isfinite(logs["phase_advance"])
+    assert sum(mel[-5:]) < 0.9 * sum(mel[:5]), mel
+
+    with pytest.raises(ValueError, match="needs codec.config.vocos_phase=integrated"):
+        CodecObjective(MaskGCTCodecConfig.tiny(), loss)  # the loss would have nothing to score
 
 
 def test_quantizer_dropout_keeps_a_prefix_of_levels():
@@ -156,6 +194,15 @@ def test_paper_experiment_composes():
     assert task.codec_cfg == MaskGCTCodecConfig.paper()
     assert task.loss_cfg.adversarial and task.loss_cfg.quantizer_dropout == 0.5
     assert (task.loss_cfg.commitment_weight, task.loss_cfg.codebook_weight) == (0.25, 1.0)
+
+
+def test_integrated_phase_fine_tune_composes():
+    cfg = compose("experiment=bench_codec", "codec=maskgct_small_integrated", "codec.weights=/runs/codec/weights",
+                  "task.loss.phase_advance_weight=5", "data.manifest=/data/train.jsonl")
+    task = instantiate(cfg.task)
+    small = instantiate(compose("experiment=bench_codec", "data.manifest=/data/train.jsonl").task).codec_cfg
+    assert task.codec_cfg == dataclasses.replace(small, vocos_phase="integrated")  # same sizes, other head
+    assert task.init_weights == "/runs/codec/weights" and not task.loss_cfg.kmeans_init
 
 
 def test_ddp_ranks_keep_identical_codebooks_through_kmeans_and_restarts(tmp_path):

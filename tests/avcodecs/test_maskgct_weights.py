@@ -91,3 +91,22 @@ def test_unreadable_or_absent_files_are_refused(released, tmp_path):
     full_encoder = {k: torch.zeros(1) for k in load_file(str(released[0] / "model.safetensors"))}
     save_file(full_encoder, str(tmp_path / "model.safetensors"))
     _one_line_error(tmp_path / "model.safetensors", ["mis-shaped"], tmp_path)
+
+
+def test_decoder_records_its_phase_mode_and_a_mismatch_is_refused(released, tmp_path):
+    torch.manual_seed(8)
+    integrated = MaskGCTCodec(MaskGCTCodecConfig.tiny(vocos_phase="integrated")).eval()
+    folder = save_maskgct_weights(integrated, tmp_path / "integrated")
+    _, wav, _, _ = released
+    loaded = build_maskgct_codec(MaskGCTCodecConfig.tiny(vocos_phase="integrated"), weights=folder)
+    with torch.no_grad():
+        codes = integrated.encode(wav)
+        torch.testing.assert_close(loaded.decode(codes), integrated.decode(codes))
+    # same shapes, other phase mode: it would decode noise, so it is refused with the fix named
+    with pytest.raises(CodecWeightsError, match=r"model_1.safetensors: decoder trained with vocos_phase=integrated"
+                                                r".*set codec.config.vocos_phase=integrated"):
+        build_maskgct_codec(MaskGCTCodecConfig.tiny(), weights=folder)
+    # a released decoder has no record: it is the predicted-phase head
+    with pytest.raises(CodecWeightsError, match="trained with vocos_phase=predicted"):
+        build_maskgct_codec(MaskGCTCodecConfig.tiny(vocos_phase="integrated"),
+                            decoder_weights=released[0] / "model_1.safetensors")
