@@ -2,6 +2,7 @@
 
     python scripts/bench_maskgct_codec.py                       # full size, CPU, 10 s of audio, batch 1
     python scripts/bench_maskgct_codec.py --device cuda --dtype bf16 --batch 16
+    python scripts/bench_maskgct_codec.py --vocos-phase integrated   # the phase-integrating head
 
 Reports seconds of audio processed per second of compute (x real time) and the real-time factor
 (compute time / audio time) for encode (wav -> 12-level codes) and decode (codes -> wav), median
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from avcodecs.maskgct import MaskGCTCodecConfig, build_maskgct_codec  # noqa: E402
+from avcodecs.maskgct.config import VOCOS_PHASES  # noqa: E402
 from avcodecs.maskgct.synthetic import synthesize_speech  # noqa: E402
 
 
@@ -40,6 +42,7 @@ def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("paper", "tiny"), default="paper")
+    parser.add_argument("--vocos-phase", choices=VOCOS_PHASES, default="predicted", help="the Vocos head's phase mode")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="autocast dtype on CUDA")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
 
     torch.manual_seed(0)
-    cfg = MaskGCTCodecConfig.paper() if args.size == "paper" else MaskGCTCodecConfig.tiny()
+    cfg = (MaskGCTCodecConfig.paper if args.size == "paper" else MaskGCTCodecConfig.tiny)(vocos_phase=args.vocos_phase)
     codec = build_maskgct_codec(cfg).to(device)  # frozen: eval, no grad, weight norm folded
     num_samples = int(args.seconds * cfg.sample_rate)
     wav = torch.stack([torch.from_numpy(synthesize_speech(num_samples, cfg.sample_rate, i))
@@ -67,7 +70,8 @@ def main(argv=None) -> int:
 
     audio_s = args.batch * args.seconds
     threads = torch.get_num_threads() if device.type == "cpu" else None
-    print(f"MaskGCT codec ({args.size}), {device} {args.dtype}" + (f", {threads} thread(s)" if threads else "")
+    print(f"MaskGCT codec ({args.size}, {args.vocos_phase} phase), {device} {args.dtype}"
+          + (f", {threads} thread(s)" if threads else "")
           + f", batch {args.batch} x {args.seconds:g} s, codes {tuple(codes.shape)}")
     for name, seconds in (("encode", encode_s), ("decode", decode_s)):
         print(f"  {name}: {seconds:.3f} s -> {audio_s / seconds:7.1f} s of audio per s (x real time), "
