@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from engine.atomic import atomic_path
 from engine.errors import UserFacingError
@@ -34,23 +34,24 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         raise CodecWeightsError(f"{path}: weights file does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+            return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}
     except (SafetensorError, OSError) as e:
         raise CodecWeightsError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def check_vocos_phase(codec, metadata: dict[str, str], path: Path, convert: bool = False) -> None:
+def check_vocos_phase(codec, metadata: dict[str, str], path: Path, convert: bool = False) -> bool:
     """The phase mode changes no shape, so a decoder loaded with the wrong one would decode noise
     without an error: the files this project writes record it (released files, without the record,
-    are "predicted"). ``convert``: fine-tuning from a decoder of the other mode is allowed."""
+    are "predicted"). ``convert``: fine-tuning from a decoder of the other mode is allowed.
+    -> whether the decoder changes mode."""
     trained = metadata.get(PHASE_KEY, "predicted")
     if trained == codec.cfg.vocos_phase:
-        return
+        return False
     if not convert:
         raise CodecWeightsError(f"{path}: decoder trained with vocos_phase={trained}, but the codec config has "
                                 f"vocos_phase={codec.cfg.vocos_phase} (set codec.config.vocos_phase={trained})")
     log.info("%s: decoder trained with vocos_phase=%s, fine-tuned as %s", path, trained, codec.cfg.vocos_phase)
+    return True
 
 
 def resolve_weight_files(weights: str | Path | None = None, encoder_weights: str | Path | None = None,
@@ -79,9 +80,7 @@ def load_maskgct_weights(codec, encoder_weights: str | Path | None = None,
         if path is None:
             continue
         state, metadata = read_safetensors(path)
-        converting = part == "decoder" and metadata.get(PHASE_KEY, "predicted") != codec.cfg.vocos_phase
-        if part == "decoder":
-            check_vocos_phase(codec, metadata, path, convert_phase)
+        converting = part == "decoder" and check_vocos_phase(codec, metadata, path, convert_phase)
         reports.append(load_checked(getattr(codec, part), state, source=f"{path} ({part})"))
         if converting and codec.cfg.vocos_phase == "integrated":
             codec.decoder.model.head.zero_phase_rows()
