@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from avcodecs.base import DiscreteAudioCodec
+from avcodecs.dac import WNConv1d
 from avcodecs.maskgct import MaskGCTCodec, MaskGCTCodecConfig, build_maskgct_codec
 from avcodecs.maskgct.objective import phase_advance_loss
 from avcodecs.maskgct.synthetic import synthesize_speech
@@ -137,6 +138,20 @@ def test_integrated_phase_passes_each_frame_only_its_own_gradient():
 def test_unknown_vocos_phase_is_refused():
     with pytest.raises(ValueError, match="vocos_phase 'free'.*predicted, integrated"):
         MaskGCTCodecConfig.tiny(vocos_phase="free")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_kernel_one_conv_matmul_path_matches_the_convolution(bias):
+    torch.manual_seed(0)
+    conv = WNConv1d(8, 16, kernel_size=1, bias=bias).double()  # fp64: summation order only
+    assert conv.pointwise and not WNConv1d(8, 8, kernel_size=1, stride=2).pointwise
+    x = torch.randn(3, 8, 50, dtype=torch.float64, requires_grad=True)
+    out, reference = conv(x), F.conv1d(x, conv.normalized_weight(), conv.bias)
+    torch.testing.assert_close(out, reference)
+    params = [x, conv.weight_v, conv.weight_g]
+    for got, want in zip(torch.autograd.grad(out.square().sum(), params),
+                         torch.autograd.grad(reference.square().sum(), params)):
+        torch.testing.assert_close(got, want)
 
 
 def test_folded_weight_norm_gives_the_same_output(wav):
