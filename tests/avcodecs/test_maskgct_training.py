@@ -20,7 +20,7 @@ from avcodecs.maskgct.data import AudioCropDataset, SyntheticSpeechDataset
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
 from avcodecs.maskgct.task import MaskGCTCodecTask
 from engine.checkpoint import load_module
-from engine.media import MediaError, write_wav
+from engine.media import MediaError, read_audio, write_wav
 from tests.conftest import build_trainer, compose, free_port, run_cli
 
 SEGMENT = 12_000  # 0.5 s, 25 frames
@@ -186,6 +186,23 @@ def test_audio_crop_dataset_reads_a_manifest(tmp_path):
     write_manifest(tmp_path / "bad.jsonl", [{"id": "x", "num_frames": 10, "audio": "missing.wav"}])
     with pytest.raises(MediaError, match="missing.wav"):
         AudioCropDataset(str(tmp_path / "bad.jsonl"), 24_000, SEGMENT, 480)[0]
+
+
+def test_audio_cache_decodes_each_clip_once_and_changes_no_item(tmp_path, monkeypatch):
+    from avcodecs.maskgct import data as data_module
+    from engine.data import write_manifest
+
+    write_wav(tmp_path / "a.wav", torch.randn(24_000).clamp(-1, 1) * 0.5, 24_000)
+    write_manifest(tmp_path / "m.jsonl", [{"id": "a", "num_frames": 50, "audio": "a.wav"}])
+    expected = AudioCropDataset(str(tmp_path / "m.jsonl"), 24_000, SEGMENT, 480, random_crop=False)[0]["audio"]
+    reads = []
+    monkeypatch.setattr(data_module, "read_audio", lambda *args: reads.append(args) or read_audio(*args))
+    cached = AudioCropDataset(str(tmp_path / "m.jsonl"), 24_000, SEGMENT, 480, random_crop=False, cache=True)
+    for _ in range(3):
+        torch.testing.assert_close(cached[0]["audio"], expected, rtol=0, atol=0)
+    cached.random_crop = True  # random crops come from the cached clip too, each its own
+    crops = torch.stack([cached[0]["audio"] for _ in range(4)])
+    assert len(reads) == 1 and (crops[1:] != crops[0]).any(dim=1).all()
 
 
 def test_paper_experiment_composes():
