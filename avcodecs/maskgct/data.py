@@ -19,6 +19,7 @@ from engine.media import read_audio
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class CodecDataConfig:
     manifest: str | None = None  # None: generated speech-like audio
@@ -64,12 +65,11 @@ class AudioCropDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         wav = self.clip(i)
         spare = wav.shape[0] - self.segment
-        if spare > 0:
-            start = int(torch.randint(spare + 1, ())) if self.random_crop else 0
-            wav = wav[start : start + self.segment]
-        elif spare < 0:
-            wav = torch.nn.functional.pad(wav, (0, -spare))
-        return {"audio": wav}
+        if spare < 0:
+            return {"audio": torch.nn.functional.pad(wav, (0, -spare))}
+        start = int(torch.randint(spare + 1, ())) if self.random_crop and spare else 0
+        # a copy, not a view: a cached clip stays as it was read, an uncached one is freed
+        return {"audio": wav[start : start + self.segment].clone()}
 
 
 class SyntheticSpeechDataset(Dataset):
