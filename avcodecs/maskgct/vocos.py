@@ -83,9 +83,8 @@ class ISTFT(nn.Module):
     def analyse(self, wav: torch.Tensor) -> torch.Tensor:
         """Waveform (B, T * hop) -> complex spectrogram (B, F, T) in the same framing: the STFT that
         ``forward`` inverts (targets for losses on the head's own spectrum)."""
-        padded = F.pad(wav, (self.trim, self.trim))
-        frames = padded.unfold(-1, self.n_fft, self.hop_length) * self.window  # (B, T, n_fft)
-        return torch.fft.rfft(frames, dim=-1).transpose(1, 2)
+        return torch.stft(F.pad(wav, (self.trim, self.trim)), self.n_fft, self.hop_length, window=self.window,
+                          center=False, return_complex=True)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex spectrogram (B, F, T) -> waveform (B, T * hop)."""
