@@ -34,6 +34,12 @@ class CodecDataConfig:
     synthetic_val_items: int = 8
     seed: int = 0
 
+    def __post_init__(self):
+        from engine.configs import ConfigError
+
+        if not isinstance(self.cache_audio, bool):  # Hydra passes any string through; "no" would be true
+            raise ConfigError(f"data.cache_audio={self.cache_audio!r}: must be true or false")
+
 
 class AudioCropDataset(Dataset):
     """Items ``{"audio": (segment,) float32}``: a random crop per access in training, the start of

@@ -16,10 +16,11 @@ from avcodecs.maskgct import (
     save_maskgct_weights,
 )
 from avcodecs.maskgct.codebooks import CodebookMaintenance, spherical_kmeans
-from avcodecs.maskgct.data import AudioCropDataset, SyntheticSpeechDataset
+from avcodecs.maskgct.data import AudioCropDataset, CodecDataConfig, SyntheticSpeechDataset
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
 from avcodecs.maskgct.task import MaskGCTCodecTask
 from engine.checkpoint import load_module
+from engine.configs import ConfigError
 from engine.media import MediaError, read_audio, write_wav
 from tests.conftest import build_trainer, compose, free_port, run_cli
 
@@ -203,6 +204,8 @@ def test_audio_cache_decodes_each_clip_once_and_changes_no_item(tmp_path, monkey
     cached.random_crop = True  # random crops come from the cached clip too, each its own
     crops = torch.stack([cached[0]["audio"] for _ in range(4)])
     assert len(reads) == 1 and (crops[1:] != crops[0]).any(dim=1).all()
+    with pytest.raises(ConfigError, match="data.cache_audio='nonsense': must be true or false"):
+        CodecDataConfig(cache_audio="nonsense")
 
 
 def test_paper_experiment_composes():
