@@ -19,6 +19,7 @@ class PresetError(UserFacingError, ValueError):
 
 
 CONTROLS = ("shuffled_video", "face_swap", "emotion_swap")  # avbench.systems builds each
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -66,6 +67,9 @@ class BenchPreset:
     sampling: SamplingStage = field(default_factory=SamplingStage)
     report: ReportStage = field(default_factory=ReportStage)
     workers: int = 2  # decoding processes of the corpus pipeline and the judges
+    # HiCoDiT's training and sampling: auto = bf16 on CUDA or a CPU with AMX (its matmuls several times
+    # faster), fp32 elsewhere. The codec trains in fp32: its step is elementwise-bound, bf16 gains nothing.
+    precision: str = "auto"
 
 
 def preset_path(name: str) -> Path:
@@ -109,7 +113,20 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     for stage in (preset.codec, preset.hicodit):
         if stage.steps < 1 or stage.batch_size < 1:
             raise PresetError(f"{path}: steps and batch_size must be positive")
+    if preset.precision not in PRECISIONS:
+        raise PresetError(f"{path}: precision {preset.precision!r} must be one of {', '.join(PRECISIONS)}")
     unknown = [c for c in preset.sampling.controls if c not in CONTROLS]
     if unknown:
         raise PresetError(f"{path}: unknown control(s) {', '.join(unknown)}; known: {', '.join(CONTROLS)}")
     return preset
+
+
+def hicodit_precision(preset: BenchPreset) -> str:
+    """The preset's precision for HiCoDiT, ``auto`` resolved on this machine: fp32 or bf16."""
+    import torch
+
+    from engine.utils import cpu_has_bf16_matmul
+
+    if preset.precision != "auto":
+        return preset.precision
+    return "bf16" if torch.cuda.is_available() or cpu_has_bf16_matmul() else "fp32"

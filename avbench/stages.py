@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from avbench.presets import BenchPreset
+from avbench.presets import BenchPreset, hicodit_precision
 from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 
@@ -140,8 +140,8 @@ def hicodit(preset: BenchPreset, paths: RunPaths) -> None:
     run_tool(["train.py", "experiment=bench_hicodit", f"data.train_manifest={paths.prepared / 'train.jsonl'}",
               f"codec={preset.codec.config}", f"codec.weights={paths.codec_weights}",
               f"trainer.out_dir={paths.hicodit}",
-              f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}", *stage.overrides],
-             "HiCoDiT training")
+              f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}",
+              f"trainer.precision={hicodit_precision(preset)}", *stage.overrides], "HiCoDiT training")
 
 
 def sample(preset: BenchPreset, paths: RunPaths) -> None:
@@ -154,7 +154,8 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
             continue
         run_tool(["infer.py", "hicodit", "--checkpoint", str(paths.hicodit), "--manifest", str(system.manifest),
                   "--out-dir", str(paths.samples / system.name), "--codec-weights", str(paths.codec_weights),
-                  "--steps", str(preset.sampling.steps), "--seed", "0", *preset.sampling.flags,
+                  "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
+                  *preset.sampling.flags,
                   *system.flags], f"sampling ({system.name})")
         done.touch()
 

@@ -96,6 +96,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         return _flash_attention(q, k, v, mask, causal)
     if mask is not None and mask.dim() == 2:
         mask = mask[:, None, None, :]  # key padding -> (B, 1, 1, Lk)
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        # PyTorch's CPU attention kernels are slower in bf16 than in fp32 (backward ~3x at HiCoDiT's
+        # shapes), while the projections around them gain from bf16 (AMX): attend in fp32, outside
+        # autocast, which would cast the inputs back.
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                                 is_causal=causal and mask is None)
+        return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from avbench.analysis import emotion_numbers, speaker_numbers
-from avbench.presets import PresetError, load_preset
+from avbench.presets import PresetError, hicodit_precision, load_preset
 from avbench.report import goals
 from avbench.stages import STAGES, RunPaths, run_stages
 from avbench.systems import emotion_swap, face_swap, held_out_rows, shuffled_video
@@ -34,6 +34,20 @@ def test_presets_load_with_overrides_and_bad_fields_are_one_line():
         load_preset("quick", ["codec.steps=0"])
     with pytest.raises(PresetError, match=r"unknown control\(s\) lips; known: shuffled_video"):
         load_preset("quick", ["sampling.controls=[face_swap,lips]"])
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_multiplies_bf16(monkeypatch):
+    import engine.utils
+
+    preset = load_preset("quick")
+    assert preset.precision == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for amx, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(engine.utils, "cpu_has_bf16_matmul", lambda amx=amx: amx)
+        assert hicodit_precision(preset) == expected
+    assert hicodit_precision(load_preset("quick", ["precision=fp32"])) == "fp32"  # a choice is kept
+    with pytest.raises(PresetError, match="quick.yaml: precision 'fp16' must be one of auto, fp32, bf16"):
+        load_preset("quick", ["precision=fp16"])
 
 
 def test_a_preset_extends_its_base_and_a_loop_is_one_line(tmp_path):

@@ -18,6 +18,7 @@ from engine.layers import (
 )
 from engine.layers.attention import (
     AttentionBackendError,
+    attention,
     resolve_attention_backend,
     set_attention_backend,
     transformers_attention,
@@ -82,6 +83,22 @@ def test_attention_key_padding_matches_unpadded_sequence():
     padded = attn(x, rope, mask)
     alone = attn(x[1:, :6], rope)
     assert torch.allclose(padded[1, :6], alone[0], atol=1e-5)
+
+
+def test_bf16_attention_on_cpu_attends_in_fp32_even_under_autocast():
+    # CPU SDPA is slower in bf16 than in fp32; the bf16 inputs are attended in fp32 and only the
+    # output is rounded, so it equals the fp32 result of the same inputs rounded once, exactly.
+    q, k, v = (torch.randn(2, 4, 33, 16).to(torch.bfloat16).requires_grad_() for _ in range(3))
+    mask = torch.ones(2, 33, dtype=torch.bool)
+    mask[0, 20:] = False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v, mask)
+    reference = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                                 attn_mask=mask[:, None, None, :])
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, reference.to(torch.bfloat16))
+    out.float().square().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 and t.grad.isfinite().all() for t in (q, k, v))
 
 
 def test_causal_attention_ignores_the_future():
