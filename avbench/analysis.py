@@ -8,6 +8,8 @@ columns, this module measures what the controls are for:
   speaker  GE2E similarity of each output to every speaker's centroid (from the ground-truth clips):
            own vs the others, and how often the nearest centroid is the intended speaker (for
            face_swap, the face's speaker: the voice follows the face)
+  slots    how often each GRID slot is wrong, the letters split by whether the lips can tell them
+           apart (avbench.slots)
   emotion  log-F0 per emotion label, relative to each speaker's mean; per system how closely each
            clip's F0 follows its label (the resynthesis gives the codec's ceiling, as for WER); for
            emotion_swap how the F0 moved from the same clip generated with its own label against how
@@ -160,6 +162,25 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
     return out
 
 
+def slot_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dict:
+    """Per system, how often each GRID slot is wrong (``avbench.slots``), with the letters split by
+    whether the lips can tell them apart, and that floor."""
+    from avbench.slots import letter_floor, shared_letter_classes, slot_errors, word_visemes
+    from evaluation.harness import per_utterance
+    from evaluation.text_norm import normalize
+
+    visemes = word_visemes(read_manifest(paths.corpus_list))
+    classes = shared_letter_classes(visemes)
+    out = {"shared_letters": classes, "letter_floor": letter_floor(visemes), "systems": {}}
+    mode = judge_options()["wer"]["normalization"]  # as the WER judge reads them
+    for name in names:
+        judged = per_utterance(paths.evaluation / name)
+        pairs = [(normalize(r["text"], mode), normalize(judged[r["id"]]["hypothesis"], mode))
+                 for r in system_rows(paths, name, held_out) if "hypothesis" in judged.get(r["id"], {})]
+        out["systems"][name] = slot_errors(pairs, classes)
+    return out
+
+
 def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     """Everything the report shows, also written to <run>/report/results.json."""
     from avbench.systems import held_out_rows
@@ -169,6 +190,8 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     names = [n for n in system_names(paths) if (paths.evaluation / n).is_dir()]
     results = {"preset": preset.name, "held_out_clips": len(held_out),
                "systems": {name: aggregate(paths.evaluation / name) for name in names}}
+    if "wer" in preset.report.judges:
+        results["slots"] = slot_numbers(paths, names, held_out)
     if "spksim" in preset.report.judges:
         results["speaker"] = speaker_numbers(paths, names, held_out)
     if "f0" in preset.report.judges:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from avbench.analysis import collect, write_results
+from avbench.grid import SLOTS
 from avbench.presets import BenchPreset
 from avbench.stages import STAGES, RunPaths
 from engine.atomic import atomic_path
@@ -38,6 +39,10 @@ SYSTEM_NOTES = {
 
 def _fmt(value, spec: str = "{:.1f}") -> str:
     return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else spec.format(value)
+
+
+def _percent(fraction: float | None) -> str:
+    return _fmt(None if fraction is None else 100 * fraction, "{:.0f}%")
 
 
 def goals(results: dict) -> list[tuple[str, str, bool | None]]:
@@ -117,6 +122,7 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
                      f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | {_fmt(s.get('f0_mean_hz'))} | "
                      f"{s.get('utterances', 0)} | "
                      f"{SYSTEM_NOTES.get(name, 'sampling variant')} |")
+    lines += _slot_lines(results.get("slots", {}))
     speaker = results.get("speaker", {})
     if speaker.get("systems"):
         lines += ["", "## Identity", "",
@@ -152,6 +158,25 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
     if videos:
         lines.append("- `videos/`: " + ", ".join(p.name for p in videos))
     return "\n".join(lines) + "\n"
+
+
+def _slot_lines(slots: dict) -> list[str]:
+    if not slots.get("systems"):
+        return []
+    classes = ", ".join(" ".join(letter.upper() for letter in group) for group in slots["shared_letters"]) or "none"
+    floor = slots["letter_floor"]
+    lines = ["", "## Errors per GRID slot", "",
+             "Over the clips whose transcript has six words: the share of clips with each slot wrong. Letters whose "
+             f"names look the same on the lips: {classes}. A lip reader guessing inside those classes misses "
+             f"{100 * floor:.0f}% of the letters ({100 * floor / 6:.1f} WER points); the last three columns split the "
+             "letter slot by whether another letter has the same visemes.", "",
+             "| system | clips | " + " | ".join(SLOTS) + " | letters sharing visemes wrong | letters of their own "
+             "wrong | swaps inside a class |", "|---|---|" + "---|" * (len(SLOTS) + 3)]
+    for name, s in slots["systems"].items():
+        lines.append(f"| {name} | {s['clips']} | " + " | ".join(_percent(v) for v in s["wrong"].values())
+                     + f" | {_percent(s['letters_shared_wrong'])} of {s['letters_shared']} | "
+                     f"{_percent(s['letters_own_wrong'])} of {s['letters_own']} | {s['swaps_within_class']} |")
+    return lines
 
 
 def plots(results: dict, folder: Path) -> None:
