@@ -155,8 +155,7 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
         run_tool(["infer.py", "hicodit", "--checkpoint", str(paths.hicodit), "--manifest", str(system.manifest),
                   "--out-dir", str(paths.samples / system.name), "--codec-weights", str(paths.codec_weights),
                   "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
-                  *preset.sampling.flags,
-                  *system.flags], f"sampling ({system.name})")
+                  *preset.sampling.flags, *system.flags], f"sampling ({system.name})")
         done.touch()
 
 
