@@ -34,7 +34,8 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
         assert len(list((out / "samples" / system).glob("*.wav"))) == 4
     assert set(results["speaker"]["systems"]) == set(systems)
     assert set(results["emotion"]["labels"]) <= {"neutral", "sadness"}
-    assert set(results["slots"]["systems"]) == set(systems) and 0 < results["slots"]["letter_floor"] < 1
+    assert set(results["slots"]["systems"]) == set(systems)
+    assert 0 <= results["slots"]["letter_floor"] < 1  # 0 when a tiny corpus has no letters that look alike
     text = (report / "report.md").read_text()
     assert "## Goals" in text and "| generated |" in text and "## Time" in text and "## Errors per GRID slot" in text
     assert sorted(p.name for p in (report / "videos").glob("*.mp4"))[0].endswith(".generated.mp4")
