@@ -168,8 +168,8 @@ def _slot_lines(slots: dict) -> list[str]:
     lines = ["", "## Errors per GRID slot", "",
              "Over the clips whose transcript has six words: the share of clips with each slot wrong. Letters whose "
              f"names look the same on the lips: {classes}. A lip reader guessing inside those classes misses "
-             f"{100 * floor:.0f}% of the letters ({100 * floor / 6:.1f} WER points); the last three columns split the "
-             "letter slot by whether another letter has the same visemes.", "",
+             f"{100 * floor:.0f}% of the letters ({100 * floor / len(SLOTS):.1f} WER points); the last three columns "
+             "split the letter slot by whether another letter has the same visemes.", "",
              "| system | clips | " + " | ".join(SLOTS) + " | letters sharing visemes wrong | letters of their own "
              "wrong | swaps inside a class |", "|---|---|" + "---|" * (len(SLOTS) + 3)]
     for name, s in slots["systems"].items():

@@ -10,6 +10,7 @@ a class are counted, so a report can tell a model's limit from the corpus's.
 """
 
 from collections import defaultdict
+from itertools import groupby
 
 from avbench.grid import SLOTS, WORDS
 from avbench.visemes import VISEME_NAMES, viseme_of
@@ -27,7 +28,7 @@ def word_visemes(corpus_rows: list[dict]) -> dict[str, tuple[str, ...]]:
             if word in out:
                 continue
             names = [VISEME_NAMES[viseme_of(p)] for p, a, b in phones if a >= start - 1e-6 and b <= end + 1e-6]
-            out[word] = tuple(v for i, v in enumerate(names) if i == 0 or names[i - 1] != v)
+            out[word] = tuple(name for name, _ in groupby(names))
     return out
 
 
