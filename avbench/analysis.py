@@ -181,6 +181,16 @@ def slot_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dic
     return out
 
 
+def paired_numbers(paths: RunPaths, names: list[str], baseline: str = "generated") -> dict:
+    """Every other system's WER minus the baseline's on the same clips, with a paired bootstrap interval."""
+    from evaluation.paired import compare
+
+    if baseline not in names:
+        return {}
+    pairs = {name: compare(paths.evaluation / baseline, paths.evaluation / name) for name in names if name != baseline}
+    return {"baseline": baseline, "systems": {name: p for name, p in pairs.items() if p is not None}}
+
+
 def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     """Everything the report shows, also written to <run>/report/results.json."""
     from avbench.systems import held_out_rows
@@ -189,9 +199,11 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     held_out = held_out_rows(preset, paths)
     names = [n for n in system_names(paths) if (paths.evaluation / n).is_dir()]
     results = {"preset": preset.name, "held_out_clips": len(held_out),
-               "systems": {name: aggregate(paths.evaluation / name) for name in names}}
+               "systems": {name: aggregate(paths.evaluation / name) for name in names},
+               "variants": {name: list(flags) for name, flags in preset.sampling.variants.items()}}
     if "wer" in preset.report.judges:
         results["slots"] = slot_numbers(paths, names, held_out)
+        results["paired"] = paired_numbers(paths, names)
     if "spksim" in preset.report.judges:
         results["speaker"] = speaker_numbers(paths, names, held_out)
     if "f0" in preset.report.judges:

@@ -41,6 +41,12 @@ def _fmt(value, spec: str = "{:.1f}") -> str:
     return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else spec.format(value)
 
 
+def _difference(pair: dict | None) -> str:
+    if not pair:
+        return "—"
+    return f"{pair['difference']:+.1f} ({pair['low']:+.1f} to {pair['high']:+.1f})"
+
+
 def _percent(fraction: float | None) -> str:
     return _fmt(None if fraction is None else 100 * fraction, "{:.0f}%")
 
@@ -114,14 +120,21 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
              "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
     for goal, measured, ok in goals(results):
         lines.append(f"| {goal} | {measured} | {'—' if ok is None else 'yes' if ok else '**no**'} |")
+    paired = results.get("paired", {})
+    baseline = paired.get("baseline", "generated")
     lines += ["", "## Systems", "",
-              "| system | WER % | SpkSim (own clip) | DNSMOS OVRL | F0 mean (Hz) | utterances | what |",
-              "|---|---|---|---|---|---|---|"]
+              f"WER against {baseline}: the difference in points on the same clips, with its 95% paired bootstrap "
+              "interval over clips (evaluation/paired.py); an interval that spans 0 is no measured change.", "",
+              f"| system | WER % | WER against {baseline} | SpkSim (own clip) | DNSMOS OVRL | F0 mean (Hz) | "
+              "utterances | what |",
+              "|---|---|---|---|---|---|---|---|"]
+    variants = results.get("variants", {})
     for name, s in systems.items():
-        lines.append(f"| {name} | {_fmt(s.get('wer'))} | {_fmt(s.get('spksim'), '{:.3f}')} | "
-                     f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | {_fmt(s.get('f0_mean_hz'))} | "
-                     f"{s.get('utterances', 0)} | "
-                     f"{SYSTEM_NOTES.get(name, 'sampling variant')} |")
+        flags = " ".join(variants.get(name, []))
+        what = SYSTEM_NOTES.get(name) or (f"sampling variant: {flags}" if flags else "sampling variant")
+        lines.append(f"| {name} | {_fmt(s.get('wer'))} | {_difference(paired.get('systems', {}).get(name))} | "
+                     f"{_fmt(s.get('spksim'), '{:.3f}')} | {_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | "
+                     f"{_fmt(s.get('f0_mean_hz'))} | {s.get('utterances', 0)} | {what} |")
     lines += _slot_lines(results.get("slots", {}))
     speaker = results.get("speaker", {})
     if speaker.get("systems"):

@@ -36,8 +36,12 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert set(results["emotion"]["labels"]) <= {"neutral", "sadness"}
     assert set(results["slots"]["systems"]) == set(systems)
     assert 0 <= results["slots"]["letter_floor"] < 1  # 0 when a tiny corpus has no letters that look alike
+    paired = results["paired"]["systems"]  # every other system against the generated speech, on the same 4 clips
+    assert set(paired) == set(systems) - {"generated"} and all(p["utterances"] == 4 for p in paired.values())
+    assert all(p["low"] <= p["difference"] <= p["high"] for p in paired.values())
     text = (report / "report.md").read_text()
     assert "## Goals" in text and "| generated |" in text and "## Time" in text and "## Errors per GRID slot" in text
+    assert "| greedy |" in text and "sampling variant: --greedy" in text
     assert sorted(p.name for p in (report / "videos").glob("*.mp4"))[0].endswith(".generated.mp4")
     assert (report / "plots" / "wer.png").is_file()
     # a rerun finds every stage done: nothing is redone

@@ -9,7 +9,7 @@ import torch
 
 from avbench.analysis import emotion_numbers, speaker_numbers
 from avbench.presets import PresetError, hicodit_precision, load_preset
-from avbench.report import goals
+from avbench.report import goals, markdown
 from avbench.stages import STAGES, RunPaths, run_stages
 from avbench.systems import emotion_swap, face_swap, held_out_rows, shuffled_video
 from engine.data import write_manifest
@@ -176,6 +176,22 @@ def test_emotion_numbers_are_speaker_relative_and_the_swap_is_scored(tmp_path):
     follows = numbers["follows_label"]
     assert follows["ground_truth"] == pytest.approx(2 ** -0.5) and follows["resynthesis"] == pytest.approx(-(2 ** -0.5))
     assert follows["emotion_swap"] == pytest.approx(0.899, abs=1e-3)  # moved as the new labels say
+
+
+def test_systems_table_gives_each_variant_its_flags_and_its_paired_difference(tmp_path):
+    results = {"preset": "full", "held_out_clips": 60,
+               "systems": {"generated": {"wer": 42.5, "utterances": 60}, "lip4": {"wer": 38.3, "utterances": 60},
+                           "shuffled_video": {"wer": 87.2, "utterances": 60}},
+               "variants": {"lip4": ["--w-lip", "4"]},
+               "paired": {"baseline": "generated",
+                          "systems": {"lip4": {"difference": -4.2, "low": -7.5, "high": -1.1},
+                                      "shuffled_video": {"difference": 44.7, "low": 38.0, "high": 51.3}}}}
+    rows = {line.split(" | ")[0]: line for line in markdown(results, RunPaths(tmp_path), []).splitlines()
+            if line.startswith("| ")}
+    assert rows["| lip4"].startswith("| lip4 | 38.3 | -4.2 (-7.5 to -1.1) |")
+    assert rows["| lip4"].endswith("| sampling variant: --w-lip 4 |")
+    assert rows["| shuffled_video"].startswith("| shuffled_video | 87.2 | +44.7 (+38.0 to +51.3) |")
+    assert rows["| generated"].startswith("| generated | 42.5 | — |")  # the baseline itself
 
 
 def test_goals_say_met_or_not():
