@@ -7,6 +7,9 @@
     python scripts/evaluate.py --manifest pairs.jsonl --judges wer,dnsmos,mcd,spksim --out-dir eval/x \\
         --utmos ckpts/utmos22_strong.pt --asr-model large-v3
     torchrun --nproc_per_node=8 scripts/evaluate.py ...     # the utterances shard across GPUs
+    # another sampler on the same utterances: its WER minus the first's, with a paired 95% interval
+    python scripts/evaluate.py --generated out/lrs3_test_w4 --references data/lrs3/test.jsonl \
+        --judges wer --out-dir eval/lrs3_w4 --against eval/lrs3
 
 Judges: wer dnsmos utmos mcd lse emoacc spksim f0 fid fvd (presets: hicodit, talker, offline).
 A judge whose weights are missing is skipped with one line naming the file; results are cached per
@@ -14,6 +17,7 @@ judge and utterance, so an interrupted evaluation resumes. See evaluation/harnes
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -48,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SpkSim's speaker encoder (ge2e: offline, weights in resemblyzer's wheel)")
     which.add_argument("--asr-unit", choices=("word", "char"), default="word", help="WER or CER")
     which.add_argument("--asr-prompt", help="Whisper initial prompt (e.g. a closed vocabulary)")
+    which.add_argument("--against", metavar="OUT_DIR",
+                       help="an earlier --out-dir judged on the same utterances: report this run's WER minus "
+                            "that one's, with a paired bootstrap 95%% interval, in paired.json")
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto")
     run.add_argument("--shard", default="auto", help="i/n or auto (torchrun rank / SLURM array task)")
@@ -81,6 +88,8 @@ def run(args) -> int:
         raise EvaluationError("--generated needs --references (the manifest with ids, transcripts and references)")
     if args.preset not in PRESETS and not args.judges:
         raise EvaluationError(f"--preset must be one of {', '.join(PRESETS)}")
+    if args.against and not (Path(args.against) / "cache" / "wer").is_dir():
+        raise EvaluationError(f"{args.against}: --against needs an evaluation folder with WER results")
     clips = utterances_from_manifest(args.manifest) if args.manifest else \
         utterances_from_folder(args.generated, args.references)
     judges = args.judges.split(",") if args.judges else list(PRESETS[args.preset])
@@ -94,8 +103,29 @@ def run(args) -> int:
              progress=not args.quiet)
     if int(os.environ.get("RANK", 0)) == 0:
         write_report(out, args.preset, args.label, args.paper_table, plots=not args.no_plots)
+        if args.against:
+            write_paired(Path(args.against), out, args.asr_unit)
         print(out / "results.md")
     return 0
+
+
+def write_paired(baseline: Path, out: Path, unit: str) -> None:
+    from engine.atomic import atomic_path
+    from evaluation.harness import EvaluationError
+    from evaluation.paired import compare
+
+    name = "wer" if unit == "word" else "cer"
+    try:
+        pair = compare(baseline, out, name)
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
+    if pair is None:
+        raise EvaluationError(f"{baseline}: no utterance judged in both folders (--against)")
+    with atomic_path(out / "paired.json") as tmp:
+        tmp.write_text(json.dumps({"against": str(baseline), "unit": name, **pair}, indent=2))
+    logging.getLogger("evaluate").info(
+        "%s against %s: %+.1f points (95%% interval %+.1f to %+.1f) over %d utterances, %d transcripts identical",
+        name.upper(), baseline, pair["difference"], pair["low"], pair["high"], pair["utterances"], pair["identical"])
 
 
 if __name__ == "__main__":

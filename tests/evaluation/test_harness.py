@@ -68,6 +68,25 @@ def test_offline_judges_end_to_end(pairs, capsys):
     assert {p: p.read_text() for p in parts} == before
 
 
+@pytest.mark.judges
+def test_against_an_earlier_evaluation_gives_the_paired_difference(pairs, capsys):
+    import scripts.evaluate as script
+
+    common = ["--generated", str(pairs / "out"), "--references", str(pairs / "test.jsonl"), "--judges", "wer",
+              "--workers", "0", "--device", "cpu", "--quiet", "--no-plots"]
+    assert script.main([*common, "--out-dir", str(pairs / "first")]) == 0
+    assert script.main([*common, "--out-dir", str(pairs / "again"), "--against", str(pairs / "first")]) == 0
+    paired = json.loads((pairs / "again" / "paired.json").read_text())
+    assert paired["difference"] == paired["low"] == paired["high"] == 0.0  # the same outputs judged twice
+    assert paired["utterances"] == 3 and paired["identical"] == 3 and paired["unit"] == "wer"
+    capsys.readouterr()
+    # a folder without WER results is refused up front, in one line, before any judge runs
+    assert script.main([*common, "--out-dir", str(pairs / "third"), "--against", str(pairs / "out")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--against needs an evaluation folder with WER results" in err[0]
+    assert not (pairs / "third").exists()
+
+
 def test_sync_judge_with_random_weights_runs_on_a_face_clip(tmp_path):
     """LSE end to end: the face tracked, SyncNet's crops, random full-size weights from a file."""
     pytest.importorskip("dlib")
