@@ -103,9 +103,10 @@ class LipFrontend(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         b, t = crops.shape[:2]
-        x = (crops.float() / 255.0 - self.MEAN) / self.STD  # (B, T, H, W)
-        if self.input_pool > 1:
+        x = crops.float()  # (B, T, H, W)
+        if self.input_pool > 1:  # pool before normalising: the affine map commutes with the mean, on p^2 fewer pixels
             x = F.avg_pool2d(x, self.input_pool)  # (B, T, H/p, W/p)
+        x = x * (1.0 / (255.0 * self.STD)) - self.MEAN / self.STD
         x = self.pool(F.silu(self.stem_norm(self.stem(x[:, None]))))  # (B, c0, T, H/4, W/4)
         x = x.transpose(1, 2).flatten(0, 1)  # (B*T, c0, H/4, W/4)
         x = self.resnet(x).mean(dim=(-2, -1))  # (B*T, c_last)
