@@ -6,7 +6,7 @@ condition), judges everything with offline judges and writes a report. Rerunning
 resumes where it stopped; ``--from STAGE`` redoes that stage and everything after it.
 
     python -m avbench.run --preset quick                       # ~15 min on 2 CPU cores
-    python -m avbench.run --preset full --out-dir runs/avbench_full   # ~86 min (docs/benchmark.md)
+    python -m avbench.run --preset full --out-dir runs/avbench_full   # ~88 min (docs/benchmark.md)
     python -m avbench.run --preset quick hicodit.steps=3000 sampling.clips=48   # preset fields
 """
 
