@@ -8,7 +8,7 @@
         --utmos ckpts/utmos22_strong.pt --asr-model large-v3
     torchrun --nproc_per_node=8 scripts/evaluate.py ...     # the utterances shard across GPUs
     # another sampler on the same utterances: its WER minus the first's, with a paired 95% interval
-    python scripts/evaluate.py --generated out/lrs3_test_w4 --references data/lrs3/test.jsonl \
+    python scripts/evaluate.py --generated out/lrs3_test_w4 --references data/lrs3/test.jsonl \\
         --judges wer --out-dir eval/lrs3_w4 --against eval/lrs3
 
 Judges: wer dnsmos utmos mcd lse emoacc spksim f0 fid fvd (presets: hicodit, talker, offline).
