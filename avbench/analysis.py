@@ -183,11 +183,12 @@ def slot_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dic
 
 def paired_numbers(paths: RunPaths, names: list[str], baseline: str = "generated") -> dict:
     """Every other system's WER minus the baseline's on the same clips, with a paired bootstrap interval."""
-    from evaluation.paired import compare
+    from evaluation.paired import judged, paired_difference
 
     if baseline not in names:
         return {}
-    pairs = {name: compare(paths.evaluation / baseline, paths.evaluation / name) for name in names if name != baseline}
+    base = judged(paths.evaluation / baseline)
+    pairs = {name: paired_difference(base, judged(paths.evaluation / name)) for name in names if name != baseline}
     return {"baseline": baseline, "systems": {name: p for name, p in pairs.items() if p is not None}}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.pipeline.runner import read_rows
 from evaluation.harness import per_utterance
 
 
@@ -33,20 +34,51 @@ def paired_bootstrap(errors_a: np.ndarray, errors_b: np.ndarray, ref_lengths: np
             "utterances": int(len(delta)), "confidence": confidence}
 
 
-def compare(baseline: str | Path, other: str | Path, unit: str = "wer", **bootstrap) -> dict | None:
-    """Two evaluation folders (scripts/evaluate.py's --out-dir) -> ``other`` minus ``baseline`` in
-    ``unit`` (wer or cer) over the utterances both judged, plus how many transcripts are identical;
-    None when they share no judged utterance."""
-    a, b = per_utterance(Path(baseline)), per_utterance(Path(other))
-    key = f"{unit}_errors"
-    ids = sorted(i for i in a.keys() & b.keys() if key in a[i] and key in b[i])
+def judged(folder: str | Path, unit: str = "wer") -> dict[str, dict]:
+    """id -> per-utterance row, over the utterances an evaluation folder's ``unit`` judge scored."""
+    return {uid: row for uid, row in per_utterance(Path(folder)).items() if f"{unit}_errors" in row}
+
+
+def paired_difference(baseline: dict[str, dict], other: dict[str, dict], unit: str = "wer",
+                      **bootstrap) -> dict | None:
+    """Rows of two systems (``judged``) -> ``other`` minus ``baseline`` over the utterances both have,
+    plus how many transcripts are identical; None when they share none."""
+    ids = sorted(baseline.keys() & other.keys())
     if not ids:
         return None
-    mismatched = [i for i in ids if a[i][f"{unit}_ref_len"] != b[i][f"{unit}_ref_len"]]
+    length = f"{unit}_ref_len"
+    mismatched = [i for i in ids if baseline[i][length] != other[i][length]]
     if mismatched:
-        raise ValueError(f"{other}: utterance {mismatched[0]} has another reference than in {baseline}")
-    result = paired_bootstrap([a[i][key] for i in ids], [b[i][key] for i in ids],
-                              [a[i][f"{unit}_ref_len"] for i in ids], **bootstrap)
-    result["identical"] = sum(a[i].get("hypothesis") is not None and a[i].get("hypothesis") == b[i].get("hypothesis")
-                              for i in ids)
+        raise ValueError(f"utterance {mismatched[0]} was judged against another reference in each")
+    result = paired_bootstrap([baseline[i][f"{unit}_errors"] for i in ids], [other[i][f"{unit}_errors"] for i in ids],
+                              [baseline[i][length] for i in ids], **bootstrap)
+    result["identical"] = sum(baseline[i].get("hypothesis") is not None
+                              and baseline[i].get("hypothesis") == other[i].get("hypothesis") for i in ids)
     return result
+
+
+def compare(baseline: str | Path, other: str | Path, unit: str = "wer", **bootstrap) -> dict | None:
+    """Two evaluation folders (scripts/evaluate.py's --out-dir) -> ``other`` minus ``baseline`` in
+    ``unit`` (wer or cer); see ``paired_difference``."""
+    try:
+        return paired_difference(judged(baseline, unit), judged(other, unit), unit, **bootstrap)
+    except ValueError as e:
+        raise ValueError(f"{other} against {baseline}: {e}") from None
+
+
+def check_baseline(folder: str | Path, texts: dict[str, str], unit: str = "wer") -> dict[str, dict]:
+    """Before judging: the rows of the evaluation ``folder`` a new run will be compared with, refused
+    (ValueError naming it) when it has no ``unit`` results, shares no utterance with the new run
+    (``texts``: id -> transcript) or holds another transcript for one of them."""
+    rows = judged(folder, unit)
+    if not rows:
+        raise ValueError(f"{folder}: not an evaluation folder with {unit.upper()} results")
+    inputs = Path(folder) / "inputs.jsonl"
+    theirs = {r["id"]: r.get("text") for r in read_rows([inputs])} if inputs.is_file() else {}
+    shared = sorted(rows.keys() & texts.keys())
+    if not shared:
+        raise ValueError(f"{folder}: none of its {len(rows)} judged utterances is among this run's")
+    changed = [i for i in shared if i in theirs and theirs[i] != texts[i]]
+    if changed:
+        raise ValueError(f"{folder}: utterance {changed[0]} has another transcript there")
+    return rows

@@ -88,10 +88,17 @@ def run(args) -> int:
         raise EvaluationError("--generated needs --references (the manifest with ids, transcripts and references)")
     if args.preset not in PRESETS and not args.judges:
         raise EvaluationError(f"--preset must be one of {', '.join(PRESETS)}")
-    if args.against and not (Path(args.against) / "cache" / "wer").is_dir():
-        raise EvaluationError(f"{args.against}: --against needs an evaluation folder with WER results")
     clips = utterances_from_manifest(args.manifest) if args.manifest else \
         utterances_from_folder(args.generated, args.references)
+    unit = "wer" if args.asr_unit == "word" else "cer"
+    against = None
+    if args.against is not None:  # checked before any judge runs: a refused comparison writes nothing
+        from evaluation.paired import check_baseline
+
+        try:
+            against = check_baseline(args.against, {c.id: c.text for c in clips}, unit)
+        except ValueError as e:
+            raise EvaluationError(f"--against {e}") from None
     judges = args.judges.split(",") if args.judges else list(PRESETS[args.preset])
     options = {j: {"weights": getattr(args, f"weights_{j}")} for j in WEIGHT_FLAGS if getattr(args, f"weights_{j}")}
     options.setdefault("spksim", {})["backend"] = args.speaker_backend
@@ -103,29 +110,28 @@ def run(args) -> int:
              progress=not args.quiet)
     if int(os.environ.get("RANK", 0)) == 0:
         write_report(out, args.preset, args.label, args.paper_table, plots=not args.no_plots)
-        if args.against:
-            write_paired(Path(args.against), out, args.asr_unit)
+        if against is not None:
+            write_paired(args.against, against, out, unit)
         print(out / "results.md")
     return 0
 
 
-def write_paired(baseline: Path, out: Path, unit: str) -> None:
+def write_paired(baseline: str, rows: dict[str, dict], out: Path, unit: str) -> None:
     from engine.atomic import atomic_path
     from evaluation.harness import EvaluationError
-    from evaluation.paired import compare
+    from evaluation.paired import judged, paired_difference
 
-    name = "wer" if unit == "word" else "cer"
     try:
-        pair = compare(baseline, out, name)
+        pair = paired_difference(rows, judged(out, unit), unit)
     except ValueError as e:
-        raise EvaluationError(str(e)) from None
+        raise EvaluationError(f"--against {baseline}: {e}") from None
     if pair is None:
-        raise EvaluationError(f"{baseline}: no utterance judged in both folders (--against)")
+        raise EvaluationError(f"--against {baseline}: no utterance of this run was judged in both folders")
     with atomic_path(out / "paired.json") as tmp:
-        tmp.write_text(json.dumps({"against": str(baseline), "unit": name, **pair}, indent=2))
+        tmp.write_text(json.dumps({"against": baseline, "unit": unit, **pair}, indent=2))
     logging.getLogger("evaluate").info(
         "%s against %s: %+.1f points (95%% interval %+.1f to %+.1f) over %d utterances, %d transcripts identical",
-        name.upper(), baseline, pair["difference"], pair["low"], pair["high"], pair["utterances"], pair["identical"])
+        unit.upper(), baseline, pair["difference"], pair["low"], pair["high"], pair["utterances"], pair["identical"])
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_against_an_earlier_evaluation_gives_the_paired_difference(pairs, capsys
     # a folder without WER results is refused up front, in one line, before any judge runs
     assert script.main([*common, "--out-dir", str(pairs / "third"), "--against", str(pairs / "out")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--against needs an evaluation folder with WER results" in err[0]
+    assert len(err) == 1 and "--against " + str(pairs / "out") + ": not an evaluation folder with WER results" in err[0]
     assert not (pairs / "third").exists()
 
 

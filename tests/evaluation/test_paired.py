@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from evaluation.paired import compare, paired_bootstrap
+from evaluation.paired import check_baseline, compare, paired_bootstrap
 
 
 def test_identical_systems_differ_by_exactly_zero():
@@ -69,5 +69,22 @@ def test_compare_reads_two_evaluation_folders_over_the_utterances_both_judged(tm
 def test_compare_refuses_utterances_judged_against_other_references(tmp_path):
     base = _judged(tmp_path / "generated", [_row("a", 2, "x")])
     other = _judged(tmp_path / "other", [_row("a", 2, "x", ref_len=5)])
-    with pytest.raises(ValueError, match="utterance a has another reference"):
+    with pytest.raises(ValueError, match="other against .*generated: utterance a was judged against another reference"):
         compare(base, other)
+
+
+def test_a_baseline_is_checked_before_a_new_run_is_judged(tmp_path):
+    base = _judged(tmp_path / "generated", [_row("a", 2, "x"), _row("b", 0, "y")])
+    (base / "inputs.jsonl").write_text(json.dumps({"id": "a", "text": "bin blue"}) + "\n"
+                                       + json.dumps({"id": "b", "text": "set red"}) + "\n")
+    assert set(check_baseline(base, {"a": "bin blue", "c": "lay green"})) == {"a", "b"}
+    with pytest.raises(ValueError, match="utterance a has another transcript there"):
+        check_baseline(base, {"a": "place white"})
+    with pytest.raises(ValueError, match="none of its 2 judged utterances is among this run's"):
+        check_baseline(base, {"z": "bin blue"})
+    corrupt = tmp_path / "corrupt" / "cache" / "wer" / "parts"
+    corrupt.mkdir(parents=True)
+    (corrupt / "x.jsonl").write_text("garbage{{\n")
+    for folder in (tmp_path / "corrupt", tmp_path / "missing"):
+        with pytest.raises(ValueError, match="not an evaluation folder with WER results"):
+            check_baseline(folder, {"a": "bin blue"})
