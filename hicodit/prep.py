@@ -70,6 +70,7 @@ class HiCoDiTRecipe(Recipe):
 
     def __init__(self, cfg: HiCoDiTPrepConfig | None = None):
         self.cfg = cfg or HiCoDiTPrepConfig()
+        self._tracker = None  # built on first use in each process (see _crops)
 
     @property
     def visual(self) -> bool:
@@ -86,7 +87,9 @@ class HiCoDiTRecipe(Recipe):
         if self.visual:
             lip_input = {"features": "features", "both": "features"}.get(cfg.lip, "frontend")
             self.frontend = VisualFrontEnd(cfg.frontend, device, lip_input=lip_input)
-            self.frontend.build(identity=cfg.identity, expression=cfg.expression)
+            self.frontend.build(identity=cfg.identity, expression=cfg.expression)  # checks the tracker too
+            if self._tracker is None:  # no decoding workers: load() runs here and reuses it
+                self._tracker = self.frontend.tracker
         self.speech_emotion = None
         if cfg.speech_emotion == "emotion2vec":  # the acoustic emotion the paper trains on
             from evaluation.emotion2vec import Emotion2vecJudge
@@ -103,6 +106,8 @@ class HiCoDiTRecipe(Recipe):
 
     # ------------------------------------------------------------------------------- per clip
     def load(self, clip: Clip) -> dict:
+        """Decoding and every model-free step (tracking, crops): the CPU work of a clip, in the decoding
+        workers, so it runs in parallel and only crops travel to the device's process."""
         from engine.media import read_audio, read_video, resample
 
         if self.visual or not clip.audio:
@@ -110,25 +115,46 @@ class HiCoDiTRecipe(Recipe):
                 raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)")
             video = read_video(clip.video, fps=FPS, audio_sample_rate=24000, require_audio=True)
             frames, wav24 = video.frames, video.audio
+            num_frames = len(frames)
         else:  # audio alone (tokens for a clip whose visual features exist already)
             wav24 = read_audio(clip.audio, 24000)
-            frames = np.zeros((int(clip.extra.get("num_frames") or round(len(wav24) / 24000 * FPS)), 1, 1, 3),
-                              np.uint8)  # only the count is used
-        duration = len(frames) / FPS
+            num_frames = int(clip.extra.get("num_frames") or round(len(wav24) / 24000 * FPS))
+        duration = num_frames / FPS
         if not self.cfg.min_seconds <= duration <= self.cfg.max_seconds:
             raise FilteredClip(f"{clip.source()}: duration {duration:.2f} s outside [{self.cfg.min_seconds}, "
                                f"{self.cfg.max_seconds}] s")
-        return {"frames": frames, "wav24": wav24, "wav16": resample(wav24, 24000, 16000)}
+        loaded = {"num_frames": num_frames, "wav24": wav24, "wav16": resample(wav24, 24000, 16000)}
+        if self.visual:
+            try:
+                loaded["crops"] = self._crops(clip, frames)
+            except UserFacingError as e:  # recorded as a visual failure by process()
+                loaded["visual_failure"] = str(e).splitlines()[0]
+        return loaded
+
+    def _crops(self, clip: Clip, frames: np.ndarray):
+        from visual.frontend import cut_face_crops
+
+        cfg = self.cfg
+        if self._tracker is None:  # one per process: each decoding worker builds its own
+            from visual.tracking import build_tracker
+
+            self._tracker = build_tracker(cfg.frontend.tracker, **dict(cfg.frontend.tracker_options))
+        track = self._tracker.track(frames, source=clip.video)
+        face_fraction = float(np.mean(track.detected))
+        if face_fraction < cfg.min_face_fraction:
+            raise FilteredClip(f"{clip.video}: a face on only {face_fraction:.0%} of the frames "
+                               f"(< {cfg.min_face_fraction:.0%})")
+        return cut_face_crops(frames, track, identity=cfg.identity, expression=cfg.expression)
 
     @torch.no_grad()
     def process(self, loaded: list[dict]) -> list[ClipResult | ClipFailure]:
         results: list[ClipResult | ClipFailure | None] = [None] * len(loaded)
         kept = []
         for i, item in enumerate(loaded):
-            try:
+            if "visual_failure" in item:
+                results[i] = ClipFailure(item["clip"], item["visual_failure"], "visual")
+            else:
                 kept.append((i, self._visual(item)))
-            except UserFacingError as e:
-                results[i] = ClipFailure(item["clip"], str(e).splitlines()[0], "visual")
         embeddings = self._ge2e([loaded[i]["wav16"] for i, _ in kept]) if kept else []
         for (i, arrays), ge2e in zip(kept, embeddings if self.cfg.ge2e else [None] * len(kept)):
             item = loaded[i]
@@ -139,36 +165,23 @@ class HiCoDiTRecipe(Recipe):
         return results
 
     def _visual(self, item: dict) -> dict:
-        from visual.align import arcface_crops, expression_crops
-        from visual.mouth import MODEL_CROP, crop_mouths
+        """The model half of the visual conditions, on the crops ``load`` cut."""
+        from visual.mouth import MODEL_CROP
 
-        clip, frames, cfg = item["clip"], item["frames"], self.cfg
-        if not self.visual:
+        cfg, crops = self.cfg, item.get("crops")
+        if crops is None:
             return {"arrays": {}, "face_fraction": None}
-        frontend = self.frontend
-        track = frontend.tracker.track(frames, source=clip.video)
-        face_fraction = float(np.mean(track.detected))
-        if face_fraction < cfg.min_face_fraction:
-            raise FilteredClip(f"{clip.video}: a face on only {face_fraction:.0%} of the frames "
-                               f"(< {cfg.min_face_fraction:.0%})")
-        mouth = crop_mouths(frames, track).crops  # (T, 96, 96)
-        arrays = {}
+        source, arrays = item["clip"].video, {}
         if cfg.lip in ("features", "both"):
-            arrays["lip"] = frontend.lip_features(mouth).astype(np.float16)
+            arrays["lip"] = self.frontend.lip_features(crops.mouth).astype(np.float16)
         if cfg.lip in ("crops", "both"):
-            top = (mouth.shape[-1] - MODEL_CROP) // 2
-            arrays["mouth"] = np.ascontiguousarray(mouth[:, top:top + MODEL_CROP, top:top + MODEL_CROP])
+            top = (crops.mouth.shape[-1] - MODEL_CROP) // 2
+            arrays["mouth"] = np.ascontiguousarray(crops.mouth[:, top:top + MODEL_CROP, top:top + MODEL_CROP])
         if cfg.identity:
-            from visual.arcface import clip_identity
-
-            arrays["face"] = clip_identity(frontend.arcface, arcface_crops(frames, track), cfg.frontend.batch_frames,
-                                           source=clip.video).float().cpu().numpy()
+            arrays["face"] = self.frontend.identity(crops.arcface, source=source)
         if cfg.expression:
-            classifier = frontend.expression
-            faces = expression_crops(frames, track, size=classifier.input_size)
-            arrays["emotion"] = classifier.probabilities(faces, batch_size=cfg.frontend.batch_frames,
-                                                         source=clip.video).float().cpu().numpy()
-        return {"arrays": arrays, "face_fraction": face_fraction}
+            arrays["emotion"] = self.frontend.emotions(crops.aligned, source=source)
+        return {"arrays": arrays, "face_fraction": float(np.mean(crops.track.detected))}
 
     def _emotion_index(self, clip: Clip) -> int:
         from engine.emotions import NUM_EMOTIONS, canonical_index
@@ -186,7 +199,7 @@ class HiCoDiTRecipe(Recipe):
 
     def _finish(self, item: dict, visual: dict, ge2e) -> ClipResult:
         clip, cfg = item["clip"], self.cfg
-        frames = len(item["frames"])
+        frames = item["num_frames"]
         wav = torch.from_numpy(item["wav24"]).to(self.device)[None]
         tokens = self.codec.encode(wav)[0].cpu().numpy().astype(np.int16)  # (Q, L): one clip, no padding
         mismatch = abs(tokens.shape[1] - 2 * frames)

@@ -32,8 +32,8 @@ SYNCNET_SIZE = 224
 SYNCNET_PAD_VALUE = 110.0  # np.pad constant in run_pipeline.py
 SYNCNET_MEDIAN = 13        # medfilt kernel over frames
 
-__all__ = ["ARCFACE_TEMPLATE", "arcface_crops", "expression_crops", "similarity_transform", "syncnet_crops",
-           "template_transforms"]
+__all__ = ["ARCFACE_TEMPLATE", "arcface_crops", "expression_crops", "resize_faces", "similarity_transform",
+           "syncnet_crops", "template_transforms"]
 
 
 def _landmarks(track_or_landmarks) -> np.ndarray:
@@ -64,8 +64,14 @@ def expression_crops(frames, track, size: int = 224, aligned_size: int = RAFDB_S
     """(T, size, size, 3) uint8 RGB: RAF-DB-style aligned faces (``aligned_size`` square), resized to ``size``."""
     matrices = template_transforms(_landmarks(track), ARCFACE_TEMPLATE, ARCFACE_SIZE, aligned_size)
     aligned = to_uint8(warp_crops(frames, matrices, aligned_size))          # (T, 100, 100, 3), as stored by RAF-DB
-    return to_uint8(_resize(aligned, np.zeros((len(aligned), 2)), np.full((len(aligned), 2), aligned_size),
-                            size, fill=0.0))
+    return resize_faces(aligned, size)
+
+
+def resize_faces(faces, size: int) -> np.ndarray:
+    """(T, S, S, 3) uint8 square faces -> (T, size, size, 3) uint8, resized as PIL's bilinear Resize does
+    (``size == S`` returns the same pixels)."""
+    side = np.asarray(faces).shape[1]
+    return to_uint8(_resize(faces, np.zeros((len(faces), 2)), np.full((len(faces), 2), side), size, fill=0.0))
 
 
 def syncnet_crops(frames, track, crop_scale: float = 0.4, size: int = SYNCNET_SIZE) -> np.ndarray:

@@ -50,6 +50,27 @@ class FrontEndConfig:
 
 
 @dataclass
+class FaceCrops:
+    """What the model-free half of the front-end cuts from one clip's frames with its face track: CPU work
+    only, so corpus preparation runs it in its decoding workers and the device sees small crops."""
+
+    track: object  # visual.tracking.FaceTrack
+    mouth: np.ndarray  # (T, 96, 96) uint8 grey mouth ROIs
+    arcface: np.ndarray | None  # (T, 112, 112, 3) uint8 RGB faces on the ArcFace template (identity)
+    aligned: np.ndarray | None  # (T, 100, 100, 3) uint8 RGB RAF-DB-aligned faces (expression)
+
+
+def cut_face_crops(frames, track, identity: bool = True, expression: bool = True) -> FaceCrops:
+    """frames (T, H, W, 3) uint8 + their FaceTrack -> the crops every extractor reads."""
+    from visual.align import RAFDB_SIZE, arcface_crops, expression_crops
+    from visual.mouth import crop_mouths
+
+    return FaceCrops(track, crop_mouths(frames, track).crops,
+                     arcface_crops(frames, track) if identity else None,
+                     expression_crops(frames, track, size=RAFDB_SIZE) if expression else None)
+
+
+@dataclass
 class ClipConditions:
     """One clip's conditions at 25 fps, plus what produced them (for --save-crops and muxing)."""
 
@@ -166,23 +187,28 @@ class VisualFrontEnd:
     def extract(self, video: str, identity: bool = True) -> ClipConditions:
         """All conditions of one clip (``identity=False`` skips ArcFace, e.g. a voice identity)."""
         from engine.media import read_video
-        from visual.align import arcface_crops, expression_crops
-        from visual.mouth import crop_mouths
 
         frames = read_video(video, fps=FPS).frames  # (T, H, W, 3)
-        track = self.tracker.track(frames, source=str(video))
-        mouth = crop_mouths(frames, track).crops  # (T, 96, 96) uint8
-        lip = self.lip_features(mouth)
-        face = None
-        if identity:
-            from visual.arcface import clip_identity
+        crops = cut_face_crops(frames, self.tracker.track(frames, source=str(video)), identity=identity)
+        face = self.identity(crops.arcface, source=str(video)) if identity else None
+        return ClipConditions(frames, crops.track, crops.mouth, self.lip_features(crops.mouth), face,
+                              self.emotions(crops.aligned, source=str(video)))
 
-            face = clip_identity(self.arcface, arcface_crops(frames, track), self.cfg.batch_frames,
-                                 source=str(video)).float().cpu().numpy()
+    @torch.no_grad()
+    def identity(self, arcface_faces: np.ndarray, source: str) -> np.ndarray:
+        """(T, 112, 112, 3) uint8 template-aligned faces -> (F,) float32 unit-norm clip identity."""
+        from visual.arcface import clip_identity
+
+        return clip_identity(self.arcface, arcface_faces, self.cfg.batch_frames, source=source).float().cpu().numpy()
+
+    @torch.no_grad()
+    def emotions(self, aligned_faces: np.ndarray, source: str) -> np.ndarray:
+        """(T, 100, 100, 3) uint8 RAF-DB-aligned faces -> (T, 7) float32 per-frame expression probabilities."""
+        from visual.align import resize_faces
+
         classifier = self.expression
-        faces = expression_crops(frames, track, size=classifier.input_size)
-        emotion = classifier.probabilities(faces, batch_size=self.cfg.batch_frames, source=str(video))
-        return ClipConditions(frames, track, mouth, lip, face, emotion.float().cpu().numpy())
+        faces = resize_faces(aligned_faces, classifier.input_size)
+        return classifier.probabilities(faces, batch_size=self.cfg.batch_frames, source=source).float().cpu().numpy()
 
     def lip_features(self, mouth: np.ndarray) -> np.ndarray:
         """(T, 96, 96) uint8 mouth ROIs -> AV-HuBERT features (T, D) float32, or the centre 88 x 88

@@ -131,3 +131,35 @@ def test_talker_recipe_feeds_talker_training(corpus, tmp_path):
                   f"trainer.out_dir={tmp_path / 'run'}")
     build_trainer(cfg).fit()
     assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_a_clip_without_a_face_is_a_visual_failure_found_in_the_decoding_worker(tmp_path):
+    # tracking and cropping run in the decoding workers (--workers 1 here); a clip the tracker finds no face in
+    # must still come back to the main process as a recorded failure of the visual stage, naming its file
+    from engine.media import write_video
+    from tests.pipeline.corpus_fixture import tone
+
+    root = tmp_path / "lrs3"
+    ids = make_lrs3(root, clips_per_speaker=1)
+    grey = np.full((30, 160, 160, 3), 128, np.uint8)
+    write_video(root / "trainval" / "spkA" / "zz_noface.mp4", grey, 25, audio=tone(1.2, 150), sample_rate=24000)
+    (root / "trainval" / "spkA" / "zz_noface.txt").write_text("Text:  NO FACE\nConf:  4\n")
+    out = tmp_path / "out"
+    prepare(*HICODIT, "--root", str(root), "--out-dir", str(out), "--merge")
+    failures = {r["id"]: r for r in rows(out / "failures" / "shard-00000-of-00001.jsonl")}
+    noface = failures["trainval__spkA__zz_noface"]
+    assert noface["stage"] == "visual" and noface["reason"].endswith("zz_noface.mp4: no face found in any of the "
+                                                                     "30 frames")
+    assert sorted(r["id"] for r in rows(out / "manifest.jsonl")) == sorted(ids["good"])
+
+
+def test_the_model_process_leaves_the_decoding_workers_their_cores(monkeypatch):
+    import torch
+
+    from engine.pipeline.runner import main_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert [main_threads(w) for w in (0, 2, 7, 8, 12)] == [8, 6, 1, 1, 1]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # a user's OMP_NUM_THREADS is never raised
+    assert main_threads(2) == 4
