@@ -291,14 +291,15 @@ def write_report(out: str | Path, preset: str = "hicodit", label: str = "this ru
         from evaluation.plots import metric_distributions, spectrogram_grid
 
         metric_distributions(rows, out / "plots" / "distributions.png")
-        spectrogram_grid(rows[:spectrograms], out / "plots" / "spectrograms.png", sources=_sources(out))
+        spectrogram_grid(rows[:spectrograms], out / "plots" / "spectrograms.png", sources=remembered_inputs(out))
     log.info("%s", " ".join(f"{h}={fmt.format(result[k])}" for h, k, fmt in COLUMNS.get(preset, []) if k in result))
     return payload
 
 
-def _sources(out: Path) -> dict[str, dict]:
-    """id -> its generated / reference paths, for the spectrogram grid."""
-    path = out / "inputs.jsonl"
+def remembered_inputs(out: str | Path) -> dict[str, dict]:
+    """id -> what ``remember_inputs`` kept of an evaluation folder's utterances (transcript, generated and
+    reference paths); empty when the folder has none."""
+    path = Path(out) / "inputs.jsonl"
     return {r["id"]: r for r in read_rows([path])} if path.is_file() else {}
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.pipeline.runner import read_rows
-from evaluation.harness import per_utterance
+from evaluation.harness import per_utterance, remembered_inputs
 
 
 def paired_bootstrap(errors_a: np.ndarray, errors_b: np.ndarray, ref_lengths: np.ndarray, resamples: int = 2000,
@@ -73,8 +72,7 @@ def check_baseline(folder: str | Path, texts: dict[str, str], unit: str = "wer")
     rows = judged(folder, unit)
     if not rows:
         raise ValueError(f"{folder}: not an evaluation folder with {unit.upper()} results")
-    inputs = Path(folder) / "inputs.jsonl"
-    theirs = {r["id"]: r.get("text") for r in read_rows([inputs])} if inputs.is_file() else {}
+    theirs = {uid: r.get("text") for uid, r in remembered_inputs(folder).items()}
     shared = sorted(rows.keys() & texts.keys())
     if not shared:
         raise ValueError(f"{folder}: none of its {len(rows)} judged utterances is among this run's")
