@@ -210,14 +210,14 @@ def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto",
                                          collate_fn=_as_list, persistent_workers=False, prefetch_factor=None
                                          if num_workers == 0 else 2)
     batches = iter(loader)  # workers start decoding now, before any model exists in this process
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and num_workers:
-        torch.set_num_threads(main_threads(num_workers))
     torch.manual_seed(seed)
     recipe.setup(device)
     parts, failures = _Appender(out / "parts" / f"{name}.jsonl"), _Appender(out / "failures" / f"{name}.jsonl")
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"{recipe.name} {index}/{count}", disable=not progress, dynamic_ncols=True)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and num_workers:
+        torch.set_num_threads(main_threads(num_workers))
     try:
         for batch in batches:
             loaded = [b for b in batch if not isinstance(b, ClipFailure)]
