@@ -134,8 +134,15 @@ class DiffusionConfig:
     # The emotion condition from the target speech (acoustic labels, data.acoustic_emotion_key) instead
     # of the face, for this fraction of training items (the paper trained on acoustic emotion).
     acoustic_emotion_prob: float = 0.0
+    # Weight of levels 1-2's DSE in the training loss; 1 is the paper's plain sum over the 12 levels.
+    # Each level's head still learns its own conditional, so the weight only decides how the shared
+    # low blocks (which also carry the lips to levels 3-12) share their capacity. The logged and
+    # validated ``dse`` stays the unweighted sum.
+    low_level_weight: float = 1.0
 
     def __post_init__(self):
+        if self.low_level_weight <= 0:
+            raise ValueError("DiffusionConfig.low_level_weight must be > 0")
         if self.level_schedule not in LEVEL_SCHEDULES:
             raise ValueError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
         for name in ("drop_each", "drop_all", "acoustic_identity_prob", "clean_low_prob", "acoustic_emotion_prob"):
@@ -207,13 +214,13 @@ def score_entropy_loss(logits: torch.Tensor, tokens: torch.Tensor, scored: torch
     """The DSE of the absorbing process as weighted cross-entropy (derivation in the module docstring).
 
     logits (B, L, Q, V), tokens (B, Q, L), scored (B, Q, L) bool (masked real positions), weight (B,)
-    = w(t) -> (cross-entropy (B, Q, L), summed DSE scalar). One cross-entropy call for every item
-    and level."""
+    = w(t) -> (cross-entropy (B, Q, L), DSE summed over items and positions, per level (Q,)). One
+    cross-entropy call for every item and level."""
     b, length, q, v = logits.shape
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
     ce = F.cross_entropy(logits.reshape(-1, v), tokens.transpose(1, 2).reshape(-1),
                          reduction="none").view(b, length, q).transpose(1, 2)  # (B, Q, L)
-    return ce, (weight[:, None, None] * ce * scored).sum()
+    return ce, (weight[:, None, None] * ce * scored).sum((0, 2))
 
 
 # ------------------------------------------------------------------------------- the objective
@@ -234,6 +241,8 @@ class MaskedDiffusion(nn.Module):
         self.cfg = cfg or DiffusionConfig()
         self.schedule = LogLinearSchedule(self.cfg.schedule_eps)
         self.mask_id = net.mask_id
+        low = torch.arange(net.cfg.num_levels) < net.cfg.num_low_levels
+        self.register_buffer("level_weight", torch.where(low, self.cfg.low_level_weight, 1.0), persistent=False)
         # Training forwards seen, for the optional curriculum (saved with the weights, so resumes keep it).
         self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
 
@@ -328,9 +337,10 @@ class MaskedDiffusion(nn.Module):
         logits = self.net(noisy, t, cond, token_mask, drop)  # (B, L, Q, V)
 
         scored = masked & real  # (B, Q, L)
-        ce, dse_sum = score_entropy_loss(logits, tokens, scored, self.schedule.loss_weight(t))
-        dse = dse_sum / token_mask.sum().clamp(min=1)  # nats per token frame, summed over levels
-        loss = dse
+        ce, level_dse = score_entropy_loss(logits, tokens, scored, self.schedule.loss_weight(t))
+        frames = token_mask.sum().clamp(min=1)
+        dse = level_dse.sum() / frames  # nats per token frame, summed over levels
+        loss = dse if self.cfg.low_level_weight == 1.0 else (self.level_weight * level_dse).sum() / frames
         scored = scored.float()
         logs = {"dse": dse.detach()}
         if c_id is not None and "ge2e" in batch and self.cfg.id_loss_weight > 0:

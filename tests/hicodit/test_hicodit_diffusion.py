@@ -47,7 +47,8 @@ def test_score_entropy_reduces_to_weighted_cross_entropy_at_masked_positions():
     masked = torch.rand(b, q, length) < 0.5
     t = torch.tensor([0.3, 0.8], dtype=torch.float64)
     logits = torch.randn(b, length, q, v, dtype=torch.float64)
-    _, loss = score_entropy_loss(logits, x0, masked, schedule.loss_weight(t))
+    _, level_loss = score_entropy_loss(logits, x0, masked, schedule.loss_weight(t))
+    loss = level_loss.sum()
 
     expected = 0.0
     for i in range(b):
@@ -177,6 +178,27 @@ def test_the_loss_is_one_forward_and_one_cross_entropy_for_any_batch_and_levels(
         assert torch.isfinite(loss) and {"dse", "id_l1", "ce_low", "ce_high", "acc_low", "acc_high"} <= logs.keys()
     length = batch["tokens"].shape[-1]
     assert calls[-1] == (4 * length * 12, 64) and len(calls) == 2  # every item and level in one call
+
+
+def test_low_level_weight_scales_levels_one_and_two_in_the_loss_but_not_the_logged_dse(monkeypatch):
+    """loss = w * DSE(levels 1-2) + DSE(levels 3-12) + the identity term; logs['dse'] stays the plain sum."""
+    import hicodit.diffusion as module
+
+    per_level = []
+    real = module.score_entropy_loss
+    monkeypatch.setattr(module, "score_entropy_loss", lambda *a: per_level.append(real(*a)[1]) or real(*a))
+    batch = tiny_batch(clips=3)
+    model = diffusion(low_level_weight=4.0).train()
+    torch.manual_seed(1)
+    loss, logs = model(batch)
+    frames = batch["token_mask"].sum()
+    level_dse = per_level[-1].detach() / frames  # (Q,)
+    assert torch.allclose(logs["dse"], level_dse.sum())
+    n_low = model.net.cfg.num_low_levels
+    expected = 4.0 * level_dse[:n_low].sum() + level_dse[n_low:].sum() + model.cfg.id_loss_weight * logs["id_l1"]
+    assert torch.allclose(loss.detach(), expected)
+    with pytest.raises(ValueError, match="low_level_weight"):
+        DiffusionConfig(low_level_weight=0.0)
 
 
 def test_variable_length_clips_sample_in_one_batch_as_they_do_alone():
