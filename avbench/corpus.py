@@ -135,7 +135,8 @@ def _write_clip(root: Path, spec: ClipSpec) -> dict:
     clip = _MAKER.make(spec)
     video = root / f"{spec.relative}.mp4"
     with atomic_files(video, video.with_suffix(".txt"), _part_path(root, spec)) as (tmp_video, tmp_txt, tmp_part):
-        write_video(tmp_video, clip.frames, _MAKER.config.fps, clip.audio, _MAKER.config.sample_rate)
+        config = _MAKER.config
+        write_video(tmp_video, clip.frames, config.fps, clip.audio, config.sample_rate, preset=config.video_preset)
         tmp_txt.write_text(clip.transcript, encoding="utf-8")
         tmp_part.write_text(json.dumps(clip.record), encoding="utf-8")
     return clip.record

@@ -15,9 +15,36 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class _Snake(torch.autograd.Function):
+    """Snake with a hand-written backward. Autograd's own graph of the five elementwise ops keeps four
+    full-size tensors and makes about twelve passes over them; here the backward keeps only x and the
+    output (which the next convolution keeps anyway) and makes five. The encoder's first blocks run at
+    24 kHz, so this is a large share of a codec training step on a CPU (docs/codecs.md)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        inverse = (alpha + 1e-9).reciprocal()
+        out = torch.sin(alpha * x).square_().mul_(inverse).add_(x)  # same op order as the plain formula
+        ctx.save_for_backward(x, alpha, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, alpha, out = ctx.saved_tensors
+        inverse = (alpha + 1e-9).reciprocal()
+        # d/du sin^2(u) = sin(2u), u = alpha x; and sin^2(u) * inverse = out - x
+        grad_sin = grad * torch.sin(2 * alpha * x)
+        grad_x = torch.addcmul(grad, grad_sin, alpha * inverse) if ctx.needs_input_grad[0] else None
+        grad_alpha = None
+        if ctx.needs_input_grad[1]:
+            grad_alpha = ((grad_sin * x).sum((0, 2), keepdim=True)
+                          - (grad * (out - x)).sum((0, 2), keepdim=True)) * inverse
+        return grad_x if grad_x is None else grad_x.to(x.dtype), grad_alpha
+
+
 def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """x + sin^2(alpha x) / (alpha + 1e-9); alpha (1, C, 1)."""
-    return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+    """x + sin^2(alpha x) / (alpha + 1e-9); x (B, C, T), alpha (1, C, 1)."""
+    return _Snake.apply(x, alpha)
 
 
 class Snake1d(nn.Module):

@@ -122,14 +122,18 @@ def _sample_chunk(images, x, y, fill, height, width):
     return total
 
 
+_GRAY_WEIGHTS = np.array([9798, 19235, 3735], dtype=np.float32)
+
+
 def rgb_to_gray(frames) -> np.ndarray:
     """(..., 3) uint8 RGB -> (...) uint8 luma, bit-exact with OpenCV's ``cvtColor(RGB2GRAY)`` (4.x and 5.x).
 
     OpenCV's fixed-point BT.601 weights (0.299, 0.587, 0.114 in units of 2^-15, rounded): AV-HuBERT
     converts with OpenCV both before landmark detection and when it loads the mouth crops."""
-    frames = np.asarray(frames)
-    weights = np.array([9798, 19235, 3735], dtype=np.uint32)
-    return ((frames.astype(np.uint32) * weights).sum(axis=-1) + (1 << 14) >> 15).astype(np.uint8)
+    # in float32, exactly: every sum is an integer below 2^24 and the scale a power of two; a matrix-vector
+    # product is ~20x faster than summing the channel axis in integers (a large share of tracking time)
+    luma = np.asarray(frames, dtype=np.float32) @ _GRAY_WEIGHTS
+    return ((luma + (1 << 14)) * (1.0 / (1 << 15))).astype(np.uint8)
 
 
 def to_uint8(values, rounding: str = "round") -> np.ndarray:

@@ -19,11 +19,13 @@ def ffmpeg_exe() -> str:
 
 
 def write_video(path: str | os.PathLike, frames, fps: float, audio=None, sample_rate: int | None = None,
-                crf: int = 18) -> Path:
+                crf: int = 18, preset: str = "medium") -> Path:
     """frames: (T, H, W, 3) uint8 RGB (numpy or torch); audio: (N,) float in [-1, 1] or None.
 
     H.264 (yuv420p, odd sizes padded by one pixel) + AAC, written atomically. The audio is cut or
-    padded with silence to the video's duration so the two streams end together.
+    padded with silence to the video's duration so the two streams end together. ``crf`` sets the
+    quality, ``preset`` x264's speed for it ("veryfast" encodes a small clip in under half the CPU time
+    of "medium", for a slightly larger file).
     """
     if hasattr(frames, "detach"):
         frames = frames.detach().cpu().numpy()
@@ -47,7 +49,7 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio=None, sample_
             audio = np.pad(audio[:wanted], (0, max(0, wanted - len(audio))))
             wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
             cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "192k"]
-        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p",
                 "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
         if proc.returncode != 0:

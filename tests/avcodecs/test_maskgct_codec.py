@@ -8,8 +8,9 @@ import torch
 from torch.nn import functional as F
 
 from avcodecs.base import DiscreteAudioCodec
-from avcodecs.dac import WNConv1d
+from avcodecs.dac import WNConv1d, snake
 from avcodecs.maskgct import MaskGCTCodec, MaskGCTCodecConfig, build_maskgct_codec
+from avcodecs.maskgct.mel import MelSpectrogram
 from avcodecs.maskgct.objective import phase_advance_loss
 from avcodecs.maskgct.synthetic import synthesize_speech
 from avcodecs.maskgct.vocos import ISTFT, ISTFTHead
@@ -164,3 +165,30 @@ def test_folded_weight_norm_gives_the_same_output(wav):
         codes = live.encode(wav)
         assert torch.equal(codes, folded.encode(wav))
         torch.testing.assert_close(folded.decode(codes), live.decode(codes))
+
+
+def test_snake_hand_written_backward_matches_autograd_of_the_formula():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 40, dtype=torch.float64, requires_grad=True)
+    alpha = (torch.rand(1, 5, 1, dtype=torch.float64) + 0.2).requires_grad_()
+    formula = x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+    out = snake(x, alpha)
+    torch.testing.assert_close(out, formula, rtol=0, atol=0)
+    grad = torch.randn_like(out)
+    for got, want in zip(torch.autograd.grad(out, (x, alpha), grad), torch.autograd.grad(formula, (x, alpha), grad)):
+        torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(snake, (x, alpha))
+
+
+@pytest.mark.parametrize("window", [32, 2048])
+def test_mel_spectrogram_equals_torch_stft_with_reflect_centering(window):
+    torch.manual_seed(0)
+    mel = MelSpectrogram(24000, window, 40)
+    wav = torch.randn(2, 4800, requires_grad=True)
+    spec = torch.stft(wav, window, window // 4, window=mel.window, center=True, pad_mode="reflect",
+                      return_complex=True)
+    reference = mel.filters @ spec.abs()  # (B, M, S)
+    got = mel(wav)
+    torch.testing.assert_close(got, reference)
+    grad = torch.randn_like(got)
+    torch.testing.assert_close(torch.autograd.grad(got, wav, grad)[0], torch.autograd.grad(reference, wav, grad)[0])

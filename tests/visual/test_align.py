@@ -59,10 +59,14 @@ def test_bilinear_sampling_matches_scikit_image_warp_with_black_outside():
     np.testing.assert_allclose(ours, expected, atol=1e-9)
 
 
-def test_gray_is_opencv_exact():
+def test_gray_is_opencv_exact_for_every_colour():
     cv2 = pytest.importorskip("cv2")
-    image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    levels = np.arange(256, dtype=np.uint8)
+    image = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)  # 2^24 colours
     np.testing.assert_array_equal(rgb_to_gray(image), cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    frames = image[:64, :64].reshape(4, 32, 32, 3)  # any leading shape
+    expected = cv2.cvtColor(image[:64, :64], cv2.COLOR_RGB2GRAY).reshape(4, 32, 32)
+    np.testing.assert_array_equal(rgb_to_gray(frames), expected)
 
 
 def test_five_points_land_on_the_arcface_template(astronaut_clip, astronaut_track):
