@@ -71,6 +71,14 @@ def test_failed_video_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_encoder_preset_keeps_the_frames_and_a_bad_one_fails_cleanly(tmp_path):
+    fast = read_video(write_video(tmp_path / "fast.mp4", ramp_frames(20), 25, preset="veryfast"), fps=25)
+    assert np.abs(np.rint(fast.frames[:, 24, 32, 0] / 4.0) - np.arange(20)).max() == 0
+    with pytest.raises(MediaError, match="slow.mp4: ffmpeg failed to write the video"):
+        write_video(tmp_path / "slow.mp4", ramp_frames(5), 25, preset="glacial")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.mp4"]
+
+
 def bad_files(tmp_path):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x01not a video" * 200)
