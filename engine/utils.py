@@ -44,10 +44,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 
 def cpu_has_bf16_matmul() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX), where bf16 autocast speeds up
-    transformer training several-fold in its matmuls; elsewhere bf16 on a CPU is emulated and slower."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence the guard
-    return bool(probe and probe())
+    """Whether this CPU multiplies bf16 matrices in hardware: Intel AMX tiles, or AVX512-BF16 dot products
+    (AMD Zen 4 and later, Intel Cooper Lake and later), where oneDNN's bf16 matmuls beat fp32 (measured:
+    a HiCoDiT step 0.56 s against 0.86 on an AMD EPYC with AVX512-BF16; docs/benchmark.md, "Precision");
+    elsewhere bf16 on a CPU is emulated and slower."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence the guards
+    return any(bool(getattr(torch.cpu, name, None) and getattr(torch.cpu, name)()) for name in probes)
 
 
 def to_device(batch, device: torch.device, non_blocking: bool = True):

@@ -36,6 +36,19 @@ def test_presets_load_with_overrides_and_bad_fields_are_one_line():
         load_preset("quick", ["sampling.controls=[face_swap,lips]"])
 
 
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, True), (False, True, True),
+                                                          (False, False, False), (None, None, False)])
+def test_bf16_matmul_probe_accepts_amx_or_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
+    from engine.utils import cpu_has_bf16_matmul
+
+    for name, value in (("_is_amx_tile_supported", amx), ("_is_avx512_bf16_supported", avx512_bf16)):
+        if value is None:  # a torch without the private probe
+            monkeypatch.delattr(torch.cpu, name, raising=False)
+        else:
+            monkeypatch.setattr(torch.cpu, name, lambda value=value: value, raising=False)
+    assert cpu_has_bf16_matmul() is expected
+
+
 def test_precision_auto_is_bf16_only_where_the_cpu_multiplies_bf16(monkeypatch):
     import engine.utils
 
