@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> None:
         if user_error is None:
             raise
         log.error("%s", user_error)
-        sys.exit(1)
+        sys.exit(user_error.exit_status)
     finally:
         shutdown_distributed()
     if path is not None:

@@ -16,6 +16,7 @@ corpus pipeline and the judges from their per-clip records).
 import json
 import logging
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from avbench.presets import BenchPreset, hicodit_precision
 from engine.atomic import atomic_path
-from engine.errors import UserFacingError
+from engine.errors import TrainingDivergedError, UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ CODEC_VAL_CLIPS = 8
 
 class StageError(UserFacingError, RuntimeError):
     pass
+
+
+class StageDivergedError(StageError):
+    """A training tool stopped because its run diverged (train.py's exit status 3)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ def run_tool(args: list[str], what: str) -> None:
     cmd = [sys.executable, *args]
     log.info("%s: %s", what, shlex.join(cmd))
     code = subprocess.run(cmd, cwd=REPO).returncode
+    if code == TrainingDivergedError.exit_status:
+        raise StageDivergedError(f"{what} diverged (exit status {code}; its error is above): {shlex.join(cmd)}")
     if code != 0:
         raise StageError(f"{what} failed (exit status {code}); run the benchmark again to resume, or the "
                          f"command alone to see why: {shlex.join(cmd)}")
@@ -112,17 +119,51 @@ def _codec_manifest(path: Path, rows: list[dict]) -> Path:
     return write_manifest(path, lines)
 
 
+WARMUP = "trainer.warmup_steps="
+
+
+def _warmup_steps(overrides: list[str]) -> int:
+    """The codec run's warm-up: the stage's override, else bench_codec's own."""
+    from omegaconf import OmegaConf
+
+    for override in reversed(overrides):
+        if override.startswith(WARMUP):
+            return int(override.removeprefix(WARMUP))
+    return int(OmegaConf.load(REPO / "configs" / "experiment" / "bench_codec.yaml").trainer.warmup_steps)
+
+
+def _with_warmup(overrides: list[str], steps: int) -> list[str]:
+    return [o for o in overrides if not o.startswith(WARMUP)] + [f"{WARMUP}{steps}"]
+
+
 def codec(preset: BenchPreset, paths: RunPaths) -> None:
+    """Trains the codec; when its codebooks collapse (train.py stops the run with exit status 3), trains
+    it once more from scratch with twice the warm-up. The retry's warm-up is kept in
+    ``codec/warmup_steps`` so that a rerun resumes the retry with the schedule it started with."""
     from engine.data import read_manifest
 
     rows = read_manifest(paths.corpus_list, required=("id", "video", "subset"))
     train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
     val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
     stage = preset.codec
-    run_tool(["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
-              f"data.val_manifest={val}",
-              f"trainer.out_dir={paths.codec / 'run'}", f"trainer.max_steps={stage.steps}",
-              f"trainer.batch_size={stage.batch_size}", *stage.overrides], "codec training")
+    command = ["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
+               f"data.val_manifest={val}", f"trainer.out_dir={paths.codec / 'run'}",
+               f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}"]
+    retry_file = paths.codec / "warmup_steps"
+    retried = retry_file.exists()
+    overrides = _with_warmup(stage.overrides, int(retry_file.read_text())) if retried else list(stage.overrides)
+    try:
+        run_tool([*command, *overrides], "codec training")
+    except StageDivergedError:
+        if retried:
+            raise
+        warmup = 2 * _warmup_steps(overrides)
+        log.warning("the codec's codebooks collapsed: training it again from scratch with a %d-step warm-up "
+                    "(docs/codecs.md, 'Codebook collapse')", warmup)
+        shutil.rmtree(paths.codec / "run", ignore_errors=True)
+        with atomic_path(retry_file) as tmp:
+            tmp.write_text(f"{warmup}\n")
+        run_tool([*command, *_with_warmup(overrides, warmup)], "codec training, second attempt")
     run_tool(["scripts/export_maskgct_codec.py", "--checkpoint", str(paths.codec / "run"), "--out",
               str(paths.codec_weights)], "codec export")
 

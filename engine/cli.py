@@ -125,7 +125,7 @@ def output_stems(out_dir: str | Path, ids: list[str]) -> list[Path]:
 # ------------------------------------------------------------------------------- running
 def run_main(main: Callable[[], int | None], log_name: str = "main") -> int:
     """Run an entry point: a user-facing error (also one wrapped by Hydra) becomes one log line and
-    exit status 1; anything else is a bug and keeps its traceback."""
+    its exit status (1, or 3 for a diverged training run); anything else is a bug and keeps its traceback."""
     try:
         return int(main() or 0)
     except KeyboardInterrupt:
@@ -137,4 +137,4 @@ def run_main(main: Callable[[], int | None], log_name: str = "main") -> int:
             raise
         message = without_worker_traceback(user_error)
         logging.getLogger(log_name).error("%s", message.splitlines()[0] if message else type(user_error).__name__)
-        return 1
+        return user_error.exit_status

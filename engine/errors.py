@@ -4,7 +4,17 @@
 class UserFacingError(Exception):
     """An error whose message is complete and actionable on its own (what failed, and where).
 
-    Entry points print it as one line and exit non-zero, without a traceback."""
+    Entry points print it as one line and exit with ``exit_status``, without a traceback."""
+
+    exit_status = 1
+
+
+class TrainingDivergedError(UserFacingError):
+    """Training went somewhere it does not come back from (a NaN loss, a collapsed codebook) and
+    was stopped. Its own exit status lets a driver (the benchmark runner) tell a run that diverged,
+    and may succeed with a gentler schedule, from one that cannot start."""
+
+    exit_status = 3
 
 
 class DataItemError(UserFacingError):

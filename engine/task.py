@@ -37,3 +37,9 @@ class Task(ABC):
         ``out_dir`` is set on rank 0 only: write samples (audio, images) there."""
         loss, logs = module(batch)
         return {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}
+
+    def diagnose(self, val_metrics: dict[str, float], step: int) -> str | None:
+        """What is wrong with a run whose validation gave ``val_metrics``, in one phrase, when it is
+        past saving (a collapsed codebook, say); None when it is healthy. A phrase stops training with
+        a TrainingDivergedError (train.py exits with status 3) before this step's checkpoint is written."""
+        return None

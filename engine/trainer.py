@@ -40,7 +40,7 @@ from engine.distributed import (
     init_distributed,
 )
 from engine.ema import EMA
-from engine.errors import DataItemError, UserFacingError, without_worker_traceback
+from engine.errors import DataItemError, TrainingDivergedError, UserFacingError, without_worker_traceback
 from engine.layers.attention import set_attention_backend
 from engine.logger import MetricsLogger
 from engine.optim import build_adamw, build_scheduler
@@ -131,7 +131,7 @@ class TrainerConfig:
         need(isinstance(self.resume, str) and self.resume != "", "resume", "must be auto, none or a checkpoint path")
 
 
-class NonFiniteLossError(UserFacingError, RuntimeError):
+class NonFiniteLossError(TrainingDivergedError, RuntimeError):
     pass
 
 
@@ -292,6 +292,16 @@ class Trainer:
                 f"loss became NaN/inf at step {first_bad}; stopped. Last good checkpoint: "
                 f"{latest or 'none (none was saved yet)'}")
 
+    def _check_health(self, val_metrics: dict[str, float]) -> None:
+        """The task's verdict on its validation metrics. Every rank validates the same batch with the
+        same weights, so every rank reaches the same verdict and stops together."""
+        problem = self.task.diagnose(val_metrics, self.step)
+        if problem:
+            latest = ckpt.find_latest(self.ckpt_root)
+            raise TrainingDivergedError(
+                f"{problem} (validation at step {self.step}); stopped. Last checkpoint: "
+                f"{latest or 'none (none was saved yet)'}")
+
     def _flush_logs(self, sums: dict, counts: dict, extra: dict, bar) -> dict[str, float]:
         self._check_finite()
         names = sorted(sums)
@@ -313,6 +323,7 @@ class Trainer:
         finally:
             self.module.train()
         self.metrics.log(self.step, metrics, prefix="val")
+        self._check_health(metrics)
         return metrics
 
     def _autocast(self):

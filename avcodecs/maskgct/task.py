@@ -3,6 +3,12 @@
 Validation reports the mel distance of the reconstruction from all levels and from level 0 alone
 (the hierarchy HiCoDiT relies on: one level must already carry a coarse but usable signal), and
 writes the first clip, its full reconstruction and its level-0 reconstruction as wavs.
+
+It also watches for the codebook collapse this recipe can fall into at its peak learning rate: the
+commitment loss spikes, each level's codes shrink to a handful (2-4% of what a validation batch
+could use, where a healthy run uses 35-55%) and never recover, while the mel loss stalls.
+Past ``collapse_check_from`` steps a validation that uses under ``collapse_usage`` of the codes it
+could stops the run (docs/codecs.md, "Codebook collapse").
 """
 
 import dataclasses
@@ -22,11 +28,18 @@ log = logging.getLogger(__name__)
 
 class MaskGCTCodecTask(Task):
     def __init__(self, codec: MaskGCTCodecConfig, data: CodecDataConfig, loss: CodecLossConfig | None = None,
-                 init_weights: str | None = None):
+                 init_weights: str | None = None, collapse_usage: float | None = 0.1, collapse_check_from: int = 400):
         """``init_weights``: fine-tune from these codec weights (the released ``acoustic_codec`` folder;
         the experiments pass ``${codec.weights}``); their codebooks are trained, so k-means
         initialisation is skipped. Their decoder may have the other phase mode (``vocos_phase``):
-        an integrated-phase codec is fine-tuned from a predicted-phase one (docs/benchmark.md)."""
+        an integrated-phase codec is fine-tuned from a predicted-phase one (docs/benchmark.md).
+
+        ``collapse_usage``: the share of the codes a validation batch could use (all of them, or one
+        per frame when it has fewer frames than codes) below which a validation from step
+        ``collapse_check_from`` on declares the codebooks collapsed and stops training; None: never."""
+        if collapse_usage is not None and not 0 < collapse_usage < 1:
+            raise ValueError(f"task.collapse_usage must be in (0, 1) or null, got {collapse_usage}")
+        self.collapse_usage, self.collapse_check_from = collapse_usage, collapse_check_from
         self.codec_cfg, self.data_cfg, self.loss_cfg = codec, data, loss or CodecLossConfig()
         self.init_weights = init_weights
         if init_weights is not None and self.loss_cfg.kmeans_init:
@@ -62,10 +75,21 @@ class MaskGCTCodecTask(Task):
         full, coarse = codec.decode(codes), codec.decode(codes[:, :1])  # (B, N) each
         flat = codes.transpose(0, 1).flatten(1)  # (Q, B*T)
         used = torch.zeros(flat.shape[0], codec.codebook_size, device=flat.device).scatter_(1, flat, 1.0)  # (Q, K)
+        usable = min(1.0, flat.shape[1] / codec.codebook_size)  # a batch of few frames cannot use every code
         metrics = {"mel": float(module.mel_loss(full, wav)), "mel_level0": float(module.mel_loss(coarse, wav)),
-                   "codebook_usage": float(used.mean())}
+                   "codebook_usage": float(used.mean()), "codebook_usage_of_usable": float(used.mean()) / usable}
         if out_dir is not None:
             for name, audio in (("target", wav[0]), ("recon_all_levels", full[0]), ("recon_level0", coarse[0])):
                 write_wav(out_dir / f"{name}.wav", audio, codec.sample_rate)
             log.info("step %d: val mel %.4f (level 0 alone %.4f)", step, metrics["mel"], metrics["mel_level0"])
         return metrics
+
+    def diagnose(self, val_metrics: dict[str, float], step: int) -> str | None:
+        if self.collapse_usage is None or step < self.collapse_check_from:
+            return None
+        share = val_metrics["codebook_usage_of_usable"]
+        if share >= self.collapse_usage:
+            return None
+        return (f"the codebooks collapsed: validation used {share:.1%} of the codes it could "
+                f"(task.collapse_usage={self.collapse_usage:g}; a healthy run uses 35-55%). Train again from "
+                f"scratch with a longer warm-up (trainer.warmup_steps) or a lower trainer.lr")

@@ -247,3 +247,43 @@ def test_stages_resume_and_redo_from_a_stage(tmp_path, monkeypatch):
     run_stages(load_preset("quick"), paths, start="sample")
     assert calls == ["sample", "evaluate", "report"]
     assert set(json.loads((tmp_path / "timings.json").read_text())) == set(STAGES)
+
+
+def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path, monkeypatch):
+    """train.py's exit status 3 (a diverged run) makes the codec stage start over with a longer
+    warm-up; a rerun resumes that retry with its own schedule; a second collapse stops the run."""
+    from avbench import stages
+
+    paths = RunPaths(tmp_path)
+    write_manifest(paths.corpus_list, [{"id": "a", "video": "a.mp4", "subset": "trainval"},
+                                       {"id": "b", "video": "b.mp4", "subset": "test"}])
+    monkeypatch.setattr(stages, "_codec_manifest", lambda path, rows: path)
+    calls, collapses = [], [1]
+
+    def run_tool(args, what):
+        calls.append(args)
+        if what.startswith("codec training") and collapses[0] > 0:
+            collapses[0] -= 1
+            (paths.codec / "run" / "checkpoints").mkdir(parents=True, exist_ok=True)
+            raise stages.StageDivergedError(f"{what} diverged")
+
+    monkeypatch.setattr(stages, "run_tool", run_tool)
+    preset = load_preset("quick")  # its codec warms up over 300 steps
+    assert "trainer.warmup_steps=300" in preset.codec.overrides
+    stages.codec(preset, paths)
+    warmups = [[a for a in args if a.startswith("trainer.warmup_steps=")] for args in calls]
+    assert warmups == [["trainer.warmup_steps=300"], ["trainer.warmup_steps=600"], []]  # then the export
+    assert calls[2][0] == "scripts/export_maskgct_codec.py"
+    assert not (paths.codec / "run").exists()  # the collapsed run's checkpoints went before the retry
+    assert (paths.codec / "warmup_steps").read_text().strip() == "600"
+
+    calls.clear()
+    stages.codec(preset, paths)  # a rerun resumes the retry, with the retry's schedule
+    assert [a for a in calls[0] if a.startswith("trainer.warmup_steps=")] == ["trainer.warmup_steps=600"]
+
+    collapses[0] = 1
+    with pytest.raises(stages.StageDivergedError):
+        stages.codec(preset, paths)  # the retry collapsing too is the user's to look at
+
+    # without an override, the retry doubles bench_codec's own warm-up
+    assert stages._warmup_steps([]) == 100 and stages._warmup_steps(["trainer.warmup_steps=7", "x=1"]) == 7

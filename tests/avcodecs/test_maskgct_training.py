@@ -55,6 +55,30 @@ def test_tiny_codec_experiment_lowers_the_mel_loss(tmp_path):
         assert torch.equal(codec.encode(wav), trained.codec.encode(wav))
 
 
+def test_a_collapse_is_told_from_healthy_training_by_codebook_usage():
+    """Shares of the usable codes a validation batch used, measured on the full benchmark's codec:
+    0.031 after the collapse at step 150, 0.355 in the healthy run, both at step 500."""
+    task = MaskGCTCodecTask(MaskGCTCodecConfig.tiny(), CodecDataConfig())
+    assert "codebooks collapsed" in task.diagnose({"codebook_usage_of_usable": 0.031}, 500)
+    assert task.diagnose({"codebook_usage_of_usable": 0.355}, 500) is None
+    assert task.diagnose({"codebook_usage_of_usable": 0.031}, 300) is None  # early codebooks are sparse anyway
+    never = MaskGCTCodecTask(MaskGCTCodecConfig.tiny(), CodecDataConfig(), collapse_usage=None)
+    assert never.diagnose({"codebook_usage_of_usable": 0.0}, 10_000) is None
+    with pytest.raises(ValueError, match="collapse_usage"):
+        MaskGCTCodecTask(MaskGCTCodecConfig.tiny(), CodecDataConfig(), collapse_usage=1.5)
+
+
+def test_codebook_usage_is_measured_against_what_the_batch_could_use():
+    """25 frames cannot use 64 codes: a batch whose every frame picks its own code uses all it could."""
+    task = MaskGCTCodecTask(MaskGCTCodecConfig.tiny(), CodecDataConfig())
+    module = CodecObjective(MaskGCTCodecConfig.tiny(), CodecLossConfig()).eval()
+    distinct = torch.arange(25).repeat(module.codec.num_levels, 1)[None]  # (1, Q, 25): every frame its own code
+    module.codec.quantizer.encode = lambda latent: distinct
+    metrics = task.validate(module, batch_of(1), None, step=0)
+    assert metrics["codebook_usage"] == pytest.approx(25 / 64)
+    assert metrics["codebook_usage_of_usable"] == pytest.approx(1.0)
+
+
 def tiny_gan() -> CodecObjective:
     loss = CodecLossConfig(adversarial=True, periods=(2, 3), stft_sizes=(512, 256), period_channels=2,
                            stft_channels=4, mel_windows=(64, 512), mel_bins=(10, 40), kmeans_frames=128)

@@ -152,3 +152,18 @@ def test_metrics_rows_are_not_repeated_after_a_resume(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6], steps
     assert np.isfinite([json.loads(x).get("train/loss", 0) for x in
                         (tmp_path / "metrics.jsonl").read_text().splitlines()]).all()
+
+
+def test_a_collapsed_codebook_stops_codec_training_with_its_own_status(tmp_path):
+    """The bar raised above anything 20 steps of the tiny codec reach reads as a collapse: train.py
+    stops at that validation with one line, before the step's checkpoint, with exit status 3 (the
+    status the benchmark runner retries on)."""
+    proc = run_cli(["train.py", "experiment=codec_maskgct_tiny", f"trainer.out_dir={tmp_path}",
+                    "trainer.max_steps=40", "trainer.val_every=20", "trainer.save_every=10",
+                    "trainer.batch_size=2", "trainer.progress=false", "data.synthetic_items=8",
+                    "data.synthetic_val_items=2", "task.collapse_usage=0.99", "task.collapse_check_from=20"],
+                   check=False)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "the codebooks collapsed" in proc.stderr and "(validation at step 20)" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000010"]
