@@ -165,6 +165,10 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
         lines += ["", "## Time", "", "| stage | minutes |", "|---|---|"]
         lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in timings.items()]
         lines.append(f"| **total** | **{sum(timings.values()) / 60:.1f}** |")
+    if results.get("codec_retry_warmup_steps"):
+        lines += ["", "The codec's first run collapsed (docs/codecs.md, \"Codebook collapse\"): it was trained "
+                      f"again from scratch with a {results['codec_retry_warmup_steps']}-step warm-up; its time has "
+                      "both runs."]
     lines += ["", "## Files", "",
               "- `results.json`: every number above; `../eval/<system>/results.json`: per utterance",
               "- `plots/`: " + ", ".join(sorted(p.name for p in (paths.report / "plots").glob("*.png")))]

@@ -59,6 +59,11 @@ class RunPaths:
         return self.root / "codec"
 
     @property
+    def codec_retry_warmup(self) -> Path:
+        """Written when the codec's first run collapsed: the warm-up of its second."""
+        return self.codec / "warmup_steps"
+
+    @property
     def codec_weights(self) -> Path:
         return self.codec / "weights"
 
@@ -149,7 +154,7 @@ def codec(preset: BenchPreset, paths: RunPaths) -> None:
     command = ["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
                f"data.val_manifest={val}", f"trainer.out_dir={paths.codec / 'run'}",
                f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}"]
-    retry_file = paths.codec / "warmup_steps"
+    retry_file = paths.codec_retry_warmup
     retried = retry_file.exists()
     overrides = _with_warmup(stage.overrides, int(retry_file.read_text())) if retried else list(stage.overrides)
     try:

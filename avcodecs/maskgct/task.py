@@ -91,5 +91,5 @@ class MaskGCTCodecTask(Task):
         if share >= self.collapse_usage:
             return None
         return (f"the codebooks collapsed: validation used {share:.1%} of the codes it could "
-                f"(task.collapse_usage={self.collapse_usage:g}; a healthy run uses 35-55%). Train again from "
-                f"scratch with a longer warm-up (trainer.warmup_steps) or a lower trainer.lr")
+                f"(task.collapse_usage={self.collapse_usage:g}; the benchmark codec uses 35-55% when healthy). "
+                f"Train again from scratch with a longer warm-up (trainer.warmup_steps) or a lower trainer.lr")

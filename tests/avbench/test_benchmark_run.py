@@ -275,7 +275,10 @@ def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path,
     assert warmups == [["trainer.warmup_steps=300"], ["trainer.warmup_steps=600"], []]  # then the export
     assert calls[2][0] == "scripts/export_maskgct_codec.py"
     assert not (paths.codec / "run").exists()  # the collapsed run's checkpoints went before the retry
-    assert (paths.codec / "warmup_steps").read_text().strip() == "600"
+    assert paths.codec_retry_warmup.read_text().strip() == "600"
+    report = markdown({"preset": "quick", "held_out_clips": 1, "systems": {}, "timings_s": {"codec": 600.0},
+                       "codec_retry_warmup_steps": 600}, paths, [])
+    assert "first run collapsed" in report and "600-step warm-up" in report  # the report says why the codec took long
 
     calls.clear()
     stages.codec(preset, paths)  # a rerun resumes the retry, with the retry's schedule
