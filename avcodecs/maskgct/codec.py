@@ -41,6 +41,20 @@ class MaskGCTCodec(DiscreteAudioCodec):
         self.codebook_size = cfg.codebook_size
         self.encoder = DACEncoder(cfg.encoder_dim, cfg.encoder_strides, cfg.latent_dim)
         self.decoder = MaskGCTDecoder(cfg)
+        self.zero_conv_biases()
+
+    @torch.no_grad()
+    def zero_conv_biases(self) -> None:
+        """The released training code's initialisation of the encoder and the quantizer: every
+        convolution's bias starts at zero (PyTorch's default draws it at random). Zero matters for the
+        factorized quantizer: a random bias in a level's projection (up to +-0.09 at the small codec's
+        width) adds one fixed 8-d vector to every frame, larger than what varies from frame to frame at
+        initialisation. The frames' directions then barely differ, their cosine-nearest code is nearly
+        the same for all of them, and the codebooks collapse within the first steps (docs/codecs.md,
+        "Codebook collapse"). The Vocos backbone and head initialise their own (the same rule)."""
+        for module in (*self.encoder.modules(), *self.quantizer.modules()):
+            if isinstance(module, nn.Conv1d) and module.bias is not None:
+                module.bias.zero_()
 
     @property
     def quantizer(self):

@@ -100,6 +100,8 @@ class ISTFTHead(nn.Module):
     def __init__(self, dim: int, n_fft: int, hop_length: int, phase: str = "predicted"):
         super().__init__()
         self.out = nn.Linear(dim, n_fft + 2)
+        nn.init.trunc_normal_(self.out.weight, std=0.02)  # the released training code's init of its Linears
+        nn.init.zeros_(self.out.bias)
         self.istft = ISTFT(n_fft, hop_length)
         self.integrate_phase = phase == "integrated"
         bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]  # (F, 1)
