@@ -3,7 +3,8 @@
 Generates a talking-face corpus whose ground truth is known, trains a small codec and a small
 HiCoDiT on it, generates speech from held-out silent clips (with controls that each remove one
 condition), judges everything with offline judges and writes a report. Rerunning the same command
-resumes where it stopped; ``--from STAGE`` redoes that stage and everything after it.
+resumes where it stopped; ``--from STAGE`` redoes that stage and everything after it from scratch,
+and a finished stage whose preset settings changed is redone with the ones after it.
 
     python -m avbench.run --preset quick                       # ~15 min on 2 CPU cores
     python -m avbench.run --preset full --out-dir runs/avbench_full   # ~88 min (docs/benchmark.md)
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="quick", help="quick | full | switches (configs/bench/), or a .yaml file")
     p.add_argument("--out-dir", type=Path, help="run folder (default: runs/avbench_<preset>)")
-    p.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and the ones after it")
+    p.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and the ones after it, from scratch")
     p.add_argument("--until", dest="stop", choices=STAGES, help="stop after this stage")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", help="preset fields as key=value (e.g. hicodit.steps=3000)")

@@ -8,9 +8,13 @@
     evaluate  the judges over every system                              (evaluation.harness)
     report    tables, plots and a few mp4s                              (avbench.report)
 
-Each stage leaves a marker in ``<run>/.done`` when it finishes, so a rerun starts where the last one
-stopped; the tools it calls resume within a stage too (the trainer from its last checkpoint, the
-corpus pipeline and the judges from their per-clip records).
+Each stage leaves a marker in ``<run>/.done`` when it finishes, holding the preset settings it was
+made with, so a rerun starts where the last one stopped; the tools it calls resume within a stage too
+(the trainer from its last checkpoint, the corpus pipeline and the judges from their per-clip records).
+Nothing stale is kept: ``--from STAGE`` deletes that stage's outputs and every later one's, and a
+finished stage whose settings changed is redone, with every stage after it. Sampling and judging are
+incremental: a system is sampled again only when its sampling command changed (so a preset that adds
+systems to a finished run samples and judges only those), and judged again when it was.
 """
 
 import json
@@ -20,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from avbench.presets import BenchPreset, hicodit_precision
@@ -195,13 +199,23 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
 
     write_references(preset, paths)
     for system in sampling_systems(preset, paths):
-        done = paths.samples / system.name / ".done"
+        folder = paths.samples / system.name
+        command = ["infer.py", "hicodit", "--checkpoint", str(paths.hicodit), "--manifest", str(system.manifest),
+                   "--out-dir", str(folder), "--codec-weights", str(paths.codec_weights),
+                   "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
+                   *preset.sampling.flags, *system.flags]
+        recorded = folder / "command.json"  # what the wavs in the folder were made with
+        if recorded.is_file() and json.loads(recorded.read_text()) != command:
+            log.info("sampling (%s): its command changed, sampling it again", system.name)
+            for path in (*folder.glob("*.wav"), folder / ".done"):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(paths.evaluation / system.name, ignore_errors=True)  # the judgments of those wavs
+        done = folder / ".done"
         if done.is_file():
             continue
-        run_tool(["infer.py", "hicodit", "--checkpoint", str(paths.hicodit), "--manifest", str(system.manifest),
-                  "--out-dir", str(paths.samples / system.name), "--codec-weights", str(paths.codec_weights),
-                  "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
-                  *preset.sampling.flags, *system.flags], f"sampling ({system.name})")
+        with atomic_path(recorded) as tmp:
+            tmp.write_text(json.dumps(command))
+        run_tool(command, f"sampling ({system.name})")
         done.touch()
 
 
@@ -221,17 +235,61 @@ RUNNERS = {"corpus": corpus, "codec": codec, "prepare": prepare, "hicodit": hico
            "evaluate": evaluate, "report": report}
 
 
+def stage_settings(preset: BenchPreset, stage: str) -> dict:
+    """The preset fields a stage's outputs depend on (those of the stages before it are theirs)."""
+    fields = asdict(preset)
+    return {"corpus": fields["corpus"],
+            "codec": fields["codec"],
+            "prepare": {"codec": preset.codec.config},
+            "hicodit": {**fields["hicodit"], "precision": preset.precision},
+            "sample": fields["sampling"],
+            "evaluate": {"judges": preset.report.judges},
+            "report": fields["report"]}[stage]
+
+
+def stage_outputs(paths: RunPaths, stage: str) -> list[Path]:
+    return {"corpus": [paths.corpus], "codec": [paths.codec], "prepare": [paths.prepared],
+            "hicodit": [paths.hicodit], "sample": [paths.samples], "evaluate": [paths.evaluation],
+            "report": [paths.report]}[stage]
+
+
+INCREMENTAL = ("sample", "evaluate", "report")  # redone in place: they keep what is still valid
+
+
+def _discard(paths: RunPaths, stages: tuple[str, ...], outputs: bool) -> None:
+    """Forget that ``stages`` finished; with ``outputs``, delete what they made too."""
+    for stage in stages:
+        paths.marker(stage).unlink(missing_ok=True)
+        if outputs:
+            for path in stage_outputs(paths, stage):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _changed(preset: BenchPreset, paths: RunPaths, stage: str) -> bool:
+    """A finished stage made with other settings. Markers from before settings were kept are empty: the
+    training stages then count as unchanged, the incremental ones are run again (they keep what is valid)."""
+    recorded = paths.marker(stage).read_text().strip()
+    if not recorded:
+        return stage in INCREMENTAL
+    return json.loads(recorded) != stage_settings(preset, stage)
+
+
 def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, stop: str | None = None) -> dict:
-    """Run the stages in order, skipping finished ones (all from ``start`` on are redone); -> timings."""
-    first = STAGES.index(start) if start else 0
+    """Run the stages in order, skipping finished ones; ``start`` and every stage after it are redone from
+    scratch, and a finished stage whose settings changed is redone with the ones after it; -> timings."""
     last = STAGES.index(stop) if stop else len(STAGES) - 1
+    if start:
+        _discard(paths, STAGES[STAGES.index(start):], outputs=True)
     timings_file = paths.root / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     for index, stage in enumerate(STAGES[: last + 1]):
         marker = paths.marker(stage)
-        if marker.is_file() and (start is None or index < first):
-            continue
-        marker.unlink(missing_ok=True)
+        if marker.is_file():
+            if not _changed(preset, paths, stage):
+                continue
+            log.warning("the preset's %s settings changed since that stage ran: redoing it and the stages "
+                        "after it", stage)
+            _discard(paths, STAGES[index:], outputs=stage not in INCREMENTAL)
         log.info("stage %d/%d: %s", index + 1, len(STAGES), stage)
         began = time.perf_counter()
         RUNNERS[stage](preset, paths)
@@ -239,5 +297,6 @@ def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, s
         with atomic_path(timings_file) as tmp:
             tmp.write_text(json.dumps(timings, indent=2))
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        with atomic_path(marker) as tmp:
+            tmp.write_text(json.dumps(stage_settings(preset, stage)))
     return timings

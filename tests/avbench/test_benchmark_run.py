@@ -2,6 +2,7 @@
 emotion numbers, and the goals' verdicts. (The whole run on a tiny corpus: test_benchmark_end_to_end.py.)"""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,6 +248,75 @@ def test_stages_resume_and_redo_from_a_stage(tmp_path, monkeypatch):
     run_stages(load_preset("quick"), paths, start="sample")
     assert calls == ["sample", "evaluate", "report"]
     assert set(json.loads((tmp_path / "timings.json").read_text())) == set(STAGES)
+
+
+def test_redoing_a_stage_leaves_nothing_stale(tmp_path, monkeypatch):
+    """--from and a changed setting redo a training stage from scratch, and drop what was made from it."""
+    from avbench import stages
+
+    calls = []
+
+    def runner(stage):
+        def run(preset, paths):
+            calls.append(stage)
+            for out in stages.stage_outputs(paths, stage):
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "made").write_text(f"{stage}, {preset.hicodit.steps} steps")
+        return run
+
+    monkeypatch.setattr(stages, "RUNNERS", {s: runner(s) for s in STAGES})
+    paths = RunPaths(tmp_path)
+    run_stages(load_preset("quick"), paths)
+    (paths.hicodit / "checkpoints").mkdir()  # what the trainer would resume from
+    (paths.samples / "stale.wav").touch()
+    calls.clear()
+    run_stages(load_preset("quick"), paths, start="hicodit")  # redone from scratch, not resumed
+    assert calls == ["hicodit", "sample", "evaluate", "report"]
+    assert not (paths.hicodit / "checkpoints").exists() and not (paths.samples / "stale.wav").exists()
+    assert (paths.prepared / "made").is_file()  # the stages before it are kept
+
+    calls.clear()
+    run_stages(load_preset("quick", ["hicodit.steps=500"]), paths)  # a finished stage, other settings
+    assert calls == ["hicodit", "sample", "evaluate", "report"]
+    assert (paths.hicodit / "made").read_text() == "hicodit, 500 steps"
+    calls.clear()
+    run_stages(load_preset("quick", ["hicodit.steps=500", "sampling.steps=32"]), paths)
+    assert calls == ["sample", "evaluate", "report"]  # incremental: its own outputs are kept
+    (paths.root / ".done" / "hicodit").write_text("")  # a marker from before settings were recorded
+    calls.clear()
+    run_stages(load_preset("quick", ["hicodit.steps=500", "sampling.steps=32"]), paths)
+    assert calls == []
+
+
+def test_sampling_again_only_the_systems_whose_command_changed(tmp_path, monkeypatch):
+    """A preset that adds systems to a finished run samples only those; a changed sampling setting
+    samples every system again and drops its judgments."""
+    from avbench import stages, systems
+
+    paths = RunPaths(tmp_path)
+    sampled = []
+
+    def run_tool(args, what):
+        folder = Path(args[args.index("--out-dir") + 1])
+        sampled.append(folder.name)
+        (folder / "a.wav").write_bytes(b"RIFF")
+
+    def sampling_systems(preset, paths):
+        names = ["generated", *preset.sampling.variants]
+        for name in names:
+            (paths.samples / name).mkdir(parents=True, exist_ok=True)
+        return [systems.System(n, paths.samples / n / "manifest.jsonl", tuple(preset.sampling.variants.get(n, ())))
+                for n in names]
+
+    monkeypatch.setattr(stages, "run_tool", run_tool)
+    monkeypatch.setattr(systems, "write_references", lambda preset, paths: None)
+    monkeypatch.setattr(systems, "sampling_systems", sampling_systems)
+    stages.sample(load_preset("quick"), paths)
+    stages.sample(load_preset("quick", ["sampling.variants={fast: [--steps, '8']}"]), paths)
+    assert sampled == ["generated", "fast"]
+    (paths.evaluation / "generated").mkdir(parents=True)
+    stages.sample(load_preset("quick", ["sampling.steps=32", "sampling.variants={fast: [--steps, '8']}"]), paths)
+    assert sampled[2:] == ["generated", "fast"] and not (paths.evaluation / "generated").exists()
 
 
 def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path, monkeypatch):
