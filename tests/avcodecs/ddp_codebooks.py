@@ -12,6 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from avcodecs.maskgct import MaskGCTCodecConfig
 from avcodecs.maskgct.data import SyntheticSpeechDataset
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
+from engine.distributed import shutdown_distributed
 
 
 def main(out_file: str) -> None:
@@ -39,7 +40,7 @@ def main(out_file: str) -> None:
                   "init_state": int(module.codebooks.init_state)}
         with open(out_file, "w") as f:
             json.dump(result, f)
-    dist.destroy_process_group()
+    shutdown_distributed()  # a barrier first: a rank tearing gloo down while its peer still works can abort
 
 
 if __name__ == "__main__":
