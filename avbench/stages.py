@@ -287,8 +287,8 @@ def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, s
         if marker.is_file():
             if not _changed(preset, paths, stage):
                 continue
-            log.warning("the preset's %s settings changed since that stage ran: redoing it and the stages "
-                        "after it", stage)
+            log.warning("the preset's %s settings differ from those that stage ran with (or were not recorded): "
+                        "redoing it and the stages after it", stage)
             _discard(paths, STAGES[index:], outputs=stage not in INCREMENTAL)
         log.info("stage %d/%d: %s", index + 1, len(STAGES), stage)
         began = time.perf_counter()
