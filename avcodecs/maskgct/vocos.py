@@ -39,6 +39,15 @@ class ConvNeXtBlock(nn.Module):
         return x + (self.gamma * h).transpose(1, 2)  # (B, C, T)
 
 
+def small_normal_init_(module: nn.Module) -> None:
+    """Vocos' and the released training code's init: every Conv1d and Linear in ``module`` gets
+    N(0, 0.02) weights (truncated) and zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+
 class VocosBackbone(nn.Module):
     """(B, in_channels, T) -> (B, T, C)."""
 
@@ -48,10 +57,7 @@ class VocosBackbone(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.convnext = nn.ModuleList(ConvNeXtBlock(dim, hidden_dim, 1.0 / num_layers) for _ in range(num_layers))
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
-        for m in self.modules():  # Vocos' init: small weights keep the 30-block residual stream tame
-            if isinstance(m, (nn.Conv1d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        small_normal_init_(self)  # small weights keep the 30-block residual stream tame
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)  # (B, C, T)
@@ -100,8 +106,7 @@ class ISTFTHead(nn.Module):
     def __init__(self, dim: int, n_fft: int, hop_length: int, phase: str = "predicted"):
         super().__init__()
         self.out = nn.Linear(dim, n_fft + 2)
-        nn.init.trunc_normal_(self.out.weight, std=0.02)  # the released training code's init of its Linears
-        nn.init.zeros_(self.out.bias)
+        small_normal_init_(self.out)
         self.istft = ISTFT(n_fft, hop_length)
         self.integrate_phase = phase == "integrated"
         bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]  # (F, 1)
