@@ -204,13 +204,12 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
                    "--out-dir", str(folder), "--codec-weights", str(paths.codec_weights),
                    "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
                    *preset.sampling.flags, *system.flags]
-        recorded = folder / "command.json"  # what the wavs in the folder were made with
+        recorded, done = folder / "command.json", folder / ".done"  # what the wavs were made with; finished
         if recorded.is_file() and json.loads(recorded.read_text()) != command:
             log.info("sampling (%s): its command changed, sampling it again", system.name)
-            for path in (*folder.glob("*.wav"), folder / ".done"):
+            for path in (*folder.glob("*.wav"), done):
                 path.unlink(missing_ok=True)
             shutil.rmtree(paths.evaluation / system.name, ignore_errors=True)  # the judgments of those wavs
-        done = folder / ".done"
         if done.is_file():
             continue
         with atomic_path(recorded) as tmp:
@@ -247,10 +246,10 @@ def stage_settings(preset: BenchPreset, stage: str) -> dict:
             "report": fields["report"]}[stage]
 
 
-def stage_outputs(paths: RunPaths, stage: str) -> list[Path]:
-    return {"corpus": [paths.corpus], "codec": [paths.codec], "prepare": [paths.prepared],
-            "hicodit": [paths.hicodit], "sample": [paths.samples], "evaluate": [paths.evaluation],
-            "report": [paths.report]}[stage]
+def stage_output(paths: RunPaths, stage: str) -> Path:
+    """The folder holding everything a stage makes."""
+    return {"corpus": paths.corpus, "codec": paths.codec, "prepare": paths.prepared, "hicodit": paths.hicodit,
+            "sample": paths.samples, "evaluate": paths.evaluation, "report": paths.report}[stage]
 
 
 INCREMENTAL = ("sample", "evaluate", "report")  # redone in place: they keep what is still valid
@@ -261,8 +260,7 @@ def _discard(paths: RunPaths, stages: tuple[str, ...], outputs: bool) -> None:
     for stage in stages:
         paths.marker(stage).unlink(missing_ok=True)
         if outputs:
-            for path in stage_outputs(paths, stage):
-                shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(stage_output(paths, stage), ignore_errors=True)
 
 
 def _changed(preset: BenchPreset, paths: RunPaths, stage: str) -> bool:

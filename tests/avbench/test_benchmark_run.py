@@ -259,9 +259,9 @@ def test_redoing_a_stage_leaves_nothing_stale(tmp_path, monkeypatch):
     def runner(stage):
         def run(preset, paths):
             calls.append(stage)
-            for out in stages.stage_outputs(paths, stage):
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "made").write_text(f"{stage}, {preset.hicodit.steps} steps")
+            out = stages.stage_output(paths, stage)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "made").write_text(f"{stage}, {preset.hicodit.steps} steps")
         return run
 
     monkeypatch.setattr(stages, "RUNNERS", {s: runner(s) for s in STAGES})
