@@ -126,15 +126,16 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
               f"WER against {baseline}: the difference in points on the same clips, with its 95% paired bootstrap "
               "interval over clips (evaluation/paired.py); an interval that spans 0 is no measured change.", "",
               f"| system | WER % | WER against {baseline} | SpkSim (own clip) | DNSMOS OVRL | F0 mean (Hz) | "
-              "utterances | what |",
-              "|---|---|---|---|---|---|---|---|"]
+              "voiced | utterances | what |",
+              "|---|---|---|---|---|---|---|---|---|"]
     variants = results.get("variants", {})
     for name, s in systems.items():
         flags = " ".join(variants.get(name, []))
         what = SYSTEM_NOTES.get(name) or (f"sampling variant: {flags}" if flags else "sampling variant")
         lines.append(f"| {name} | {_fmt(s.get('wer'))} | {_difference(paired.get('systems', {}).get(name))} | "
                      f"{_fmt(s.get('spksim'), '{:.3f}')} | {_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | "
-                     f"{_fmt(s.get('f0_mean_hz'))} | {s.get('utterances', 0)} | {what} |")
+                     f"{_fmt(s.get('f0_mean_hz'))} | {_percent(s.get('voiced_fraction'))} | {s.get('utterances', 0)} | "
+                     f"{what} |")
     lines += _slot_lines(results.get("slots", {}))
     speaker = results.get("speaker", {})
     if speaker.get("systems"):

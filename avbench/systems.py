@@ -52,8 +52,9 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
 
 
 def _inputs(row: dict) -> dict:
-    """The infer.py columns of a row (no video: the report muxes only a few clips)."""
-    return {k: row[k] for k in ("id", "mouth", "face", "emotion", "text", "speaker", "emotion_label")} | {
+    """The infer.py columns of a row (no video: the report muxes only a few clips; the clip's own codec
+    tokens for a variant with ``--given-levels``)."""
+    return {k: row[k] for k in ("id", "mouth", "face", "emotion", "tokens", "text", "speaker", "emotion_label")} | {
         "face_speaker": row.get("face_speaker", row["speaker"]), "lip_from": row.get("lip_from", row["id"])}
 
 

@@ -87,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="guidance also scales the unmasking rates (on by default)")
     samp.add_argument("--level-schedule", choices=("joint", "coarse_to_fine"),
                       help="coarse_to_fine: levels 1-2 first, then levels 3-12")
+    samp.add_argument("--high-level-guidance", type=non_negative_float,
+                      help="share of the guidance levels 3-12 get (1: all of it, 0: the conditional model)")
+    samp.add_argument("--high-level-temperature", type=positive_float, help="temperature of levels 3-12")
+    samp.add_argument("--given-levels", type=positive_int,
+                      help="diagnosis: levels 1..N are the clip's own codec tokens (manifest key of the "
+                           "checkpoint's tokens), the model draws the rest")
     codec = parser.add_argument_group("codec")
     codec.add_argument("--codec-weights", help="the codec's weights (overrides the checkpoint's)")
     codec.add_argument("--codec-config", help="codec preset name or .yaml (instead of the checkpoint's)")
@@ -134,7 +140,10 @@ def _jobs(args, data_cfg) -> list[Job]:
             if "video" not in entry and not all(k in entry for k in feature_keys):
                 raise InferenceError(f"{args.manifest}: clip {entry['id']!r} needs a 'video' or the features "
                                      f"{', '.join(repr(k) for k in feature_keys)}")
-            for key in [*feature_keys, "video", "ref_ge2e"]:
+            if args.given_levels and data_cfg.tokens_key not in entry:
+                raise InferenceError(f"{args.manifest}: clip {entry['id']!r} has no {data_cfg.tokens_key!r} "
+                                     "(--given-levels takes the clip's own tokens)")
+            for key in [*feature_keys, "video", "ref_ge2e", *([data_cfg.tokens_key] if args.given_levels else [])]:
                 if key not in entry:
                     continue
                 path = resolve_path(entry, key)
@@ -143,6 +152,8 @@ def _jobs(args, data_cfg) -> list[Job]:
                 entry[key] = str(path)
             jobs.append(Job(entry, stem))
         return jobs
+    if args.given_levels:
+        raise InferenceError("--given-levels reads each clip's own tokens: use it with --manifest")
     given = {key: value for key, value in zip(feature_keys, (args.lip, args.face, args.emotion)) if value}
     if not args.video and len(given) < 3:
         missing = [flag for flag, value in (("--lip", args.lip), ("--face", args.face), ("--emotion", args.emotion))
@@ -211,7 +222,8 @@ def sampler_config(args, task):
              "w_id": args.w_id, "w_emo": args.w_emo, "w_lip": args.w_lip,
              "guidance_convention": args.guidance_convention, "guidance_schedule": args.guidance_schedule,
              "guidance_start": args.guidance_start, "guidance_on_rates": args.guidance_on_rates,
-             "level_schedule": args.level_schedule}
+             "level_schedule": args.level_schedule, "high_level_guidance": args.high_level_guidance,
+             "high_level_temperature": args.high_level_temperature}
     return dataclasses.replace(task.sampler_cfg, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -293,7 +305,7 @@ def clip_arrays(job: Job, args, data_cfg, model_cfg, frontend) -> dict[str, np.n
 def run(args) -> int:
     from engine.checkpoint import load_module
     from engine.utils import resolve_device, resolve_precision, to_device
-    from hicodit.data import prepare_clip
+    from hicodit.data import load_feature, prepare_clip
     from hicodit.task import HiCoDiTTask
 
     device = resolve_device(args.device)
@@ -304,6 +316,9 @@ def run(args) -> int:
     data_cfg = dataclasses.replace(task.data_cfg, max_frames=None)  # whole clips at inference
     jobs = build_jobs(args, data_cfg)  # every input checked to exist before the first output
     sampler = sampler_config(args, task)
+    if args.given_levels and args.given_levels >= model_cfg.num_levels:
+        raise InferenceError(f"--given-levels {args.given_levels}: the model has {model_cfg.num_levels} levels, "
+                             "so at least one must be left to draw")
     codec = load_codec(args, task, device, model_cfg)
     frontend = build_frontend(args, jobs, data_cfg, model_cfg, device)
     generator = torch.Generator(device).manual_seed(args.seed)
@@ -314,7 +329,10 @@ def run(args) -> int:
     for batch_jobs in tqdm(batches, desc="hicodit", disable=len(batches) < 2 or args.quiet):
         items = []
         for job in batch_jobs:
-            item = prepare_clip(clip_arrays(job, args, data_cfg, model_cfg, frontend), data_cfg, job.entry)
+            arrays = clip_arrays(job, args, data_cfg, model_cfg, frontend)
+            if args.given_levels:
+                arrays["tokens"] = load_feature(job.entry, data_cfg.tokens_key)
+            item = prepare_clip(arrays, data_cfg, job.entry)
             _check_features(item, model_cfg, job.entry["id"])
             items.append(item)
         batch = to_device(task.collate(items), device)
@@ -325,7 +343,8 @@ def run(args) -> int:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), torch.no_grad():
             cond = module.conditions(batch, speaker)[0]
             tokens = module.sample(cond, batch["token_mask"], sampler, generator,
-                                   progress=len(jobs) == 1 and not args.quiet)  # (B, Q, L)
+                                   progress=len(jobs) == 1 and not args.quiet,
+                                   known=given_tokens(batch, args.given_levels, module.mask_id))  # (B, Q, L)
         lengths = batch["token_mask"].sum(1).tolist()
         for i, job in enumerate(batch_jobs):
             written += write_clip(job, tokens[i : i + 1, :, : lengths[i]], len(items[i]["lip"]), codec)
@@ -334,6 +353,15 @@ def run(args) -> int:
     log.info("%d clip(s), %d steps, guidance all/id/emo/lip = %s/%s/%s/%s", len(jobs), sampler.steps, sampler.w_all,
              sampler.w_id, sampler.w_emo, sampler.w_lip)
     return 0
+
+
+def given_tokens(batch: dict, levels: int | None, mask_id: int) -> torch.Tensor | None:
+    """The clip's own tokens at levels 1..``levels``, [MASK] above (None without --given-levels)."""
+    if not levels:
+        return None
+    tokens = batch["tokens"]  # (B, Q, L)
+    given = torch.arange(tokens.shape[1], device=tokens.device)[None, :, None] < levels
+    return torch.where(given, tokens, mask_id)
 
 
 def write_clip(job: Job, codes: torch.Tensor, feature_frames: int, codec) -> list[Path]:

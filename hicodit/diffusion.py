@@ -174,14 +174,21 @@ class DiffusionSamplerConfig:
     # low_step_fraction share of the steps), then levels 3-12 given the finished low tokens
     level_schedule: str = "joint"
     low_step_fraction: float = 0.5
+    # Levels 3-12 (the acoustic detail) apart from levels 1-2 (the words): the guidance beyond the
+    # conditional pass is scaled by high_level_guidance there (1 = the same rule at every level, 0 = the
+    # conditional model), and their codes are drawn at high_level_temperature (None = temperature).
+    high_level_guidance: float = 1.0
+    high_level_temperature: float | None = None
 
     def __post_init__(self):
         from hicodit.guidance import CONVENTIONS, SCHEDULES
 
         if self.steps < 1:
             raise ValueError("DiffusionSamplerConfig.steps must be >= 1")
-        if self.temperature <= 0:
-            raise ValueError("DiffusionSamplerConfig.temperature must be > 0")
+        if self.temperature <= 0 or (self.high_level_temperature is not None and self.high_level_temperature <= 0):
+            raise ValueError("DiffusionSamplerConfig.temperature and high_level_temperature must be > 0")
+        if self.high_level_guidance < 0:
+            raise ValueError("DiffusionSamplerConfig.high_level_guidance must be >= 0")
         if self.guidance_convention not in CONVENTIONS or self.guidance_schedule not in SCHEDULES:
             raise ValueError(f"guidance_convention must be one of {CONVENTIONS}, guidance_schedule one of {SCHEDULES}")
         if self.level_schedule not in LEVEL_SCHEDULES:
@@ -359,31 +366,36 @@ class MaskedDiffusion(nn.Module):
 
     # -------------------------------------------------------------------------------- sampling
     def guided_logits(self, x: torch.Tensor, t: torch.Tensor, cond_n: HiCoDiTConditions, mask_n: torch.Tensor | None,
-                      drop_n: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      drop_n: torch.Tensor, passes: list[str], cfg: DiffusionSamplerConfig,
+                      level_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One batched forward over the guidance passes -> (guided logits (B, L, Q, V) in fp32, and with
-        ``guidance_on_rates`` the log rate scale (B, L, Q) of each position, else None)."""
+        ``guidance_on_rates`` the log rate scale (B, L, Q) of each position, else None). ``level_scale``
+        (Q,): the share of the guidance each level gets (None: all of it)."""
         n = len(passes)
         logits = self.net(x.repeat(n, 1, 1), t.repeat(n), cond_n, mask_n, drop_n).float()  # (n B, L, Q, V)
         logits = logits.unflatten(0, (n, x.shape[0]))  # (n, B, L, Q, V)
         if not cfg.guidance_on_rates or n == 1:
-            return combine_guidance(logits, passes, cfg), None
-        guided = combine_guidance(logits.log_softmax(-1), passes, cfg)  # (B, L, Q, V) un-normalised log-probs
-        return guided, guided.logsumexp(-1)  # the rate scale is 1 (log 0) where the passes agree
+            return combine_guidance(logits, passes, cfg, level_scale), None
+        guided = combine_guidance(logits.log_softmax(-1), passes, cfg, level_scale)  # (B, L, Q, V) un-normalised
+        return guided, guided.logsumexp(-1)  # log-probs: the rate scale is 1 (log 0) where the passes agree
 
     @torch.no_grad()
     def sample(self, cond: HiCoDiTConditions, token_mask: torch.Tensor, cfg: DiffusionSamplerConfig | None = None,
-               generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress: bool = False,
+               known: torch.Tensor | None = None) -> torch.Tensor:
         """Draw tokens (B, Q, L) from all-[MASK] for the encoded conditions; padded frames come out 0.
 
         ``joint``: all levels unmask together over ``steps``. ``coarse_to_fine``: levels 1-2 go from
-        all-[MASK] to complete first, then levels 3-12, each phase a full Euler run from t = 1 to 0."""
+        all-[MASK] to complete first, then levels 3-12, each phase a full Euler run from t = 1 to 0.
+        ``known`` (B, Q, L): tokens given in advance, [MASK] (``mask_id``) where the sampler draws; the
+        given ones are kept (e.g. a clip's own levels 1-2, to measure levels 3-12 alone)."""
         cfg = cfg or DiffusionSamplerConfig()
         b, length = token_mask.shape
         q, device = self.net.cfg.num_levels, token_mask.device
         n_low = self.net.cfg.num_low_levels
         real = token_mask[:, None, :].expand(b, q, length)  # (B, Q, L)
-        x = torch.where(real, self.mask_id, 0)  # (B, Q, L)
+        x = torch.where(real, self.mask_id if known is None else known, 0)  # (B, Q, L)
+        drawn = x == self.mask_id  # (B, Q, L) the positions the sampler fills
         # The guided passes, and the conditional pass alone for unguided steps (late schedule).
         variants = {}
         for guided in (True, False):
@@ -394,11 +406,16 @@ class MaskedDiffusion(nn.Module):
                                 None if bool(token_mask.all()) else token_mask.repeat(n, 1),
                                 torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0))
         levels = torch.arange(q, device=device)
+        high = levels >= n_low  # (Q,)
+        level_scale = None if cfg.high_level_guidance == 1.0 else \
+            torch.where(high, cfg.high_level_guidance, 1.0).to(device)  # (Q,)
+        temperature = cfg.temperature if cfg.high_level_temperature is None else \
+            torch.where(high, cfg.high_level_temperature, cfg.temperature).to(device)[:, None, None]  # (Q, 1, 1)
         if cfg.level_schedule == "joint":
             phases = [(torch.ones(q, dtype=torch.bool, device=device), cfg.steps)]
         else:
             low_steps, high_steps = cfg.phase_steps()
-            phases = [(levels < n_low, low_steps), (levels >= n_low, high_steps)]
+            phases = [(~high, low_steps), (high, high_steps)]
         bar = None
         if progress:
             from tqdm import tqdm
@@ -406,14 +423,14 @@ class MaskedDiffusion(nn.Module):
             bar = tqdm(total=cfg.steps, desc="sampling", leave=False)
         start = self._host(self.schedule.mask_prob, 1.0)
         for active, steps in phases:
-            phase = real & active[None, :, None]  # (B, Q, L) positions this phase reveals
+            phase = drawn & active[None, :, None]  # (B, Q, L) positions this phase reveals
             n_real = phase.sum((1, 2))  # (B,)
             times = [1.0 - k / steps for k in range(steps + 1)]  # host floats: no device syncs
             for k in range(steps):
                 t, s = times[k], times[k + 1]
                 passes, cond_n, mask_n, drop_n = variants[guides_at(cfg, t)]
                 logits, log_rate = self.guided_logits(x, torch.full((b,), t, device=device), cond_n, mask_n, drop_n,
-                                                      passes, cfg)  # (B, L, Q, V)
+                                                      passes, cfg, level_scale)  # (B, L, Q, V)
                 logits = logits.transpose(1, 2)  # (B, Q, L, V)
                 masked = (x == self.mask_id) & phase  # (B, Q, L)
                 if cfg.greedy:
@@ -425,7 +442,7 @@ class MaskedDiffusion(nn.Module):
                     rank = order.argsort(dim=-1, stable=True)  # (B, Q L) 0 = most confident
                     unmask = masked & (rank < n_unmask[:, None]).view_as(masked)
                 else:
-                    codes = gumbel_argmax(logits / cfg.temperature, generator)  # (B, Q, L)
+                    codes = gumbel_argmax(logits / temperature, generator)  # (B, Q, L)
                     p_unmask = self.unmask_probability(t, s)
                     if log_rate is not None and s > 0:  # the last step reveals everything regardless
                         p_unmask = (p_unmask * log_rate.transpose(1, 2).exp()).clamp(max=1.0)  # (B, Q, L)

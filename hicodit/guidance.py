@@ -20,6 +20,10 @@ On rates (``guidance_on_rates``): the rule combines log-probabilities; the guide
 its softmax, and exp(logsumexp) of the combination (1 when the passes agree) scales the step's
 unmasking probability, so guidance acts on the reverse rates (the concrete score) as well as on
 the renormalised distribution.
+
+Per level (``high_level_guidance``): the guidance beyond the conditional pass, l - l_all, is scaled at
+levels 3-12 (the acoustic detail) and kept at levels 1-2 (the words); 0 samples levels 3-12 from the
+conditional model, whatever the weights.
 """
 
 import torch
@@ -45,8 +49,10 @@ def guidance_passes(cfg) -> list[str]:
     return ["all", "none", *singles]
 
 
-def combine_guidance(logits: torch.Tensor, passes: list[str], cfg) -> torch.Tensor:
-    """logits (n, B, L, Q, V) of the passes -> guided values (B, L, Q, V) by the configured convention."""
+def combine_guidance(logits: torch.Tensor, passes: list[str], cfg, level_scale: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """logits (n, B, L, Q, V) of the passes -> guided values (B, L, Q, V) by the configured convention;
+    ``level_scale`` (Q,) scales, per level, the guidance beyond the conditional pass (None: 1 everywhere)."""
     if passes == ["all"]:
         return logits[0]
     l_all, l_none = logits[0], logits[1]
@@ -55,6 +61,8 @@ def combine_guidance(logits: torch.Tensor, passes: list[str], cfg) -> torch.Tens
     weights = cfg.weights()
     for i, name in enumerate(passes[2:], start=2):  # at most 3 conditions, not levels or items
         guided = guided + weights[name] * (logits[i] - l_none)
+    if level_scale is not None:  # linear in the weights: the same as scaling each of them per level
+        guided = l_all + level_scale[:, None] * (guided - l_all)
     return guided
 
 

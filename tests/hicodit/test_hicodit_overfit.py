@@ -97,6 +97,25 @@ def test_checkpoint_drives_batch_inference_and_muxing(trained, tmp_path):
     assert len(muxed.frames) == FRAMES and muxed.audio is not None and abs(len(muxed.audio) - len(wav)) < 2400
 
 
+def test_given_levels_keep_the_clips_own_tokens_and_the_model_draws_the_rest(trained, tmp_path, capsys):
+    import infer
+
+    root, manifest, module, batch = trained
+    common = ["hicodit", "--checkpoint", str(root / "run"), "--steps", "16", "--quiet", "--tokens-only"]
+    assert infer.main([*common, "--manifest", str(manifest), "--out-dir", str(tmp_path / "given"),
+                       "--given-levels", "2"]) == 0
+    for i, clip_id in enumerate(batch["ids"]):
+        written = np.load(tmp_path / "given" / f"{clip_id}.tokens.npy")  # (Q, L)
+        own = batch["tokens"][i].numpy()
+        assert np.array_equal(written[:2], own[:2])
+        assert (written[2:] == own[2:]).mean() >= 0.9  # the trained model fills in levels 3-12
+    assert infer.main([*common, "--manifest", str(manifest), "--out-dir", str(tmp_path / "all"),
+                       "--given-levels", "12"]) == 1
+    assert capsys.readouterr().err.strip().endswith("--given-levels 12: the model has 12 levels, so at least one "
+                                                    "must be left to draw")
+    assert not (tmp_path / "all").exists()
+
+
 def test_inference_input_errors_are_one_clear_line(trained, tmp_path, capsys):
     import infer
 
@@ -130,6 +149,7 @@ SETTINGS = {
     "late guidance": {"guidance_schedule": "late", "guidance_start": 0.5},
     "cfg convention": {"guidance_convention": "cfg", "w_all": 3.5},
     "guidance not on rates": {"guidance_on_rates": False},
+    "levels 3-12 half-guided and cooler": {"high_level_guidance": 0.5, "high_level_temperature": 0.7},
 }
 
 

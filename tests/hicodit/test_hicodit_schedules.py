@@ -1,6 +1,6 @@
 """HiCoDiT's open questions as switches: the coarse-to-fine level schedule (sampling and training
-masks), the two guidance conventions, late-only guidance, guidance on the unmasking rates, and the
-acoustic emotion condition in training."""
+masks), the two guidance conventions, late-only guidance, guidance on the unmasking rates, levels 3-12's
+own guidance share and temperature, tokens given in advance, and the acoustic emotion condition in training."""
 
 import pytest
 import torch
@@ -68,6 +68,58 @@ def test_both_conventions_reduce_to_the_conditional_pass_at_their_neutral_weight
     ho = DiffusionSamplerConfig(w_all=2.5, w_id=1.25, w_emo=1.5, w_lip=2.0)
     cfg = DiffusionSamplerConfig(w_all=3.5, w_id=1.25, w_emo=1.5, w_lip=2.0, guidance_convention="cfg")
     torch.testing.assert_close(combine_guidance(logits, passes, ho), combine_guidance(logits, passes, cfg))
+
+
+def test_high_level_guidance_scales_the_guidance_at_levels_3_to_12_only():
+    logits = torch.randn(5, 2, 3, 4, 7)  # (passes, B, L, Q, V)
+    passes = ["all", "none", "id", "emo", "lip"]
+    cfg = DiffusionSamplerConfig(w_all=2.5, w_id=1.25, w_emo=1.5, w_lip=4.0)
+    full = combine_guidance(logits, passes, cfg)
+    scaled = combine_guidance(logits, passes, cfg, torch.tensor([1.0, 1.0, 0.0, 0.5]))
+    torch.testing.assert_close(scaled[:, :, :2], full[:, :, :2])  # levels 1-2: the whole rule
+    torch.testing.assert_close(scaled[:, :, 2], logits[0, :, :, 2])  # scale 0: the conditional pass
+    # scale 0.5 is the rule with every weight halved
+    half = DiffusionSamplerConfig(w_all=1.25, w_id=0.625, w_emo=0.75, w_lip=2.0)
+    torch.testing.assert_close(scaled[:, :, 3], combine_guidance(logits, passes, half)[:, :, 3])
+
+
+def test_the_sampler_passes_each_level_its_guidance_share_and_temperature(monkeypatch):
+    """One step from all-[MASK] reveals every token: at a vanishing temperature levels 3-12 are the argmax of
+    their guided logits (the conditional pass's, with no guidance share), levels 1-2 stay sampled."""
+    import hicodit.diffusion as module
+
+    batch = tiny_batch(clips=2, frames=(12, 12))
+    model = diffusion()
+    cond = model.conditions(batch)[0]
+    shares = []
+    real_combine = module.combine_guidance
+    monkeypatch.setattr(module, "combine_guidance", lambda *a: shares.append(a[3]) or real_combine(*a))
+    cfg = DiffusionSamplerConfig(steps=1, high_level_guidance=0.0, high_level_temperature=1e-6)
+    x = model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(0))
+    n_low = model.net.cfg.num_low_levels
+    assert shares[0].tolist() == [1.0] * n_low + [0.0] * (model.net.cfg.num_levels - n_low)
+    all_masked = torch.full_like(x, model.mask_id)
+    conditional = model.net(all_masked, torch.ones(2), cond, None).transpose(1, 2)  # (B, Q, L, V)
+    argmax = conditional.argmax(-1)
+    assert torch.equal(x[:, n_low:], argmax[:, n_low:])
+    assert (x[:, :n_low] != argmax[:, :n_low]).float().mean() > 0.5  # temperature 1 on random logits
+
+
+@pytest.mark.parametrize("schedule", ["joint", "coarse_to_fine"])
+def test_known_tokens_are_kept_and_only_the_masked_ones_drawn(schedule):
+    batch = tiny_batch(clips=3, frames=(10, 18))
+    model = diffusion()
+    real = batch["token_mask"][:, None, :].expand_as(batch["tokens"])
+    levels = torch.arange(batch["tokens"].shape[1])[None, :, None]
+    known = torch.where(levels < 2, batch["tokens"], model.mask_id)
+    seen = recorded_inputs(model)
+    cfg = DiffusionSamplerConfig(steps=6, level_schedule=schedule)
+    x = model.sample(model.conditions(batch)[0], batch["token_mask"], cfg, torch.Generator().manual_seed(0),
+                     known=known)
+    assert torch.equal(x[:, :2][real[:, :2]], batch["tokens"][:, :2][real[:, :2]])
+    assert all(torch.equal(s[:3, :2][real[:, :2]], batch["tokens"][:, :2][real[:, :2]]) for s in seen)  # pass "all"
+    assert (x[real] != model.mask_id).all() and (x[~real] == 0).all()
+    assert (x[:, 2:][real[:, 2:]] != batch["tokens"][:, 2:][real[:, 2:]]).float().mean() > 0.5  # drawn, not copied
 
 
 def test_late_guidance_runs_no_guidance_pass_before_its_start():
