@@ -47,15 +47,17 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
         out.append({"id": row["id"], "text": row.get("text", ""), "speaker": row.get("speaker", ""),
                     "emotion_label": row.get("emotion_label", "neutral"), "num_frames": row["num_frames"],
                     "video": str(resolve_path(row, "video")),
-                    **{key: str(resolve_path(row, key)) for key in ("mouth", "face", "emotion", "tokens")}})
+                    **{key: str(resolve_path(row, key)) for key in ("mouth", "face", "emotion", "tokens", "ge2e")
+                       if key in row}})
     return out
 
 
 def _inputs(row: dict) -> dict:
     """The infer.py columns of a row (no video: the report muxes only a few clips; the clip's own codec
-    tokens for a variant with ``--given-levels``)."""
+    tokens for a variant with ``--given-levels``, its own speech's GE2E for one with ``--identity voice``)."""
+    own_voice = {"ref_ge2e": row["ge2e"]} if "ge2e" in row else {}
     return {k: row[k] for k in ("id", "mouth", "face", "emotion", "tokens", "text", "speaker", "emotion_label")} | {
-        "face_speaker": row.get("face_speaker", row["speaker"]), "lip_from": row.get("lip_from", row["id"])}
+        "face_speaker": row.get("face_speaker", row["speaker"]), "lip_from": row.get("lip_from", row["id"])} | own_voice
 
 
 def _labels(path: Path, label: str, frames: int) -> str:

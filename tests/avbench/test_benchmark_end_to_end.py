@@ -26,8 +26,8 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert done.stdout.strip().endswith(str(report / "report.md"))
     results = json.loads((report / "results.json").read_text())
     systems = results["systems"]
-    assert set(systems) == {"ground_truth", "resynthesis", "generated", "greedy", "shuffled_video", "face_swap",
-                            "emotion_swap"}
+    assert set(systems) == {"ground_truth", "resynthesis", "generated", "greedy_own_voice", "shuffled_video",
+                            "face_swap", "emotion_swap"}
     assert all(s["utterances"] == 4 for s in systems.values())
     assert systems["ground_truth"]["wer"] < 50  # real Piper speech: the judge reads it
     for system in systems:
@@ -41,7 +41,7 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert all(p["low"] <= p["difference"] <= p["high"] for p in paired.values())
     text = (report / "report.md").read_text()
     assert "## Goals" in text and "| generated |" in text and "## Time" in text and "## Errors per GRID slot" in text
-    assert "| greedy |" in text and "sampling variant: --greedy" in text
+    assert "| greedy_own_voice |" in text and "sampling variant: --greedy --identity voice" in text
     assert sorted(p.name for p in (report / "videos").glob("*.mp4"))[0].endswith(".generated.mp4")
     assert (report / "plots" / "wer.png").is_file()
     # a rerun finds every stage done: nothing is redone

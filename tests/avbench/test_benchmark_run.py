@@ -12,7 +12,7 @@ from avbench.analysis import emotion_numbers, speaker_numbers
 from avbench.presets import PresetError, hicodit_precision, load_preset
 from avbench.report import goals, markdown
 from avbench.stages import STAGES, RunPaths, run_stages
-from avbench.systems import emotion_swap, face_swap, held_out_rows, shuffled_video
+from avbench.systems import emotion_swap, face_swap, held_out_rows, sampling_systems, shuffled_video
 from engine.data import write_manifest
 from engine.media import write_wav
 
@@ -121,6 +121,20 @@ def test_held_out_clips_are_taken_in_turn_from_every_speaker(tmp_path):
     rows = held_out_rows(load_preset("quick", ["sampling.clips=5"]), RunPaths(tmp_path))
     assert [r["speaker"] for r in rows] == ["s1", "s2", "s3", "s1", "s2"]
     assert [r["id"] for r in rows] == ["c0", "c3", "c6", "c1", "c4"]
+
+
+def test_every_system_can_take_the_clips_own_voice(tmp_path):
+    """A variant with --identity voice reads each clip's own speech GE2E as its reference ('ref_ge2e')."""
+    files = {key: f"{key}.npy" for key in ("mouth", "face", "emotion", "tokens")}
+    write_manifest(tmp_path / "prepared" / "test.jsonl",
+                   [{"id": "c0", "speaker": "s1", "num_frames": 10, "video": "c0.mp4", **files, "ge2e": "ge2e/c0.npy"},
+                    {"id": "c1", "speaker": "s2", "num_frames": 10, "video": "c1.mp4", **files}])
+    preset = load_preset("quick", ["sampling.controls=[]", "sampling.variants={own_voice: [--identity, voice]}"])
+    own_voice = {s.name: s for s in sampling_systems(preset, RunPaths(tmp_path))}["own_voice"]
+    assert own_voice.flags == ("--identity", "voice")
+    first, second = [json.loads(line) for line in own_voice.manifest.read_text().splitlines()]
+    assert first["ref_ge2e"] == str((tmp_path / "prepared" / "ge2e" / "c0.npy").resolve())
+    assert "ref_ge2e" not in second  # no GE2E prepared: infer.py --identity voice names the clip
 
 
 class FakeSpeakerJudge:
