@@ -94,6 +94,12 @@ class RunPaths:
     def marker(self, stage: str) -> Path:
         return self.root / ".done" / stage
 
+    def portable(self, args: list[str]) -> list[str]:
+        """A command with the paths inside the run folder written relative to it (``<run>/...``), so a
+        copied or moved run folder still matches the commands its files were made with."""
+        prefix = f"{self.root}/"
+        return [f"<run>/{a[len(prefix):]}" if a.startswith(prefix) else a for a in args]
+
 
 def run_tool(args: list[str], what: str) -> None:
     """A project CLI as a child process (its progress bars and logs go straight to the terminal)."""
@@ -205,7 +211,7 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
                    "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
                    *preset.sampling.flags, *system.flags]
         recorded, done = folder / "command.json", folder / ".done"  # what the wavs were made with; finished
-        if recorded.is_file() and json.loads(recorded.read_text()) != command:
+        if recorded.is_file() and paths.portable(json.loads(recorded.read_text())) != paths.portable(command):
             log.info("sampling (%s): its command changed, sampling it again", system.name)
             for path in (*folder.glob("*.wav"), done):
                 path.unlink(missing_ok=True)
@@ -213,7 +219,7 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
         if done.is_file():
             continue
         with atomic_path(recorded) as tmp:
-            tmp.write_text(json.dumps(command))
+            tmp.write_text(json.dumps(paths.portable(command)))
         run_tool(command, f"sampling ({system.name})")
         done.touch()
 

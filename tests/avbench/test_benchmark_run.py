@@ -2,6 +2,7 @@
 emotion numbers, and the goals' verdicts. (The whole run on a tiny corpus: test_benchmark_end_to_end.py.)"""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -304,10 +305,10 @@ def test_redoing_a_stage_leaves_nothing_stale(tmp_path, monkeypatch):
 
 def test_sampling_again_only_the_systems_whose_command_changed(tmp_path, monkeypatch):
     """A preset that adds systems to a finished run samples only those; a changed sampling setting
-    samples every system again and drops its judgments."""
+    samples every system again and drops its judgments; a copy of the run folder samples nothing again."""
     from avbench import stages, systems
 
-    paths = RunPaths(tmp_path)
+    paths = RunPaths(tmp_path / "run")
     sampled = []
 
     def run_tool(args, what):
@@ -331,6 +332,10 @@ def test_sampling_again_only_the_systems_whose_command_changed(tmp_path, monkeyp
     (paths.evaluation / "generated").mkdir(parents=True)
     stages.sample(load_preset("quick", ["sampling.steps=32", "sampling.variants={fast: [--steps, '8']}"]), paths)
     assert sampled[2:] == ["generated", "fast"] and not (paths.evaluation / "generated").exists()
+    shutil.copytree(paths.root, tmp_path / "copy")
+    stages.sample(load_preset("quick", ["sampling.steps=32", "sampling.variants={fast: [--steps, '8']}"]),
+                  RunPaths(tmp_path / "copy"))
+    assert len(sampled) == 4
 
 
 def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path, monkeypatch):
