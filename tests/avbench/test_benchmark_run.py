@@ -291,15 +291,15 @@ def test_redoing_a_stage_leaves_nothing_stale(tmp_path, monkeypatch):
     assert (paths.prepared / "made").is_file()  # the stages before it are kept
 
     calls.clear()
-    run_stages(load_preset("quick", ["hicodit.steps=500"]), paths)  # a finished stage, other settings
+    run_stages(load_preset("quick", ["hicodit.steps=600"]), paths)  # a finished stage, other settings
     assert calls == ["hicodit", "sample", "evaluate", "report"]
-    assert (paths.hicodit / "made").read_text() == "hicodit, 500 steps"
+    assert (paths.hicodit / "made").read_text() == "hicodit, 600 steps"
     calls.clear()
-    run_stages(load_preset("quick", ["hicodit.steps=500", "sampling.steps=32"]), paths)
+    run_stages(load_preset("quick", ["hicodit.steps=600", "sampling.steps=32"]), paths)
     assert calls == ["sample", "evaluate", "report"]  # incremental: its own outputs are kept
     (paths.root / ".done" / "hicodit").write_text("")  # a marker from before settings were recorded
     calls.clear()
-    run_stages(load_preset("quick", ["hicodit.steps=500", "sampling.steps=32"]), paths)
+    run_stages(load_preset("quick", ["hicodit.steps=600", "sampling.steps=32"]), paths)
     assert calls == []
 
 
