@@ -47,8 +47,9 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
         out.append({"id": row["id"], "text": row.get("text", ""), "speaker": row.get("speaker", ""),
                     "emotion_label": row.get("emotion_label", "neutral"), "num_frames": row["num_frames"],
                     "video": str(resolve_path(row, "video")),
-                    **{key: str(resolve_path(row, key)) for key in ("mouth", "face", "emotion", "tokens", "ge2e")
-                       if key in row}})
+                    **{key: str(resolve_path(row, key)) for key in ("mouth", "face", "emotion", "tokens")},
+                    # optional: a row prepared without GE2E has none
+                    **({"ge2e": str(resolve_path(row, "ge2e"))} if "ge2e" in row else {})})
     return out
 
 
