@@ -41,3 +41,16 @@ def test_pitch_shift_up_moves_mean_f0_up(judge, piper_speech):  # noqa: F811
     base, up = judge.score([shift_voice(wav, pitch=1.0), shift_voice(wav, pitch=1.3)])
     assert up.mean_log_f0 - base.mean_log_f0 == pytest.approx(np.log(1.3), abs=0.05)
     assert 0.3 < base.voiced_fraction < 0.95 and 0.5 < base.voiced_onsets_per_second < 10
+
+
+@pytest.mark.judges
+def test_utterances_tracked_on_threads_keep_their_order_and_numbers(piper_speech):  # noqa: F811
+    pytest.importorskip("pyworld", reason="needs pyworld (and setuptools<81 for its pkg_resources import)")
+    from evaluation.prosody import ProsodyJudge
+
+    wav = piper_speech[0].wav
+    wavs = [shift_voice(wav, pitch=p) for p in (0.8, 1.0, 1.25, 1.5)]
+    one = ProsodyJudge(threads=1).score(wavs)
+    many = ProsodyJudge(threads=3).score(wavs)
+    assert [s.mean_log_f0 for s in one] == sorted(s.mean_log_f0 for s in one)  # the pitches, in order
+    assert many == one
