@@ -36,7 +36,7 @@ def per_utterance(fn, count: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for CTranslate2 / onnxruntime / torch")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of every judge")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--grid", type=int, default=24, help="GRID sentences for the WER comparison (0: skip)")
     parser.add_argument("--beam-size", type=int, default=5)
@@ -57,7 +57,7 @@ def main() -> None:
     n, seconds = len(wavs), sum(len(w) for w in wavs) / 16000 / len(wavs)
     asr = AsrJudge(model=args.asr_model, beam_size=args.beam_size, cpu_threads=args.threads)
     dnsmos, mcd, spk = Dnsmos(threads=args.threads), MelCepstralDistortion(), SpeakerJudge("ge2e")
-    harvest, dio = ProsodyJudge(method="harvest"), ProsodyJudge(method="dio")
+    harvest, dio = (ProsodyJudge(method=m, threads=args.threads) for m in ("harvest", "dio"))
     shifted = [shift_voice(w, pitch=1.6, formant=1.15) for w in wavs]
     results = {"utterances": n, "mean_seconds": round(seconds, 2), "threads": args.threads, "timing_s_per_utt": {}}
     timing = results["timing_s_per_utt"]
