@@ -20,6 +20,7 @@ from torch.func import functional_call
 from avcodecs.maskgct.codebooks import CodebookMaintenance
 from avcodecs.maskgct.codec import MaskGCTCodec
 from avcodecs.maskgct.config import MaskGCTCodecConfig
+from avcodecs.maskgct.data_init import mean_spectrum_head_, unit_rms_convolutions_
 from avcodecs.maskgct.discriminators import (
     Discriminators,
     discriminator_loss,
@@ -44,6 +45,10 @@ class CodecLossConfig:
     kmeans_iters: int = 10
     kmeans_frames: int = 4096
     dead_after: int | None = 200  # training forwards without use before a code is restarted
+    # a codec trained from scratch first sets its encoder's layer scales and its head's mean spectrum
+    # from a batch of training audio (avcodecs.maskgct.data_init: without it the codebooks can collapse)
+    data_init: bool = True
+    data_init_clips: int = 8
     # the integrated-phase head's advance per hop against the target's (codec vocos_phase=integrated)
     phase_advance_weight: float = 0.0
     # adversarial (off: reconstruction + VQ only)
@@ -54,6 +59,10 @@ class CodecLossConfig:
     stft_sizes: tuple[int, ...] = (2048, 1024, 512)
     period_channels: int = 32
     stft_channels: int = 32
+
+    def __post_init__(self):
+        if self.data_init_clips < 1:
+            raise ValueError(f"data_init_clips must be >= 1, got {self.data_init_clips}")
 
 
 def phase_advance_loss(head: ISTFTHead, phase_output: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
@@ -83,6 +92,14 @@ class CodecObjective(nn.Module):
                                              cfg.kmeans_frames, cfg.dead_after)
         self.discriminators = Discriminators(cfg.periods, cfg.stft_sizes, cfg.period_channels,
                                              cfg.stft_channels) if cfg.adversarial else None
+
+    @torch.no_grad()
+    def initialise_from_data(self, wav: torch.Tensor) -> None:
+        """Data-dependent init of a fresh codec from a batch of training audio (B, N): every encoder
+        convolution at unit output rms, the head's log-magnitudes at the batch's mean spectrum."""
+        wav = self.codec.pad_to_hop(wav)
+        unit_rms_convolutions_(self.codec.encoder, lambda: self.codec.encoder(wav[:, None]))
+        mean_spectrum_head_(self.codec.decoder.model.head, wav)
 
     def sample_kept_levels(self, batch: int, device: torch.device) -> torch.Tensor:
         """Quantizer dropout: a ``quantizer_dropout`` share of items keeps a uniform random

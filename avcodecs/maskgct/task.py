@@ -54,7 +54,18 @@ class MaskGCTCodecTask(Task):
 
             files = resolve_weight_files(resolve_weights(self.init_weights, "codec.weights"))
             load_maskgct_weights(objective.codec, *files, convert_phase=True)
+        elif self.loss_cfg.data_init:
+            objective.initialise_from_data(self.data_init_batch())
         return objective
+
+    def data_init_batch(self) -> torch.Tensor:
+        """Training crops of ``loss.data_init_clips`` clips spread over the training set: (B, N).
+        Built after the trainer's seed_everything, so every rank draws the same crops (and DDP then
+        broadcasts rank 0's weights anyway); a resumed run loads its checkpoint over the result."""
+        train = self.train_dataset()
+        count = min(self.loss_cfg.data_init_clips, len(train))
+        picks = torch.linspace(0, len(train) - 1, count).round().long().tolist()
+        return torch.stack([train[i]["audio"] for i in picks])
 
     def _build_datasets(self):
         if self._datasets is None:
