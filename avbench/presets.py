@@ -38,6 +38,9 @@ class TrainStage:
 @dataclass
 class CodecStage(TrainStage):
     config: str = "maskgct_small"  # the codec preset trained (configs/codec/)
+    # then the decoder alone trains this many steps on the trained codes (task.loss.decoder_only):
+    # half the cost of a whole-codec step, and the tokens stay as they are
+    decoder_steps: int = 0
 
 
 @dataclass
@@ -113,6 +116,8 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     for stage in (preset.codec, preset.hicodit):
         if stage.steps < 1 or stage.batch_size < 1:
             raise PresetError(f"{path}: steps and batch_size must be positive")
+    if preset.codec.decoder_steps < 0:
+        raise PresetError(f"{path}: codec.decoder_steps must be >= 0")
     if preset.precision not in PRECISIONS:
         raise PresetError(f"{path}: precision {preset.precision!r} must be one of {', '.join(PRECISIONS)}")
     unknown = [c for c in preset.sampling.controls if c not in CONTROLS]

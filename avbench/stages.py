@@ -69,7 +69,13 @@ class RunPaths:
 
     @property
     def codec_weights(self) -> Path:
+        """The codec every later stage uses."""
         return self.codec / "weights"
+
+    @property
+    def codec_first_weights(self) -> Path:
+        """The whole-codec run's export, when the decoder then trains alone on its codes."""
+        return self.codec / "weights_before_decoder"
 
     @property
     def prepared(self) -> Path:
@@ -154,16 +160,17 @@ def _with_warmup(overrides: list[str], steps: int) -> list[str]:
 def codec(preset: BenchPreset, paths: RunPaths) -> None:
     """Trains the codec; when its codebooks collapse (train.py stops the run with exit status 3), trains
     it once more from scratch with twice the warm-up. The retry's warm-up is kept in
-    ``codec/warmup_steps`` so that a rerun resumes the retry with the schedule it started with."""
+    ``codec/warmup_steps`` so that a rerun resumes the retry with the schedule it started with. With
+    ``decoder_steps``, a second run then trains the decoder alone on the first run's codes."""
     from engine.data import read_manifest
 
     rows = read_manifest(paths.corpus_list, required=("id", "video", "subset"))
     train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
     val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
     stage = preset.codec
-    command = ["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
-               f"data.val_manifest={val}", f"trainer.out_dir={paths.codec / 'run'}",
-               f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}"]
+    recipe = ["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
+              f"data.val_manifest={val}", f"trainer.batch_size={stage.batch_size}"]
+    command = [*recipe, f"trainer.out_dir={paths.codec / 'run'}", f"trainer.max_steps={stage.steps}"]
     retry_file = paths.codec_retry_warmup
     retried = retry_file.exists()
     overrides = _with_warmup(stage.overrides, int(retry_file.read_text())) if retried else list(stage.overrides)
@@ -179,8 +186,18 @@ def codec(preset: BenchPreset, paths: RunPaths) -> None:
         with atomic_path(retry_file) as tmp:
             tmp.write_text(f"{warmup}\n")
         run_tool([*command, *_with_warmup(overrides, warmup)], "codec training, second attempt")
-    run_tool(["scripts/export_maskgct_codec.py", "--checkpoint", str(paths.codec / "run"), "--out",
-              str(paths.codec_weights)], "codec export")
+    if not stage.decoder_steps:
+        _export_codec(paths.codec / "run", paths.codec_weights)
+        return
+    _export_codec(paths.codec / "run", paths.codec_first_weights)
+    run_tool([*recipe, f"trainer.out_dir={paths.codec / 'decoder_run'}", f"trainer.max_steps={stage.decoder_steps}",
+              *stage.overrides, f"codec.weights={paths.codec_first_weights}", "task.loss.decoder_only=true"],
+             "codec decoder training")
+    _export_codec(paths.codec / "decoder_run", paths.codec_weights)
+
+
+def _export_codec(run: Path, weights: Path) -> None:
+    run_tool(["scripts/export_maskgct_codec.py", "--checkpoint", str(run), "--out", str(weights)], "codec export")
 
 
 def prepare(preset: BenchPreset, paths: RunPaths) -> None:

@@ -49,6 +49,9 @@ class CodecLossConfig:
     # from a batch of training audio (avcodecs.maskgct.data_init: without it the codebooks can collapse)
     data_init: bool = True
     data_init_clips: int = 8
+    # train the decoder alone on the codes of a trained codec (task.init_weights): the encoder and the
+    # codebooks stay as loaded, so every token (and a model trained on them) stays valid
+    decoder_only: bool = False
     # the integrated-phase head's advance per hop against the target's (codec vocos_phase=integrated)
     phase_advance_weight: float = 0.0
     # adversarial (off: reconstruction + VQ only)
@@ -92,6 +95,9 @@ class CodecObjective(nn.Module):
                                              cfg.kmeans_frames, cfg.dead_after)
         self.discriminators = Discriminators(cfg.periods, cfg.stft_sizes, cfg.period_channels,
                                              cfg.stft_channels) if cfg.adversarial else None
+        if cfg.decoder_only:  # the trainer optimises only what requires a gradient
+            self.codec.encoder.requires_grad_(False)
+            self.codec.quantizer.requires_grad_(False)
 
     @torch.no_grad()
     def initialise_from_data(self, wav: torch.Tensor) -> None:
@@ -112,11 +118,13 @@ class CodecObjective(nn.Module):
     def reconstruct(self, wav: torch.Tensor):
         """(B, N) -> reconstruction (B, N), the head's phase output (B, F, T), RVQ output (codes,
         VQ losses), detached upkeep logs."""
-        logs = self.codebooks.before_forward(self.codec.quantizer) if self.training else {}
-        latent = self.codec.encoder(wav[:, None])  # (B, D, T)
+        upkeep = self.training and not self.loss_cfg.decoder_only
+        logs = self.codebooks.before_forward(self.codec.quantizer) if upkeep else {}
         keep = self.sample_kept_levels(wav.shape[0], wav.device) if self.training else None
-        rvq = self.codec.quantizer(latent, keep)
-        if self.training:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.loss_cfg.decoder_only):
+            latent = self.codec.encoder(wav[:, None])  # (B, D, T)
+            rvq = self.codec.quantizer(latent, keep)
+        if upkeep:
             logs |= self.codebooks.after_forward(latent, rvq)
         vocos = self.codec.decoder.model
         log_magnitude, phase_output = vocos.head.spectrum(vocos.backbone(rvq.quantized))  # (B, F, T) each

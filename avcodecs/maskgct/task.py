@@ -41,6 +41,9 @@ class MaskGCTCodecTask(Task):
             raise ValueError(f"task.collapse_usage must be in (0, 1) or null, got {collapse_usage}")
         self.collapse_usage, self.collapse_check_from = collapse_usage, collapse_check_from
         self.codec_cfg, self.data_cfg, self.loss_cfg = codec, data, loss or CodecLossConfig()
+        if self.loss_cfg.decoder_only and init_weights is None:
+            raise ValueError("task.loss.decoder_only trains the decoder of a trained codec on its codes: "
+                             "name that codec in task.init_weights")
         self.init_weights = init_weights
         if init_weights is not None and self.loss_cfg.kmeans_init:
             self.loss_cfg = dataclasses.replace(self.loss_cfg, kmeans_init=False)

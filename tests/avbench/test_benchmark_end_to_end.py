@@ -44,6 +44,7 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert "| greedy_own_voice |" in text and "sampling variant: --greedy --identity voice" in text
     assert sorted(p.name for p in (report / "videos").glob("*.mp4"))[0].endswith(".generated.mp4")
     assert (report / "plots" / "wer.png").is_file()
+    assert (out / "codec" / "weights_before_decoder").is_dir() and (out / "codec" / "decoder_run").is_dir()
     # a rerun finds every stage done: nothing is redone
     written = (report / "report.md").stat().st_mtime_ns
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])

@@ -357,7 +357,7 @@ def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path,
             raise stages.StageDivergedError(f"{what} diverged")
 
     monkeypatch.setattr(stages, "run_tool", run_tool)
-    preset = load_preset("quick")  # its codec warms up over bench_codec's own 100 steps
+    preset = load_preset("quick", ["codec.decoder_steps=0"])  # its codec warms up over bench_codec's own 100 steps
     assert not any(o.startswith("trainer.warmup_steps=") for o in preset.codec.overrides)
     stages.codec(preset, paths)
     warmups = [[a for a in args if a.startswith("trainer.warmup_steps=")] for args in calls]
@@ -379,3 +379,26 @@ def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path,
 
     # without an override, the retry doubles bench_codec's own warm-up
     assert stages._warmup_steps([]) == 100 and stages._warmup_steps(["trainer.warmup_steps=7", "x=1"]) == 7
+
+
+def test_decoder_steps_train_the_decoder_alone_on_the_first_runs_codes(tmp_path, monkeypatch):
+    """codec.decoder_steps: the whole codec trains, is exported, then a decoder-only run starts from that
+    export and its own export is the codec every later stage reads."""
+    from avbench import stages
+
+    paths = RunPaths(tmp_path)
+    write_manifest(paths.corpus_list, [{"id": "a", "video": "a.mp4", "subset": "trainval"},
+                                       {"id": "b", "video": "b.mp4", "subset": "test"}])
+    monkeypatch.setattr(stages, "_codec_manifest", lambda path, rows: path)
+    calls = []
+    monkeypatch.setattr(stages, "run_tool", lambda args, what: calls.append((what, args)))
+    stages.codec(load_preset("quick", ["codec.steps=10", "codec.decoder_steps=20"]), paths)
+    assert [what for what, _ in calls] == ["codec training", "codec export", "codec decoder training", "codec export"]
+    whole, first_export, decoder, last_export = (args for _, args in calls)
+    assert f"trainer.out_dir={paths.codec / 'run'}" in whole and "trainer.max_steps=10" in whole
+    assert first_export[-1] == str(paths.codec_first_weights)
+    assert f"codec.weights={paths.codec_first_weights}" in decoder and "task.loss.decoder_only=true" in decoder
+    assert f"trainer.out_dir={paths.codec / 'decoder_run'}" in decoder and "trainer.max_steps=20" in decoder
+    assert last_export[-3:] == [str(paths.codec / "decoder_run"), "--out", str(paths.codec_weights)]
+    with pytest.raises(PresetError, match="decoder_steps must be >= 0"):
+        load_preset("quick", ["codec.decoder_steps=-1"])

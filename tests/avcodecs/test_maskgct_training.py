@@ -153,6 +153,39 @@ def test_integrated_phase_codec_is_fine_tuned_from_a_predicted_phase_one(tmp_pat
         CodecObjective(MaskGCTCodecConfig.tiny(), loss)  # the loss would have nothing to score
 
 
+def test_decoder_only_training_keeps_every_token_and_improves_the_decoder(tmp_path):
+    """A decoder fine-tuned on a trained codec's codes: the encoder, codebooks and so every token stay
+    exactly as loaded (a model trained on those tokens stays valid), the decoder learns."""
+    torch.manual_seed(0)
+    folder = save_maskgct_weights(MaskGCTCodec(MaskGCTCodecConfig.tiny()), tmp_path / "codec")
+    task = MaskGCTCodecTask(MaskGCTCodecConfig.tiny(), data=None, init_weights=str(folder),
+                            loss=CodecLossConfig(decoder_only=True))
+    module = task.build_module().train()
+    vocoder = module.codec.decoder.model  # the decoder's quantizer (the codebooks) stays frozen too
+    frozen = {k: v.clone() for k, v in module.codec.state_dict().items() if not k.startswith("decoder.model.")}
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    assert [id(p) for p in trainable] == [id(p) for p in vocoder.parameters()]
+    batch, held_out = batch_of(2), batch_of(1, seed=9)["audio"]
+    with torch.no_grad():
+        tokens = module.codec.encode(held_out)
+    optimizer = torch.optim.AdamW(trainable, lr=3e-3)
+    mel = []
+    for _ in range(30):
+        losses, logs = module.losses(batch)
+        optimizer.zero_grad()
+        losses["generator"].backward()
+        optimizer.step()
+        mel.append(logs["mel"].item())
+    assert sum(mel[-5:]) < 0.9 * sum(mel[:5]), mel
+    for name, before in frozen.items():
+        assert torch.equal(module.codec.state_dict()[name], before), name  # no codebook upkeep either
+    with torch.no_grad():
+        assert torch.equal(module.codec.encode(held_out), tokens)
+
+    with pytest.raises(ValueError, match="name that codec in task.init_weights"):
+        MaskGCTCodecTask(MaskGCTCodecConfig.tiny(), data=None, loss=CodecLossConfig(decoder_only=True))
+
+
 def test_quantizer_dropout_keeps_a_prefix_of_levels():
     torch.manual_seed(0)
     module = CodecObjective(MaskGCTCodecConfig.tiny(), CodecLossConfig())
