@@ -35,11 +35,9 @@ LOG_MAGNITUDE_FLOOR = 1e-5  # digital silence would otherwise pull a bin's mean 
 
 
 @torch.no_grad()
-def unit_rms_convolutions_(module: nn.Module, run, target: float = 1.0) -> list[float]:
+def unit_rms_convolutions_(module: nn.Module, run, target: float = 1.0) -> None:
     """Layer-sequential unit variance: run ``run()`` (a forward pass of ``module`` on real data) once,
-    with every ``WNConv1d`` in ``module`` rescaled as it runs so its output has rms ``target``.
-    Returns the factor each convolution's gain was multiplied by, in execution order."""
-    factors = []
+    with every ``WNConv1d`` in ``module`` rescaled as it runs so its output has rms ``target``."""
 
     def rescale(conv: WNConv1d, _inputs, output: torch.Tensor) -> torch.Tensor:
         if conv.folded is not None:
@@ -48,7 +46,6 @@ def unit_rms_convolutions_(module: nn.Module, run, target: float = 1.0) -> list[
         conv.weight_g.mul_(factor)  # w = g v / ||v||: the output scales with g
         if conv.bias is not None:
             conv.bias.mul_(factor)  # (zero at init) so the whole output scales exactly
-        factors.append(float(factor))
         return output * factor
 
     hooks = [m.register_forward_hook(rescale) for m in module.modules() if isinstance(m, WNConv1d)]
@@ -57,14 +54,11 @@ def unit_rms_convolutions_(module: nn.Module, run, target: float = 1.0) -> list[
     finally:
         for hook in hooks:
             hook.remove()
-    return factors
 
 
 @torch.no_grad()
-def mean_spectrum_head_(head: ISTFTHead, wav: torch.Tensor) -> torch.Tensor:
-    """Set the head's log-magnitude biases to the mean log-magnitude of ``wav`` (B, N) per bin;
-    returns them (F,)."""
+def mean_spectrum_head_(head: ISTFTHead, wav: torch.Tensor) -> None:
+    """Set the head's log-magnitude biases to the mean log-magnitude of ``wav`` (B, N) per bin."""
     magnitude = head.istft.analyse(wav.float()).abs()  # (B, F, T)
     mean_log = magnitude.clamp(min=LOG_MAGNITUDE_FLOOR).log().mean((0, 2))  # (F,)
     head.out.bias[: mean_log.shape[0]].copy_(mean_log)
-    return mean_log

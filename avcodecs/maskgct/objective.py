@@ -29,6 +29,7 @@ from avcodecs.maskgct.discriminators import (
 )
 from avcodecs.maskgct.mel import MultiScaleMelLoss
 from avcodecs.maskgct.vocos import ISTFTHead
+from engine.configs import ConfigError
 
 
 @dataclass
@@ -65,7 +66,7 @@ class CodecLossConfig:
 
     def __post_init__(self):
         if self.data_init_clips < 1:
-            raise ValueError(f"data_init_clips must be >= 1, got {self.data_init_clips}")
+            raise ConfigError(f"task.loss.data_init_clips={self.data_init_clips}: must be >= 1")
 
 
 def phase_advance_loss(head: ISTFTHead, phase_output: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
@@ -86,7 +87,7 @@ class CodecObjective(nn.Module):
         super().__init__()
         self.loss_cfg = cfg = loss_cfg
         if cfg.phase_advance_weight and codec_cfg.vocos_phase != "integrated":
-            raise ValueError("task.loss.phase_advance_weight scores the integrated head's phase advances: "
+            raise ConfigError("task.loss.phase_advance_weight scores the integrated head's phase advances: "
                              f"it needs codec.config.vocos_phase=integrated (got {codec_cfg.vocos_phase})")
         self.codec = MaskGCTCodec(codec_cfg)
         self.mel_loss = MultiScaleMelLoss(codec_cfg.sample_rate, cfg.mel_windows, cfg.mel_bins)

@@ -20,6 +20,7 @@ import torch
 from avcodecs.maskgct.config import MaskGCTCodecConfig
 from avcodecs.maskgct.data import CodecDataConfig, build_datasets
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
+from engine.configs import ConfigError
 from engine.media import write_wav
 from engine.task import Task
 
@@ -38,11 +39,11 @@ class MaskGCTCodecTask(Task):
         per frame when it has fewer frames than codes) below which a validation from step
         ``collapse_check_from`` on declares the codebooks collapsed and stops training; None: never."""
         if collapse_usage is not None and not 0 < collapse_usage < 1:
-            raise ValueError(f"task.collapse_usage must be in (0, 1) or null, got {collapse_usage}")
+            raise ConfigError(f"task.collapse_usage must be in (0, 1) or null, got {collapse_usage}")
         self.collapse_usage, self.collapse_check_from = collapse_usage, collapse_check_from
         self.codec_cfg, self.data_cfg, self.loss_cfg = codec, data, loss or CodecLossConfig()
         if self.loss_cfg.decoder_only and init_weights is None:
-            raise ValueError("task.loss.decoder_only trains the decoder of a trained codec on its codes: "
+            raise ConfigError("task.loss.decoder_only trains the decoder of a trained codec on its codes: "
                              "name that codec in task.init_weights")
         self.init_weights = init_weights
         if init_weights is not None and self.loss_cfg.kmeans_init:

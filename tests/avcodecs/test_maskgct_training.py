@@ -33,6 +33,19 @@ def batch_of(n: int, seed: int = 0) -> dict:
     return {"audio": torch.stack([data[i]["audio"] for i in range(n)])}
 
 
+def fine_tune(module: CodecObjective, params, steps: int = 30) -> list[dict]:
+    """``steps`` AdamW steps (lr 3e-3) of the codec's loss on one fixed batch; each step's logs."""
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    batch, history = batch_of(2), []
+    for _ in range(steps):
+        losses, logs = module.losses(batch)
+        optimizer.zero_grad()
+        losses["generator"].backward()
+        optimizer.step()
+        history.append(logs)
+    return history
+
+
 def test_tiny_codec_experiment_lowers_the_mel_loss(tmp_path):
     cfg = compose("experiment=codec_maskgct_tiny", f"trainer.out_dir={tmp_path}", "trainer.max_steps=60",
                   "trainer.batch_size=4", "trainer.lr=3e-3", "trainer.warmup_steps=5",
@@ -138,15 +151,9 @@ def test_integrated_phase_codec_is_fine_tuned_from_a_predicted_phase_one(tmp_pat
     with pytest.raises(CodecWeightsError, match="trained with vocos_phase=predicted"):
         build_maskgct_codec(integrated, weights=folder)  # only a fine-tune may convert
 
-    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
-    batch, mel = batch_of(2), []
-    for _ in range(30):
-        losses, logs = module.losses(batch)
-        optimizer.zero_grad()
-        losses["generator"].backward()
-        optimizer.step()
-        mel.append(logs["mel"].item())
-        assert torch.isfinite(logs["phase_advance"])
+    history = fine_tune(module, module.parameters())
+    assert all(torch.isfinite(logs["phase_advance"]) for logs in history)
+    mel = [logs["mel"].item() for logs in history]
     assert sum(mel[-5:]) < 0.9 * sum(mel[:5]), mel
 
     with pytest.raises(ValueError, match="needs codec.config.vocos_phase=integrated"):
@@ -165,17 +172,10 @@ def test_decoder_only_training_keeps_every_token_and_improves_the_decoder(tmp_pa
     frozen = {k: v.clone() for k, v in module.codec.state_dict().items() if not k.startswith("decoder.model.")}
     trainable = [p for p in module.parameters() if p.requires_grad]
     assert [id(p) for p in trainable] == [id(p) for p in vocoder.parameters()]
-    batch, held_out = batch_of(2), batch_of(1, seed=9)["audio"]
+    held_out = batch_of(1, seed=9)["audio"]
     with torch.no_grad():
         tokens = module.codec.encode(held_out)
-    optimizer = torch.optim.AdamW(trainable, lr=3e-3)
-    mel = []
-    for _ in range(30):
-        losses, logs = module.losses(batch)
-        optimizer.zero_grad()
-        losses["generator"].backward()
-        optimizer.step()
-        mel.append(logs["mel"].item())
+    mel = [logs["mel"].item() for logs in fine_tune(module, trainable)]
     assert sum(mel[-5:]) < 0.9 * sum(mel[:5]), mel
     for name, before in frozen.items():
         assert torch.equal(module.codec.state_dict()[name], before), name  # no codebook upkeep either
