@@ -82,6 +82,11 @@ class HiCoDiTConfig:
     num_emotions: int = 7
     emotion_window: int = 25  # token frames per emotion step (0.5 s at 50 Hz)
     emotion_embedding: str = "hard"  # hard (majority label) | soft (probability-weighted)
+    # Beyond the paper: the clip's pooled emotion also joins the low blocks' AdaLN (timestep + c_id +
+    # emotion), so levels 1-2 can follow it. In the paper the expression reaches levels 3-12 only; a
+    # codec that keeps the F0 in levels 1-2 (the offline benchmark's, docs/benchmark.md) then leaves
+    # the label nothing to move.
+    emotion_in_low: bool = False
 
     def __post_init__(self):
         self.frontend_channels = tuple(self.frontend_channels)  # Hydra passes lists
@@ -204,6 +209,8 @@ class HiCoDiT(nn.Module):
         self.emotion_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))  # channel path
         self.emotion_seq_mlp = (nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
                                 if cfg.dual_scale_adaln else None)  # temporal path
+        self.emotion_low_mlp = (nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+                                if cfg.emotion_in_low else None)  # the low blocks' channel path
         self.null_lip = nn.Parameter(torch.zeros(dim))  # stands in for a dropped lip stream
         self.null_speaker = nn.Parameter(torch.zeros(dim))  # ... for a dropped identity
         self.time_mlp = TimestepMLP(cfg.time_freq_dim, dim)
@@ -290,6 +297,8 @@ class HiCoDiT(nn.Module):
         lip, speaker, emo_seq, emo_pooled = self._apply_drop(cond, drop)
         t_emb = self.time_mlp(sinusoidal_embedding(t, cfg.time_freq_dim))  # (B, C)
         c_low = t_emb + speaker  # (B, C)
+        if self.emotion_low_mlp is not None:
+            c_low = c_low + self.emotion_low_mlp(emo_pooled)
         c_high = t_emb + self.emotion_mlp(emo_pooled)  # (B, C)
         emo_t = self.emotion_seq_mlp(emo_seq) if self.emotion_seq_mlp is not None else None  # (B, E, C)
 
