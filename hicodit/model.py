@@ -22,6 +22,7 @@ Choices the paper leaves open (all configurable, see ``HiCoDiTConfig`` and docs/
     identity and levels 1-2 only, as the paper's hierarchy intends (``low_heads_from``);
   * the temporal factor of the dual-scale AdaLN is parametrised as (1 + gamma_t), zero-initialised
     like every other modulation (adaLN-Zero), so each block starts as the identity.
+Beyond the paper, ``emotion_in_low`` adds the pooled emotion to the low blocks' AdaLN condition.
 """
 
 from dataclasses import dataclass, fields, replace
