@@ -108,7 +108,6 @@ class LogLinearSchedule:
 
 
 LEVEL_SCHEDULES = ("joint", "coarse_to_fine")
-TOKEN_WEIGHTINGS = ("dse", "uniform")
 
 
 @dataclass
@@ -140,17 +139,10 @@ class DiffusionConfig:
     # low blocks (which also carry the lips to levels 3-12) share their capacity. The logged and
     # validated ``dse`` stays the unweighted sum.
     low_level_weight: float = 1.0
-    # How a masked token's cross-entropy is weighted: ``dse`` by w(t) = 1/t (the paper's score entropy,
-    # an ELBO: every item weighs the same whatever its t), ``uniform`` by 1 (MaskGIT's masked
-    # cross-entropy: an item weighs by how many tokens are masked, so mostly-masked items, which only
-    # the conditions can fill, dominate).
-    token_weighting: str = "dse"
 
     def __post_init__(self):
         if self.low_level_weight <= 0:
             raise ValueError("DiffusionConfig.low_level_weight must be > 0")
-        if self.token_weighting not in TOKEN_WEIGHTINGS:
-            raise ValueError(f"DiffusionConfig.token_weighting must be one of {TOKEN_WEIGHTINGS}")
         if self.level_schedule not in LEVEL_SCHEDULES:
             raise ValueError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
         for name in ("drop_each", "drop_all", "acoustic_identity_prob", "clean_low_prob", "acoustic_emotion_prob"):
@@ -354,9 +346,8 @@ class MaskedDiffusion(nn.Module):
         scored = masked & real  # (B, Q, L)
         ce, level_dse = score_entropy_loss(logits, tokens, scored, self.schedule.loss_weight(t))
         frames = token_mask.sum().clamp(min=1)
-        dse = level_dse.sum() / frames  # nats per token frame, summed over levels: logged whatever is trained
-        level_loss = level_dse if self.cfg.token_weighting == "dse" else (ce * scored).sum((0, 2))  # (Q,)
-        loss = (self.level_weight * level_loss).sum() / frames  # = dse with the paper's defaults
+        dse = level_dse.sum() / frames  # nats per token frame, summed over levels
+        loss = dse if self.cfg.low_level_weight == 1.0 else (self.level_weight * level_dse).sum() / frames
         scored = scored.float()
         logs = {"dse": dse.detach()}
         if c_id is not None and "ge2e" in batch and self.cfg.id_loss_weight > 0:

@@ -201,35 +201,6 @@ def test_low_level_weight_scales_levels_one_and_two_in_the_loss_but_not_the_logg
         DiffusionConfig(low_level_weight=0.0)
 
 
-def test_uniform_token_weighting_trains_the_plain_masked_cross_entropy_and_logs_the_same_dse(monkeypatch):
-    """token_weighting=uniform: loss = sum of the masked tokens' cross-entropy per frame (w(t) = 1 dropped),
-    so mostly-masked items weigh more; the logged DSE is the paper's, the same number as under dse."""
-    import hicodit.diffusion as module
-
-    calls = []
-    real = module.score_entropy_loss
-    monkeypatch.setattr(module, "score_entropy_loss", lambda *a: calls.append((a, real(*a))) or real(*a))
-    batch = tiny_batch(clips=3)
-    results = {}
-    for weighting in ("dse", "uniform"):
-        model = diffusion(token_weighting=weighting).train()
-        torch.manual_seed(1)  # the same times, masks and drops for both
-        results[weighting] = model(batch)
-    (_, _, scored, weight), (ce, _) = calls[-1]
-    frames = batch["token_mask"].sum()
-    plain = (ce.detach() * scored).sum() / frames
-    uniform_loss, uniform_logs = results["uniform"]
-    dse_loss, dse_logs = results["dse"]
-    id_term = model.cfg.id_loss_weight * uniform_logs["id_l1"]
-    assert torch.allclose(uniform_loss.detach(), plain + id_term)
-    assert torch.allclose(uniform_logs["dse"], dse_logs["dse"])
-    assert torch.allclose(dse_loss.detach(), dse_logs["dse"] + id_term)
-    assert not torch.allclose(uniform_loss, dse_loss)  # w(t) = 1/t > 1 for every t < 1: they differ
-    assert (weight > 1).all()
-    with pytest.raises(ValueError, match="token_weighting"):
-        DiffusionConfig(token_weighting="elbo")
-
-
 def test_variable_length_clips_sample_in_one_batch_as_they_do_alone():
     batch = tiny_batch(clips=3, frames=(6, 16))
     model = diffusion()
