@@ -71,7 +71,8 @@ class BenchPreset:
     report: ReportStage = field(default_factory=ReportStage)
     workers: int = 2  # decoding processes of the corpus pipeline and the judges
     # HiCoDiT's training and sampling: auto = bf16 on CUDA or a CPU that multiplies bf16 in hardware (AMX
-    # or AVX512-BF16: its matmuls several times faster), fp32 elsewhere. The codec trains in fp32: its step is elementwise-bound, bf16 gains nothing.
+    # or AVX512-BF16: its matmuls several times faster), fp32 elsewhere. The codec trains in fp32: its
+    # step is elementwise-bound, bf16 gains nothing.
     precision: str = "auto"
 
 
