@@ -101,6 +101,9 @@ class HiCoDiTConfig:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.frontend_pool < 1:
             raise ValueError(f"frontend_pool must be >= 1, got {self.frontend_pool}")
+        for f in fields(self):  # a command line's `model.emotion_in_low=yes` is a string, which would read as true
+            if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"HiCoDiTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
 
     @classmethod
     def paper(cls, **overrides) -> "HiCoDiTConfig":

@@ -68,6 +68,8 @@ def test_emotion_in_low_lets_levels_one_and_two_follow_the_emotion_but_still_not
     assert torch.allclose(logits_for(net, {**batch, "emotion": batch["emotion"].roll(1, dims=-1)}, drop=drop_emotion),
                           logits_for(net, batch, drop=drop_emotion), atol=1e-5)
     assert tiny_net().emotion_low_mlp is None  # off by default: the paper's model
+    with pytest.raises(ValueError, match="emotion_in_low must be true or false, got 'yes'"):
+        HiCoDiTConfig.tiny(emotion_in_low="yes")
 
 
 def test_without_hierarchy_every_level_sees_every_level():
