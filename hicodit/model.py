@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.configs import ConfigError
 from engine.layers import (
     AdaLNModulation,
     RMSNorm,
@@ -94,16 +95,16 @@ class HiCoDiTConfig:
         for name, allowed in (("norm", ("layer", "rms")), ("high_merge", ("add", "concat")),
                               ("low_heads_from", ("low", "output")), ("lip_input", ("features", "frontend"))):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"HiCoDiTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ConfigError(f"HiCoDiTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 < self.num_low_levels < self.num_levels:
-            raise ValueError("num_low_levels must be between 1 and num_levels - 1")
+            raise ConfigError("HiCoDiTConfig.num_low_levels must be between 1 and num_levels - 1")
         if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+            raise ConfigError(f"HiCoDiTConfig.dim {self.dim} is not divisible by heads {self.heads}")
         if self.frontend_pool < 1:
-            raise ValueError(f"frontend_pool must be >= 1, got {self.frontend_pool}")
+            raise ConfigError(f"HiCoDiTConfig.frontend_pool must be >= 1, got {self.frontend_pool}")
         for f in fields(self):  # a command line's `model.emotion_in_low=yes` is a string, which would read as true
             if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
-                raise ValueError(f"HiCoDiTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
+                raise ConfigError(f"HiCoDiTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
 
     @classmethod
     def paper(cls, **overrides) -> "HiCoDiTConfig":
