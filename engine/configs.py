@@ -9,6 +9,7 @@ Defaults are stated once, in the dataclasses: ``TrainerConfig`` is registered as
 is typed, and takes its default from the dataclass.
 """
 
+import dataclasses
 import functools
 import importlib.resources
 from pathlib import Path
@@ -20,6 +21,15 @@ from engine.errors import UserFacingError
 
 class ConfigError(UserFacingError, ValueError):
     pass
+
+
+def check_bool_fields(config, prefix: str) -> None:
+    """Every bool field of the dataclass ``config`` holds a bool: Hydra passes a command line's
+    ``x=yes`` through as the string 'yes', which would read as true."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.type in (bool, "bool") and not isinstance(value, bool):
+            raise ConfigError(f"{prefix}.{f.name}={value!r}: must be true or false")
 
 
 def config_dir() -> Path:

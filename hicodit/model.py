@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine.configs import ConfigError
+from engine.configs import ConfigError, check_bool_fields
 from engine.layers import (
     AdaLNModulation,
     RMSNorm,
@@ -102,9 +102,7 @@ class HiCoDiTConfig:
             raise ConfigError(f"HiCoDiTConfig.dim {self.dim} is not divisible by heads {self.heads}")
         if self.frontend_pool < 1:
             raise ConfigError(f"HiCoDiTConfig.frontend_pool must be >= 1, got {self.frontend_pool}")
-        for f in fields(self):  # a command line's `model.emotion_in_low=yes` is a string, which would read as true
-            if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
-                raise ConfigError(f"HiCoDiTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
+        check_bool_fields(self, "HiCoDiTConfig")
 
     @classmethod
     def paper(cls, **overrides) -> "HiCoDiTConfig":
@@ -211,11 +209,13 @@ class HiCoDiT(nn.Module):
         self.speaker_proj = nn.Linear(cfg.speaker_dim, dim)
         self.emotion = EmotionEncoder(cfg.num_emotions, dim, cfg.tokens_per_frame, cfg.emotion_window,
                                       cfg.emotion_embedding)
-        self.emotion_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))  # channel path
-        self.emotion_seq_mlp = (nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-                                if cfg.dual_scale_adaln else None)  # temporal path
-        self.emotion_low_mlp = (nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-                                if cfg.emotion_in_low else None)  # the low blocks' channel path
+
+        def emotion_path() -> nn.Sequential:
+            return nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+        self.emotion_mlp = emotion_path()  # channel path
+        self.emotion_seq_mlp = emotion_path() if cfg.dual_scale_adaln else None  # temporal path
+        self.emotion_low_mlp = emotion_path() if cfg.emotion_in_low else None  # the low blocks' channel path
         self.null_lip = nn.Parameter(torch.zeros(dim))  # stands in for a dropped lip stream
         self.null_speaker = nn.Parameter(torch.zeros(dim))  # ... for a dropped identity
         self.time_mlp = TimestepMLP(cfg.time_freq_dim, dim)

@@ -35,10 +35,9 @@ class CodecDataConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from engine.configs import ConfigError
+        from engine.configs import check_bool_fields
 
-        if not isinstance(self.cache_audio, bool):  # Hydra passes any string through; "no" would be true
-            raise ConfigError(f"data.cache_audio={self.cache_audio!r}: must be true or false")
+        check_bool_fields(self, "data")  # cache_audio=no would otherwise read as true
 
 
 class AudioCropDataset(Dataset):

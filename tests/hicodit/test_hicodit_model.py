@@ -57,18 +57,18 @@ def test_low_level_heads_see_neither_high_level_tokens_nor_emotion():
 def test_emotion_in_low_lets_levels_one_and_two_follow_the_emotion_but_still_not_levels_three_to_twelve():
     batch = tiny_batch()
     net = tiny_net(emotion_in_low=True)
+    other = {**batch, "emotion": batch["emotion"].roll(1, dims=-1)}
     base = logits_for(net, batch)
-    other_emotion = logits_for(net, {**batch, "emotion": batch["emotion"].roll(1, dims=-1)})
-    assert not torch.allclose(other_emotion[:, :, :2], base[:, :, :2], atol=1e-3)
+    assert not torch.allclose(logits_for(net, other)[:, :, :2], base[:, :, :2], atol=1e-3)
     tokens = batch["tokens"].clone()
     tokens[:, 2:] = (tokens[:, 2:] + 7) % net.cfg.codebook_size
     assert torch.allclose(logits_for(net, batch, tokens)[:, :, :2], base[:, :, :2], atol=1e-5)
     drop_emotion = torch.zeros(batch["lip"].shape[0], 3, dtype=torch.bool)
     drop_emotion[:, 2] = True  # a dropped emotion is dropped from the low blocks too
-    assert torch.allclose(logits_for(net, {**batch, "emotion": batch["emotion"].roll(1, dims=-1)}, drop=drop_emotion),
-                          logits_for(net, batch, drop=drop_emotion), atol=1e-5)
+    assert torch.allclose(logits_for(net, other, drop=drop_emotion), logits_for(net, batch, drop=drop_emotion),
+                          atol=1e-5)
     assert tiny_net().emotion_low_mlp is None  # off by default: the paper's model
-    with pytest.raises(ValueError, match="emotion_in_low must be true or false, got 'yes'"):
+    with pytest.raises(ValueError, match="HiCoDiTConfig.emotion_in_low='yes': must be true or false"):
         HiCoDiTConfig.tiny(emotion_in_low="yes")
 
 
