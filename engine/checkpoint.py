@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from engine.atomic import OutputError, atomic_path, describe_os_error
-from engine.errors import UserFacingError
+from engine.errors import UserFacingError, find_user_error
 from engine.safe_load import safe_torch_load
 from engine.weights import load_checked
 
@@ -249,6 +249,7 @@ def load_module(path: str | Path, ema: bool = True, device: str | torch.device =
     ``task_type`` (e.g. ``HiCoDiTTask``) refuses, in one line naming ``command``, a checkpoint of
     another model family. ``edit_config(folder, config)`` may change the stored config in place before
     anything is built (e.g. point a backbone at a local folder on this machine, drop training-only parts)."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     folder = resolve_checkpoint(path)
@@ -257,7 +258,14 @@ def load_module(path: str | Path, ema: bool = True, device: str | torch.device =
         check_task(folder, config, task_type, command)
     if edit_config is not None:
         edit_config(folder, config)
-    task = instantiate(config.task)
+    try:
+        task = instantiate(config.task)
+    except InstantiationException as exc:
+        if find_user_error(exc) is not None:  # the config's own checks: already one clear line
+            raise
+        # Usually a checkpoint of another version of the code: a field since renamed or removed.
+        raise CheckpointError(f"{folder / CONFIG_FILE}: does not build with this version of the code: "
+                              + " ".join(str(exc).split())) from exc
     module = task.build_module()
     load_checked(module, load_weights(folder, ema=ema), source=f"{folder} (weights vs. the model its config builds)")
     log.info("loaded %s (%s weights)", folder, "EMA" if ema and (folder / EMA_FILE).is_file() else "raw")

@@ -133,6 +133,19 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
         ckpt.load_module(folder)
 
 
+def test_checkpoint_config_from_another_code_version_is_refused_in_one_line(tmp_path):
+    make_trainer(tmp_path, "trainer.max_steps=4", "trainer.save_every=4").fit()
+    folder = ckpt.find_latest(tmp_path / "checkpoints")
+    config = ckpt.load_config(folder)
+    config.task.model.removed_field = 3  # a field a later version of the code dropped
+    ckpt.OmegaConf.save(config, folder / ckpt.CONFIG_FILE)
+    with pytest.raises(ckpt.CheckpointError) as err:
+        ckpt.load_module(folder)
+    message = str(err.value)
+    assert message.startswith(f"{folder / ckpt.CONFIG_FILE}: does not build with this version of the code")
+    assert "removed_field" in message and "full_key: task.model" in message and "\n" not in message
+
+
 def test_missing_checkpoint_gives_clear_error(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint found"):
         ckpt.load_module(tmp_path)
