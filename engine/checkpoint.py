@@ -12,6 +12,8 @@ leaves a partial ``step_*`` folder; only complete folders match ``step_<digits>`
 """
 
 import errno
+import functools
+import inspect
 import json
 import logging
 import random
@@ -240,6 +242,19 @@ def check_task(folder: Path, config: DictConfig, task_type: type, command: str |
         raise CheckpointError(f"{folder}: holds a {held or 'unknown'} checkpoint; {needs} a {wanted} checkpoint")
 
 
+def check_lazy_parts(task, prefix: str) -> None:
+    """A task's lazily built parts (Hydra ``_partial_`` nodes, e.g. HiCoDiT's codec) are only called when
+    first used; bind their stored fields to the class now, without building anything, so that a field
+    since renamed or removed is the same one line as in the rest of the config, not a TypeError later."""
+    for name, part in vars(task).items():
+        if isinstance(part, functools.partial):
+            try:
+                inspect.signature(part.func).bind_partial(*part.args, **part.keywords)
+            except TypeError as exc:
+                target = getattr(part.func, "__qualname__", part.func)
+                raise CheckpointError(f"{prefix}{target} ({name}): {exc}") from None
+
+
 def load_module(path: str | Path, ema: bool = True, device: str | torch.device = "cpu",
                 edit_config: Callable[[Path, DictConfig], None] | None = None, task_type: type | None = None,
                 command: str | None = None):
@@ -258,14 +273,15 @@ def load_module(path: str | Path, ema: bool = True, device: str | torch.device =
         check_task(folder, config, task_type, command)
     if edit_config is not None:
         edit_config(folder, config)
+    stale = f"{folder / CONFIG_FILE}: does not build with this version of the code: "
     try:
         task = instantiate(config.task)
     except InstantiationException as exc:
         if find_user_error(exc) is not None:  # the config's own checks: already one clear line
             raise
         # Usually a checkpoint of another version of the code: a field since renamed or removed.
-        raise CheckpointError(f"{folder / CONFIG_FILE}: does not build with this version of the code: "
-                              + " ".join(str(exc).split())) from exc
+        raise CheckpointError(stale + " ".join(str(exc).split())) from exc
+    check_lazy_parts(task, stale)
     module = task.build_module()
     load_checked(module, load_weights(folder, ema=ema), source=f"{folder} (weights vs. the model its config builds)")
     log.info("loaded %s (%s weights)", folder, "EMA" if ema and (folder / EMA_FILE).is_file() else "raw")

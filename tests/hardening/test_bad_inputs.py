@@ -175,6 +175,12 @@ def broken_copy(run: Path, tmp_path: Path, damage: str) -> Path:
         torch.save({"w": torch.ones(2)}, folder / "model.safetensors")
     elif damage == "garbage_config":
         (folder / "config.yaml").write_text("task: [unclosed\n  - : :\n")
+    elif damage == "stale_codec_field":  # the codec is built lazily (a Hydra partial), after the rest
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.load(folder / "config.yaml")
+        config.task.codec.removed_field = 3  # a field a later version of the code dropped
+        OmegaConf.save(config, folder / "config.yaml")
     return copy
 
 
@@ -182,6 +188,8 @@ def broken_copy(run: Path, tmp_path: Path, damage: str) -> Path:
     ("truncated_weights", "model.safetensors: unreadable weights file"),
     ("pickle_as_safetensors", "model.safetensors: unreadable weights file"),
     ("garbage_config", "config.yaml: unreadable config"),
+    ("stale_codec_field", "config.yaml: does not build with this version of the code: build_maskgct_codec "
+                          "(codec_factory): got an unexpected keyword argument 'removed_field'"),
 ])
 def test_damaged_checkpoints(runs, clip, tmp_path, capsys, damage, needle):
     run_dir = broken_copy(runs["hicodit"], tmp_path, damage)
