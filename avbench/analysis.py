@@ -121,7 +121,10 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
     """Per system and emotion label: mean log-F0 relative to the speaker's mean over the held-out clips
     (so speakers' different pitches cancel), in semitones; per system, the correlation over clips of that
     relative F0 with the label's mean effect in the ground truth (``follows_label``: about 0.9 for the
-    ground truth itself). For emotion_swap: the F0 change from the same clip with its own label, against
+    ground truth itself). Two numbers tell the expression from the voice's pitch: ``speaker_offset``, per
+    system and speaker, the mean of that relative F0 (0 when the identity carries the speaker's pitch), and
+    ``follows_label_within_speaker``, the same r with each speaker's own mean in that system removed (the
+    expression alone). For emotion_swap: the F0 change from the same clip with its own label, against
     the ground truth's difference between the two emotions."""
     semitones = 12 / np.log(2)
     out: dict = {"labels": sorted({r["emotion_label"] for r in held_out}), "systems": {}}
@@ -133,19 +136,27 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
         if r["id"] in truth:
             truth_by_label[r["emotion_label"]].append(truth[r["id"]] - speaker_mean[r["speaker"]])
     truth_effect = {label: float(np.mean(v)) for label, v in truth_by_label.items()}
-    out["follows_label"] = {}
+    out["follows_label"], out["follows_label_within_speaker"], out["speaker_offset"] = {}, {}, {}
     for name in names:
         f0 = _f0_by_id(paths, name)
-        groups, relative, expected = defaultdict(list), [], []
+        groups, relative, expected, speakers = defaultdict(list), [], [], []
         for r in system_rows(paths, name, held_out):
             if r["id"] in f0 and r["emotion_label"] in truth_effect:
                 relative.append(semitones * (f0[r["id"]] - speaker_mean[r["speaker"]]))
                 expected.append(truth_effect[r["emotion_label"]])
+                speakers.append(r["speaker"])
                 groups[r["emotion_label"]].append(relative[-1])
         out["systems"][name] = {label: float(np.mean(v)) for label, v in sorted(groups.items())}
+        if not relative:
+            continue
+        relative, expected, speakers = np.array(relative), np.array(expected), np.array(speakers)
+        offset = {s: float(relative[speakers == s].mean()) for s in sorted(set(speakers))}
+        out["speaker_offset"][name] = offset
+        within = relative - np.array([offset[s] for s in speakers])
         # per clip: does F0 (from the speaker's mean) go where the label's effect in real speech says?
-        if len(relative) > 2 and np.std(relative) > 0 and np.std(expected) > 0:
-            out["follows_label"][name] = float(np.corrcoef(relative, expected)[0, 1])
+        for key, values in (("follows_label", relative), ("follows_label_within_speaker", within)):
+            if len(values) > 2 and np.std(values) > 0 and np.std(expected) > 0:
+                out[key][name] = float(np.corrcoef(values, expected)[0, 1])
     if "emotion_swap" in names and "generated" in names:
         own, swapped = _f0_by_id(paths, "generated"), _f0_by_id(paths, "emotion_swap")
         moved, expected = [], []

@@ -150,12 +150,20 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
         labels = emotion["labels"]
         lines += ["", "## Expression", "",
                   "Mean log-F0 per emotion label, in semitones from the speaker's mean over the held-out ground truth; "
-                  "r: per clip, how closely that relative F0 follows the label's effect in the ground truth.",
-                  "", "| system | " + " | ".join(labels) + " | r |", "|---|" + "---|" * (len(labels) + 1)]
-        follows = emotion.get("follows_label", {})
+                  "r: per clip, how closely that relative F0 follows the label's effect in the ground truth; "
+                  "r within speaker: the same with each speaker's own mean in that system removed (the expression "
+                  "apart from the voice's pitch); speakers' offset: each speaker's mean in that system from its "
+                  "ground truth's, in semitones, over the speakers (mean, lowest to highest; 0 when the identity "
+                  "carries the pitch).",
+                  "", "| system | " + " | ".join(labels) + " | r | r within speaker | speakers' offset |",
+                  "|---|" + "---|" * (len(labels) + 3)]
+        follows, within = emotion.get("follows_label", {}), emotion.get("follows_label_within_speaker", {})
         for name, by_label in emotion["systems"].items():
+            # rounded first so that a speaker exactly on its mean reads +0.00, not -0.00
+            offsets = [round(v, 2) + 0.0 for v in emotion.get("speaker_offset", {}).get(name, {}).values()]
+            spread = (f"{np.mean(offsets):+.2f} ({min(offsets):+.2f} to {max(offsets):+.2f})" if offsets else "—")
             lines.append(f"| {name} | " + " | ".join(_fmt(by_label.get(label), "{:+.2f}") for label in labels)
-                         + f" | {_fmt(follows.get(name), '{:.2f}')} |")
+                         + f" | {_fmt(follows.get(name), '{:.2f}')} | {_fmt(within.get(name), '{:.2f}')} | {spread} |")
         if emotion.get("swap"):
             s = emotion["swap"]
             lines += ["", f"Emotion swap: F0 moved in the label's direction in {100 * s['same_direction']:.0f}% of "

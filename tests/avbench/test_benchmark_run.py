@@ -207,6 +207,30 @@ def test_emotion_numbers_are_speaker_relative_and_the_swap_is_scored(tmp_path):
     assert follows["emotion_swap"] == pytest.approx(0.899, abs=1e-3)  # moved as the new labels say
 
 
+def test_a_voice_off_its_speakers_pitch_is_told_apart_from_the_expression(tmp_path):
+    paths = RunPaths(tmp_path)
+    st = np.log(2) / 12
+    # each speaker's clips: the label's effect (-2 / +2 st) around its neutral, five clips a speaker
+    rows = held_out(tmp_path, lengths=(10,) * 10, speakers=("s0",) * 5 + ("s1",) * 5,
+                    emotions=("neutral", "sadness", "happiness", "sadness", "happiness") * 2)
+    effect = {"neutral": 0, "sadness": -2, "happiness": 2}
+    base = {"s0": np.log(100), "s1": np.log(200)}
+    truth = {r["id"]: base[r["speaker"]] + st * effect[r["emotion_label"]] for r in rows}
+    write_f0_cache(paths.evaluation / "ground_truth", truth)
+    # the expression kept, but speaker s1 comes out 5 st above its own voice
+    shifted = {r["id"] for r in rows if r["speaker"] == "s1"}
+    write_f0_cache(paths.evaluation / "generated", {i: v + 5 * st * (i in shifted) for i, v in truth.items()})
+    write_manifest(paths.samples / "generated" / "manifest.jsonl", rows)
+    numbers = emotion_numbers(paths, ["ground_truth", "generated"], rows)
+    offset = numbers["speaker_offset"]["generated"]
+    assert offset["s0"] == pytest.approx(0.0, abs=1e-9) and offset["s1"] == pytest.approx(5.0)
+    assert numbers["follows_label"]["generated"] < 0.7  # the voice's offset reads as expression gone wrong
+    assert numbers["follows_label_within_speaker"]["generated"] == pytest.approx(1.0)
+    report = markdown({"preset": "full", "held_out_clips": 10, "systems": {}, "emotion": numbers}, paths, [])
+    row = next(line for line in report.splitlines() if line.startswith("| generated |"))
+    assert row.endswith("| 1.00 | +2.50 (+0.00 to +5.00) |")
+
+
 def test_systems_table_gives_each_variant_its_flags_and_its_paired_difference(tmp_path):
     results = {"preset": "full", "held_out_clips": 60,
                "systems": {"generated": {"wer": 42.5, "utterances": 60}, "lip4": {"wer": 38.3, "utterances": 60},
