@@ -137,21 +137,19 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
             truth_by_label[r["emotion_label"]].append(truth[r["id"]] - speaker_mean[r["speaker"]])
     truth_effect = {label: float(np.mean(v)) for label, v in truth_by_label.items()}
     out["follows_label"], out["follows_label_within_speaker"], out["speaker_offset"] = {}, {}, {}
+    def mean_by(values: np.ndarray, keys: np.ndarray) -> dict[str, float]:
+        return {key: float(values[keys == key].mean()) for key in sorted(set(keys.tolist()))}
+
     for name in names:
         f0 = _f0_by_id(paths, name)
-        groups, relative, expected, speakers = defaultdict(list), [], [], []
-        for r in system_rows(paths, name, held_out):
-            if r["id"] in f0 and r["emotion_label"] in truth_effect:
-                relative.append(semitones * (f0[r["id"]] - speaker_mean[r["speaker"]]))
-                expected.append(truth_effect[r["emotion_label"]])
-                speakers.append(r["speaker"])
-                groups[r["emotion_label"]].append(relative[-1])
-        out["systems"][name] = {label: float(np.mean(v)) for label, v in sorted(groups.items())}
-        if not relative:
+        rows = [r for r in system_rows(paths, name, held_out) if r["id"] in f0 and r["emotion_label"] in truth_effect]
+        relative = np.array([semitones * (f0[r["id"]] - speaker_mean[r["speaker"]]) for r in rows])
+        expected = np.array([truth_effect[r["emotion_label"]] for r in rows])
+        labels, speakers = np.array([r["emotion_label"] for r in rows]), np.array([r["speaker"] for r in rows])
+        out["systems"][name] = mean_by(relative, labels)
+        if not rows:
             continue
-        relative, expected, speakers = np.array(relative), np.array(expected), np.array(speakers)
-        offset = {s: float(relative[speakers == s].mean()) for s in sorted(set(speakers))}
-        out["speaker_offset"][name] = offset
+        offset = out["speaker_offset"][name] = mean_by(relative, speakers)
         within = relative - np.array([offset[s] for s in speakers])
         # per clip: does F0 (from the speaker's mean) go where the label's effect in real speech says?
         for key, values in (("follows_label", relative), ("follows_label_within_speaker", within)):
