@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     samp.add_argument("--steps", type=positive_int, help="Euler steps")
     samp.add_argument("--greedy", action="store_const", const=True, help="deterministic argmax sampling")
     samp.add_argument("--temperature", type=positive_float)
+    samp.add_argument("--unmask-order", choices=("random", "confidence"),
+                      help="random: the paper's Euler step; confidence: MaskGIT's most-confident-first order")
+    samp.add_argument("--order-noise", type=non_negative_float,
+                      help="confidence order: Gumbel noise on the confidences, scaled by t")
     samp.add_argument("--w-all", type=non_negative_float, help="guidance weight of all conditions together")
     samp.add_argument("--w-id", type=non_negative_float, help="guidance weight of the identity")
     samp.add_argument("--w-emo", type=non_negative_float, help="guidance weight of the expression")
@@ -219,6 +223,7 @@ def sampler_config(args, task):
     """The checkpoint's sampler (its config's ``task.sampler``, else the dataclass), with the flags
     the user gave replacing single fields."""
     flags = {"steps": args.steps, "greedy": args.greedy, "temperature": args.temperature, "w_all": args.w_all,
+             "unmask_order": args.unmask_order, "order_noise": args.order_noise,
              "w_id": args.w_id, "w_emo": args.w_emo, "w_lip": args.w_lip,
              "guidance_convention": args.guidance_convention, "guidance_schedule": args.guidance_schedule,
              "guidance_start": args.guidance_start, "guidance_on_rates": args.guidance_on_rates,

@@ -78,12 +78,15 @@ class LipFrontend(nn.Module):
     (B, T, H, W) uint8 or float in [0, 255] -> (B, T, out_dim) at the video rate. The classic
     lip-reading stem (Stafylakis & Tzimiropoulos 2017; AV-HuBERT's ResNet front-end): a 3-D conv
     (5 x 7 x 7, temporal receptive field of 5 frames) + max-pool, then a 2-D ResNet applied per
-    frame, global average pooling and a linear projection. GroupNorm replaces BatchNorm so padded
-    frames never leak into statistics and DDP needs no SyncBN. Input normalisation uses
-    AV-HuBERT's grey-level mean/std (0.421, 0.165).
+    frame, global average pooling and a linear projection. GroupNorm per frame replaces BatchNorm,
+    the stem's included, so no statistic pools other frames or clips: DDP needs no SyncBN, and a
+    clip's features do not depend on its batch (padded frames are never computed; past a clip's
+    end the stem sees its zero padding). Input normalisation uses AV-HuBERT's grey-level mean/std
+    (0.421, 0.165).
     """
 
     MEAN, STD = 0.421, 0.165
+    ROWS_MULTIPLE = 64
 
     def __init__(self, out_dim: int, channels: tuple[int, ...] = (64, 128, 256, 512), blocks_per_stage: int = 2,
                  pool: int = 1):
@@ -101,16 +104,33 @@ class LipFrontend(nn.Module):
         self.resnet = nn.Sequential(*stages)
         self.proj = nn.Linear(c_in, out_dim)
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+    def forward(self, crops: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """crops (B, T, H, W), frame_mask (B, T) bool (None: every frame real) -> (B, T, out_dim), zero at
+        padded frames."""
         b, t = crops.shape[:2]
+        real = torch.ones(b, t, dtype=torch.bool, device=crops.device) if frame_mask is None else frame_mask.bool()
         x = crops.float()  # (B, T, H, W)
         if self.input_pool > 1:  # pool before normalising: the affine map commutes with the mean, on p^2 fewer pixels
             x = F.avg_pool2d(x, self.input_pool)  # (B, T, H/p, W/p)
-        x = x * (1.0 / (255.0 * self.STD)) - self.MEAN / self.STD
-        x = self.pool(F.silu(self.stem_norm(self.stem(x[:, None]))))  # (B, c0, T, H/4, W/4)
-        x = x.transpose(1, 2).flatten(0, 1)  # (B*T, c0, H/4, W/4)
-        x = self.resnet(x).mean(dim=(-2, -1))  # (B*T, c_last)
-        return self.proj(x).unflatten(0, (b, t))  # (B, T, out_dim)
+        x = (x * (1.0 / (255.0 * self.STD)) - self.MEAN / self.STD) * real[..., None, None]
+        # Only the real frames are computed, as rows; their count is rounded up (with copies of the first row,
+        # dropped after) so that the convolutions meet a few shapes again and again: oneDNN builds a kernel
+        # per shape, and a new count at every step cost what skipping the padding saved.
+        rows = real.flatten().nonzero()[:, 0]  # (N,) indices into B T
+        n = rows.numel()
+        rows = F.pad(rows, (0, -n % self.ROWS_MULTIPLE if n else self.ROWS_MULTIPLE))  # (N',) a multiple of it
+        # The 3-D stem as a 2-D convolution over each frame's k-frame neighbourhood stacked as channels: the
+        # same product, which oneDNN runs faster (16 clips x 70 frames at 44 px, forward and backward with
+        # the max-pool, bf16 autocast: 0.067 against 0.125 s)
+        k = self.stem.kernel_size[0]
+        stack = F.pad(x, (0, 0, 0, 0, k // 2, k // 2)).unfold(1, k, 1)[rows // t, rows % t]  # (N', H/p, W/p, k)
+        y = F.conv2d(stack.permute(0, 3, 1, 2), self.stem.weight.squeeze(1), None, self.stem.stride[1:],
+                     self.stem.padding[1:])  # (N', c0, H/2p, W/2p)
+        y = F.silu(self.stem_norm(y))
+        y = F.max_pool2d(y, self.pool.kernel_size[1:], self.pool.stride[1:], self.pool.padding[1:])
+        y = self.proj(self.resnet(y).mean(dim=(-2, -1)))[:n]  # (N, out_dim)
+        out = y.new_zeros(b * t, y.shape[-1]).index_copy_(0, rows[:n], y)
+        return out.view(b, t, -1)  # (B, T, out_dim)
 
 
 # ------------------------------------------------------------------------------------ identity

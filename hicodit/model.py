@@ -268,7 +268,7 @@ class HiCoDiT(nn.Module):
         """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops; speaker (B, S); emotion (B, T)
         labels or (B, T, K) probabilities; frame_mask (B, T) -> HiCoDiTConditions."""
         if self.lip_frontend is not None:
-            lip = self.lip_frontend(lip)  # (B, T, lip_dim)
+            lip = self.lip_frontend(lip, frame_mask)  # (B, T, lip_dim)
         lip = lip * frame_mask[..., None].to(lip.dtype)  # padded frames carry nothing
         emo_seq, emo_pooled, _ = self.emotion(emotion, frame_mask)  # (B, E, C), (B, C)
         return HiCoDiTConditions(self.lip(lip), speaker, emo_seq, emo_pooled)

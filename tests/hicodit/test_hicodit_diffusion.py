@@ -241,6 +241,39 @@ def test_greedy_sampler_follows_the_schedule_and_is_deterministic():
     assert torch.equal(a, model.sample(cond, batch["token_mask"], cfg))
 
 
+def test_confidence_order_reveals_the_schedules_count_most_confident_first():
+    masked = torch.tensor([[[True, True, True, False], [True, True, True, True]]])  # (B=1, Q=2, L=4)
+    conf = torch.tensor([[[0.1, 0.9, 0.5, 5.0], [0.3, 0.2, 0.8, 0.1]]])
+    # half of the 8 positions stay masked, so 3 of the 7 masked ones are revealed: the best three, not
+    # the already revealed 5.0
+    unmask = MaskedDiffusion.most_confident(conf, masked, torch.ones_like(masked), 0.5)
+    assert unmask.tolist() == [[[False, True, True, False], [False, False, True, False]]]
+
+
+def test_confidence_order_follows_the_schedule_and_is_deterministic_given_the_generator():
+    batch = tiny_batch(clips=2)
+    model = diffusion()
+    cond = model.conditions(batch)[0]
+    seen = []
+    original = model.guided_logits
+
+    def spy(x, *args, **kwargs):
+        seen.append((x == model.mask_id).sum((1, 2)))  # (B,)
+        return original(x, *args, **kwargs)
+
+    model.guided_logits = spy
+    cfg = DiffusionSamplerConfig(steps=4, unmask_order="confidence")
+    a = model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(0))
+    n_real = batch["token_mask"].sum(1) * 12
+    start = model.schedule.mask_prob(torch.tensor(1.0, dtype=torch.float64))
+    for k, got in enumerate(seen):
+        keep = model.schedule.mask_prob(torch.tensor(1 - k / 4.0, dtype=torch.float64)) / start
+        assert torch.equal(got, torch.floor(n_real * keep).long())
+    assert not (a == model.mask_id).any()
+    assert torch.equal(a, model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(0)))
+    assert not torch.equal(a, model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(1)))
+
+
 def test_condition_dropout_rates():
     model = diffusion(drop_each=0.1, drop_all=0.1)
     torch.manual_seed(0)

@@ -163,6 +163,28 @@ def test_lip_frontend_input_pool_is_the_frontend_on_smaller_crops():
     assert not torch.allclose(pooled(crops), plain(crops), atol=1e-3)
 
 
+def test_a_clips_lip_features_do_not_depend_on_the_padding_its_batch_adds():
+    torch.manual_seed(0)
+    frontend = LipFrontend(32, channels=(8, 16), blocks_per_stage=1).eval()
+    torch.nn.init.normal_(frontend.stem_norm.weight)
+    torch.nn.init.normal_(frontend.stem_norm.bias)
+    short = torch.randint(0, 255, (1, 6, 44, 44), dtype=torch.uint8)
+    long = torch.randint(0, 255, (1, 11, 44, 44), dtype=torch.uint8)
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 5, 44, 44, dtype=torch.uint8)], 1), long])
+    frame_mask = torch.arange(11)[None] < torch.tensor([[6], [11]])
+    with torch.no_grad():
+        alone, together = frontend(short), frontend(batch, frame_mask)
+        assert torch.allclose(together[:1, :6], alone, atol=1e-6)
+        assert torch.allclose(together[1:], frontend(long), atol=1e-6)
+        assert not together[0, 6:].any()  # padded frames are not computed
+        # the stem is the 3-D convolution it stands for (zero padding in time), normalised per frame
+        x = (long.float() / 255 - frontend.MEAN) / frontend.STD
+        stem = frontend.stem(x[:, None]).transpose(1, 2).flatten(0, 1)  # (T, c0, H/2, W/2)
+        y = frontend.pool(torch.nn.functional.silu(frontend.stem_norm(stem))[:, :, None])[:, :, 0]
+        reference = frontend.proj(frontend.resnet(y).mean((-2, -1)))
+        assert torch.allclose(frontend(long)[0], reference, atol=1e-5)
+
+
 def test_paper_recipe_composes_with_the_papers_hyperparameters():
     cfg = compose("experiment=hicodit_lrs3", "data.train_manifest=train.jsonl")
     task = instantiate(cfg.task)  # cheap: the codec stays a factory until validation writes audio

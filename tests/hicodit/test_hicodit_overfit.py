@@ -150,6 +150,7 @@ SETTINGS = {
     "cfg convention": {"guidance_convention": "cfg", "w_all": 3.5},
     "guidance not on rates": {"guidance_on_rates": False},
     "levels 3-12 half-guided and cooler": {"high_level_guidance": 0.5, "high_level_temperature": 0.7},
+    "confidence order": {"unmask_order": "confidence"},
 }
 
 
