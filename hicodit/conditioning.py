@@ -113,9 +113,9 @@ class LipFrontend(nn.Module):
         if self.input_pool > 1:  # pool before normalising: the affine map commutes with the mean, on p^2 fewer pixels
             x = F.avg_pool2d(x, self.input_pool)  # (B, T, H/p, W/p)
         x = (x * (1.0 / (255.0 * self.STD)) - self.MEAN / self.STD) * real[..., None, None]
-        # Only the real frames are computed, as rows; their count is rounded up (with copies of the first row,
-        # dropped after) so that the convolutions meet a few shapes again and again: oneDNN builds a kernel
-        # per shape, and a new count at every step cost what skipping the padding saved.
+        # Only the real frames are computed, as rows; their count is rounded up (with copies of frame 0,
+        # dropped after) so that the convolutions meet a few shapes again and again: oneDNN builds kernels
+        # per shape, and a new count at every batch cost most of what skipping the padding saved.
         rows = real.flatten().nonzero()[:, 0]  # (N,) indices into B T
         n = rows.numel()
         rows = F.pad(rows, (0, -n % self.ROWS_MULTIPLE if n else self.ROWS_MULTIPLE))  # (N',) a multiple of it
