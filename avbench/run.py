@@ -7,7 +7,7 @@ resumes where it stopped; ``--from STAGE`` redoes that stage and everything afte
 and a finished stage whose preset settings changed is redone with the ones after it.
 
     python -m avbench.run --preset quick                       # ~15 min on 2 CPU cores
-    python -m avbench.run --preset full --out-dir runs/avbench_full   # 85-89 min with AMX (docs/benchmark.md)
+    python -m avbench.run --preset full --out-dir runs/avbench_full   # about 90 min with AMX (docs/benchmark.md)
     python -m avbench.run --preset quick hicodit.steps=3000 sampling.clips=48   # preset fields
 """
 
