@@ -439,6 +439,7 @@ class MaskedDiffusion(nn.Module):
         start = self._host(self.schedule.mask_prob, 1.0)
         for active, steps in phases:
             phase = drawn & active[None, :, None]  # (B, Q, L) positions this phase reveals
+            n_phase = phase.sum((1, 2))  # (B,)
             times = [1.0 - k / steps for k in range(steps + 1)]  # host floats: no device syncs
             for k in range(steps):
                 t, s = times[k], times[k + 1]
@@ -447,19 +448,20 @@ class MaskedDiffusion(nn.Module):
                                                       passes, cfg, level_scale)  # (B, L, Q, V)
                 logits = logits.transpose(1, 2)  # (B, Q, L, V)
                 masked = (x == self.mask_id) & phase  # (B, Q, L)
+                if not cfg.greedy:
+                    codes = gumbel_argmax(logits / temperature, generator)  # (B, Q, L)
                 if cfg.greedy or cfg.unmask_order == "confidence":
-                    logp = logits.float().log_softmax(-1)  # (B, Q, L, V)
+                    logp = logits.log_softmax(-1)  # (B, Q, L, V)
                     if cfg.greedy:
                         conf, codes = logp.max(-1)  # (B, Q, L)
                     else:
-                        codes = gumbel_argmax(logits / temperature, generator)  # (B, Q, L)
                         conf = logp.gather(-1, codes[..., None])[..., 0]
                         if cfg.order_noise > 0:
                             conf = conf + cfg.order_noise * t * gumbel_noise(conf.shape, generator, device)
                     keep_fraction = self._host(self.schedule.mask_prob, s) / start if s > 0 else 0.0
-                    unmask = self.most_confident(conf, masked, phase, keep_fraction)
+                    n_unmask = masked.sum((1, 2)) - torch.floor(n_phase * keep_fraction).long()  # (B,)
+                    unmask = self.most_confident(conf, masked, n_unmask)
                 else:
-                    codes = gumbel_argmax(logits / temperature, generator)  # (B, Q, L)
                     p_unmask = self.unmask_probability(t, s)
                     if log_rate is not None and s > 0:  # the last step reveals everything regardless
                         p_unmask = (p_unmask * log_rate.transpose(1, 2).exp()).clamp(max=1.0)  # (B, Q, L)
@@ -473,11 +475,9 @@ class MaskedDiffusion(nn.Module):
         return x
 
     @staticmethod
-    def most_confident(conf: torch.Tensor, masked: torch.Tensor, phase: torch.Tensor,
-                       keep_fraction: float) -> torch.Tensor:
-        """(B, Q, L) the masked positions to reveal, one ranking over every level: all but ``keep_fraction``
-        of the phase's positions stay masked after the step, the most confident ``conf`` revealed first."""
-        n_unmask = masked.sum((1, 2)) - torch.floor(phase.sum((1, 2)) * keep_fraction).long()  # (B,)
+    def most_confident(conf: torch.Tensor, masked: torch.Tensor, n_unmask: torch.Tensor) -> torch.Tensor:
+        """(B, Q, L) the ``n_unmask`` (B,) masked positions of highest ``conf`` in each item, ranked over
+        every level."""
         flat = torch.where(masked, conf, float("-inf")).flatten(1)  # (B, Q L): unmasked positions rank last
         rank = flat.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1, stable=True)  # 0 = most confident
         return masked & (rank < n_unmask[:, None]).view_as(masked)

@@ -244,9 +244,8 @@ def test_greedy_sampler_follows_the_schedule_and_is_deterministic():
 def test_confidence_order_reveals_the_schedules_count_most_confident_first():
     masked = torch.tensor([[[True, True, True, False], [True, True, True, True]]])  # (B=1, Q=2, L=4)
     conf = torch.tensor([[[0.1, 0.9, 0.5, 5.0], [0.3, 0.2, 0.8, 0.1]]])
-    # half of the 8 positions stay masked, so 3 of the 7 masked ones are revealed: the best three, not
-    # the already revealed 5.0
-    unmask = MaskedDiffusion.most_confident(conf, masked, torch.ones_like(masked), 0.5)
+    # 3 of the 7 masked ones are revealed: the best three, not the already revealed 5.0
+    unmask = MaskedDiffusion.most_confident(conf, masked, torch.tensor([3]))
     assert unmask.tolist() == [[[False, True, True, False], [False, False, True, False]]]
 
 
