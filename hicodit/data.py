@@ -34,6 +34,7 @@ from engine.data import ManifestError, read_manifest, resolve_path, write_manife
 from engine.data.sampler import crop_start, pad_sequences
 from engine.errors import UserFacingError
 from hicodit.conditioning import emotion_probs
+from hicodit.lipreading import encode_transcript
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class HiCoDiTDataConfig:
     emotion_key: str = "emotion"
     acoustic_emotion_key: str | None = None  # the speech's emotion (see the module docstring)
     ge2e_key: str | None = "ge2e"  # None: no alignment target (set diffusion.id_loss_weight=0)
+    # The manifest's transcript field ("text" in the corpus pipeline's), for the lip reader's CTC loss
+    # (diffusion.lip_ctc_weight); None: not read. A clip cropped to max_frames has none in that item.
+    transcript_key: str | None = None
     num_levels: int = 12
     num_emotions: int = 7
     tokens_per_frame: int = 2
@@ -185,10 +189,10 @@ def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: d
                             f"(at most {tolerance} apart)")
     if len(emotion) < frames:
         emotion = np.concatenate([emotion, np.repeat(emotion[-1:], frames - len(emotion), axis=0)])
-    start = 0
+    start, cropped = 0, False
     if cfg.max_frames and frames > cfg.max_frames:
         start = crop_start(frames, cfg.max_frames, crop_random)
-        frames = cfg.max_frames
+        frames, cropped = cfg.max_frames, True
     item = {
         "id": entry.get("id"),
         "lip": torch.from_numpy(np.ascontiguousarray(lip[start : start + frames])),
@@ -203,6 +207,13 @@ def prepare_clip(arrays: dict[str, np.ndarray], cfg: HiCoDiTDataConfig, entry: d
         item["tokens"] = torch.from_numpy(tok).T.contiguous()  # (L, Q), time-first for padding
     if "ge2e" in arrays:
         item["ge2e"] = torch.from_numpy(np.asarray(arrays["ge2e"], dtype=np.float32).reshape(-1))
+    if cfg.transcript_key is not None and tokens is not None:
+        text = entry.get(cfg.transcript_key)
+        if not isinstance(text, str):
+            raise ClipDataError(f"{where}: no transcript {cfg.transcript_key!r} in the manifest line "
+                                "(data.transcript_key)")
+        # the transcript describes the whole clip, not a crop of it
+        item["transcript"] = torch.from_numpy(encode_transcript("" if cropped else text))
     if "acoustic_emotion" in arrays:
         acoustic = np.asarray(arrays["acoustic_emotion"])
         if acoustic.ndim == 1 and np.issubdtype(acoustic.dtype, np.floating):  # one distribution per clip
@@ -245,6 +256,9 @@ def collate(items: list[dict], tokens_per_frame: int = 2) -> dict:
         batch["ge2e"] = torch.stack([it["ge2e"] for it in items])
     if all("acoustic_emotion" in it for it in items):
         batch["acoustic_emotion"] = pad_sequences([it["acoustic_emotion"] for it in items])[0]  # (B, T, K)
+    if all("transcript" in it for it in items):
+        transcript, mask = pad_sequences([it["transcript"] for it in items])  # (B, U), (B, U)
+        batch["transcript"], batch["transcript_lengths"] = transcript, mask.sum(1)
     return batch
 
 

@@ -79,6 +79,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes, guides_at
+from hicodit.lipreading import ctc_loss
 from hicodit.model import HiCoDiT, HiCoDiTConditions
 
 # ----------------------------------------------------------------------------- noise schedule
@@ -140,10 +141,16 @@ class DiffusionConfig:
     # low blocks (which also carry the lips to levels 3-12) share their capacity. The logged and
     # validated ``dse`` stays the unweighted sum.
     low_level_weight: float = 1.0
+    # Beyond the paper: weight of the lip reader's CTC loss (nats per transcript character) on the
+    # front-end's features, which then learn to read the lips from the transcript as well as from the
+    # diffusion loss. Needs model.lip_reader and data.transcript_key (hicodit/lipreading.py).
+    lip_ctc_weight: float = 0.0
 
     def __post_init__(self):
         if self.low_level_weight <= 0:
             raise ValueError("DiffusionConfig.low_level_weight must be > 0")
+        if self.lip_ctc_weight < 0:
+            raise ValueError("DiffusionConfig.lip_ctc_weight must be >= 0")
         if self.level_schedule not in LEVEL_SCHEDULES:
             raise ValueError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
         for name in ("drop_each", "drop_all", "acoustic_identity_prob", "clean_low_prob", "acoustic_emotion_prob"):
@@ -267,6 +274,8 @@ class MaskedDiffusion(nn.Module):
         self.register_buffer("level_weight", torch.where(low, self.cfg.low_level_weight, 1.0), persistent=False)
         # Training forwards seen, for the optional curriculum (saved with the weights, so resumes keep it).
         self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
+        if self.cfg.lip_ctc_weight > 0 and net.lip_reader is None:
+            raise ValueError("diffusion.lip_ctc_weight > 0 needs a lip reader: set model.lip_reader=true")
 
     def repeated_blocks(self):
         return self.net.repeated_blocks()
@@ -290,13 +299,21 @@ class MaskedDiffusion(nn.Module):
                    speaker: torch.Tensor | None = None) -> tuple[HiCoDiTConditions, torch.Tensor | None]:
         """Encode the batch's conditions; ``speaker`` (B, S) overrides the identity (e.g. a reference
         recording's GE2E embedding). Returns (conditions, c_id predicted from the face or None)."""
+        cond, c_id, _ = self.encode(batch, speaker)
+        return cond, c_id
+
+    def encode(self, batch: dict, speaker: torch.Tensor | None = None
+               ) -> tuple[HiCoDiTConditions, torch.Tensor | None, torch.Tensor]:
+        """``conditions`` and the lip features (B, T, lip_dim) they were made from."""
         c_id = self.net.predict_speaker(batch["face"]) if "face" in batch else None
         if speaker is None:
             if c_id is None and "ge2e" not in batch:
                 raise KeyError("the batch needs 'face' (identity embedding) or 'ge2e' / a speaker override")
             speaker = self.speaker_for(batch, c_id)
-        cond = self.net.encode_conditions(batch["lip"], speaker, self.emotion_for(batch), batch["frame_mask"])
-        return cond, c_id
+        features = self.net.lip_features(batch["lip"], batch["frame_mask"])  # (B, T, lip_dim)
+        cond = self.net.encode_conditions(features, speaker, self.emotion_for(batch), batch["frame_mask"],
+                                          lip_is_features=True)
+        return cond, c_id, features
 
     def emotion_for(self, batch: dict) -> torch.Tensor:
         """The emotion condition (B, T, K): the face's, or (per item, with probability
@@ -354,7 +371,7 @@ class MaskedDiffusion(nn.Module):
         masked = self.training_masks(t, b, q, length, device) | ~active  # (B, Q, L)
         noisy = torch.where(masked, self.mask_id, tokens)  # (B, Q, L)
 
-        cond, c_id = self.conditions(batch)
+        cond, c_id, lip_features = self.encode(batch)
         drop = self.sample_drops(b, device) if self.training else None
         logits = self.net(noisy, t, cond, token_mask, drop)  # (B, L, Q, V)
 
@@ -369,6 +386,13 @@ class MaskedDiffusion(nn.Module):
             id_l1 = (c_id.float() - batch["ge2e"].float()).abs().mean()
             loss = loss + self.cfg.id_loss_weight * id_l1
             logs["id_l1"] = id_l1.detach()
+        if self.cfg.lip_ctc_weight > 0:
+            if "transcript" not in batch:
+                raise KeyError("diffusion.lip_ctc_weight > 0 needs transcripts in the batch: set data.transcript_key")
+            lip_log_probs = self.net.lip_reader(lip_features, batch["frame_mask"])  # (B, T, V)
+            lip_ctc = ctc_loss(lip_log_probs, batch["frame_mask"], batch["transcript"], batch["transcript_lengths"])
+            loss = loss + self.cfg.lip_ctc_weight * lip_ctc
+            logs["lip_ctc"] = lip_ctc.detach()
 
         with torch.no_grad():
             correct = (logits.argmax(-1).transpose(1, 2) == tokens).float() * scored  # (B, Q, L)

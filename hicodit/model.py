@@ -44,6 +44,7 @@ from engine.layers import (
     sinusoidal_embedding,
 )
 from hicodit.conditioning import EmotionEncoder, IdentityEncoder, LipEncoder, LipFrontend
+from hicodit.lipreading import LipReader
 
 CONDITIONS = ("lip", "identity", "emotion")  # column order of the ``drop`` flags
 
@@ -77,6 +78,9 @@ class HiCoDiTConfig:
     frontend_channels: tuple[int, ...] = (64, 128, 256, 512)
     frontend_blocks: int = 2  # basic blocks per stage (2: ResNet-18 layout)
     frontend_pool: int = 1  # average-pool the crops by this factor first (2: 88 -> 44 px; a CPU step 1.4 -> 0.8 s)
+    # Beyond the paper: a CTC head reading the transcript's characters off the front-end's features
+    # (hicodit/lipreading.py), trained with diffusion.lip_ctc_weight > 0; never used in sampling.
+    lip_reader: bool = False
     # identity condition
     face_dim: int = 512  # ArcFace
     speaker_dim: int = 256  # GE2E
@@ -204,6 +208,7 @@ class HiCoDiT(nn.Module):
 
         self.lip_frontend = (LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks, cfg.frontend_pool)
                              if cfg.lip_input == "frontend" else None)
+        self.lip_reader = LipReader(cfg.lip_dim) if cfg.lip_reader else None
         self.lip = LipEncoder(cfg.lip_dim, dim, cfg.tokens_per_frame, cfg.lip_upsample)
         self.identity = IdentityEncoder(cfg.face_dim, dim, cfg.speaker_dim)
         self.speaker_proj = nn.Linear(cfg.speaker_dim, dim)
@@ -263,13 +268,20 @@ class HiCoDiT(nn.Module):
         """Face identity (B, F) -> c_id (B, S) in GE2E space."""
         return self.identity(face)
 
-    def encode_conditions(self, lip: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
-                          frame_mask: torch.Tensor) -> HiCoDiTConditions:
-        """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops; speaker (B, S); emotion (B, T)
-        labels or (B, T, K) probabilities; frame_mask (B, T) -> HiCoDiTConditions."""
+    def lip_features(self, lip: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops -> (B, T, lip_dim) features, zero at
+        padded frames (the front-end's output, what the lip reader reads)."""
         if self.lip_frontend is not None:
             lip = self.lip_frontend(lip, frame_mask)  # (B, T, lip_dim)
-        lip = lip * frame_mask[..., None].to(lip.dtype)  # padded frames carry nothing
+        return lip * frame_mask[..., None].to(lip.dtype)  # padded frames carry nothing
+
+    def encode_conditions(self, lip: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
+                          frame_mask: torch.Tensor, lip_is_features: bool = False) -> HiCoDiTConditions:
+        """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops (``lip_is_features``: already through
+        ``lip_features``); speaker (B, S); emotion (B, T) labels or (B, T, K) probabilities; frame_mask
+        (B, T) -> HiCoDiTConditions."""
+        if not lip_is_features:
+            lip = self.lip_features(lip, frame_mask)
         emo_seq, emo_pooled, _ = self.emotion(emotion, frame_mask)  # (B, E, C), (B, C)
         return HiCoDiTConditions(self.lip(lip), speaker, emo_seq, emo_pooled)
 

@@ -20,6 +20,7 @@ from torch import nn
 from engine.task import Task
 from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
+from hicodit.lipreading import decode_greedy
 from hicodit.model import HiCoDiT, HiCoDiTConfig
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,11 @@ class HiCoDiTTask(Task):
         if data.ge2e_key is None and needs_ge2e:
             raise ValueError("data.ge2e_key is null (no GE2E targets): set diffusion.id_loss_weight=0 and "
                              "diffusion.acoustic_identity_prob=0")
+        if self.diffusion_cfg.lip_ctc_weight > 0 and (data.transcript_key is None or not model.lip_reader):
+            raise ValueError("diffusion.lip_ctc_weight > 0 needs model.lip_reader=true and data.transcript_key "
+                             "(the manifest's transcript field, e.g. text)")
+        if model.lip_reader and self.diffusion_cfg.lip_ctc_weight <= 0:
+            raise ValueError("model.lip_reader=true trains nothing without diffusion.lip_ctc_weight > 0")
         if data.num_levels != model.num_levels or data.tokens_per_frame != model.tokens_per_frame:
             raise ValueError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
                              f"({model.num_levels}, {model.tokens_per_frame}) disagree")
@@ -78,12 +84,16 @@ class HiCoDiTTask(Task):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # keep training RNG intact
             torch.manual_seed(self.val_seed)
             loss, logs = module(batch)
-            cond = module.conditions(batch)[0]
+            cond, _, lip_features = module.encode(batch)
             tokens = module.sample(cond, batch["token_mask"], self.sampler_cfg)  # (B, Q, L)
         metrics = {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}
         metrics.update(token_accuracy(tokens, batch["tokens"], batch["token_mask"], self.model_cfg.num_low_levels))
         if out_dir is not None:
             self.write_samples(out_dir, batch, tokens)
+            if module.net.lip_reader is not None:
+                read = decode_greedy(module.net.lip_reader(lip_features, batch["frame_mask"]), batch["frame_mask"])
+                lines = [f"{clip_id}\t{text}" for clip_id, text in zip(batch["ids"], read)]
+                (out_dir / "lip_reading.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return metrics
 
     def write_samples(self, out_dir: Path, batch: dict, tokens: torch.Tensor) -> None:
