@@ -97,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     samp.add_argument("--given-levels", type=positive_int,
                       help="diagnosis: levels 1..N are the clip's own codec tokens (manifest key of the "
                            "checkpoint's tokens), the model draws the rest")
+    parser.add_argument("--read-lips", action="store_true",
+                        help="also write <out>.lips.txt, the transcript the model's lip reader reads off the lip "
+                             "features (models trained with model.lip_reader)")
     codec = parser.add_argument_group("codec")
     codec.add_argument("--codec-weights", help="the codec's weights (overrides the checkpoint's)")
     codec.add_argument("--codec-config", help="codec preset name or .yaml (instead of the checkpoint's)")
@@ -324,6 +327,8 @@ def run(args) -> int:
     if args.given_levels and args.given_levels >= model_cfg.num_levels:
         raise InferenceError(f"--given-levels {args.given_levels}: the model has {model_cfg.num_levels} levels, "
                              "so at least one must be left to draw")
+    if args.read_lips and module.net.lip_reader is None:
+        raise InferenceError(f"--read-lips: {args.checkpoint} has no lip reader (trained without model.lip_reader)")
     codec = load_codec(args, task, device, model_cfg)
     frontend = build_frontend(args, jobs, data_cfg, model_cfg, device)
     generator = torch.Generator(device).manual_seed(args.seed)
@@ -346,7 +351,10 @@ def run(args) -> int:
             refs = [_reference_speaker(job, args, model_cfg.speaker_dim) for job in batch_jobs]
             speaker = torch.from_numpy(np.stack(refs)).to(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), torch.no_grad():
-            cond = module.conditions(batch, speaker)[0]
+            cond, _, lip_features = module.encode(batch, speaker)
+            if args.read_lips:
+                written += write_lip_readings(batch_jobs, module.net.lip_reader(lip_features, batch["frame_mask"]),
+                                              batch["frame_mask"])
             tokens = module.sample(cond, batch["token_mask"], sampler, generator,
                                    progress=len(jobs) == 1 and not args.quiet,
                                    known=given_tokens(batch, args.given_levels, module.mask_id))  # (B, Q, L)
@@ -367,6 +375,21 @@ def given_tokens(batch: dict, levels: int | None, mask_id: int) -> torch.Tensor 
     tokens = batch["tokens"]  # (B, Q, L)
     given = torch.arange(tokens.shape[1], device=tokens.device)[None, :, None] < levels
     return torch.where(given, tokens, mask_id)
+
+
+def write_lip_readings(jobs: list[Job], log_probs: torch.Tensor, frame_mask: torch.Tensor) -> list[Path]:
+    """<out>.lips.txt per clip: the lip reader's best path (B, T, V log-probabilities) as text."""
+    from engine.atomic import atomic_path
+    from engine.cli import with_ext
+    from hicodit.lipreading import decode_greedy
+
+    paths = []
+    for job, text in zip(jobs, decode_greedy(log_probs, frame_mask)):
+        path = with_ext(job.stem, ".lips.txt")
+        with atomic_path(path) as tmp:
+            tmp.write_text(" ".join(text.split()) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def write_clip(job: Job, codes: torch.Tensor, feature_frames: int, codec) -> list[Path]:

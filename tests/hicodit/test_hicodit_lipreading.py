@@ -147,3 +147,47 @@ def test_the_lip_reader_settings_must_agree():
         HiCoDiTTask(HiCoDiTConfig.tiny(lip_reader=True), tiny_data_config(transcript_key="text"), DiffusionConfig())
     with pytest.raises(ValueError, match="lip_ctc_weight must be >= 0"):
         DiffusionConfig(lip_ctc_weight=-1.0)
+
+
+def test_a_run_with_the_lip_reader_trains_it_and_inference_writes_what_it_reads(tmp_path, capsys):
+    import infer
+    from tests.conftest import build_trainer, compose
+
+    texts = ["BIN BLUE AT A", "SET RED NOW", "LAY WHITE", "PLACE GREEN BY B"]
+    manifest = manifest_with_text(tmp_path / "data", texts, frames=(14, 14))
+    run = tmp_path / "run"
+    cfg = compose("experiment=hicodit_tiny", "data=hicodit_manifest", f"data.train_manifest={manifest}",
+                  "data.transcript_key=text", "model.lip_reader=true", "task.diffusion.lip_ctc_weight=1.0",
+                  f"trainer.out_dir={run}", "trainer.max_steps=120", "trainer.batch_size=4", "trainer.lr=3e-3",
+                  "trainer.warmup_steps=10", "trainer.save_every=120", "trainer.val_every=120",
+                  "trainer.log_every=20", "trainer.progress=false", "trainer.num_workers=0", "task.sampler.steps=2")
+    build_trainer(cfg).fit()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    ctc = [row["train/lip_ctc"] for row in rows if "train/lip_ctc" in row]
+    assert ctc[-1] < 0.5 * ctc[0], ctc  # it learns to read the four clips
+    read = (run / "samples" / "step_00000120" / "lip_reading.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in read] == [f"clip_{i:05d}" for i in range(4)]
+
+    out = tmp_path / "out"
+    assert infer.main(["hicodit", "--checkpoint", str(run), "--manifest", str(manifest), "--out-dir", str(out),
+                       "--steps", "2", "--read-lips", "--tokens-only", "--quiet"]) == 0
+    readings = [(out / f"clip_{i:05d}.lips.txt").read_text().strip() for i in range(4)]
+    assert sum(r == t for r, t in zip(readings, texts)) >= 2, readings
+    assert (out / "clip_00000.tokens.npy").is_file()
+
+
+def test_reading_lips_with_a_model_without_a_reader_is_one_clear_line(tmp_path, capsys):
+    import infer
+    from tests.conftest import build_trainer, compose
+
+    manifest = manifest_with_text(tmp_path / "data", ["BIN BLUE"], frames=(10, 10))
+    run = tmp_path / "run"
+    build_trainer(compose("experiment=hicodit_tiny", "data=hicodit_manifest", f"data.train_manifest={manifest}",
+                          f"trainer.out_dir={run}", "trainer.max_steps=1", "trainer.batch_size=1",
+                          "trainer.save_every=1", "trainer.val_every=0", "trainer.progress=false",
+                          "trainer.num_workers=0")).fit()
+    assert infer.main(["hicodit", "--checkpoint", str(run), "--manifest", str(manifest), "--out-dir",
+                       str(tmp_path / "out"), "--read-lips", "--tokens-only", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("has no lip reader (trained without model.lip_reader)"), err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
