@@ -78,6 +78,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.configs import ConfigError
 from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes, guides_at
 from hicodit.lipreading import ctc_loss
 from hicodit.model import HiCoDiT, HiCoDiTConditions
@@ -148,16 +149,16 @@ class DiffusionConfig:
 
     def __post_init__(self):
         if self.low_level_weight <= 0:
-            raise ValueError("DiffusionConfig.low_level_weight must be > 0")
+            raise ConfigError("DiffusionConfig.low_level_weight must be > 0")
         if self.lip_ctc_weight < 0:
-            raise ValueError("DiffusionConfig.lip_ctc_weight must be >= 0")
+            raise ConfigError("DiffusionConfig.lip_ctc_weight must be >= 0")
         if self.level_schedule not in LEVEL_SCHEDULES:
-            raise ValueError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
+            raise ConfigError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
         for name in ("drop_each", "drop_all", "acoustic_identity_prob", "clean_low_prob", "acoustic_emotion_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"DiffusionConfig.{name} must be in [0, 1]")
+                raise ConfigError(f"DiffusionConfig.{name} must be in [0, 1]")
         if not 0.0 < self.t_min < 1.0:
-            raise ValueError("DiffusionConfig.t_min must be in (0, 1)")
+            raise ConfigError("DiffusionConfig.t_min must be in (0, 1)")
 
 
 @dataclass
@@ -198,23 +199,23 @@ class DiffusionSamplerConfig:
         from hicodit.guidance import CONVENTIONS, SCHEDULES
 
         if self.steps < 1:
-            raise ValueError("DiffusionSamplerConfig.steps must be >= 1")
+            raise ConfigError("DiffusionSamplerConfig.steps must be >= 1")
         if self.temperature <= 0 or (self.high_level_temperature is not None and self.high_level_temperature <= 0):
-            raise ValueError("DiffusionSamplerConfig.temperature and high_level_temperature must be > 0")
+            raise ConfigError("DiffusionSamplerConfig.temperature and high_level_temperature must be > 0")
         if self.high_level_guidance < 0:
-            raise ValueError("DiffusionSamplerConfig.high_level_guidance must be >= 0")
+            raise ConfigError("DiffusionSamplerConfig.high_level_guidance must be >= 0")
         if self.guidance_convention not in CONVENTIONS or self.guidance_schedule not in SCHEDULES:
-            raise ValueError(f"guidance_convention must be one of {CONVENTIONS}, guidance_schedule one of {SCHEDULES}")
+            raise ConfigError(f"guidance_convention must be one of {CONVENTIONS}, guidance_schedule one of {SCHEDULES}")
         if self.level_schedule not in LEVEL_SCHEDULES:
-            raise ValueError(f"level_schedule must be one of {LEVEL_SCHEDULES}, got {self.level_schedule!r}")
+            raise ConfigError(f"level_schedule must be one of {LEVEL_SCHEDULES}, got {self.level_schedule!r}")
         if self.level_schedule == "coarse_to_fine" and self.steps < 2:
-            raise ValueError("coarse_to_fine sampling needs at least 2 steps (one per phase)")
+            raise ConfigError("coarse_to_fine sampling needs at least 2 steps (one per phase)")
         if not 0.0 < self.low_step_fraction < 1.0:
-            raise ValueError("low_step_fraction must be in (0, 1)")
+            raise ConfigError("low_step_fraction must be in (0, 1)")
         if self.unmask_order not in UNMASK_ORDERS:
-            raise ValueError(f"unmask_order must be one of {UNMASK_ORDERS}, got {self.unmask_order!r}")
+            raise ConfigError(f"unmask_order must be one of {UNMASK_ORDERS}, got {self.unmask_order!r}")
         if self.order_noise < 0:
-            raise ValueError("DiffusionSamplerConfig.order_noise must be >= 0")
+            raise ConfigError("DiffusionSamplerConfig.order_noise must be >= 0")
 
     def phase_steps(self) -> tuple[int, int]:
         """(steps for levels 1-2, steps for levels 3-12) of coarse-to-fine sampling; each at least 1."""
@@ -275,7 +276,7 @@ class MaskedDiffusion(nn.Module):
         # Training forwards seen, for the optional curriculum (saved with the weights, so resumes keep it).
         self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
         if self.cfg.lip_ctc_weight > 0 and net.lip_reader is None:
-            raise ValueError("diffusion.lip_ctc_weight > 0 needs a lip reader: set model.lip_reader=true")
+            raise ConfigError("diffusion.lip_ctc_weight > 0 needs a lip reader: set model.lip_reader=true")
 
     def repeated_blocks(self):
         return self.net.repeated_blocks()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.configs import ConfigError
 from engine.task import Task
 from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
@@ -38,15 +39,18 @@ class HiCoDiTTask(Task):
         self._codec = None
         needs_ge2e = self.diffusion_cfg.id_loss_weight > 0 or self.diffusion_cfg.acoustic_identity_prob > 0
         if data.ge2e_key is None and needs_ge2e:
-            raise ValueError("data.ge2e_key is null (no GE2E targets): set diffusion.id_loss_weight=0 and "
+            raise ConfigError("data.ge2e_key is null (no GE2E targets): set diffusion.id_loss_weight=0 and "
                              "diffusion.acoustic_identity_prob=0")
-        if self.diffusion_cfg.lip_ctc_weight > 0 and (data.transcript_key is None or not model.lip_reader):
-            raise ValueError("diffusion.lip_ctc_weight > 0 needs model.lip_reader=true and data.transcript_key "
-                             "(the manifest's transcript field, e.g. text)")
+        if self.diffusion_cfg.lip_ctc_weight > 0:
+            missing = [need for need, ok in (("model.lip_reader=true", model.lip_reader),
+                                             ("data.transcript_key (the manifest's transcript field, e.g. text)",
+                                              data.transcript_key is not None)) if not ok]
+            if missing:
+                raise ConfigError(f"diffusion.lip_ctc_weight > 0 needs {' and '.join(missing)}")
         if model.lip_reader and self.diffusion_cfg.lip_ctc_weight <= 0:
-            raise ValueError("model.lip_reader=true trains nothing without diffusion.lip_ctc_weight > 0")
+            raise ConfigError("model.lip_reader=true trains nothing without diffusion.lip_ctc_weight > 0")
         if data.num_levels != model.num_levels or data.tokens_per_frame != model.tokens_per_frame:
-            raise ValueError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
+            raise ConfigError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
                              f"({model.num_levels}, {model.tokens_per_frame}) disagree")
 
     def build_module(self) -> MaskedDiffusion:

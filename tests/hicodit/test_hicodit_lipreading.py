@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.configs import ConfigError
 from hicodit.data import ClipDataError, HiCoDiTDataset, SyntheticClips, collate, write_clips
 from hicodit.diffusion import DiffusionConfig, MaskedDiffusion
 from hicodit.lipreading import BLANK, CHARSET, VOCAB_SIZE, LipReader, ctc_loss, decode_greedy, encode_transcript
@@ -139,13 +140,14 @@ def test_the_ctc_loss_joins_training_and_reaches_the_front_end():
 
 
 def test_the_lip_reader_settings_must_agree():
-    with pytest.raises(ValueError, match="model.lip_reader=true"):
+    # ConfigError is a UserFacingError: train.py prints its one line, no traceback
+    with pytest.raises(ConfigError, match="model.lip_reader=true"):
         MaskedDiffusion(HiCoDiT(HiCoDiTConfig.tiny()), DiffusionConfig(lip_ctc_weight=1.0))
-    with pytest.raises(ValueError, match="data.transcript_key"):
+    with pytest.raises(ConfigError, match="needs data.transcript_key"):
         HiCoDiTTask(HiCoDiTConfig.tiny(lip_reader=True), tiny_data_config(), DiffusionConfig(lip_ctc_weight=1.0))
-    with pytest.raises(ValueError, match="trains nothing"):
+    with pytest.raises(ConfigError, match="trains nothing"):
         HiCoDiTTask(HiCoDiTConfig.tiny(lip_reader=True), tiny_data_config(transcript_key="text"), DiffusionConfig())
-    with pytest.raises(ValueError, match="lip_ctc_weight must be >= 0"):
+    with pytest.raises(ConfigError, match="lip_ctc_weight must be >= 0"):
         DiffusionConfig(lip_ctc_weight=-1.0)
 
 
