@@ -314,6 +314,7 @@ def run(args) -> int:
     from engine.checkpoint import load_module
     from engine.utils import resolve_device, resolve_precision, to_device
     from hicodit.data import load_feature, prepare_clip
+    from hicodit.lipreading import decode_greedy
     from hicodit.task import HiCoDiTTask
 
     device = resolve_device(args.device)
@@ -352,15 +353,16 @@ def run(args) -> int:
             speaker = torch.from_numpy(np.stack(refs)).to(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32), torch.no_grad():
             cond, _, lip_features = module.encode(batch, speaker)
-            if args.read_lips:
-                written += write_lip_readings(batch_jobs, module.net.lip_reader(lip_features, batch["frame_mask"]),
-                                              batch["frame_mask"])
+            readings = (decode_greedy(module.net.lip_reader(lip_features, batch["frame_mask"]), batch["frame_mask"])
+                        if args.read_lips else [None] * len(batch_jobs))
             tokens = module.sample(cond, batch["token_mask"], sampler, generator,
                                    progress=len(jobs) == 1 and not args.quiet,
                                    known=given_tokens(batch, args.given_levels, module.mask_id))  # (B, Q, L)
         lengths = batch["token_mask"].sum(1).tolist()
         for i, job in enumerate(batch_jobs):
             written += write_clip(job, tokens[i : i + 1, :, : lengths[i]], len(items[i]["lip"]), codec)
+            if readings[i] is not None:  # after the clip's speech: a failed clip leaves no reading behind
+                written.append(write_lip_reading(job, readings[i]))
     for path in written:
         print(path)
     log.info("%d clip(s), %d steps, guidance all/id/emo/lip = %s/%s/%s/%s", len(jobs), sampler.steps, sampler.w_all,
@@ -377,19 +379,15 @@ def given_tokens(batch: dict, levels: int | None, mask_id: int) -> torch.Tensor 
     return torch.where(given, tokens, mask_id)
 
 
-def write_lip_readings(jobs: list[Job], log_probs: torch.Tensor, frame_mask: torch.Tensor) -> list[Path]:
-    """<out>.lips.txt per clip: the lip reader's best path (B, T, V log-probabilities) as text."""
+def write_lip_reading(job: Job, text: str) -> Path:
+    """<out>.lips.txt: what the model's lip reader read off the clip (its best path, as text)."""
     from engine.atomic import atomic_path
     from engine.cli import with_ext
-    from hicodit.lipreading import decode_greedy
 
-    paths = []
-    for job, text in zip(jobs, decode_greedy(log_probs, frame_mask)):
-        path = with_ext(job.stem, ".lips.txt")
-        with atomic_path(path) as tmp:
-            tmp.write_text(" ".join(text.split()) + "\n", encoding="utf-8")
-        paths.append(path)
-    return paths
+    path = with_ext(job.stem, ".lips.txt")
+    with atomic_path(path) as tmp:
+        tmp.write_text(" ".join(text.split()) + "\n", encoding="utf-8")
+    return path
 
 
 def write_clip(job: Job, codes: torch.Tensor, feature_frames: int, codec) -> list[Path]:

@@ -312,8 +312,7 @@ class MaskedDiffusion(nn.Module):
                 raise KeyError("the batch needs 'face' (identity embedding) or 'ge2e' / a speaker override")
             speaker = self.speaker_for(batch, c_id)
         features = self.net.lip_features(batch["lip"], batch["frame_mask"])  # (B, T, lip_dim)
-        cond = self.net.encode_conditions(features, speaker, self.emotion_for(batch), batch["frame_mask"],
-                                          lip_is_features=True)
+        cond = self.net.conditions_from_lip_features(features, speaker, self.emotion_for(batch), batch["frame_mask"])
         return cond, c_id, features
 
     def emotion_for(self, batch: dict) -> torch.Tensor:

@@ -276,14 +276,16 @@ class HiCoDiT(nn.Module):
         return lip * frame_mask[..., None].to(lip.dtype)  # padded frames carry nothing
 
     def encode_conditions(self, lip: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
-                          frame_mask: torch.Tensor, lip_is_features: bool = False) -> HiCoDiTConditions:
-        """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops (``lip_is_features``: already through
-        ``lip_features``); speaker (B, S); emotion (B, T) labels or (B, T, K) probabilities; frame_mask
-        (B, T) -> HiCoDiTConditions."""
-        if not lip_is_features:
-            lip = self.lip_features(lip, frame_mask)
+                          frame_mask: torch.Tensor) -> HiCoDiTConditions:
+        """lip (B, T, lip_dim) features or (B, T, H, W) mouth crops; speaker (B, S); emotion (B, T)
+        labels or (B, T, K) probabilities; frame_mask (B, T) -> HiCoDiTConditions."""
+        return self.conditions_from_lip_features(self.lip_features(lip, frame_mask), speaker, emotion, frame_mask)
+
+    def conditions_from_lip_features(self, lip_features: torch.Tensor, speaker: torch.Tensor, emotion: torch.Tensor,
+                                     frame_mask: torch.Tensor) -> HiCoDiTConditions:
+        """``encode_conditions`` given the output of ``lip_features`` (B, T, lip_dim)."""
         emo_seq, emo_pooled, _ = self.emotion(emotion, frame_mask)  # (B, E, C), (B, C)
-        return HiCoDiTConditions(self.lip(lip), speaker, emo_seq, emo_pooled)
+        return HiCoDiTConditions(self.lip(lip_features), speaker, emo_seq, emo_pooled)
 
     def _apply_drop(self, cond: HiCoDiTConditions, drop: torch.Tensor | None):
         speaker = self.speaker_proj(cond.speaker)  # (B, C)
