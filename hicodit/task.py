@@ -40,7 +40,7 @@ class HiCoDiTTask(Task):
         needs_ge2e = self.diffusion_cfg.id_loss_weight > 0 or self.diffusion_cfg.acoustic_identity_prob > 0
         if data.ge2e_key is None and needs_ge2e:
             raise ConfigError("data.ge2e_key is null (no GE2E targets): set diffusion.id_loss_weight=0 and "
-                             "diffusion.acoustic_identity_prob=0")
+                              "diffusion.acoustic_identity_prob=0")
         if self.diffusion_cfg.lip_ctc_weight > 0:
             missing = [need for need, ok in (("model.lip_reader=true", model.lip_reader),
                                              ("data.transcript_key (the manifest's transcript field, e.g. text)",
@@ -51,7 +51,7 @@ class HiCoDiTTask(Task):
             raise ConfigError("model.lip_reader=true trains nothing without diffusion.lip_ctc_weight > 0")
         if data.num_levels != model.num_levels or data.tokens_per_frame != model.tokens_per_frame:
             raise ConfigError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
-                             f"({model.num_levels}, {model.tokens_per_frame}) disagree")
+                              f"({model.num_levels}, {model.tokens_per_frame}) disagree")
 
     def build_module(self) -> MaskedDiffusion:
         return MaskedDiffusion(HiCoDiT(self.model_cfg), self.diffusion_cfg)
