@@ -72,3 +72,24 @@ def test_vocabulary_prompt_is_passed_as_faster_whisper_passes_it(judge, piper_sp
         assert judge.judge_info()["initial_prompt"] == GRID_PROMPT
     finally:
         judge.config.initial_prompt = None
+
+
+def test_a_repetition_loop_is_decoded_again_with_no_trigram_repeated(judge, piper_speech, transcripts,  # noqa: F811
+                                                                     monkeypatch):
+    from evaluation.asr import LOOP_COMPRESSION_RATIO, compression_ratio, score_transcripts
+
+    loop = "then blue " + "red " * 200  # what Whisper tiny.en once heard in 2.8 s of generated speech
+    assert compression_ratio(loop) > LOOP_COMPRESSION_RATIO >= max(map(compression_ratio, transcripts))
+    decode, calls = judge._decode_batch, []
+
+    def first_pass_loops(wavs, no_repeat_ngram_size=0):  # the first utterance's first decoding loops
+        calls.append((len(wavs), no_repeat_ngram_size))
+        texts = decode(wavs, no_repeat_ngram_size)
+        return [loop, *texts[1:]] if no_repeat_ngram_size == 0 else texts
+
+    monkeypatch.setattr(judge, "_decode_batch", first_pass_loops)
+    out = judge.transcribe([s.wav for s in piper_speech[:2]])
+    assert calls == [(2, 0), (1, 3)]  # only the looping transcript is decoded again
+    assert out[1] == transcripts[1]
+    assert score_transcripts(out[:1], [piper_speech[0].text]).wer <= 0.1
+    assert judge.judge_info()["loop_guard"] == {"compression_ratio": 2.4, "no_repeat_ngram_size": 3}
