@@ -43,8 +43,9 @@ from engine.layers import (
     modulate,
     sinusoidal_embedding,
 )
-from hicodit.conditioning import EmotionEncoder, IdentityEncoder, LipEncoder, LipFrontend
+from hicodit.conditioning import EmotionEncoder, IdentityEncoder, LinearLipFrontend, LipEncoder, LipFrontend
 from hicodit.lipreading import LipReader
+from visual.mouth import MODEL_CROP  # the corpus pipeline's 88 px mouth crops
 
 CONDITIONS = ("lip", "identity", "emotion")  # column order of the ``drop`` flags
 
@@ -77,6 +78,9 @@ class HiCoDiTConfig:
     tokens_per_frame: int = 2
     frontend_channels: tuple[int, ...] = (64, 128, 256, 512)
     frontend_blocks: int = 2  # basic blocks per stage (2: ResNet-18 layout)
+    # resnet (LipFrontend: 3-D stem + ResNet) | linear (LinearLipFrontend: learned eigenlips, for mouths that
+    # keep their place in the crop, e.g. rendered faces)
+    frontend_arch: str = "resnet"
     frontend_pool: int = 1  # average-pool the crops by this factor first (2: 88 -> 44 px; a CPU step 1.4 -> 0.8 s)
     # Beyond the paper: a CTC head reading the transcript's characters off the front-end's features
     # (hicodit/lipreading.py), trained with diffusion.lip_ctc_weight > 0; never used in sampling.
@@ -97,7 +101,8 @@ class HiCoDiTConfig:
     def __post_init__(self):
         self.frontend_channels = tuple(self.frontend_channels)  # Hydra passes lists
         for name, allowed in (("norm", ("layer", "rms")), ("high_merge", ("add", "concat")),
-                              ("low_heads_from", ("low", "output")), ("lip_input", ("features", "frontend"))):
+                              ("low_heads_from", ("low", "output")), ("lip_input", ("features", "frontend")),
+                              ("frontend_arch", ("resnet", "linear"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"HiCoDiTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 < self.num_low_levels < self.num_levels:
@@ -206,8 +211,11 @@ class HiCoDiT(nn.Module):
         self.token_embed = nn.Embedding(q * (v + 1), dim)
         self.register_buffer("level_offset", torch.arange(q) * (v + 1), persistent=False)
 
-        self.lip_frontend = (LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks, cfg.frontend_pool)
-                             if cfg.lip_input == "frontend" else None)
+        self.lip_frontend = None
+        if cfg.lip_input == "frontend" and cfg.frontend_arch == "linear":
+            self.lip_frontend = LinearLipFrontend(cfg.lip_dim, side=MODEL_CROP // cfg.frontend_pool)
+        elif cfg.lip_input == "frontend":
+            self.lip_frontend = LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks, cfg.frontend_pool)
         self.lip_reader = LipReader(cfg.lip_dim) if cfg.lip_reader else None
         self.lip = LipEncoder(cfg.lip_dim, dim, cfg.tokens_per_frame, cfg.lip_upsample)
         self.identity = IdentityEncoder(cfg.face_dim, dim, cfg.speaker_dim)

@@ -4,7 +4,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from hicodit.conditioning import LipFrontend, smooth_emotions
+from engine.configs import ConfigError
+from hicodit.conditioning import LinearLipFrontend, LipFrontend, smooth_emotions
 from hicodit.model import HiCoDiT, HiCoDiTConfig
 from tests.conftest import compose
 from tests.hicodit.helpers import tiny_batch, tiny_net
@@ -183,6 +184,38 @@ def test_a_clips_lip_features_do_not_depend_on_the_padding_its_batch_adds():
         y = frontend.pool(torch.nn.functional.silu(frontend.stem_norm(stem))[:, :, None])[:, :, 0]
         reference = frontend.proj(frontend.resnet(y).mean((-2, -1)))
         assert torch.allclose(frontend(long)[0], reference, atol=1e-5)
+
+
+def test_linear_lip_frontend_is_one_map_of_each_frames_pooled_neighbourhood():
+    torch.manual_seed(0)
+    frontend = LinearLipFrontend(16, side=11, frames=5).eval()
+    crops = torch.randint(0, 255, (1, 7, 88, 88), dtype=torch.uint8)
+    x = (torch.nn.functional.avg_pool2d(crops.float(), 8) / 255 - frontend.MEAN) / frontend.STD  # (1, 7, 11, 11)
+    padded = torch.nn.functional.pad(x[0], (0, 0, 0, 0, 2, 2))  # zeros beyond the clip's ends
+    for t in (0, 3, 6):
+        expected = frontend.norm(frontend.proj(padded[t : t + 5].flatten()))
+        assert torch.allclose(frontend(crops)[0, t], expected, atol=1e-5)
+    # a clip's features do not depend on the padding its batch adds
+    short = crops[:, :4]
+    batch = torch.cat([torch.cat([short, torch.full((1, 3, 88, 88), 200, dtype=torch.uint8)], 1), crops])
+    frame_mask = torch.arange(7)[None] < torch.tensor([[4], [7]])
+    with torch.no_grad():
+        together = frontend(batch, frame_mask)
+        assert torch.allclose(together[:1, :4], frontend(short), atol=1e-6)
+        assert torch.allclose(together[1:], frontend(crops), atol=1e-6)
+
+
+def test_hicodit_with_the_linear_lip_frontend_trains_it_end_to_end():
+    net = HiCoDiT(HiCoDiTConfig.tiny(lip_input="frontend", frontend_arch="linear", frontend_pool=4))
+    assert isinstance(net.lip_frontend, LinearLipFrontend) and net.lip_frontend.side == 22
+    batch = tiny_batch(clips=2, frames=(5, 5))
+    crops = torch.randint(0, 255, (2, 5, 88, 88), dtype=torch.uint8)
+    cond = net.encode_conditions(crops, batch["ge2e"], batch["emotion"], batch["frame_mask"])
+    torch.nn.init.normal_(net.heads.weight)  # zero-initialised heads pass no gradient on the first step
+    net(batch["tokens"], torch.rand(2), cond, batch["token_mask"]).square().mean().backward()
+    assert net.lip_frontend.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="frontend_arch must be one of"):
+        HiCoDiTConfig.tiny(frontend_arch="vit")
 
 
 def test_paper_recipe_composes_with_the_papers_hyperparameters():
