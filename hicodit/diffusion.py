@@ -146,12 +146,17 @@ class DiffusionConfig:
     # front-end's features, which then learn to read the lips from the transcript as well as from the
     # diffusion loss. Needs model.lip_reader and data.transcript_key (hicodit/lipreading.py).
     lip_ctc_weight: float = 0.0
+    # Beyond the paper: weight of the lip-unit loss, levels 1-2's codes read off the lip stream alone by
+    # one linear head (model.lip_unit_head): cross-entropy in nats per token frame, summed over those
+    # levels. It is AV-HuBERT's way of teaching a video front-end (predict the audio's units from the
+    # lips), and gives the front-end a one-layer path from the codes instead of one through the blocks.
+    lip_unit_weight: float = 0.0
 
     def __post_init__(self):
         if self.low_level_weight <= 0:
             raise ConfigError("DiffusionConfig.low_level_weight must be > 0")
-        if self.lip_ctc_weight < 0:
-            raise ConfigError("DiffusionConfig.lip_ctc_weight must be >= 0")
+        if self.lip_ctc_weight < 0 or self.lip_unit_weight < 0:
+            raise ConfigError("DiffusionConfig.lip_ctc_weight and lip_unit_weight must be >= 0")
         if self.level_schedule not in LEVEL_SCHEDULES:
             raise ConfigError(f"DiffusionConfig.level_schedule must be one of {LEVEL_SCHEDULES}")
         for name in ("drop_each", "drop_all", "acoustic_identity_prob", "clean_low_prob", "acoustic_emotion_prob"):
@@ -277,6 +282,8 @@ class MaskedDiffusion(nn.Module):
         self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
         if self.cfg.lip_ctc_weight > 0 and net.lip_reader is None:
             raise ConfigError("diffusion.lip_ctc_weight > 0 needs a lip reader: set model.lip_reader=true")
+        if self.cfg.lip_unit_weight > 0 and net.lip_unit_head is None:
+            raise ConfigError("diffusion.lip_unit_weight > 0 needs the head: set model.lip_unit_head=true")
 
     def repeated_blocks(self):
         return self.net.repeated_blocks()
@@ -393,6 +400,10 @@ class MaskedDiffusion(nn.Module):
             lip_ctc = ctc_loss(lip_log_probs, batch["frame_mask"], batch["transcript"], batch["transcript_lengths"])
             loss = loss + self.cfg.lip_ctc_weight * lip_ctc
             logs["lip_ctc"] = lip_ctc.detach()
+        if self.cfg.lip_unit_weight > 0:
+            lip_unit = self.lip_unit_loss(cond.lip, tokens, token_mask)
+            loss = loss + self.cfg.lip_unit_weight * lip_unit
+            logs["lip_unit"] = lip_unit.detach()
 
         with torch.no_grad():
             correct = (logits.argmax(-1).transpose(1, 2) == tokens).float() * scored  # (B, Q, L)
@@ -402,6 +413,14 @@ class MaskedDiffusion(nn.Module):
                 logs[f"ce_{name}"] = (ce.detach() * scored)[:, sl].sum() / count
                 logs[f"acc_{name}"] = correct[:, sl].sum() / count
         return loss, logs
+
+    def lip_unit_loss(self, lip_stream: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """lip_stream (B, L, C) (the conditions' lip, before any dropout), tokens (B, Q, L), token_mask (B, L)
+        -> levels 1-2's cross-entropy read off the lips alone, summed over those levels, per real token frame."""
+        n_low, v = self.net.cfg.num_low_levels, self.net.cfg.codebook_size
+        logits = self.net.lip_unit_head(lip_stream).float().unflatten(-1, (n_low, v))  # (B, L, Q_low, V)
+        ce = F.cross_entropy(logits.transpose(1, 3), tokens[:, :n_low], reduction="none")  # (B, Q_low, L)
+        return (ce * token_mask[:, None]).sum() / token_mask.sum().clamp(min=1)
 
     # -------------------------------------------------------------------------------- sampling
     def guided_logits(self, x: torch.Tensor, t: torch.Tensor, cond_n: HiCoDiTConditions, mask_n: torch.Tensor | None,

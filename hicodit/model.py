@@ -22,7 +22,9 @@ Choices the paper leaves open (all configurable, see ``HiCoDiTConfig`` and docs/
     identity and levels 1-2 only, as the paper's hierarchy intends (``low_heads_from``);
   * the temporal factor of the dual-scale AdaLN is parametrised as (1 + gamma_t), zero-initialised
     like every other modulation (adaLN-Zero), so each block starts as the identity.
-Beyond the paper, ``emotion_in_low`` adds the pooled emotion to the low blocks' AdaLN condition.
+Beyond the paper, ``emotion_in_low`` adds the pooled emotion to the low blocks' AdaLN condition, and two
+training-only heads read the lips: ``lip_reader`` (CTC over the transcript) and ``lip_unit_head`` (levels
+1-2's codes off the lip stream, (B, L, C) -> (B, L, Q_lo V)).
 """
 
 from dataclasses import dataclass, fields, replace
@@ -85,6 +87,9 @@ class HiCoDiTConfig:
     # Beyond the paper: a CTC head reading the transcript's characters off the front-end's features
     # (hicodit/lipreading.py), trained with diffusion.lip_ctc_weight > 0; never used in sampling.
     lip_reader: bool = False
+    # Beyond the paper: a linear head reading levels 1-2's codes off the lip stream alone (the lip encoder's
+    # token-rate output), trained with diffusion.lip_unit_weight > 0 (hicodit/diffusion.py); never used in sampling.
+    lip_unit_head: bool = False
     # identity condition
     face_dim: int = 512  # ArcFace
     speaker_dim: int = 256  # GE2E
@@ -218,6 +223,7 @@ class HiCoDiT(nn.Module):
             self.lip_frontend = LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks, cfg.frontend_pool)
         self.lip_reader = LipReader(cfg.lip_dim) if cfg.lip_reader else None
         self.lip = LipEncoder(cfg.lip_dim, dim, cfg.tokens_per_frame, cfg.lip_upsample)
+        self.lip_unit_head = nn.Linear(dim, cfg.num_low_levels * v) if cfg.lip_unit_head else None
         self.identity = IdentityEncoder(cfg.face_dim, dim, cfg.speaker_dim)
         self.speaker_proj = nn.Linear(cfg.speaker_dim, dim)
         self.emotion = EmotionEncoder(cfg.num_emotions, dim, cfg.tokens_per_frame, cfg.emotion_window,

@@ -49,6 +49,8 @@ class HiCoDiTTask(Task):
                 raise ConfigError(f"diffusion.lip_ctc_weight > 0 needs {' and '.join(missing)}")
         if model.lip_reader and self.diffusion_cfg.lip_ctc_weight <= 0:
             raise ConfigError("model.lip_reader=true trains nothing without diffusion.lip_ctc_weight > 0")
+        if model.lip_unit_head and self.diffusion_cfg.lip_unit_weight <= 0:
+            raise ConfigError("model.lip_unit_head=true trains nothing without diffusion.lip_unit_weight > 0")
         if data.num_levels != model.num_levels or data.tokens_per_frame != model.tokens_per_frame:
             raise ConfigError(f"data ({data.num_levels} levels, {data.tokens_per_frame} tokens/frame) and model "
                               f"({model.num_levels}, {model.tokens_per_frame}) disagree")

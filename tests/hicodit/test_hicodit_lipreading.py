@@ -147,7 +147,7 @@ def test_the_lip_reader_settings_must_agree():
         HiCoDiTTask(HiCoDiTConfig.tiny(lip_reader=True), tiny_data_config(), DiffusionConfig(lip_ctc_weight=1.0))
     with pytest.raises(ConfigError, match="trains nothing"):
         HiCoDiTTask(HiCoDiTConfig.tiny(lip_reader=True), tiny_data_config(transcript_key="text"), DiffusionConfig())
-    with pytest.raises(ConfigError, match="lip_ctc_weight must be >= 0"):
+    with pytest.raises(ConfigError, match="lip_ctc_weight and lip_unit_weight must be >= 0"):
         DiffusionConfig(lip_ctc_weight=-1.0)
 
 
@@ -193,3 +193,35 @@ def test_reading_lips_with_a_model_without_a_reader_is_one_clear_line(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith("has no lip reader (trained without model.lip_reader)"), err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ------------------------------------------------------------------------------ the lip-unit head
+
+
+def test_the_lip_unit_loss_is_levels_one_and_two_read_off_the_lips_alone():
+    torch.manual_seed(0)
+    net = HiCoDiT(HiCoDiTConfig.tiny(lip_input="frontend", frontend_arch="linear", lip_unit_head=True))
+    module = MaskedDiffusion(net, DiffusionConfig(lip_unit_weight=0.5)).train()
+    batch = tiny_batch(clips=2, frames=(8, 12))  # two lengths: padded token frames must not count
+    batch["lip"] = torch.randint(0, 255, (*batch["frame_mask"].shape, 88, 88), dtype=torch.uint8)
+    assert not batch["token_mask"].all()
+    cond, _ = module.conditions(batch)
+    # the same loss written out clip by clip, frame by frame: mean over real token frames, summed over levels 1-2
+    logits = net.lip_unit_head(cond.lip).view(2, -1, 2, net.cfg.codebook_size).log_softmax(-1)
+    lengths = batch["token_mask"].sum(1).tolist()
+    terms = [-logits[i, f, q, batch["tokens"][i, q, f]] for i in range(2) for f in range(lengths[i]) for q in range(2)]
+    expected = torch.stack(terms).sum() / batch["token_mask"].sum()
+    assert torch.allclose(module.lip_unit_loss(cond.lip, batch["tokens"], batch["token_mask"]), expected, atol=1e-5)
+    loss, logs = module(batch)
+    assert "lip_unit" in logs
+    loss.backward()
+    assert net.lip_frontend.proj.weight.grad.abs().sum() > 0 and net.lip_unit_head.weight.grad.abs().sum() > 0
+
+
+def test_the_lip_unit_settings_must_agree():
+    with pytest.raises(ConfigError, match="model.lip_unit_head=true"):
+        MaskedDiffusion(HiCoDiT(HiCoDiTConfig.tiny()), DiffusionConfig(lip_unit_weight=1.0))
+    with pytest.raises(ConfigError, match="trains nothing"):
+        HiCoDiTTask(HiCoDiTConfig.tiny(lip_unit_head=True), tiny_data_config(), DiffusionConfig())
+    with pytest.raises(ConfigError, match="lip_unit_weight must be >= 0"):
+        DiffusionConfig(lip_unit_weight=-1.0)
