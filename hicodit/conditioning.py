@@ -72,6 +72,22 @@ def _groups(channels: int) -> int:
     return math.gcd(channels, 32)
 
 
+GREY_MEAN, GREY_STD = 0.421, 0.165  # AV-HuBERT's grey-level statistics of mouth crops
+
+
+def normalise_crops(x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(Pooled) grey crops (B, T, h, w) float in [0, 255] -> normalised with AV-HuBERT's statistics, zero at
+    the padded frames of ``frame_mask`` (B, T) bool (None: every frame real)."""
+    x = x * (1.0 / (255.0 * GREY_STD)) - GREY_MEAN / GREY_STD
+    return x if frame_mask is None else x * frame_mask[..., None, None].to(x.dtype)
+
+
+def frame_neighbourhoods(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, T, h, w) -> (B, T, h, w, frames): each frame's centred neighbourhood of ``frames`` frames (odd),
+    zeros beyond the clip's ends (a view, no copy)."""
+    return F.pad(x, (0, 0, 0, 0, frames // 2, frames // 2)).unfold(1, frames, 1)
+
+
 class LipFrontend(nn.Module):
     """A trainable visual front-end on grey mouth crops, for users without AV-HuBERT features.
 
@@ -85,7 +101,7 @@ class LipFrontend(nn.Module):
     (0.421, 0.165).
     """
 
-    MEAN, STD = 0.421, 0.165
+    MEAN, STD = GREY_MEAN, GREY_STD
     ROWS_MULTIPLE = 64
 
     def __init__(self, out_dim: int, channels: tuple[int, ...] = (64, 128, 256, 512), blocks_per_stage: int = 2,
@@ -112,7 +128,7 @@ class LipFrontend(nn.Module):
         x = crops.float()  # (B, T, H, W)
         if self.input_pool > 1:  # pool before normalising: the affine map commutes with the mean, on p^2 fewer pixels
             x = F.avg_pool2d(x, self.input_pool)  # (B, T, H/p, W/p)
-        x = (x * (1.0 / (255.0 * self.STD)) - self.MEAN / self.STD) * real[..., None, None]
+        x = normalise_crops(x, real)
         # Only the real frames are computed, as rows; their count is rounded up (with copies of frame 0,
         # dropped after) so that the convolutions meet a few shapes again and again: oneDNN builds kernels
         # per shape, and a new count at every batch cost most of what skipping the padding saved.
@@ -123,7 +139,7 @@ class LipFrontend(nn.Module):
         # same product, which oneDNN runs faster (16 clips x 70 frames at 44 px, forward and backward with
         # the max-pool, bf16 autocast: 0.067 against 0.125 s)
         k = self.stem.kernel_size[0]
-        stack = F.pad(x, (0, 0, 0, 0, k // 2, k // 2)).unfold(1, k, 1)[rows // t, rows % t]  # (N', H/p, W/p, k)
+        stack = frame_neighbourhoods(x, k)[rows // t, rows % t]  # (N', H/p, W/p, k)
         stack = stack.permute(0, 3, 1, 2).contiguous()  # (N', k, H/p, W/p) NCHW: faster here than channels-last
         y = F.conv2d(stack, self.stem.weight.squeeze(1), None, self.stem.stride[1:], self.stem.padding[1:])
         y = F.silu(self.stem_norm(y))  # (N', c0, H/2p, W/2p)
@@ -148,7 +164,7 @@ class LinearLipFrontend(nn.Module):
     on its batch.
     """
 
-    MEAN, STD = LipFrontend.MEAN, LipFrontend.STD
+    MEAN, STD = GREY_MEAN, GREY_STD
 
     def __init__(self, out_dim: int, side: int = 22, frames: int = 5):
         super().__init__()
@@ -160,13 +176,10 @@ class LinearLipFrontend(nn.Module):
 
     def forward(self, crops: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         """crops (B, T, H, W), frame_mask (B, T) bool (None: every frame real) -> (B, T, out_dim)."""
-        x = F.adaptive_avg_pool2d(crops.float(), self.side)  # (B, T, S, S): 88 px crops pooled 4 x 4 at S = 22
-        x = x * (1.0 / (255.0 * self.STD)) - self.MEAN / self.STD
-        if frame_mask is not None:
-            x = x * frame_mask[..., None, None].to(x.dtype)  # padded frames are zeros to their neighbours
-        k = self.frames
-        stack = F.pad(x.flatten(2), (0, 0, k // 2, k // 2)).unfold(1, k, 1)  # (B, T, S S, k)
-        return self.norm(self.proj(stack.transpose(-1, -2).flatten(2)))  # (B, T, k S S) -> (B, T, out_dim)
+        # (B, T, S, S): 88 px crops pooled 4 x 4 at S = 22; padded frames are zeros to their neighbours
+        x = normalise_crops(F.adaptive_avg_pool2d(crops.float(), self.side), frame_mask)
+        stack = frame_neighbourhoods(x, self.frames).permute(0, 1, 4, 2, 3)  # (B, T, k, S, S)
+        return self.norm(self.proj(stack.flatten(2)))  # (B, T, k S S) -> (B, T, out_dim)
 
 
 # ------------------------------------------------------------------------------------ identity
