@@ -14,7 +14,9 @@ manifest (the corpus pipeline's test.jsonl):
 ``reference_speaker`` defaults to ``reference``; ``video`` (the face the speech should sync with)
 to the generated file when it has video, else the reference. Each judge runs through the corpus
 runner into ``<out-dir>/cache/<judge>/``: per-utterance rows are cached (an interrupted evaluation
-resumes; a judge added later runs alone), work shards across GPUs like preparation does. A judge whose
+resumes; a judge added later runs alone), work shards across GPUs like preparation does. The cache
+records the judge's settings (``Judge.settings``: weights, options, scoring revision); rows made with
+other settings are judged again, never mixed with new ones. A judge whose
 weights are missing is skipped with one line naming the file. Outputs: ``results.json`` (per
 utterance and aggregate, with the judges' names and versions), ``results.md`` (the paper's columns,
 next to the paper's own rows), ``plots/`` (metric distributions, a spectrogram grid).
@@ -22,6 +24,7 @@ next to the paper's own rows), ``plots/`` (metric distributions, a spectrogram g
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +33,7 @@ import torch
 
 from engine.errors import UserFacingError
 from engine.pipeline.corpus import Clip
-from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, read_rows
+from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, parse_shard, read_rows
 from evaluation.judges import JUDGES, PRESETS, SR, Judge
 
 log = logging.getLogger(__name__)
@@ -170,9 +173,10 @@ def evaluate(clips: list[Clip], judge_names: list[str], out: str | Path, options
     for name in judge_names:
         opts = dict(options.get(name, {}))
         judge = JUDGES[name](opts.pop("weights", None), **opts)
+        cache = out / "cache" / name
+        claim_cache(cache, judge.settings(), sharded=parse_shard(shard)[1] > 1)
         try:
-            run(JudgeRecipe(judge), clips, out / "cache" / name, shard, device, batch_size, workers,
-                progress=progress)
+            run(JudgeRecipe(judge), clips, cache, shard, device, batch_size, workers, progress=progress)
             if judge.ready:  # (every utterance cached: the judge was not even built this time)
                 evaluation.judges[name] = judge.info()
         except JudgeUnavailable as e:
@@ -185,6 +189,34 @@ def evaluate(clips: list[Clip], judge_names: list[str], out: str | Path, options
     (out / "judges.json").write_text(json.dumps(previous, indent=2, default=str))
     evaluation.judges = previous
     return evaluation
+
+
+def claim_cache(cache: Path, settings: dict, sharded: bool = False) -> None:
+    """Make ``cache`` a cache of scores made with ``settings``: a cache made with other settings (or by a
+    version that recorded none) is emptied, so its rows are judged again. Shards of one evaluation
+    run at once, and one must not empty what another is filling: sharded, a stale cache is an error."""
+    record = cache / "settings.json"
+    wanted = json.loads(json.dumps(settings, default=str))  # as it reads back from the file
+    if cache.is_dir() and any(cache.iterdir()):
+        try:
+            stored = json.loads(record.read_text())
+        except (OSError, ValueError):
+            stored = None
+        if stored == wanted:
+            return
+        changed = ("no settings recorded" if stored is None else "changed: " + ", ".join(
+            k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)))
+        if sharded:
+            raise EvaluationError(f"{cache}: cached {settings['judge']} scores were made with other settings "
+                                  f"({changed}); remove the folder, or judge into another --out-dir")
+        log.warning("%s: cached %s scores were made with other settings (%s): judging again", cache,
+                    settings["judge"], changed)
+        shutil.rmtree(cache)
+    from engine.atomic import atomic_path
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=2))
 
 
 # ------------------------------------------------------------------------------------- aggregate

@@ -32,9 +32,15 @@ class Judge(ABC):
     needs: tuple[str, ...] = ("generated",)  # generated audio, reference audio, text, speaker, frames, ref_frames
     corpus_level: bool = False
     ready: bool = False  # set once setup() has built the model
+    # Raised whenever the judge's scoring changes, so the harness judges cached utterances again.
+    revision: int = 1
 
     def __init__(self, weights: str | None = None, **options):
         self.weights, self.options = weights, options
+
+    def settings(self) -> dict:
+        """What a cached score depends on, known before the model is built (``info`` needs ``setup``)."""
+        return {"judge": self.name, "revision": self.revision, "weights": self.weights, "options": self.options}
 
     @abstractmethod
     def setup(self, device: torch.device) -> None:
@@ -51,6 +57,7 @@ class Judge(ABC):
 class WER(Judge):
     name = "wer"
     needs = ("generated", "text")
+    revision = 2  # 2: a looping transcript is decoded again (evaluation/asr.py, the loop guard)
 
     def setup(self, device):
         from evaluation.asr import AsrConfig, AsrJudge

@@ -124,3 +124,43 @@ def test_aggregate_and_plots_leave_out_undefined_values(tmp_path):
     assert aggregate(tmp_path)["f0_mean_hz"] == pytest.approx(110.0)
     write_report(tmp_path, preset="offline")
     assert (tmp_path / "plots" / "distributions.png").is_file()
+
+
+def test_cached_scores_made_with_other_judge_settings_are_judged_again(tmp_path, monkeypatch, caplog):
+    """A rerun reuses the cache only when the judge's weights, options and scoring revision are the ones the
+    rows were made with; otherwise the rows are judged again (never mixed), and shards refuse in one line."""
+    from engine.pipeline.corpus import Clip
+    from evaluation.harness import EvaluationError, evaluate, per_utterance
+    from evaluation.judges import JUDGES, Judge
+
+    class Letters(Judge):
+        name, needs, calls = "letters", ("text",), 0
+
+        def setup(self, device):
+            pass
+
+        def score(self, items):
+            Letters.calls += len(items)
+            return [{"letters": len(it["text"]) * self.options.get("scale", 1)} for it in items]
+
+    monkeypatch.setitem(JUDGES, "letters", Letters)
+    clips = [Clip("a", text="bin blue"), Clip("b", text="set red")]
+
+    def judged(options=None, shard="0/1"):
+        Letters.calls = 0
+        evaluate(clips, ["letters"], tmp_path, {"letters": options or {}}, shard=shard, device="cpu", workers=0,
+                 progress=False)
+        return Letters.calls, {i: r["letters"] for i, r in per_utterance(tmp_path).items()}
+
+    assert judged() == (2, {"a": 8, "b": 7})
+    assert judged() == (0, {"a": 8, "b": 7})  # the same settings: all cached
+    assert judged({"scale": 2}) == (2, {"a": 16, "b": 14})  # new options: judged again, old rows gone
+    assert "made with other settings (changed: options): judging again" in caplog.text
+    monkeypatch.setattr(Letters, "revision", 2)  # the scoring changed in the code
+    assert judged({"scale": 2}) == (2, {"a": 16, "b": 14})
+    (tmp_path / "cache" / "letters" / "settings.json").unlink()  # a cache written before settings were recorded
+    assert judged({"scale": 2})[0] == 2
+    with pytest.raises(EvaluationError, match=r"made with other settings \(changed: weights\); remove the folder"):
+        evaluate(clips, ["letters"], tmp_path, {"letters": {"weights": "other", "scale": 2}}, shard="0/2",
+                 device="cpu", workers=0, progress=False)
+    assert judged({"scale": 2}) == (0, {"a": 16, "b": 14})  # the refusing shard left the cache as it was
