@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 from engine.pipeline.corpus import Clip
 from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, parse_shard, read_rows
@@ -212,8 +213,6 @@ def claim_cache(cache: Path, settings: dict, sharded: bool = False) -> None:
         log.warning("%s: cached %s scores were made with other settings (%s): judging again", cache,
                     settings["judge"], changed)
         shutil.rmtree(cache)
-    from engine.atomic import atomic_path
-
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_path(record) as tmp:
         tmp.write_text(json.dumps(wanted, indent=2))
@@ -302,8 +301,6 @@ def markdown_table(result: dict, preset: str, label: str, paper_table: str | Non
 def write_report(out: str | Path, preset: str = "hicodit", label: str = "this run", paper_table: str | None = None,
                  plots: bool = True, spectrograms: int = 4) -> dict:
     """results.json, results.md and plots/ from the cached per-utterance rows."""
-    from engine.atomic import atomic_path
-
     out = Path(out)
     result = aggregate(out)
     judges = json.loads((out / "judges.json").read_text()) if (out / "judges.json").is_file() else {}
