@@ -7,6 +7,7 @@ resumes where it stopped; ``--from STAGE`` redoes that stage and everything afte
 and a finished stage whose preset settings changed is redone with the ones after it.
 
     python -m avbench.run --preset quick                       # ~15 min on 2 CPU cores
+    python -m avbench.run --preset medium                      # 4x the clips, 2x the steps: ~33 min
     python -m avbench.run --preset full --out-dir runs/avbench_full   # about 90 min with AMX (docs/benchmark.md)
     python -m avbench.run --preset quick hicodit.steps=3000 sampling.clips=48   # preset fields
 """
@@ -27,7 +28,8 @@ log = logging.getLogger("avbench")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m avbench.run", description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="quick", help="quick | full | switches (configs/bench/), or a .yaml file")
+    p.add_argument("--preset", default="quick",
+                   help="quick | medium | full | switches (configs/bench/), or a .yaml file")
     p.add_argument("--out-dir", type=Path, help="run folder (default: runs/avbench_<preset>)")
     p.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and the ones after it, from scratch")
     p.add_argument("--until", dest="stop", choices=STAGES, help="stop after this stage")

@@ -47,7 +47,8 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert (out / "codec" / "weights_before_decoder").is_dir() and (out / "codec" / "decoder_run").is_dir()
     # HiCoDiT validates on held-out clips: a training clip's loss says nothing about the held-out words
     held_out = {json.loads(line)["id"] for line in (out / "prepared" / "test.jsonl").read_text().splitlines()}
-    validated = {w.name.removesuffix(".wav").removesuffix("_reference") for w in (out / "hicodit" / "samples").rglob("*.wav")}
+    validated = {w.name.removesuffix(".wav").removesuffix("_reference")
+                 for w in (out / "hicodit" / "samples").rglob("*.wav")}
     assert validated and validated <= held_out
     # a rerun finds every stage done: nothing is redone
     written = (report / "report.md").stat().st_mtime_ns

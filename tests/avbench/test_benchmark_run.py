@@ -25,12 +25,17 @@ def test_presets_load_with_overrides_and_bad_fields_are_one_line():
     # switches extends full: its variants on the full preset's run
     assert "coarse_to_fine" in switches.sampling.variants and switches.name == "switches"
     assert (switches.corpus, switches.codec, switches.hicodit) == (full.corpus, full.codec, full.hicodit)
+    # medium extends quick: four times its training clips, twice its HiCoDiT steps, everything else the same
+    medium = load_preset("medium")
+    assert medium.corpus.overrides == {"train_sentences": 512} and medium.hicodit.steps == 2 * quick.hicodit.steps
+    assert (medium.codec, medium.hicodit.overrides, medium.report) == \
+        (quick.codec, quick.hicodit.overrides, quick.report)
     tuned = load_preset("quick", ["hicodit.steps=7", "sampling.controls=[face_swap]"])
     assert tuned.hicodit.steps == 7 and tuned.sampling.controls == ["face_swap"]
     with pytest.raises(PresetError, match="quick.yaml: .*hicodit.stepz") as err:
         load_preset("quick", ["hicodit.stepz=7"])
     assert "\n" not in str(err.value)
-    with pytest.raises(PresetError, match="unknown benchmark preset 'huge'; known: full, quick, switches"):
+    with pytest.raises(PresetError, match="unknown benchmark preset 'huge'; known: full, medium, quick, switches"):
         load_preset("huge")
     with pytest.raises(PresetError, match="steps and batch_size must be positive"):
         load_preset("quick", ["codec.steps=0"])
