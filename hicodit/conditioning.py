@@ -101,7 +101,6 @@ class LipFrontend(nn.Module):
     (0.421, 0.165).
     """
 
-    MEAN, STD = GREY_MEAN, GREY_STD
     ROWS_MULTIPLE = 64
 
     def __init__(self, out_dim: int, channels: tuple[int, ...] = (64, 128, 256, 512), blocks_per_stage: int = 2,
@@ -163,8 +162,6 @@ class LinearLipFrontend(nn.Module):
     Past a clip's end (``frame_mask``) the neighbourhood sees zeros, so a clip's features do not depend
     on its batch.
     """
-
-    MEAN, STD = GREY_MEAN, GREY_STD
 
     def __init__(self, out_dim: int, side: int = 22, frames: int = 5):
         super().__init__()

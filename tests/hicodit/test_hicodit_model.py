@@ -5,7 +5,7 @@ import torch
 from hydra.utils import instantiate
 
 from engine.configs import ConfigError
-from hicodit.conditioning import LinearLipFrontend, LipFrontend, smooth_emotions
+from hicodit.conditioning import GREY_MEAN, GREY_STD, LinearLipFrontend, LipFrontend, smooth_emotions
 from hicodit.model import HiCoDiT, HiCoDiTConfig
 from tests.conftest import compose
 from tests.hicodit.helpers import tiny_batch, tiny_net
@@ -179,7 +179,7 @@ def test_a_clips_lip_features_do_not_depend_on_the_padding_its_batch_adds():
         assert torch.allclose(together[1:], frontend(long), atol=1e-6)
         assert not together[0, 6:].any()  # padded frames are not computed
         # the stem is the 3-D convolution it stands for (zero padding in time), normalised per frame
-        x = (long.float() / 255 - frontend.MEAN) / frontend.STD
+        x = (long.float() / 255 - GREY_MEAN) / GREY_STD
         stem = frontend.stem(x[:, None]).transpose(1, 2).flatten(0, 1)  # (T, c0, H/2, W/2)
         y = frontend.pool(torch.nn.functional.silu(frontend.stem_norm(stem))[:, :, None])[:, :, 0]
         reference = frontend.proj(frontend.resnet(y).mean((-2, -1)))
@@ -190,7 +190,7 @@ def test_linear_lip_frontend_is_one_map_of_each_frames_pooled_neighbourhood():
     torch.manual_seed(0)
     frontend = LinearLipFrontend(16, side=11, frames=5).eval()
     crops = torch.randint(0, 255, (1, 7, 88, 88), dtype=torch.uint8)
-    x = (torch.nn.functional.avg_pool2d(crops.float(), 8) / 255 - frontend.MEAN) / frontend.STD  # (1, 7, 11, 11)
+    x = (torch.nn.functional.avg_pool2d(crops.float(), 8) / 255 - GREY_MEAN) / GREY_STD  # (1, 7, 11, 11)
     padded = torch.nn.functional.pad(x[0], (0, 0, 0, 0, 2, 2))  # zeros beyond the clip's ends
     for t in (0, 3, 6):
         expected = frontend.norm(frontend.proj(padded[t : t + 5].flatten()))
