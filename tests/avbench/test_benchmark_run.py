@@ -41,6 +41,11 @@ def test_presets_load_with_overrides_and_bad_fields_are_one_line():
         load_preset("quick", ["codec.steps=0"])
     with pytest.raises(PresetError, match=r"unknown control\(s\) lips; known: shuffled_video"):
         load_preset("quick", ["sampling.controls=[face_swap,lips]"])
+    # the corpus stage's settings are checked when the preset loads, not when the stage starts
+    with pytest.raises(PresetError, match="medium.yaml: unknown corpus.overrides bogus; known: speakers"):
+        load_preset("medium", ["corpus.overrides.bogus=1"])
+    with pytest.raises(PresetError, match="medium.yaml: corpus: .*at least one clip in all"):
+        load_preset("medium", ["corpus.overrides.train_sentences=0", "corpus.overrides.test_sentences=0"])
 
 
 @pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, True), (False, True, True),
