@@ -14,11 +14,11 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from engine.configs import register_schemas, trainer_config
+from engine.configs import register_schemas
 from engine.distributed import shutdown_distributed
 from engine.errors import find_user_error
 from engine.logger import setup_logging
-from engine.trainer import Trainer
+from engine.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger("train")
 
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> None:
     setup_logging(int(os.environ.get("RANK", 0)))
     try:
         task = instantiate(cfg.task)
-        path = Trainer(trainer_config(cfg.trainer), task, run_config=cfg).fit()
+        path = Trainer(TrainerConfig.from_node(cfg.trainer), task, run_config=cfg).fit()
     except Exception as e:  # noqa: BLE001 - a user-facing error is one line, anything else a traceback
         user_error = find_user_error(e)
         if user_error is None:
@@ -42,5 +42,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    register_schemas()
+    register_schemas(sys.argv[1:])  # the trainer's, and the selected task's
     main()

@@ -6,30 +6,27 @@ an editable install and a plain ``pip install .``.
 
 Defaults are stated once, in the dataclasses: ``TrainerConfig`` is registered as the schema
 ``trainer/schema`` that ``configs/trainer/default.yaml`` extends, so every ``trainer.*`` key exists,
-is typed, and takes its default from the dataclass.
+is typed, and takes its default from the dataclass. A task hands over the dataclasses of its own nodes
+(``Task.config_schemas()``, e.g. HiCoDiT's diffusion and sampler) when an experiment selects it; they
+become ``/schema/<name>`` nodes the experiment extends. The engine itself names no model family.
 """
 
 import dataclasses
 import functools
+import importlib
 import importlib.resources
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from engine.errors import UserFacingError
-
-
-class ConfigError(UserFacingError, ValueError):
-    pass
-
-
-def check_bool_fields(config, prefix: str) -> None:
-    """Every bool field of the dataclass ``config`` holds a bool: Hydra passes a command line's
-    ``x=yes`` through as the string 'yes', which would read as true."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.type in (bool, "bool") and not isinstance(value, bool):
-            raise ConfigError(f"{prefix}.{f.name}={value!r}: must be true or false")
+from engine.errors import ConfigError
+from engine.trainer import TrainerConfig
 
 
 def config_dir() -> Path:
@@ -37,55 +34,77 @@ def config_dir() -> Path:
     return Path(str(importlib.resources.files("configs")))
 
 
-# Config nodes whose every field comes from a dataclass: (group/name, "module:Class"). An experiment
-# pulls them in with `- /schema/<name>@task.<field>` and sets only what differs, so the defaults are
-# stated once and any field can be overridden on the command line (task.diffusion.level_schedule=...).
-TARGET_SCHEMAS = {
-    "hicodit_diffusion": "hicodit.diffusion:DiffusionConfig",
-    "hicodit_sampler": "hicodit.diffusion:DiffusionSamplerConfig",
-}
+SCHEMA_GROUP = "schema"
 
 
 @functools.cache
-def register_schemas() -> None:
-    """Put the dataclass schemas into Hydra's ConfigStore (once per process)."""
-    import dataclasses
-    import importlib
+def register_schema(name: str, dataclass: type) -> None:
+    """Put a dataclass into Hydra's ConfigStore as ``/schema/<name>``: a node holding its ``_target_`` and
+    every field with its default. An experiment pulls it in with ``- /schema/<name>@task.<field>`` and
+    sets only what differs, so the defaults are stated once, in the dataclass, and any field can be
+    overridden on the command line (``task.diffusion.level_schedule=...``)."""
+    defaults = {f.name: getattr(dataclass(), f.name) for f in dataclasses.fields(dataclass)}
+    target = f"{dataclass.__module__}.{dataclass.__qualname__}"
+    ConfigStore.instance().store(group=SCHEMA_GROUP, name=name, node={"_target_": target, **defaults})
 
-    from hydra.core.config_store import ConfigStore
 
-    from engine.trainer import TrainerConfig
+def register_schemas(overrides: Sequence[str] = ()) -> None:
+    """The schemas a composition of ``overrides`` may need: the trainer's, and those the selected
+    task hands over (its class's ``config_schemas()``). Only the selected task's module is imported, so
+    a Talker or smoke run never imports HiCoDiT."""
+    ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
+    target = selected_task_target(overrides)
+    if target is None:
+        return
+    module, _, name = target.rpartition(".")
+    try:
+        task_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return  # instantiate names the bad target later, in its own words
+    for schema, dataclass in getattr(task_class, "config_schemas", dict)().items():
+        register_schema(schema, dataclass)
 
-    store = ConfigStore.instance()
-    store.store(group="trainer", name="schema", node=TrainerConfig)
-    for name, target in TARGET_SCHEMAS.items():
-        module, cls = target.split(":")
-        dataclass = getattr(importlib.import_module(module), cls)
-        defaults = {f.name: getattr(dataclass(), f.name) for f in dataclasses.fields(dataclass)}
-        store.store(group="schema", name=name, node={"_target_": f"{module}.{cls}", **defaults})
+
+def _override_value(overrides: Sequence[str], key: str) -> str | None:
+    """The value the last of ``key=...`` / ``+key=...`` / ``++key=...`` gives, else None."""
+    value = None
+    for override in overrides:
+        name, sep, given = override.lstrip("+").partition("=")
+        if sep and name == key:
+            value = given
+    return value
+
+
+def selected_task_target(overrides: Sequence[str]) -> str | None:
+    """The ``task._target_`` an experiment selected by ``overrides`` sets (following the experiments it
+    extends), without composing: the schemas must be registered before Hydra composes."""
+    target = _override_value(overrides, "task._target_")
+    if target:
+        return target
+    experiment = _override_value(overrides, "experiment")
+    seen = set()
+    while experiment and experiment not in seen:
+        seen.add(experiment)
+        path = config_dir() / "experiment" / f"{experiment}.yaml"
+        if not path.is_file():
+            return None
+        node = OmegaConf.load(path)
+        target = OmegaConf.select(node, "task._target_", default=None)
+        if target:
+            return str(target)
+        parents = [d for d in node.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+        experiment = parents[0].removeprefix("/experiment/") if parents else None
+    return None
 
 
 def compose(*overrides: str, config_name: str = "config") -> DictConfig:
     """The config ``train.py`` would see for these command-line overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    register_schemas()
+    register_schemas(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except HydraException as e:
         raise ConfigError(f"config {' '.join(overrides) or config_name}: {str(e).splitlines()[0]}") from None
-
-
-def trainer_config(node: DictConfig):
-    """The ``trainer`` node of a composed config -> a validated ``TrainerConfig``."""
-    from engine.trainer import TrainerConfig
-
-    values = OmegaConf.to_container(node, resolve=True)
-    values.pop("_target_", None)
-    return TrainerConfig(**values)
 
 
 def codec_config(spec: str) -> DictConfig:
@@ -97,9 +116,6 @@ def codec_config(spec: str) -> DictConfig:
             raise ConfigError(f"{path}: codec config file not found")
         node = OmegaConf.load(path)
         if "defaults" in node:  # a preset that extends another: compose it in its own folder
-            from hydra import compose as hydra_compose
-            from hydra import initialize_config_dir
-
             with initialize_config_dir(config_dir=str(path.parent.resolve()), version_base=None):
                 node = hydra_compose(config_name=path.stem)
         return node
@@ -112,10 +128,6 @@ def codec_config(spec: str) -> DictConfig:
 def build_codec(config: "DictConfig | str", weights: str | None = None):
     """A ready codec from a codec config node (or a preset name / .yaml path), optionally with another
     weights spec. ``_partial_`` nodes (built lazily by a task) are built here all the same."""
-    import functools
-
-    from hydra.utils import instantiate
-
     node = codec_config(config) if isinstance(config, str) else config
     node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
     node.pop("_partial_", None)

@@ -1,5 +1,7 @@
 """The one error type entry points print as a single line, and how to find it inside wrappers."""
 
+import dataclasses
+
 
 class UserFacingError(Exception):
     """An error whose message is complete and actionable on its own (what failed, and where).
@@ -7,6 +9,19 @@ class UserFacingError(Exception):
     Entry points print it as one line and exit with ``exit_status``, without a traceback."""
 
     exit_status = 1
+
+
+class ConfigError(UserFacingError, ValueError):
+    """A setting that cannot work, named as the user wrote it (``trainer.lr=-1: must be > 0``)."""
+
+
+def check_bool_fields(config, prefix: str) -> None:
+    """Every bool field of the dataclass ``config`` holds a bool: Hydra passes a command line's
+    ``x=yes`` through as the string 'yes', which would read as true."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.type in (bool, "bool") and not isinstance(value, bool):
+            raise ConfigError(f"{prefix}.{f.name}={value!r}: must be true or false")
 
 
 class TrainingDivergedError(UserFacingError):

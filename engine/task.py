@@ -15,6 +15,12 @@ from torch.utils.data import Dataset, default_collate
 
 
 class Task(ABC):
+    @classmethod
+    def config_schemas(cls) -> dict[str, type]:
+        """Dataclasses of this task's config nodes, by schema name: registered as ``/schema/<name>``
+        when an experiment selects the task, so its YAML extends them (engine.configs)."""
+        return {}
+
     @abstractmethod
     def build_module(self) -> nn.Module:
         """The trainable module, on CPU in fp32. Its ``forward(batch)`` returns

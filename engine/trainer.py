@@ -40,7 +40,13 @@ from engine.distributed import (
     init_distributed,
 )
 from engine.ema import EMA
-from engine.errors import DataItemError, TrainingDivergedError, UserFacingError, without_worker_traceback
+from engine.errors import (
+    ConfigError,
+    DataItemError,
+    TrainingDivergedError,
+    UserFacingError,
+    without_worker_traceback,
+)
 from engine.layers.attention import set_attention_backend
 from engine.logger import MetricsLogger
 from engine.optim import build_adamw, build_scheduler
@@ -91,10 +97,15 @@ class TrainerConfig:
     wandb_project: str = "avspeech"
     run_name: str | None = None
 
+    @classmethod
+    def from_node(cls, node: "DictConfig | dict") -> "TrainerConfig":
+        """The ``trainer`` node of a composed config (or a plain dict) -> a validated config."""
+        values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+        values.pop("_target_", None)
+        return cls(**values)
+
     def __post_init__(self):
         """Refuse a setting that cannot work, in one line naming the field (``trainer.<field>``)."""
-        from engine.configs import ConfigError
-
         def need(ok: bool, field: str, rule: str) -> None:
             if not ok:
                 raise ConfigError(f"trainer.{field}={getattr(self, field)!r}: {rule}")

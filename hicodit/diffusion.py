@@ -78,7 +78,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes, guides_at
 from hicodit.lipreading import ctc_loss
 from hicodit.model import HiCoDiT, HiCoDiTConditions

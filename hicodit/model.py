@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine.configs import ConfigError, check_bool_fields
+from engine.errors import ConfigError, check_bool_fields
 from engine.layers import (
     AdaLNModulation,
     RMSNorm,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from engine.task import Task
 from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class HiCoDiTTask(Task):
+    @classmethod
+    def config_schemas(cls) -> dict[str, type]:
+        return {"hicodit_diffusion": DiffusionConfig, "hicodit_sampler": DiffusionSamplerConfig}
+
     def __init__(self, model: HiCoDiTConfig, data: HiCoDiTDataConfig, diffusion: DiffusionConfig | None = None,
                  sampler: DiffusionSamplerConfig | None = None, codec: Callable | nn.Module | None = None,
                  val_seed: int = 0):

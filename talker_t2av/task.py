@@ -52,7 +52,7 @@ class TalkerTask(Task):
 
     def _check(self) -> None:
         """Data and model must agree on feature widths and on where the features come from."""
-        from engine.configs import ConfigError
+        from engine.errors import ConfigError
         from talker_t2av.collate import FEATURE_SOURCES
 
         m, d = self.model_cfg, self.data_cfg

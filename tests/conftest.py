@@ -28,11 +28,10 @@ def build_trainer(cfg, task=None):
     """The Trainer train.py builds for a composed config (a world of one)."""
     from hydra.utils import instantiate
 
-    from engine.configs import trainer_config
     from engine.distributed import DistInfo
-    from engine.trainer import Trainer
+    from engine.trainer import Trainer, TrainerConfig
 
-    return Trainer(trainer_config(cfg.trainer), task or instantiate(cfg.task), run_config=cfg, dist_info=DistInfo())
+    return Trainer(TrainerConfig.from_node(cfg.trainer), task or instantiate(cfg.task), run_config=cfg, dist_info=DistInfo())
 
 
 def free_port() -> int:

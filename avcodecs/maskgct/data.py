@@ -35,7 +35,7 @@ class CodecDataConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from engine.configs import check_bool_fields
+        from engine.errors import check_bool_fields
 
         check_bool_fields(self, "data")  # cache_audio=no would otherwise read as true
 

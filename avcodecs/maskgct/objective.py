@@ -29,7 +29,7 @@ from avcodecs.maskgct.discriminators import (
 )
 from avcodecs.maskgct.mel import MultiScaleMelLoss
 from avcodecs.maskgct.vocos import ISTFTHead
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 from avcodecs.maskgct.config import MaskGCTCodecConfig
 from avcodecs.maskgct.data import CodecDataConfig, build_datasets
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from engine.media import write_wav
 from engine.task import Task
 

@@ -20,7 +20,7 @@ from avcodecs.maskgct.data import AudioCropDataset, CodecDataConfig, SyntheticSp
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
 from avcodecs.maskgct.task import MaskGCTCodecTask
 from engine.checkpoint import load_module
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from engine.media import MediaError, read_audio, write_wav
 from engine.utils import seed_everything
 from tests.conftest import build_trainer, compose, free_port, run_cli

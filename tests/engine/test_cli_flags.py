@@ -4,7 +4,7 @@ names, defaults and help in every command."""
 import pytest
 
 import infer
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from tests.conftest import compose
 
 SHARED = ("--device", "--precision", "--seed", "--raw", "--quiet", "--out", "--manifest", "--out-dir", "--batch-size")

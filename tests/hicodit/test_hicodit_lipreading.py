@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from hicodit.data import ClipDataError, HiCoDiTDataset, SyntheticClips, collate, write_clips
 from hicodit.diffusion import DiffusionConfig, MaskedDiffusion
 from hicodit.lipreading import BLANK, CHARSET, VOCAB_SIZE, LipReader, ctc_loss, decode_greedy, encode_transcript

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from engine.configs import ConfigError
+from engine.errors import ConfigError
 from hicodit.conditioning import GREY_MEAN, GREY_STD, LinearLipFrontend, LipFrontend, smooth_emotions
 from hicodit.model import HiCoDiT, HiCoDiTConfig
 from tests.conftest import compose
