@@ -31,7 +31,8 @@ def build_trainer(cfg, task=None):
     from engine.distributed import DistInfo
     from engine.trainer import Trainer, TrainerConfig
 
-    return Trainer(TrainerConfig.from_node(cfg.trainer), task or instantiate(cfg.task), run_config=cfg, dist_info=DistInfo())
+    return Trainer(TrainerConfig.from_node(cfg.trainer), task or instantiate(cfg.task), run_config=cfg,
+                   dist_info=DistInfo())
 
 
 def free_port() -> int:
