@@ -1,5 +1,6 @@
 """The shared codec layer: RVQ speech tokenizer (MaskGCT acoustic codec), WhisperX-VAE, LIA-X,
-and the WavLM + ECAPA-TDNN speaker encoder. Each lives in its own subpackage; this package only
+the WavLM + ECAPA-TDNN speaker encoder, the emotion2vec+ emotion extractor, and the fairseq-layout SSL
+encoders they build on (avcodecs/ssl). Each lives in its own subpackage; this package only
 exports the interface, so importing it costs nothing."""
 
 from avcodecs.base import AudioCodec, ContinuousAudioCodec, DiscreteAudioCodec

@@ -9,12 +9,24 @@
 
 Defaults that belong to a model (sampler steps, guidance) are not argparse defaults: a flag left
 unset is None, and the command falls back to the checkpoint's own config, then the dataclass.
+Such flags are declared from the dataclass itself (:func:`add_config_flags`): the field gives the
+flag's name, type, choices (a ``Literal``) and help (the field's comment), and its metadata any bound
+(``{"min": 1}``, ``{"above": 0}``); :func:`config_from_flags` lays the given ones over a base config.
 """
 
 import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import io
 import logging
 import re
-from collections.abc import Callable
+import textwrap
+import tokenize
+import types
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.errors import UserFacingError, find_user_error, without_worker_traceback
@@ -49,6 +61,94 @@ def device_name(text: str) -> str:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
     return text
+
+
+def bounded(kind: type, minimum: float | None = None, above: float | None = None) -> Callable[[str], object]:
+    """An argparse type: ``kind(text)`` with a lower bound (``>= minimum`` or ``> above``); the common
+    bounds are the named types above, with their messages."""
+    if kind is int and minimum == 1:
+        return positive_int
+    if kind is float and minimum == 0:
+        return non_negative_float
+    if kind is float and above == 0:
+        return positive_float
+
+    def convert(text: str):
+        value = kind(text)
+        if minimum is not None and not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be > {above}, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+# ------------------------------------------------------------------------- flags from dataclasses
+@functools.cache
+def field_comments(config_type: type) -> dict[str, str]:
+    """Each field's comment in the class source: the one on its line(s), else the comment block right
+    above it (blank lines end a block). Fields without either map to ''."""
+    source = textwrap.dedent(inspect.getsource(config_type))
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+    lines = source.splitlines()
+    found = {}
+    for node in ast.parse(source).body[0].body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        own = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        above, n = [], node.lineno - 1
+        while n in comments and lines[n - 1].lstrip().startswith("#"):
+            above.insert(0, comments[n])
+            n -= 1
+        found[node.target.id] = " ".join(own or above)
+    return found
+
+
+def _flag_type(annotation) -> tuple[type, tuple | None]:
+    """(the value type, the choices of a Literal or None) of a field's annotation (``X | None`` -> X)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = typing.get_args(annotation)
+        return type(choices[0]), choices
+    return annotation, None
+
+
+def _dest(config_type: type, name: str) -> str:
+    return f"{config_type.__name__}.{name}"  # never collides with another flag's dest
+
+
+def add_config_flags(parser, config_type: type, fields: Sequence[str], help: dict[str, str] | None = None) -> None:
+    """Declare ``fields`` of the dataclass ``config_type`` as flags on ``parser`` (or an argument group):
+    ``--field-name``, or the field's ``metadata["flag"]``; typed by its annotation (a bool is
+    ``--x/--no-x``, a Literal gives the choices) and ``metadata`` bounds; help from ``help`` or the field's
+    comment. Every default is None: an unset flag leaves the base config's value (:func:`config_from_flags`)."""
+    hints = typing.get_type_hints(config_type)
+    by_name = {f.name: f for f in dataclasses.fields(config_type)}
+    comments = field_comments(config_type)
+    for name in fields:
+        meta = by_name[name].metadata
+        kind, choices = _flag_type(hints[name])
+        flag = meta.get("flag", "--" + name.replace("_", "-"))
+        text = (help or {}).get(name) or comments.get(name, "")
+        if kind is bool:
+            parser.add_argument(flag, dest=_dest(config_type, name), action=argparse.BooleanOptionalAction,
+                                default=None, help=text)
+            continue
+        value_type = bounded(kind, meta.get("min"), meta.get("above")) if kind in (int, float) else kind
+        parser.add_argument(flag, dest=_dest(config_type, name), type=value_type, choices=choices, default=None,
+                            metavar=None if choices else flag.lstrip("-").replace("-", "_").upper(), help=text)
+
+
+def config_from_flags(args: argparse.Namespace, base):
+    """``base`` (a dataclass instance) with the fields whose flag (:func:`add_config_flags`) was given."""
+    given = {f.name: getattr(args, _dest(type(base), f.name), None) for f in dataclasses.fields(base)}
+    return dataclasses.replace(base, **{name: value for name, value in given.items() if value is not None})
 
 
 # ----------------------------------------------------------------------------- flag groups

@@ -32,6 +32,19 @@ class TrainingDivergedError(UserFacingError):
     exit_status = 3
 
 
+@dataclasses.dataclass
+class ItemFailure:
+    """One item of a batch job (a clip, a request) that failed with a user-facing error while the
+    others went on: what the generation APIs yield in its place."""
+
+    id: str
+    error: UserFacingError
+
+    @property
+    def message(self) -> str:
+        return str(self.error)
+
+
 class DataItemError(UserFacingError):
     """A data item that could not be loaded inside a DataLoader worker. Its message is the original
     one-line message (torch re-raises worker errors with the worker's traceback in the message;

@@ -92,10 +92,10 @@ class HiCoDiTRecipe(Recipe):
                 self._tracker = self.frontend.tracker
         self.speech_emotion = None
         if cfg.speech_emotion == "emotion2vec":  # the acoustic emotion the paper trains on
-            from evaluation.emotion2vec import Emotion2vecJudge
+            from avcodecs.emotion2vec import load_emotion2vec
 
-            self.speech_emotion = Emotion2vecJudge.from_weights(cfg.speech_emotion_weights or
-                                                                "emotion2vec-plus-large").to(device)
+            self.speech_emotion = load_emotion2vec(cfg.speech_emotion_weights or
+                                                   "emotion2vec-plus-large")[0].to(device)
         elif cfg.speech_emotion is not None:
             raise ValueError(f"speech_emotion must be null or emotion2vec, got {cfg.speech_emotion!r}")
         self.ge2e = None

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.emotion2vec import Emotion2vec, Emotion2vecConfig, load_emotion2vec  # noqa: E402
+from avcodecs.emotion2vec import Emotion2vec, Emotion2vecConfig, load_emotion2vec  # noqa: E402
 from evaluation.utmos import UTMOS22Strong, UTMOSConfig, load_utmos22_strong  # noqa: E402
 
 log = logging.getLogger("bench")

@@ -23,12 +23,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.optim import build_adamw  # noqa: E402
-from talker_t2av.cfm import CFMSamplerConfig  # noqa: E402
-from talker_t2av.collate import TalkerCollator  # noqa: E402
+from talker_t2av.cfm import (  # noqa: E402
+    CFMSamplerConfig,  # noqa: E402
+    GenerationConfig,
+    TalkerConditions,
+    TalkerObjective,  # noqa: E402
+    generate,
+)
+from talker_t2av.checkpoints import paper_config, set_inference_dtype  # noqa: E402
+from talker_t2av.data import TalkerCollator  # noqa: E402
 from talker_t2av.model import TalkerT2AV  # noqa: E402
-from talker_t2av.objective import TalkerObjective  # noqa: E402
-from talker_t2av.pretrained import paper_config, set_inference_dtype  # noqa: E402
-from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate  # noqa: E402
 
 # narrower and shallower than Qwen3-0.6B, same vocabulary (151936, as the tokenizer needs)
 REDUCED = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,

@@ -68,3 +68,8 @@ def run_backbone(llm, embeds: torch.Tensor, key_mask: torch.Tensor | None, posit
     out = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
                     past_key_values=cache, use_cache=use_cache)
     return out.last_hidden_state, out.past_key_values
+
+
+def position_ids(key_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip padding: (B, S) bool -> (B, S) long, real tokens numbered 0, 1, ..."""
+    return (key_mask.long().cumsum(1) - 1).clamp(min=0)

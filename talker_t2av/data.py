@@ -1,4 +1,4 @@
-"""Training data: manifests of precomputed features, and the collate function.
+"""Training data: manifests of precomputed features (or of media, encoded on the fly), and the batch.
 
 Manifest line (engine.data JSONL; paths relative to the manifest's folder), written by
 ``scripts/prepare_corpus.py talker`` (docs/corpus.md):
@@ -12,6 +12,14 @@ Manifest line (engine.data JSONL; paths relative to the manifest's folder), writ
 A line without ``motion`` is a TTS-only sample (task tag 0). Reading features instead of
 running Whisper-large and WavLM on every step is what makes training fast; see
 ``docs/talker_t2av.md`` for computing them (and for converting the released dataset).
+
+On-the-fly features (the released recipe, ``data.features=on_the_fly``) train straight from media:
+manifest lines carry ``audio`` (any audio file) and, for audio-video clips, ``motion_raw`` (raw LIA-X
+motion, (T, 40) in a .pt or .npy, as the released dataset stores it); the objective's frozen encoders
+(``conditioning.FeatureEncoder``) turn the batch's waveforms into the same features on the device.
+
+Both sources share one batch layout (:meth:`TalkerCollator.layout`): left-padded text, padded motion,
+frame counts and the host-built row indices of slots and targets, so the objective sees one format.
 """
 
 import logging
@@ -21,8 +29,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from avcodecs.lia_x import load_motion_stats
 from engine.data import crop_start, read_manifest, resolve_path
 from engine.errors import UserFacingError
+from engine.media import read_audio
+from engine.safe_load import safe_torch_load
+from talker_t2av.patching import flat_rows, patch_counts
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -51,7 +63,7 @@ class TalkerDataConfig:
     # "precomputed" (features from scripts/prepare_corpus.py talker) or "on_the_fly" (manifest lines with
     # `audio` and `motion_raw`; WhisperX-VAE and the speaker encoder run in every training step)
     features: str = "precomputed"
-    # Demo / tests: this many synthetic clips (talker_t2av.toy) instead of manifests.
+    # Demo / tests: this many synthetic clips (talker_t2av.synthetic) instead of manifests.
     synthetic_clips: int = 0
     synthetic_seed: int = 0
 
@@ -143,3 +155,126 @@ class TalkerDataset(Dataset):
             "ends": not cut and n_patches <= cfg.max_stop_patches,
             "id": e["id"],
         }
+
+
+# ------------------------------------------------------------------ on-the-fly features
+def load_raw_motion(path) -> np.ndarray:
+    """Raw LIA-X motion (T, 40): .npy, or a tensor saved with torch.save (the released dataset's .pt)."""
+    path = str(path)
+    if path.endswith(".npy"):
+        return np.load(path).astype(np.float32)
+    motion = safe_torch_load(path)
+    if not torch.is_tensor(motion) or motion.dim() != 2:
+        raise TalkerDataError(f"{path}: expected a (T, 40) motion tensor")
+    return motion.float().numpy()
+
+
+class OnTheFlyDataset(TalkerDataset):
+    """Items with waveforms instead of speech latents and speaker embeddings.
+
+    ``audio_rate`` / ``speaker_rate``: the sample rates of the audio codec and of the speaker encoder;
+    ``frame_rate``: latent frames per second (so one frame is ``audio_rate / frame_rate`` samples)."""
+
+    def __init__(self, *args, audio_rate: int = 24000, speaker_rate: int = 16000, frame_rate: float = 25.0,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.audio_rate, self.speaker_rate = audio_rate, speaker_rate
+        self.audio_hop = int(round(audio_rate / frame_rate))
+        self.speaker_hop = int(round(speaker_rate / frame_rate))
+
+    def __getitem__(self, i: int) -> dict:
+        e, cfg, P = self.entries[i], self.cfg, self.patch_size
+        audio = read_audio(resolve_path(e, "audio"), self.audio_rate)
+        audio16 = read_audio(resolve_path(e, "audio"), self.speaker_rate)
+        motion = None
+        if e.get("motion_raw") and e.get("motion", True) is not None:
+            motion = np.asarray(load_motion_stats().normalize(load_raw_motion(resolve_path(e, "motion_raw"))),
+                                dtype=np.float32)
+        total = -(-len(audio) // self.audio_hop)
+        if motion is not None:
+            total = min(total, len(motion))
+        start, cut = crop_start(total, cfg.max_frames, self.train), total > cfg.max_frames
+        total = min(total, cfg.max_frames)
+        a, s = self.audio_hop, self.speaker_hop
+        item = {
+            "text_ids": torch.tensor(self.layout.prompt_ids(e.get("text", "")), dtype=torch.long),
+            "audio": torch.from_numpy(audio[start * a : (start + total) * a].copy()),
+            "audio16": torch.from_numpy(audio16[start * s : (start + total) * s].copy()),
+            "speech_frames": total,
+            "motion": None,
+            "ends": not cut and -(-total // P) <= cfg.max_stop_patches,
+            "id": e["id"],
+        }
+        if motion is not None:
+            item["motion"] = torch.from_numpy(motion[start : start + max(P, total // P * P)].copy())
+        return item
+
+
+# ------------------------------------------------------------------ the batch
+FEATURE_SOURCES = ("precomputed", "on_the_fly")
+
+
+class TalkerCollator:
+    """Pads a list of items into the batch ``TalkerObjective`` reads, with host-built row indices."""
+
+    def __init__(self, patch_size: int, delay: int = 0, pad_id: int = 0, motion_dim: int = 40,
+                 features: str = "precomputed", audio_hop: int = 960, speaker_hop: int = 640):
+        """``features``: precomputed | on_the_fly; the hops (samples per latent frame of the codec's
+        and the speaker encoder's audio) size the padded waveforms of on-the-fly batches."""
+        if features not in FEATURE_SOURCES:
+            raise ValueError(f"features must be one of {FEATURE_SOURCES}, got {features!r}")
+        self.patch_size, self.delay, self.pad_id, self.motion_dim = patch_size, delay, pad_id, motion_dim
+        self.features, self.audio_hop, self.speaker_hop = features, audio_hop, speaker_hop
+
+    def __call__(self, items: list[dict]) -> dict:
+        if self.features == "on_the_fly":
+            return self.collate_audio(items)
+        batch = self.layout(items, torch.tensor([len(it["speech"]) for it in items]))
+        speech = batch["motion"].new_zeros(*batch["motion"].shape[:2], items[0]["speech"].shape[-1])
+        for b, it in enumerate(items):
+            speech[b, : len(it["speech"])] = it["speech"]
+        return {**batch, "speech": speech, "speaker": torch.stack([it["speaker"] for it in items]).float()}
+
+    def layout(self, items: list[dict], speech_frames: torch.Tensor) -> dict:
+        """What every batch holds whatever the speech source: left-padded text, padded motion, frame
+        counts and the host-built row indices of slots and targets. Motion is (B, width * P, Cm)."""
+        B = len(items)
+        motion_frames = torch.tensor([0 if it["motion"] is None else len(it["motion"]) for it in items])
+        counts = patch_counts(speech_frames, motion_frames, self.patch_size, self.delay)
+        width = counts.width
+        text_len = max(len(it["text_ids"]) for it in items)
+        text_ids = torch.full((B, text_len), self.pad_id, dtype=torch.long)
+        text_mask = torch.zeros(B, text_len, dtype=torch.bool)
+        motion = torch.zeros(B, width * self.patch_size, self.motion_dim)
+        for b, it in enumerate(items):  # host-side padding of a few small arrays
+            n = len(it["text_ids"])
+            text_ids[b, text_len - n :] = it["text_ids"]  # left-padded: the patches start at one column
+            text_mask[b, text_len - n :] = True
+            if it["motion"] is not None:
+                motion[b, : len(it["motion"])] = it["motion"]
+        is_av = motion_frames > 0
+        av_slots = is_av.repeat_interleave(counts.n_slots)  # (M,) in patch_rows order
+        return {
+            "text_ids": text_ids, "text_mask": text_mask, "motion": motion,
+            "speech_frames": speech_frames, "motion_frames": motion_frames,
+            "n_slots": counts.n_slots, "is_av": is_av,
+            "ends": torch.tensor([bool(it["ends"]) for it in items]),
+            "patch_rows": flat_rows(counts.n_slots, width),
+            "av_patch_pos": av_slots.nonzero().squeeze(1),
+            "speech_rows": flat_rows(counts.n_speech, width, min_count=2),
+            "motion_rows": flat_rows(counts.n_motion, width, min_count=2),
+            "ids": [it["id"] for it in items],
+        }
+
+    def collate_audio(self, items: list[dict]) -> dict:
+        """The layout plus padded waveforms (``audio`` at the codec's rate, ``audio16`` at the speaker
+        encoder's); speech and speaker are filled in on the device by the objective's encoders."""
+        batch = self.layout(items, torch.tensor([it["speech_frames"] for it in items]))
+        frames = batch["motion"].shape[1]
+        audio = torch.zeros(len(items), frames * self.audio_hop)
+        audio16 = torch.zeros(len(items), frames * self.speaker_hop)
+        for b, it in enumerate(items):  # host-side padding of a few waveforms
+            audio[b, : len(it["audio"])] = it["audio"]
+            audio16[b, : len(it["audio16"])] = it["audio16"]
+        return {**batch, "audio": audio, "audio16": audio16,
+                "audio16_lengths": torch.tensor([len(it["audio16"]) for it in items])}

@@ -7,7 +7,7 @@
               speech head: global condition = speaker embedding; motion head: first motion frame.
     stop      MLP on the state after each patch: p(this was the last patch)
 
-The module is pure: no loss (objective.py), no sampling loop (sampler.py), no devices.
+The module is pure: no loss and no sampling loop (both in cfm.py), no devices.
 
 Shape legend
     B batch   S sequence (tag + text + patches)   L text tokens   Np patch slots
@@ -23,8 +23,6 @@ from torch import nn
 from talker_t2av.backbone import build_backbone, run_backbone
 from talker_t2av.cfm import CFMConfig, FlowMatching
 from talker_t2av.modules import FrameProjector, LocalDiT, PatchEncoder, StopPredictor
-
-TTS_TAG, AV_TAG = 0, 1
 
 
 @dataclass
@@ -130,7 +128,3 @@ class TalkerT2AV(nn.Module):
     def stop_logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (...)
         return self.head_stop(hidden.to(self.head_stop.proj.weight.dtype))
 
-
-def position_ids(key_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip padding: (B, S) bool -> (B, S) long, real tokens numbered 0, 1, ..."""
-    return (key_mask.long().cumsum(1) - 1).clamp(min=0)

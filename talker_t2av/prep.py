@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.cli import add_config_flags, config_from_flags
 from engine.errors import UserFacingError
 from engine.pipeline.corpus import Clip
 from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
-from talker_t2av.references import Codecs, add_codec_arguments
+from talker_t2av.conditioning import Codecs
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class TalkerRecipe(Recipe):
         return results
 
     def _one(self, item: dict) -> ClipResult:
-        from talker_t2av.online import load_raw_motion
+        from talker_t2av.data import load_raw_motion
 
         clip, codecs = item["clip"], self.codecs
         vae, enc = codecs.vae, codecs.speaker
@@ -102,8 +103,9 @@ class TalkerRecipe(Recipe):
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("Talker-T2AV recipe")
     g.add_argument("--tts", action="store_true", help="speech only (no motion, no LIA-X)")
-    add_codec_arguments(g, liax_help="LIA-X weights (not needed with --tts or a motion_raw column)")
+    add_config_flags(g, Codecs, Codecs.FLAG_FIELDS,
+                     help={"liax_weights": "LIA-X weights (not needed with --tts or a motion_raw column)"})
 
 
 def recipe_from_args(args) -> TalkerRecipe:
-    return TalkerRecipe(Codecs.from_args(args, "cpu"), TalkerPrepConfig(tts=args.tts))
+    return TalkerRecipe(config_from_flags(args, Codecs(device="cpu")), TalkerPrepConfig(tts=args.tts))

@@ -12,13 +12,21 @@ import torch
 from torch import nn
 
 from engine import checkpoint as ckpt
+from engine.errors import ConfigError
 from engine.task import Task
 from engine.weights import load_checked
-from talker_t2av.cfm import CFMSamplerConfig
-from talker_t2av.collate import TalkerCollator
-from talker_t2av.data import TalkerDataConfig, TalkerDataset
+from talker_t2av.cfm import (
+    CFMSamplerConfig,
+    GenerationConfig,
+    LossConfig,
+    TalkerConditions,
+    TalkerObjective,
+    generate,
+)
+from talker_t2av.conditioning import FeatureEncoder
+from talker_t2av.data import FEATURE_SOURCES, OnTheFlyDataset, TalkerCollator, TalkerDataConfig, TalkerDataset
 from talker_t2av.model import TalkerConfig, TalkerT2AV
-from talker_t2av.objective import LossConfig, TalkerObjective
+from talker_t2av.synthetic import SyntheticTalkerDataset
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +60,6 @@ class TalkerTask(Task):
 
     def _check(self) -> None:
         """Data and model must agree on feature widths and on where the features come from."""
-        from engine.errors import ConfigError
-        from talker_t2av.collate import FEATURE_SOURCES
-
         m, d = self.model_cfg, self.data_cfg
         for name in ("speech_dim", "motion_dim", "speaker_dim"):
             if getattr(m, name) != getattr(d, name):
@@ -76,8 +81,6 @@ class TalkerTask(Task):
             warm_start(model, self.init_from, self.init_modules)
         encoder = None
         if self.data_cfg.features == "on_the_fly":
-            from talker_t2av.online import FeatureEncoder
-
             encoder = FeatureEncoder(self.feature_codecs["vae"], self.feature_codecs["speaker"])
         return TalkerObjective(model, self.loss_cfg, feature_encoder=encoder)
 
@@ -85,13 +88,9 @@ class TalkerTask(Task):
     def _dataset(self, train: bool, manifests=None, tts_manifests=None):
         P = self.model_cfg.patch_size
         if self.data_cfg.synthetic_clips:
-            from talker_t2av.toy import SyntheticTalkerDataset
-
             return SyntheticTalkerDataset(self.data_cfg, self.tokenizer_source, P, self.data_cfg.synthetic_clips,
                                           self.data_cfg.synthetic_seed, train=train)
         if self.data_cfg.features == "on_the_fly":
-            from talker_t2av.online import OnTheFlyDataset
-
             vae, speaker = self.feature_codecs["vae"], self.feature_codecs["speaker"]
             return OnTheFlyDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train,
                                    audio_rate=vae.sample_rate, speaker_rate=speaker.sample_rate,
@@ -130,8 +129,6 @@ class TalkerTask(Task):
     def _sample(self, model: TalkerT2AV, batch: dict, out_dir: Path) -> dict[str, float]:
         """T2AV from the first clip's text, speaker and first motion frame (no prefix): latents
         saved as .npy next to the ground truth, and a latent-distance figure."""
-        from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate
-
         b = int(batch["is_av"].float().argmax())  # an audio-video clip if the batch has one
         sel = slice(b, b + 1)
         frames = int(batch["speech_frames"][b])

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from evaluation.ssl.inputs import check_audio
-from evaluation.ssl.masks import masked_mean
-from evaluation.ssl.wav2vec2 import Wav2Vec2, Wav2Vec2Config
+from avcodecs.ssl.inputs import check_audio
+from avcodecs.ssl.masks import masked_mean
+from avcodecs.ssl.wav2vec2 import Wav2Vec2, Wav2Vec2Config
 
 
 @dataclass

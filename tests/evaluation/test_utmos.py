@@ -8,9 +8,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from avcodecs.ssl.inputs import AudioInputError
 from engine.errors import UserFacingError
 from engine.weights import compare_shapes, shapes
-from evaluation.ssl.inputs import AudioInputError
 from evaluation.utmos import UTMOS22Strong, UTMOSConfig, load_utmos22_strong, speechmos_to_lightning
 from tests.conftest import REPO
 

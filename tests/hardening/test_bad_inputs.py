@@ -252,7 +252,7 @@ def test_talker_bad_requests(runs, media, tmp_path, capsys, extra, needle):
 def test_talker_reference_audio_is_cropped_to_what_the_model_uses(runs, media, tmp_path, capsys):
     """A 10-minute reference voice: only REFERENCE_SECONDS of it are decoded and embedded."""
     from engine.media import write_wav
-    from talker_t2av.references import REFERENCE_SECONDS
+    from talker_t2av.conditioning import REFERENCE_SECONDS
 
     long = tmp_path / "long.wav"
     write_wav(long, 0.1 * np.random.default_rng(0).standard_normal(600 * 16000).astype(np.float32), 16000)

@@ -19,7 +19,7 @@ assert Path(engine.__file__).resolve().is_relative_to(site), engine.__file__  # 
 import torch
 from hydra.utils import instantiate
 from engine.configs import codec_config, config_dir
-from talker_t2av.pretrained import paper_config
+from talker_t2av.checkpoints import paper_config
 from talker_t2av.model import TalkerT2AV
 assert config_dir().resolve().is_relative_to(site)
 with torch.device("meta"):

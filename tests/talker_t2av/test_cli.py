@@ -11,9 +11,8 @@ from hydra.utils import instantiate
 import infer
 from engine.configs import codec_config
 from engine.media import read_video, write_video, write_wav
-from talker_t2av.collate import TalkerCollator
-from talker_t2av.data import TalkerDataConfig, TalkerDataset
-from talker_t2av.online import FeatureEncoder, OnTheFlyDataset
+from talker_t2av.conditioning import FeatureEncoder
+from talker_t2av.data import OnTheFlyDataset, TalkerCollator, TalkerDataConfig, TalkerDataset
 from talker_t2av.task import TalkerTask
 from tests.conftest import build_trainer, compose
 from tests.talker_t2av.helpers import tiny_config

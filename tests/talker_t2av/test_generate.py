@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from talker_t2av.cfm import CFMSamplerConfig
-from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate
+from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
 from tests.talker_t2av.helpers import layout, left_pad, tiny_model
 
 DETERMINISTIC = CFMSamplerConfig(temperature=0.0)  # x starts at 0: the ODE path is deterministic

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from engine.weights import WeightsMismatchError, compare_shapes, shapes
-from talker_t2av.keymap import ReleasedWeightsError, load_released_weights, reference_shapes, released_to_ours
+from talker_t2av.checkpoints import ReleasedWeightsError, load_released_weights, reference_shapes, released_to_ours
 from tests.conftest import CONFIGS, REPO, compose
 from tests.talker_t2av.helpers import tiny_model
 
@@ -78,8 +78,8 @@ def test_configs_compose():
 def test_backbone_and_tokenizer_from_a_local_folder(tmp_path):
     """The production path: Qwen3 weights, config and tokenizer from one local folder; and a released
     folder that carries the backbone config and tokenizer next to its weights needs nothing else."""
+    from talker_t2av.checkpoints import load_released_talker
     from talker_t2av.model import TalkerT2AV
-    from talker_t2av.pretrained import load_released_talker
     from talker_t2av.tokenizer import build_char_tokenizer
     from tests.talker_t2av.helpers import tiny_config
 

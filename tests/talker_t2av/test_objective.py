@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from talker_t2av.cfm import CFMNoise
-from talker_t2av.collate import TalkerCollator
-from talker_t2av.objective import TalkerObjective
+from talker_t2av.cfm import CFMNoise, TalkerObjective
+from talker_t2av.data import TalkerCollator
 from talker_t2av.patching import context_windows, stop_labels
 from tests.talker_t2av.helpers import item, tiny_config, tiny_model
 

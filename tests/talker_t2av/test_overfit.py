@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from engine.optim import build_adamw, build_scheduler
-from talker_t2av.cfm import CFMSamplerConfig
-from talker_t2av.objective import TalkerObjective
-from talker_t2av.sampler import GenerationConfig, TalkerConditions, generate
+from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, TalkerObjective, generate
 from talker_t2av.task import TalkerTask
 from tests.talker_t2av.helpers import tiny_config
 

@@ -71,9 +71,9 @@ def offline_cache(tmp_path, monkeypatch):
             target.parent.mkdir(parents=True)
             torch.save({"model": {model_to_checkpoint(k): v for k, v in codec.state_dict().items()}}, target)
     # the released Talker layout at tiny size (the paper layout would not fit these weights)
-    import talker_t2av.pretrained
+    import talker_t2av.checkpoints
 
-    monkeypatch.setattr(talker_t2av.pretrained, "paper_config", lambda **kw: tiny_config(speaker_dim=16, **kw))
+    monkeypatch.setattr(talker_t2av.checkpoints, "paper_config", lambda **kw: tiny_config(speaker_dim=16, **kw))
     return presets
 
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from talker_t2av.collate import TalkerCollator
-from talker_t2av.data import TalkerDataConfig, TalkerDataError, TalkerDataset
+from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataError, TalkerDataset
 from talker_t2av.tokenizer import SPEECH_TOKEN, ChatLayout, build_char_tokenizer, load_tokenizer
 
 

@@ -5,7 +5,7 @@ import torch
 from hydra.utils import instantiate
 
 from engine import checkpoint as ckpt
-from talker_t2av.pretrained import load_checkpoint
+from talker_t2av.checkpoints import load_checkpoint
 from talker_t2av.task import TalkerTask
 from tests.conftest import build_trainer, compose
 

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from evaluation.ssl.conv_features import DEFAULT_CONV_LAYERS, ConvFeatureExtractor
-from evaluation.ssl.masks import key_padding_bias, zero_padding
+from avcodecs.ssl.conv_features import DEFAULT_CONV_LAYERS, ConvFeatureExtractor
+from avcodecs.ssl.masks import key_padding_bias, zero_padding
 
 
 @dataclass

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from avcodecs.emotion2vec.labels import EMOTION2VEC_LABELS, parse_token
+from avcodecs.emotion2vec.model import Emotion2vec, Emotion2vecConfig
+from avcodecs.ssl.data2vec2 import Data2Vec2AudioConfig
 from engine.hub import resolve_weights
 from engine.safe_load import CheckpointReadError, safe_torch_load
 from engine.weights import LoadReport, load_checked
-from evaluation.emotion2vec.labels import EMOTION2VEC_LABELS, parse_token
-from evaluation.emotion2vec.model import Emotion2vec, Emotion2vecConfig
-from evaluation.ssl.data2vec2 import Data2Vec2AudioConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,13 @@
-"""From files to the sampler's inputs and back: codecs, reference clips, outputs.
+"""The conditions of Talker-T2AV: from a request's media to the sampler's tensors, and the encoders.
 
-    codecs = Codecs.build(vae="whisperx-vae/model.ckpt", speaker="wavlm_large_finetune.pth", liax="lia-x.pt")
-    prepared = prepare(request, codecs, layout, prefix_frames)   # one request -> tensors
-    cond = batch_conditions([prepared, ...])                        # -> sampler.TalkerConditions
+    codecs = Codecs(vae_weights="whisperx-vae/model.ckpt", speaker_weights="wavlm_large_finetune.pth", ...)
+    prepared = prepare(request, codecs, layout, prefix_frames, ...)   # one request -> tensors
+    cond = batch_conditions([prepared, ...], mode, ...)                  # -> cfm.TalkerConditions
 
 Media go through the shared codec layer: WhisperX-VAE (24 kHz audio <-> 32-d latents), the
 WavLM + ECAPA speaker encoder (16 kHz -> 256-d), LIA-X (face video <-> 40-d motion, rendering).
 Motion inside Talker-T2AV is normalised with the released statistics; LIA-X renders raw motion.
+``FeatureEncoder`` runs the same codecs on a training batch's waveforms (on-the-fly features).
 """
 
 import logging
@@ -16,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.configs import build_codec, codec_config
 from engine.errors import UserFacingError
 from engine.media import read_audio, read_video
-from talker_t2av.sampler import TalkerConditions
+from talker_t2av.cfm import MODES, TalkerConditions
+from talker_t2av.patching import frame_mask
 from talker_t2av.tokenizer import ChatLayout
 
 log = logging.getLogger(__name__)
@@ -33,47 +36,32 @@ class RequestError(UserFacingError, ValueError):
     pass
 
 
-def add_codec_arguments(group, liax_help: str = "LIA-X lia-x.pt") -> None:
-    """The codec flags shared by ``infer.py talker`` and the corpus pipeline's Talker recipe. Each
-    ``--*-config`` is a preset name (configs/codec/<name>.yaml) or a path to a .yaml file."""
-    group.add_argument("--vae", help="WhisperX-VAE weights (model.ckpt)")
-    group.add_argument("--vae-config", default="whisperx_vae", help="WhisperX-VAE config: preset name or .yaml")
-    group.add_argument("--speaker-encoder", help="speaker encoder weights (UniSpeech wavlm_large_finetune.pth)")
-    group.add_argument("--speaker-config", default="speaker_wavlm_ecapa", help="speaker encoder config: preset/.yaml")
-    group.add_argument("--liax", help=liax_help)
-    group.add_argument("--liax-config", default="lia_x", help="LIA-X config: preset name or .yaml")
-
-
 @dataclass
 class Codecs:
-    """The codecs a run needs, built lazily (a TTS run never loads LIA-X)."""
+    """The codecs a run needs, built lazily (a TTS run never loads LIA-X). Each ``*_config`` is a preset
+    name (configs/codec/<name>.yaml) or a path to a .yaml file; each ``*_weights`` a weights spec (a path,
+    a registry name or an hf:// spec; None: the config's own)."""
 
-    vae_config: str = "whisperx_vae"
-    vae_weights: str | None = None
-    speaker_config: str = "speaker_wavlm_ecapa"
-    speaker_weights: str | None = None
-    liax_config: str = "lia_x"
-    liax_weights: str | None = None
+    vae_weights: str | None = field(default=None, metadata={"flag": "--vae"})  # WhisperX-VAE weights (model.ckpt)
+    vae_config: str = "whisperx_vae"  # WhisperX-VAE config: preset name or .yaml
+    # speaker encoder weights (UniSpeech wavlm_large_finetune.pth)
+    speaker_weights: str | None = field(default=None, metadata={"flag": "--speaker-encoder"})
+    speaker_config: str = "speaker_wavlm_ecapa"  # speaker encoder config: preset/.yaml
+    liax_weights: str | None = field(default=None, metadata={"flag": "--liax"})  # LIA-X lia-x.pt
+    liax_config: str = "lia_x"  # LIA-X config: preset name or .yaml
     device: str = "cpu"
     _built: dict = field(default_factory=dict)
+
+    FLAG_FIELDS = ("vae_weights", "vae_config", "speaker_weights", "speaker_config", "liax_weights", "liax_config")
 
     def _get(self, key: str, config: str, weights: str | None, flag: str):
         """Build the ``config`` preset (or .yaml) once, with ``weights`` as its weights spec."""
         if key not in self._built:
-            from engine.configs import build_codec, codec_config
-
             node = codec_config(config)
             if not weights and node.get("weights") is None and "tiny" not in str(config):
                 log.warning("%s without weights (%s): its outputs will be noise", config, flag)
             self._built[key] = build_codec(node, weights or None).to(self.device)
         return self._built[key]
-
-    @classmethod
-    def from_args(cls, args, device: str) -> "Codecs":
-        """From the flags of :func:`add_codec_arguments`."""
-        return cls(vae_config=args.vae_config, vae_weights=args.vae, speaker_config=args.speaker_config,
-                   speaker_weights=args.speaker_encoder, liax_config=args.liax_config, liax_weights=args.liax,
-                   device=device)
 
     @property
     def vae(self):
@@ -97,50 +85,56 @@ class Codecs:
 
 
 @dataclass
-class Request:
-    """One generation. Paths are media files or .npy features (motion: normalised, (T, 40))."""
+class TalkerRequest:
+    """One generation: a mode, text, and media files (motion: normalised .npy of shape (T, 40))."""
 
-    id: str
-    stem: Path  # outputs: <stem>.wav, <stem>.mp4, <stem>.npz
-    text: str = ""
+    mode: str = "t2av"  # t2av | tts | a2v | v2a
+    text: str = ""  # what to say (t2av, tts, v2a; an optional transcript for a2v)
     ref_audio: str | None = None  # voice: speaker embedding (+ prefix speech)
     ref_video: str | None = None  # face: rendering source and first motion frame (+ prefix motion)
     ref_motion: str | None = None  # instead of encoding ref_video's motion
     audio: str | None = None  # a2v: the speech to animate
     video: str | None = None  # v2a: the face video to dub
     motion: str | None = None  # v2a: instead of encoding video's motion
+    prefix_seconds: float = 0.0  # 0: the references give only voice and face; N: continue their first N seconds
+    id: str = ""  # names the request in messages and results
 
 
 MEDIA_FIELDS = ("ref_audio", "ref_video", "ref_motion", "audio", "video", "motion")
-FLAGS = {"ref_audio": "--ref-audio", "ref_video": "--ref-video", "ref_motion": "--ref-motion", "audio": "--audio",
-         "video": "--video", "motion": "--motion"}
 
 
-def check_request(req: Request, mode: str) -> None:
-    """Everything about a request that can be checked without decoding: what the mode needs is
-    given, given files exist and are files, the text is not too long."""
+def check_request(req: TalkerRequest, names: dict[str, str] | None = None) -> None:
+    """Everything about a request that can be checked without decoding: a known mode, what it needs is
+    given, given files exist and are files, the text is not too long. ``names``: how the caller calls
+    the fields in its messages (the CLI: its flags); default the field names."""
+    name = (names or {}).get
     where = f"request {req.id!r}: " if req.id else ""
+    if req.mode not in MODES:
+        raise RequestError(f"{where}mode {req.mode!r} is not one of {', '.join(MODES)}")
     needs = {"t2av": (("ref_audio",), ("ref_video", "ref_motion")), "tts": (("ref_audio",),),
-             "a2v": (("audio",), ("ref_video", "ref_motion")), "v2a": (("ref_audio",), ("video", "motion"))}[mode]
+             "a2v": (("audio",), ("ref_video", "ref_motion")),
+             "v2a": (("ref_audio",), ("video", "motion"))}[req.mode]
     for options in needs:
         if not any(getattr(req, o) for o in options):
-            raise RequestError(f"{where}mode {mode} needs {' or '.join(FLAGS[o] for o in options)}")
-    for name in MEDIA_FIELDS:
-        value = getattr(req, name)
+            raise RequestError(f"{where}mode {req.mode} needs {' or '.join(name(o, o) for o in options)}")
+    for field_name in MEDIA_FIELDS:
+        value = getattr(req, field_name)
         if value:
             path = Path(value)
             if path.is_dir():
-                raise RequestError(f"{FLAGS[name]} {path}: is a folder, not a file")
+                raise RequestError(f"{name(field_name, field_name)} {path}: is a folder, not a file")
             if not path.is_file():
-                raise RequestError(f"{FLAGS[name]} {path}: file does not exist")
+                raise RequestError(f"{name(field_name, field_name)} {path}: file does not exist")
     if len(req.text) > MAX_TEXT_CHARS:
-        raise RequestError(f"{where}--text has {len(req.text)} characters; at most {MAX_TEXT_CHARS} per request "
-                           "(split longer text into several requests)")
+        raise RequestError(f"{where}{name('text', 'text')} has {len(req.text)} characters; at most {MAX_TEXT_CHARS} "
+                           "per request (split longer text into several requests)")
+    if not req.prefix_seconds >= 0:
+        raise RequestError(f"{where}{name('prefix_seconds', 'prefix_seconds')} must be >= 0, got {req.prefix_seconds}")
 
 
 @dataclass
 class Prepared:
-    request: Request
+    request: TalkerRequest
     prompt: torch.Tensor  # (L,) long
     speaker: torch.Tensor  # (G,)
     first_motion: torch.Tensor | None  # (Cm,)
@@ -209,7 +203,7 @@ def _read_capped(path: str, sample_rate: int, seconds: float, what: str) -> np.n
 
 
 @torch.no_grad()
-def prepare(req: Request, mode: str, codecs: Codecs, layout: ChatLayout, prefix_frames: int, speaker_dim: int,
+def prepare(req: TalkerRequest, codecs: Codecs, layout: ChatLayout, prefix_frames: int, speaker_dim: int,
             motion_dim: int, frame_rate: float, max_frames: int) -> Prepared:
     """Encode one request's references (``prefix_frames``: a multiple of the patch size; ``max_frames``:
     the most frames a sample may have, prefix included). Only what the model uses is decoded.
@@ -219,7 +213,8 @@ def prepare(req: Request, mode: str, codecs: Codecs, layout: ChatLayout, prefix_
     prefix: speech from ``ref_audio`` (a2v: from the driving audio), motion from the reference
     face (v2a: from the driving face).
     """
-    check_request(req, mode)
+    check_request(req)
+    mode = req.mode
     prompt = torch.tensor(layout.prompt_ids(req.text), dtype=torch.long)
     prefix_seconds = prefix_frames / frame_rate
     speaker = torch.zeros(speaker_dim)  # a2v never runs the speech head
@@ -300,3 +295,23 @@ def batch_conditions(items: list[Prepared], mode: str, speech_dim: int, motion_d
         setattr(cond, "given_speech" if mode == "a2v" else "given_motion", given.to(device))
         cond.given_frames = frames.to(device)
     return cond
+
+
+# ------------------------------------------------------------------ on-the-fly training features
+class FeatureEncoder:
+    """Frozen WhisperX-VAE + speaker encoder that turn a batch's waveforms into its features."""
+
+    def __init__(self, vae, speaker):
+        self.vae, self.speaker = vae.eval().requires_grad_(False), speaker.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> dict:
+        audio = batch["audio"]
+        if next(self.vae.parameters()).device != audio.device:  # host-side metadata: no sync
+            self.vae.to(audio.device)
+            self.speaker.to(audio.device)
+        frames = batch["motion"].shape[1]
+        speech = self.vae.encode(audio).float()[:, :frames]  # (B, F, Cs)
+        speech = speech * frame_mask(batch["speech_frames"], frames)[..., None]  # zeros past each clip
+        speaker = self.speaker.embed(batch["audio16"], batch["audio16_lengths"]).float()  # (B, G)
+        return {**batch, "speech": speech, "speaker": speaker}

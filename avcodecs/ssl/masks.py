@@ -1,4 +1,4 @@
-"""Padding helpers shared by the SSL encoders and the judges on top of them.
+"""Padding helpers shared by the SSL encoders and the models on top of them (extractors, judges).
 
 Shape legend: B batch, N samples, T frames, C channels. A mask is True on real samples/frames;
 ``None`` means nothing is padded (every row is full length), which keeps the unmasked fast path

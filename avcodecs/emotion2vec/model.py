@@ -1,11 +1,15 @@
 """emotion2vec+ speech emotion classifier (Ma et al. 2023; FunASR ``Emotion2vec``), inference.
 
+Two users: HiCoDiT's corpus recipe (``hicodit/prep.py --speech-emotion emotion2vec``: the acoustic emotion
+it trains on) and the EmoAcc judge (``evaluation/emotion2vec.py``).
+
 Shape legend: B batch, N samples (16 kHz), T frames (50 Hz), D width (1024 for plus_large, 768 for
 plus_base/seed), K classes (9).
 
     wav (B, N) -> standardise each utterance (when the model was trained on normalised audio)
       -> data2vec 2.0 audio encoder (B, T, D) -> mean over real frames (B, D)
       -> proj: Linear(D, K) -> logits; placeholder classes ("unuse_*") -> -inf -> softmax (B, K)
+      -> (probabilities) onto the 7 canonical emotions, "other"/"unknown" dropped, renormalised (B, 7)
 
 This is FunASR's ``Emotion2vec.inference`` at utterance granularity. Names follow the released
 ``model.pt`` (a fairseq fine-tuning checkpoint): the encoder under ``d2v_model.`` and the head as
@@ -17,10 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from evaluation.emotion2vec.labels import EMOTION2VEC_LABELS
-from evaluation.ssl.data2vec2 import Data2Vec2Audio, Data2Vec2AudioConfig
-from evaluation.ssl.inputs import check_audio
-from evaluation.ssl.masks import lengths_to_mask, masked_mean, standardise
+from avcodecs.emotion2vec.labels import EMOTION2VEC_LABELS, to_canonical
+from avcodecs.ssl.data2vec2 import Data2Vec2Audio, Data2Vec2AudioConfig
+from avcodecs.ssl.inputs import check_audio
+from avcodecs.ssl.masks import lengths_to_mask, masked_mean, standardise
 
 
 @dataclass
@@ -69,3 +73,8 @@ class Emotion2vec(nn.Module):
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Class probabilities (B, K) in ``config.labels`` order."""
         return self.logits(wav, lengths).softmax(-1)
+
+    def probabilities(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 7) over the canonical emotions (``engine.emotions.EMOTIONS``): the class probabilities with
+        the classes outside that set ("other", "unknown", placeholders) dropped and the rest renormalised."""
+        return to_canonical(self(wav, lengths), self.config.labels)

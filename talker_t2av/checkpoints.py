@@ -1,4 +1,4 @@
-"""Ready-to-sample Talker-T2AV models: from one of our checkpoints, or from the released weights.
+"""Talker-T2AV weights: our checkpoints, and the released ones with their key map.
 
     model, layout, sampler = load_checkpoint("runs/talker_joint")          # our training run
     model, layout = load_released_talker("ckpts/talker-t2av", qwen="Qwen3-0.6B")  # HKUSTAudio/Talker-T2AV
@@ -6,17 +6,31 @@
 The released folder (``talker-t2av/`` of HKUSTAudio/Talker-T2AV) holds ``model.safetensors``, the
 backbone's ``config.json`` and the tokenizer; ``qwen`` (a local Qwen3-0.6B folder) is only needed
 when those two are missing from it.
+
+The released weights (HKUSTAudio/Talker-T2AV, ``talker-t2av/``) use our network's parameter names,
+so the key map is the identity except for:
+  * ``pretrained_speech_encoder.*`` (WhisperX-VAE) and ``spk.*`` (speaker encoder): frozen codec
+    parts that the released files omit; dropped if present (our codecs live in ``avcodecs``);
+  * the two legacy renames the released loader applies to older checkpoints
+    (``first_motion_proj`` -> ``global_cond_proj``, ``patch_encoder.`` -> ``speech_patch_encoder.``);
+  * ``llm.lm_head.weight``: Qwen3-0.6B ties it to the token embeddings, so files may omit it.
+Every other difference (a missing, unexpected or mis-shaped tensor) stops with the full report.
 """
 
+import json
 import logging
+import re
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from engine import checkpoint as ckpt
+from engine.configs import config_dir
 from engine.errors import UserFacingError
-from talker_t2av import keymap
+from engine.hub import resolve_weights
+from engine.weights import LoadReport, load_checked
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
@@ -30,8 +44,6 @@ class PretrainedError(UserFacingError, ValueError):
 
 def paper_config(**overrides) -> TalkerConfig:
     """The released layout (``configs/model/talker_t2av_paper.yaml``, shipped with the package)."""
-    from engine.configs import config_dir
-
     raw = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "talker_t2av_paper.yaml"), resolve=True)
     raw.pop("_target_", None)
     return TalkerConfig(**{**raw, **overrides})
@@ -70,8 +82,6 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True,
 def load_released_talker(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):
     """(paper-size model with the released weights, ChatLayout). ``config``: another layout than the
     paper's (its backbone fields are taken from the folder)."""
-    from engine.hub import resolve_weights
-
     folder = resolve_weights(folder, "--released")
     qwen = str(resolve_weights(qwen, "--qwen")) if qwen else None
     if not folder.is_dir():
@@ -87,8 +97,65 @@ def load_released_talker(folder: str | Path, qwen: str | None = None, config: Ta
     config = config or paper_config()
     config.backbone_path, config.load_backbone_weights, config.tokenizer = backbone, False, tokenizer
     model = TalkerT2AV(config)
-    keymap.load_released_weights(model, folder)
+    load_released_weights(model, folder)
     return model.eval(), ChatLayout(load_tokenizer(tokenizer))
+
+
+# ------------------------------------------------------------------ released weights: the key map
+
+DROPPED_PREFIXES = ("pretrained_speech_encoder.", "spk.")
+
+
+class ReleasedWeightsError(UserFacingError, ValueError):
+    pass
+
+
+def released_to_ours(name: str) -> str | None:
+    if name.startswith(DROPPED_PREFIXES):
+        return None
+    name = name.replace("first_motion_proj", "global_cond_proj")
+    if name.startswith("patch_encoder."):
+        name = "speech_patch_encoder." + name[len("patch_encoder."):]
+    return name
+
+
+def _shard_order(path: Path) -> tuple:
+    m = re.search(r"(\d+)-of-(\d+)\.safetensors$", path.name)
+    return (int(m.group(2)), int(m.group(1))) if m else (0, 0)
+
+
+def read_released_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a released checkpoint: a ``.safetensors`` file, or a folder of shards."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.glob("*.safetensors"), key=_shard_order)
+    else:
+        raise ReleasedWeightsError(f"{path}: no such file or folder")
+    if not files:
+        raise ReleasedWeightsError(f"{path}: no .safetensors files in this folder")
+    state = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f)))
+        except Exception as e:  # safetensors raises its own error types for damaged files
+            raise ReleasedWeightsError(f"{f}: not a readable safetensors file ({e})") from None
+    return state
+
+
+def load_released_weights(model, path: str | Path) -> LoadReport:
+    """Load released weights into ``TalkerT2AV`` (strict, with a one-line report)."""
+    state = read_released_state(path)
+    tied = bool(getattr(model.llm.config, "tie_word_embeddings", False))
+    return load_checked(model, state, source=f"{path} (released Talker-T2AV)", key_map=released_to_ours,
+                        strict=True, allow_missing=lambda n: tied and n == "llm.lm_head.weight")
+
+
+def reference_shapes(path: str | Path) -> dict[str, tuple]:
+    """name -> shape from a reference key list (``{"about": ..., "tensors": {name: shape}}``)."""
+    data = json.loads(Path(path).read_text())
+    return {k: tuple(v) for k, v in data["tensors"].items()}
 
 
 def set_inference_dtype(model: TalkerT2AV, dtype: torch.dtype, heads_dtype: torch.dtype = torch.float32):

@@ -1,4 +1,4 @@
-"""emotion2vec+'s 9 classes, their mapping onto the project's 7 canonical emotions, and EmoAcc.
+"""emotion2vec+'s 9 classes and their mapping onto the project's 7 canonical emotions.
 
 The fine-tuned emotion2vec models (``emotion2vec_plus_{seed,base,large}``, ``emotion2vec_base_finetuned``)
 predict, in ``tokens.txt`` order: angry, disgusted, fearful, happy, neutral, other, sad, surprised,
@@ -35,13 +35,3 @@ def to_canonical(probs: torch.Tensor, labels: tuple[str, ...] = EMOTION2VEC_LABE
     p = probs @ canonical_matrix(labels).to(probs)  # (B, 7)
     return p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
 
-
-def emotion_accuracy(generated: torch.Tensor, reference: torch.Tensor) -> float:
-    """EmoAcc in percent: how often the judge's top emotion for generated speech equals its top emotion
-    for the ground-truth speech of the same item. Both (B, K) probabilities (or logits) over the same
-    classes, e.g. the (B, 7) canonical probabilities; class indices (B,) are accepted too."""
-    if generated.shape != reference.shape:
-        raise ValueError(f"EmoAcc needs matching shapes, got {tuple(generated.shape)} and {tuple(reference.shape)}")
-    if generated.dim() == 2:
-        generated, reference = generated.argmax(-1), reference.argmax(-1)
-    return float((generated == reference).double().mean()) * 100
