@@ -182,7 +182,7 @@ class LinearLipFrontend(nn.Module):
 # ------------------------------------------------------------------------------------ identity
 
 
-class IdentityEncoder(nn.Module):
+class SpeakerFromFace(nn.Module):
     """Face identity (ArcFace, B x F) -> c_id (B, S) in the GE2E speaker-embedding space.
 
     c_id is what the L1 alignment loss pulls towards the GE2E embedding of the target speech, and

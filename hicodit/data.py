@@ -18,8 +18,7 @@ acoustic emotion): a label in the manifest line (a name such as "happiness", or 
 (7,) probabilities, (T,) labels or (T, 7) probabilities. ``scripts/prepare_corpus.py hicodit`` writes
 every feature from raw video (``--speech-emotion emotion2vec`` the acoustic one).
 
-Without a manifest the dataset can generate clips (``synthetic_clips > 0``): a fixed random
-"teacher" maps lip features and identity to tokens, so a model can learn it (demo and tests).
+Without a manifest the task generates clips instead (``synthetic_clips > 0``, hicodit/synthetic.py).
 """
 
 import logging
@@ -135,18 +134,13 @@ def acoustic_emotion(entry: dict, key: str, num_classes: int) -> np.ndarray:
 class HiCoDiTDataset(Dataset):
     """Clips from a manifest (or generated), cropped so that tokens are exactly r x video frames."""
 
-    def __init__(self, cfg: HiCoDiTDataConfig, split: str = "train"):
+    def __init__(self, cfg: HiCoDiTDataConfig, split: str = "train", entries: list[dict] | None = None):
+        """The clips of the split's manifest, or the given manifest-style ``entries``."""
         self.cfg, self.split = cfg, split
         manifest = cfg.train_manifest if split == "train" else (cfg.val_manifest or cfg.train_manifest)
-        if manifest is not None:
-            self.entries = read_manifest(manifest)
-            self.synthetic = None
-        elif cfg.synthetic_clips > 0:
-            self.synthetic = SyntheticClips(cfg)
-            self.entries = [{"id": f"synthetic_{i:05d}", "num_frames": n}
-                            for i, n in enumerate(self.synthetic.lengths)]
-        else:
+        if entries is None and manifest is None:
             raise ManifestError("HiCoDiT data: set data.train_manifest (or data.synthetic_clips > 0)")
+        self.entries = read_manifest(manifest) if entries is None else entries
         cap = cfg.max_frames or 1 << 62
         self.lengths = [min(e["num_frames"], cap) for e in self.entries]
 
@@ -155,8 +149,6 @@ class HiCoDiTDataset(Dataset):
 
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         """The clip's raw arrays (before alignment and cropping)."""
-        if self.synthetic is not None:
-            return self.synthetic.clip(i)
         return load_clip_arrays(self.entries[i], self.cfg)
 
     def __getitem__(self, i: int) -> dict:
@@ -260,45 +252,6 @@ def collate(items: list[dict], tokens_per_frame: int = 2) -> dict:
         transcript, mask = pad_sequences([it["transcript"] for it in items])  # (B, U), (B, U)
         batch["transcript"], batch["transcript_lengths"] = transcript, mask.sum(1)
     return batch
-
-
-# ------------------------------------------------------------------------------ generated clips
-
-
-class SyntheticClips:
-    """Generated clips whose tokens follow from their conditions through a fixed random teacher.
-
-    lip (T, D) ~ N(0, 1); each speaker has a face embedding and a GE2E-like embedding (a fixed
-    linear map of the face, L2-normalised); emotion is one label per 0.5 s. Token (q, r k + j) =
-    argmax over V of (A_{q,j} lip_k + B_q ge2e) with fixed random A, B: levels depend on lip and
-    identity, and the two tokens of one video frame differ.
-    """
-
-    def __init__(self, cfg: HiCoDiTDataConfig):
-        self.cfg = cfg
-        rng = np.random.default_rng(cfg.synthetic_seed)
-        q, r, v = cfg.num_levels, cfg.tokens_per_frame, cfg.codebook_size
-        self.lip_map = rng.standard_normal((q, r, cfg.lip_dim, v)).astype(np.float32) / np.sqrt(cfg.lip_dim)
-        self.speaker_map = rng.standard_normal((q, cfg.speaker_dim, v)).astype(np.float32)
-        self.faces = rng.standard_normal((cfg.synthetic_speakers, cfg.face_dim)).astype(np.float32)
-        face_to_speaker = rng.standard_normal((cfg.face_dim, cfg.speaker_dim)).astype(np.float32)
-        spk = self.faces @ face_to_speaker
-        self.speakers = spk / np.linalg.norm(spk, axis=1, keepdims=True)
-        self.lengths = rng.integers(cfg.synthetic_min_frames, cfg.synthetic_max_frames + 1,
-                                    size=cfg.synthetic_clips).tolist()
-
-    def clip(self, i: int) -> dict[str, np.ndarray]:
-        cfg = self.cfg
-        rng = np.random.default_rng([cfg.synthetic_seed, i])
-        frames, speaker = self.lengths[i], i % cfg.synthetic_speakers
-        lip = rng.standard_normal((frames, cfg.lip_dim)).astype(np.float32)
-        scores = np.einsum("td,qjdv->qtjv", lip, self.lip_map) + \
-            np.einsum("s,qsv->qv", self.speakers[speaker], self.speaker_map)[:, None, None]  # (Q, T, r, V)
-        tokens = scores.argmax(-1).reshape(cfg.num_levels, -1).astype(np.int16)  # (Q, r T)
-        steps = -(-frames // 12)
-        emotion = np.repeat(rng.integers(0, cfg.num_emotions, size=steps), 13)[:frames]  # ~0.5 s segments
-        return {"tokens": tokens, "lip": lip, "face": self.faces[speaker].copy(),
-                "emotion": emotion.astype(np.int64), "ge2e": self.speakers[speaker].astype(np.float32)}
 
 
 def write_clips(out_dir: str | Path, clips: list[dict[str, np.ndarray]], ids: list[str] | None = None) -> Path:

@@ -72,14 +72,24 @@ are used in this convention). The passes needed (all, none, and each single cond
 non-zero weight) run as one batched forward per step: the variants are stacked along the batch.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from engine.errors import ConfigError
-from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes, guides_at
+from hicodit.guidance import (
+    CONVENTIONS,
+    PASS_DROPS,
+    SCHEDULES,
+    Convention,
+    GuidanceSchedule,
+    combine_guidance,
+    guidance_passes,
+    guides_at,
+)
 from hicodit.lipreading import ctc_loss
 from hicodit.model import HiCoDiT, HiCoDiTConditions
 
@@ -109,8 +119,9 @@ class LogLinearSchedule:
 # ----------------------------------------------------------------------------------- configs
 
 
-LEVEL_SCHEDULES = ("joint", "coarse_to_fine")
-UNMASK_ORDERS = ("random", "confidence")
+LevelSchedule = Literal["joint", "coarse_to_fine"]
+UnmaskOrder = Literal["random", "confidence"]
+LEVEL_SCHEDULES, UNMASK_ORDERS = get_args(LevelSchedule), get_args(UnmaskOrder)
 
 
 @dataclass
@@ -132,7 +143,7 @@ class DiffusionConfig:
     # scored) while levels 3-12 are masked with its t, which teaches the second sampling phase
     # (high levels given finished low ones); otherwise the joint masks. The first phase needs no
     # special masks: the low-level heads never see levels 3-12 (low_heads_from: low).
-    level_schedule: str = "joint"
+    level_schedule: LevelSchedule = "joint"
     clean_low_prob: float = 0.5
     # The emotion condition from the target speech (acoustic labels, data.acoustic_emotion_key) instead
     # of the face, for this fraction of training items (the paper trained on acoustic emotion).
@@ -168,41 +179,40 @@ class DiffusionConfig:
 
 @dataclass
 class DiffusionSamplerConfig:
-    steps: int = 64
+    steps: int = field(default=64, metadata={"min": 1})  # Euler steps
     greedy: bool = False  # deterministic: argmax codes, most-confident-first unmasking
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata={"above": 0})  # softmax temperature of the drawn codes
     # random: the paper's Euler step (each masked token revealed with the schedule's probability) |
     # confidence: MaskGIT's order (the schedule's count of tokens revealed per step, over all levels, the
     # drawn codes with the highest log-probability first, plus Gumbel noise of scale order_noise * t).
     # Measured worse on the offline benchmark (WER +7, docs/benchmark.md): random stays the default.
-    unmask_order: str = "random"
-    order_noise: float = 1.0
+    unmask_order: UnmaskOrder = "random"  # random: the paper's Euler step | confidence: MaskGIT's order
+    # confidence order: Gumbel noise on the confidences, scaled by t
+    order_noise: float = field(default=1.0, metadata={"min": 0})
     # guidance weights (paper, LRS3), the convention they are read under, and when they apply
     # (hicodit/guidance.py has the rules)
-    w_all: float = 2.5
-    w_id: float = 1.25
-    w_emo: float = 1.5
-    w_lip: float = 2.0
-    guidance_convention: str = "ho"  # ho: w = 0 is conditional | cfg: w_all = 1 is conditional
-    guidance_schedule: str = "constant"  # constant | late (only once t <= guidance_start)
-    guidance_start: float = 0.5
+    w_all: float = field(default=2.5, metadata={"min": 0})  # guidance weight of all conditions together
+    w_id: float = field(default=1.25, metadata={"min": 0})  # guidance weight of the identity
+    w_emo: float = field(default=1.5, metadata={"min": 0})  # guidance weight of the expression
+    w_lip: float = field(default=2.0, metadata={"min": 0})  # guidance weight of the lips
+    guidance_convention: Convention = "ho"  # ho: w = 0 is conditional | cfg: w_all = 1 is conditional
+    guidance_schedule: GuidanceSchedule = "constant"  # constant | late (only once t <= guidance_start)
+    guidance_start: float = field(default=0.5, metadata={"min": 0})  # t at which late guidance starts (0..1)
     # guided log-probabilities also scale the unmasking rate: on by measurement (the offline benchmark,
     # WER -6.4 points against off, 95% CI [-10.8, -1.9]; docs/hicodit.md)
-    guidance_on_rates: bool = True
-    run_zero_weight_passes: bool = False  # run passes whose weight is 0 anyway (tests of the rule)
+    guidance_on_rates: bool = True  # guidance also scales the unmasking rates (on by default)
     # joint: every level unmasked together | coarse_to_fine: levels 1-2 to completion first (a
     # low_step_fraction share of the steps), then levels 3-12 given the finished low tokens
-    level_schedule: str = "joint"
+    level_schedule: LevelSchedule = "joint"  # coarse_to_fine: levels 1-2 first, then levels 3-12
     low_step_fraction: float = 0.5
     # Levels 3-12 (the acoustic detail) apart from levels 1-2 (the words): the guidance beyond the
     # conditional pass is scaled by high_level_guidance there (1 = the same rule at every level, 0 = the
     # conditional model), and their codes are drawn at high_level_temperature (None = temperature).
-    high_level_guidance: float = 1.0
-    high_level_temperature: float | None = None
+    # share of the guidance levels 3-12 get (1: all of it, 0: the conditional model)
+    high_level_guidance: float = field(default=1.0, metadata={"min": 0})
+    high_level_temperature: float | None = field(default=None, metadata={"above": 0})  # temperature of levels 3-12
 
     def __post_init__(self):
-        from hicodit.guidance import CONVENTIONS, SCHEDULES
-
         if self.steps < 1:
             raise ConfigError("DiffusionSamplerConfig.steps must be >= 1")
         if self.temperature <= 0 or (self.high_level_temperature is not None and self.high_level_temperature <= 0):

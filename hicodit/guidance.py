@@ -26,10 +26,13 @@ levels 3-12 (the acoustic detail) and kept at levels 1-2 (the words); 0 samples 
 conditional model, whatever the weights.
 """
 
+from typing import Literal, get_args
+
 import torch
 
-CONVENTIONS = ("ho", "cfg")
-SCHEDULES = ("constant", "late")
+Convention = Literal["ho", "cfg"]
+GuidanceSchedule = Literal["constant", "late"]
+CONVENTIONS, SCHEDULES = get_args(Convention), get_args(GuidanceSchedule)
 # The condition-drop flags (lip, identity, emotion) of each guidance pass: True = dropped.
 PASS_DROPS = {"all": (False, False, False), "none": (True, True, True), "id": (True, False, True),
               "emo": (True, True, False), "lip": (False, True, True)}
@@ -40,11 +43,12 @@ def neutral_w_all(convention: str) -> float:
     return 0.0 if convention == "ho" else 1.0
 
 
-def guidance_passes(cfg) -> list[str]:
-    """The forward passes a guided step needs, in batch order ('all' first); ['all'] when neutral."""
-    singles = [c for c, w in cfg.weights().items() if w != 0 or cfg.run_zero_weight_passes]
+def guidance_passes(cfg, every_pass: bool = False) -> list[str]:
+    """The forward passes a guided step needs, in batch order ('all' first); ['all'] when neutral.
+    ``every_pass``: also those whose weight is 0 (tests of the rule: they must not change the result)."""
+    singles = [c for c, w in cfg.weights().items() if w != 0 or every_pass]
     neutral = cfg.w_all == neutral_w_all(cfg.guidance_convention)
-    if not singles and neutral and not cfg.run_zero_weight_passes:
+    if not singles and neutral and not every_pass:
         return ["all"]
     return ["all", "none", *singles]
 

@@ -45,9 +45,8 @@ from engine.layers import (
     modulate,
     sinusoidal_embedding,
 )
-from hicodit.conditioning import EmotionEncoder, IdentityEncoder, LinearLipFrontend, LipEncoder, LipFrontend
+from hicodit.conditioning import EmotionEncoder, LinearLipFrontend, LipEncoder, LipFrontend, SpeakerFromFace
 from hicodit.lipreading import LipReader
-from visual.mouth import MODEL_CROP  # the corpus pipeline's 88 px mouth crops
 
 CONDITIONS = ("lip", "identity", "emotion")  # column order of the ``drop`` flags
 
@@ -84,6 +83,7 @@ class HiCoDiTConfig:
     # keep their place in the crop, e.g. rendered faces)
     frontend_arch: str = "resnet"
     frontend_pool: int = 1  # average-pool the crops by this factor first (2: 88 -> 44 px; a CPU step 1.4 -> 0.8 s)
+    crop_size: int = 88  # side of the square mouth crops in pixels (the corpus pipeline's, visual.mouth.MODEL_CROP)
     # Beyond the paper: a CTC head reading the transcript's characters off the front-end's features
     # (hicodit/lipreading.py), trained with diffusion.lip_ctc_weight > 0; never used in sampling.
     lip_reader: bool = False
@@ -218,13 +218,13 @@ class HiCoDiT(nn.Module):
 
         self.lip_frontend = None
         if cfg.lip_input == "frontend" and cfg.frontend_arch == "linear":
-            self.lip_frontend = LinearLipFrontend(cfg.lip_dim, side=MODEL_CROP // cfg.frontend_pool)
+            self.lip_frontend = LinearLipFrontend(cfg.lip_dim, side=cfg.crop_size // cfg.frontend_pool)
         elif cfg.lip_input == "frontend":
             self.lip_frontend = LipFrontend(cfg.lip_dim, cfg.frontend_channels, cfg.frontend_blocks, cfg.frontend_pool)
         self.lip_reader = LipReader(cfg.lip_dim) if cfg.lip_reader else None
         self.lip = LipEncoder(cfg.lip_dim, dim, cfg.tokens_per_frame, cfg.lip_upsample)
         self.lip_unit_head = nn.Linear(dim, cfg.num_low_levels * v) if cfg.lip_unit_head else None
-        self.identity = IdentityEncoder(cfg.face_dim, dim, cfg.speaker_dim)
+        self.identity = SpeakerFromFace(cfg.face_dim, dim, cfg.speaker_dim)
         self.speaker_proj = nn.Linear(cfg.speaker_dim, dim)
         self.emotion = EmotionEncoder(cfg.num_emotions, dim, cfg.tokens_per_frame, cfg.emotion_window,
                                       cfg.emotion_embedding)

@@ -23,6 +23,7 @@ from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
 from hicodit.lipreading import decode_greedy
 from hicodit.model import HiCoDiT, HiCoDiTConfig
+from hicodit.synthetic import SyntheticClipDataset
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,19 @@ class HiCoDiTTask(Task):
     def build_module(self) -> MaskedDiffusion:
         return MaskedDiffusion(HiCoDiT(self.model_cfg), self.diffusion_cfg)
 
+    def _dataset(self, split: str) -> HiCoDiTDataset:
+        """The split's manifest; without one, generated clips when ``data.synthetic_clips > 0``."""
+        cfg = self.data_cfg
+        manifest = cfg.train_manifest if split == "train" else (cfg.val_manifest or cfg.train_manifest)
+        if manifest is None and cfg.synthetic_clips > 0:
+            return SyntheticClipDataset(cfg, split)
+        return HiCoDiTDataset(cfg, split)
+
     def train_dataset(self) -> HiCoDiTDataset:
-        return HiCoDiTDataset(self.data_cfg, "train")
+        return self._dataset("train")
 
     def val_dataset(self) -> HiCoDiTDataset:
-        return HiCoDiTDataset(self.data_cfg, "val")
+        return self._dataset("val")
 
     def collate(self, items: list[dict]) -> dict:
         return collate(items, self.model_cfg.tokens_per_frame)

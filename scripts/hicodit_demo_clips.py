@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.checkpoint import load_config, resolve_checkpoint  # noqa: E402
-from hicodit.data import SyntheticClips, write_clips  # noqa: E402
+from hicodit.data import write_clips  # noqa: E402
+from hicodit.synthetic import SyntheticClips  # noqa: E402
 
 
 def main(argv=None) -> int:

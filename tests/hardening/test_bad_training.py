@@ -68,7 +68,8 @@ def test_hostile_trainer_state_is_refused_unexecuted(tmp_path):
 
 
 def test_a_corrupt_clip_in_a_worker_is_one_line(tmp_path):
-    from hicodit.data import SyntheticClips, write_clips
+    from hicodit.data import write_clips
+    from hicodit.synthetic import SyntheticClips
     from tests.hicodit.helpers import tiny_data_config
 
     synth = SyntheticClips(tiny_data_config(8, (10, 12)))

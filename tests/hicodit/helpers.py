@@ -1,9 +1,17 @@
 """Small shared pieces of the HiCoDiT tests."""
 
+import contextlib
+import functools
+from unittest import mock
+
 import torch
 
-from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
+import hicodit.diffusion
+from hicodit.guidance import guidance_passes
+
+from hicodit.data import HiCoDiTDataConfig, collate
 from hicodit.model import HiCoDiT, HiCoDiTConfig
+from hicodit.synthetic import SyntheticClipDataset
 
 
 def tiny_data_config(clips: int = 4, frames: tuple[int, int] = (10, 20), speakers: int = 2, **overrides):
@@ -15,7 +23,7 @@ def tiny_data_config(clips: int = 4, frames: tuple[int, int] = (10, 20), speaker
 
 
 def tiny_batch(clips: int = 3, frames: tuple[int, int] = (10, 20), **overrides) -> dict:
-    ds = HiCoDiTDataset(tiny_data_config(clips, frames, **overrides))
+    ds = SyntheticClipDataset(tiny_data_config(clips, frames, **overrides))
     return collate([ds[i] for i in range(clips)])
 
 
@@ -32,3 +40,10 @@ def randomized(net: HiCoDiT, seed: int = 0, std: float = 0.1) -> HiCoDiT:
 def tiny_net(seed: int = 0, **overrides) -> HiCoDiT:
     torch.manual_seed(seed)
     return randomized(HiCoDiT(HiCoDiTConfig.tiny(**overrides)), seed).eval()
+
+
+@contextlib.contextmanager
+def every_guidance_pass():
+    """The sampler runs every guidance pass, also those whose weight is 0 (which must not change a sample)."""
+    with mock.patch.object(hicodit.diffusion, "guidance_passes", functools.partial(guidance_passes, every_pass=True)):
+        yield

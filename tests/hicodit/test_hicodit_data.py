@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hicodit.data import ClipDataError, HiCoDiTDataset, SyntheticClips, collate, write_clips
+from hicodit.data import ClipDataError, HiCoDiTDataset, collate, write_clips
+from hicodit.synthetic import SyntheticClips
 from tests.hicodit.helpers import tiny_data_config
 
 

@@ -14,7 +14,7 @@ from hicodit.diffusion import (
     score_entropy_loss,
 )
 from hicodit.guidance import PASS_DROPS, combine_guidance, guidance_passes
-from tests.hicodit.helpers import tiny_batch, tiny_net
+from tests.hicodit.helpers import every_guidance_pass, tiny_batch, tiny_net
 
 UNGUIDED = dict(w_all=0.0, w_id=0.0, w_emo=0.0, w_lip=0.0)
 
@@ -121,10 +121,9 @@ def test_zero_guidance_weights_reproduce_the_unguided_sampler_exactly(greedy):
     batch = tiny_batch(clips=2)
     model = diffusion()
     cond = model.conditions(batch)[0]
-    runs = []
-    for cfg in (DiffusionSamplerConfig(steps=6, greedy=greedy, **UNGUIDED),  # conditional pass only
-                DiffusionSamplerConfig(steps=6, greedy=greedy, run_zero_weight_passes=True,
-                                       **UNGUIDED)):  # all 5 passes
+    cfg = DiffusionSamplerConfig(steps=6, greedy=greedy, **UNGUIDED)
+    runs = [model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(3))]  # conditional pass only
+    with every_guidance_pass():  # all 5 passes, their weights 0
         runs.append(model.sample(cond, batch["token_mask"], cfg, torch.Generator().manual_seed(3)))
     assert torch.equal(runs[0], runs[1])
     guided = model.sample(cond, batch["token_mask"], DiffusionSamplerConfig(steps=6, greedy=greedy),
@@ -281,10 +280,30 @@ def test_condition_dropout_rates():
     assert abs(drops.all(1).float().mean().item() - (0.1 + 0.9 * 0.001)) < 4e-3
 
 
+def one_time_per_stratum(t: torch.Tensor, t_min: float) -> bool:
+    """True when t = t_min + (1 - t_min) u with exactly one u in each stratum [k/B, (k+1)/B) of [0, 1)."""
+    u = (t.double() - t_min) / (1 - t_min)
+    strata = torch.floor(u * len(t)).long().sort().values
+    return bool((u >= 0).all() and (u < 1).all() and torch.equal(strata, torch.arange(len(t))))
+
+
 def test_training_times_are_stratified_and_the_curriculum_adds_levels():
+    # A large t_min, so that a missing or wrong map t = t_min + (1 - t_min) u moves times out of their strata.
+    t_min, b = 0.3, 8
+    torch.manual_seed(0)
+    stratified = diffusion(t_min=t_min).train()
+    draws = [stratified.sample_times(b, "cpu") for _ in range(20)]
+    for t in draws:
+        u = (t - t_min) / (1 - t_min)
+        assert one_time_per_stratum(t, t_min), f"u = (t - t_min)/(1 - t_min) = {sorted(u.tolist())}: not one per 1/{b}"
+    assert len({round(float(t.min()), 6) for t in draws}) == len(draws)  # a fresh random offset per batch
+    # The check has teeth: plain uniform times (one stratum empty, another doubled) almost never pass it
+    # (8!/8^8 = 0.24% per draw); these 20 seeded draws all fail.
+    uniform = diffusion(t_min=t_min, low_discrepancy_t=False).train()
+    assert not any(one_time_per_stratum(uniform.sample_times(b, "cpu"), t_min) for _ in range(20))
+    assert not one_time_per_stratum(torch.arange(b) / b, t_min)  # strata of [0, 1) itself, not mapped
+
     model = diffusion(curriculum_every=3, curriculum_start_levels=2).train()
-    t = model.sample_times(8, "cpu")
-    assert ((t.sort().values - torch.arange(8) / 8) >= 0).all() and (t <= 1).all()
     assert model.active_levels("cpu").sum() == 2
     batch = tiny_batch(clips=2)
     for _ in range(3):

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from hicodit.data import ClipDataError, HiCoDiTDataset, SyntheticClips, collate, write_clips
+from hicodit.data import ClipDataError, HiCoDiTDataset, collate, write_clips
 from hicodit.diffusion import DiffusionConfig, MaskedDiffusion
 from hicodit.lipreading import BLANK, CHARSET, VOCAB_SIZE, LipReader, ctc_loss, decode_greedy, encode_transcript
 from hicodit.model import HiCoDiT, HiCoDiTConfig
+from hicodit.synthetic import SyntheticClips
 from hicodit.task import HiCoDiTTask
 from tests.hicodit.helpers import tiny_batch, tiny_data_config
 

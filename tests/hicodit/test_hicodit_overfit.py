@@ -10,8 +10,9 @@ import soundfile as sf
 import torch
 
 from engine import checkpoint as ckpt
-from hicodit.data import HiCoDiTDataset, SyntheticClips, collate, write_clips
+from hicodit.data import HiCoDiTDataset, collate, write_clips
 from hicodit.diffusion import DiffusionSamplerConfig
+from hicodit.synthetic import SyntheticClips
 from tests.conftest import build_trainer, compose
 from tests.hicodit.helpers import tiny_data_config
 

@@ -58,9 +58,8 @@ def test_coarse_to_fine_training_masks_have_the_documented_statistics():
 def test_both_conventions_reduce_to_the_conditional_pass_at_their_neutral_weights():
     logits = torch.randn(5, 2, 3, 4, 7)
     passes = ["all", "none", "id", "emo", "lip"]
-    for cfg in (DiffusionSamplerConfig(run_zero_weight_passes=True, **UNGUIDED),
-                DiffusionSamplerConfig(run_zero_weight_passes=True, guidance_convention="cfg",
-                                       **{**UNGUIDED, "w_all": 1.0})):
+    for cfg in (DiffusionSamplerConfig(**UNGUIDED),
+                DiffusionSamplerConfig(guidance_convention="cfg", **{**UNGUIDED, "w_all": 1.0})):
         torch.testing.assert_close(combine_guidance(logits, passes, cfg), logits[0], atol=1e-5, rtol=0)
         assert guidance_passes(DiffusionSamplerConfig(guidance_convention=cfg.guidance_convention,
                                                       **{**UNGUIDED, "w_all": cfg.w_all})) == ["all"]
