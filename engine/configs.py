@@ -49,20 +49,28 @@ def register_schema(name: str, dataclass: type) -> None:
 
 
 def register_schemas(overrides: Sequence[str] = ()) -> None:
-    """The schemas a composition of ``overrides`` may need: the trainer's, and those the selected
-    task hands over (its class's ``config_schemas()``). Only the selected task's module is imported, so
-    a Talker or smoke run never imports HiCoDiT."""
+    """The schemas a composition of ``overrides`` may need: the trainer's, and those the selected task
+    hands over (its class's ``config_schemas()``). Only the selected task's module is imported, so a
+    Talker or smoke run never imports HiCoDiT; a composition that selects no experiment (a model or data
+    config alone) gets every experiment's task's schemas."""
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
     target = selected_task_target(overrides)
-    if target is None:
-        return
-    module, _, name = target.rpartition(".")
-    try:
-        task_class = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return  # instantiate names the bad target later, in its own words
-    for schema, dataclass in getattr(task_class, "config_schemas", dict)().items():
-        register_schema(schema, dataclass)
+    for task in [target] if target else experiment_task_targets():
+        module, _, name = task.rpartition(".")
+        try:
+            task_class = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue  # instantiate names the bad target later, in its own words
+        for schema, dataclass in getattr(task_class, "config_schemas", dict)().items():
+            register_schema(schema, dataclass)
+
+
+@functools.cache
+def experiment_task_targets() -> tuple[str, ...]:
+    """Every task ``_target_`` the shipped experiments name, in name order, each once."""
+    targets = [selected_task_target([f"experiment={path.stem}"])
+               for path in sorted((config_dir() / "experiment").glob("*.yaml"))]
+    return tuple(dict.fromkeys(t for t in targets if t))
 
 
 def _override_value(overrides: Sequence[str], key: str) -> str | None:
@@ -105,6 +113,25 @@ def compose(*overrides: str, config_name: str = "config") -> DictConfig:
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except HydraException as e:
         raise ConfigError(f"config {' '.join(overrides) or config_name}: {str(e).splitlines()[0]}") from None
+
+
+def named_config(config_type: type, group: str, name: str, **overrides):
+    """``configs/<group>/<name>.yaml`` (a named size, e.g. ``model/hicodit_tiny``) as a ``config_type``
+    instance, without composing a run: the file's values over those of the files it extends (a
+    ``/schema/...`` entry stands for ``config_type``'s own defaults), then ``overrides``."""
+    def values(config: str) -> dict:
+        path = config_dir() / group / f"{config}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"{group} config {config!r}: no {path}")
+        node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        merged = {}
+        for parent in node.pop("defaults", []):
+            if isinstance(parent, str) and parent != "_self_" and not parent.startswith("/schema/"):
+                merged.update(values(parent))
+        node.pop("_target_", None)
+        return {**merged, **node}
+
+    return config_type(**{**values(name), **overrides})
 
 
 def codec_config(spec: str) -> DictConfig:

@@ -108,6 +108,10 @@ class ToyObjective(nn.Module):
 
 
 class ToyTask(Task):
+    @classmethod
+    def config_schemas(cls) -> dict[str, type]:
+        return {"toy_model": ToyModelConfig}
+
     def __init__(self, model: ToyModelConfig, data: ToyDataConfig):
         self.model_cfg, self.data_cfg = model, data
 

@@ -56,20 +56,12 @@ last step (s = 0) unmasks everything. ``greedy`` is a deterministic variant for 
 codes, and at each step the most confident masked tokens are unmasked so that floor(N s / 1)
 of the N real tokens stay masked (the same expected schedule, no randomness).
 
-Multi-condition guidance (DEmoFace's "enhanced predictor-free guidance", our exact rule)
----------------------------------------------------------------------------------------
-With l_X the network's logits given the condition set X (lip, identity, emotion; the rest dropped
-to their learned null embeddings), the guided logits are
-
-    l = l_all + w_all (l_all - l_none) + w_id (l_id - l_none) + w_emo (l_emo - l_none)
-              + w_lip (l_lip - l_none).
-
-The coefficients sum to one, so combining log-probabilities (or log concrete scores, which differ
-by the per-position constant log alpha) gives the same softmax: the rule is the same in logit,
-log-probability and score space. All weights zero gives the unguided conditional sampler exactly
-(Ho & Salimans' convention, w = 0 -> conditional; the paper's LRS3 weights 2.5 / 1.25 / 1.5 / 2.0
-are used in this convention). The passes needed (all, none, and each single condition with a
-non-zero weight) run as one batched forward per step: the variants are stacked along the batch.
+Multi-condition guidance (DEmoFace's "enhanced predictor-free guidance")
+-----------------------------------------------------------------------
+Each step combines the network's logits under several condition sets (all, none, and each single
+condition with a non-zero weight), run as one batched forward: the variants are stacked along the
+batch. The rule, its two conventions, its schedule and its per-level scale are written once, in
+``hicodit/guidance.py``.
 """
 
 from dataclasses import dataclass, field

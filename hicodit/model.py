@@ -27,12 +27,13 @@ training-only heads read the lips: ``lip_reader`` (CTC over the transcript) and 
 1-2's codes off the lip stream, (B, L, C) -> (B, L, Q_lo V)).
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.configs import named_config
 from engine.errors import ConfigError, check_bool_fields
 from engine.layers import (
     AdaLNModulation,
@@ -120,13 +121,11 @@ class HiCoDiTConfig:
 
     @classmethod
     def paper(cls, **overrides) -> "HiCoDiTConfig":
-        return replace(cls(), **overrides)
+        return named_config(cls, "model", "hicodit_paper", **overrides)  # the defaults
 
     @classmethod
     def tiny(cls, **overrides) -> "HiCoDiTConfig":
-        return replace(cls(codebook_size=64, dim=64, heads=4, low_depth=2, high_depth=2, lip_dim=32,
-                           face_dim=16, speaker_dim=8, max_len=256, time_freq_dim=32,
-                           frontend_channels=(8, 16), frontend_blocks=1), **overrides)
+        return named_config(cls, "model", "hicodit_tiny", **overrides)  # configs/model/hicodit_tiny.yaml
 
 
 @dataclass

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 class HiCoDiTTask(Task):
     @classmethod
     def config_schemas(cls) -> dict[str, type]:
-        return {"hicodit_diffusion": DiffusionConfig, "hicodit_sampler": DiffusionSamplerConfig}
+        return {"hicodit_model": HiCoDiTConfig, "hicodit_diffusion": DiffusionConfig,
+                "hicodit_sampler": DiffusionSamplerConfig}
 
     def __init__(self, model: HiCoDiTConfig, data: HiCoDiTDataConfig, diffusion: DiffusionConfig | None = None,
                  sampler: DiffusionSamplerConfig | None = None, codec: Callable | nn.Module | None = None,

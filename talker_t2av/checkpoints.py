@@ -23,11 +23,10 @@ import re
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from engine import checkpoint as ckpt
-from engine.configs import config_dir
+from engine.configs import named_config
 from engine.errors import UserFacingError
 from engine.hub import resolve_weights
 from engine.weights import LoadReport, load_checked
@@ -44,9 +43,7 @@ class PretrainedError(UserFacingError, ValueError):
 
 def paper_config(**overrides) -> TalkerConfig:
     """The released layout (``configs/model/talker_t2av_paper.yaml``, shipped with the package)."""
-    raw = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "talker_t2av_paper.yaml"), resolve=True)
-    raw.pop("_target_", None)
-    return TalkerConfig(**{**raw, **overrides})
+    return named_config(TalkerConfig, "model", "talker_t2av_paper", **overrides)
 
 
 def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True, command: str | None = None):

@@ -41,6 +41,10 @@ def _as(cls, value):
 
 
 class TalkerTask(Task):
+    @classmethod
+    def config_schemas(cls) -> dict[str, type]:
+        return {"talker_model": TalkerConfig}
+
     def __init__(self, model: TalkerConfig, data: TalkerDataConfig, loss: LossConfig | dict | None = None,
                  init_from: str | None = None, init_modules: list[str] | tuple[str, ...] = STAGE1_MODULES,
                  sampler: CFMSamplerConfig | dict | None = None, val_max_seconds: float = 30.0,

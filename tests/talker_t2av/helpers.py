@@ -3,17 +3,14 @@
 import functools
 
 import torch
-import yaml
 
+from engine.configs import named_config
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.tokenizer import ChatLayout, build_char_tokenizer
-from tests.conftest import CONFIGS
 
 
 def tiny_config(**overrides) -> TalkerConfig:
-    raw = yaml.safe_load((CONFIGS / "model" / "talker_t2av_tiny.yaml").read_text())
-    raw.pop("_target_")
-    return TalkerConfig(**{**raw, **overrides})
+    return named_config(TalkerConfig, "model", "talker_t2av_tiny", **overrides)
 
 
 def tiny_model(seed: int = 0, **overrides) -> TalkerT2AV:
