@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from engine.errors import UserFacingError
 from engine.weights import compare_shapes, shapes
+from evaluation.frozen_bn import FrozenBatchNorm
 from evaluation.syncnet import (
     SyncInputError,
     SyncNet,
@@ -116,6 +117,107 @@ def test_random_weights_score_a_clip_end_to_end_in_any_batch_size():
     assert big["lse_c"] == pytest.approx(scores["lse_c"], abs=1e-5)
     # audio longer than the video (or the reverse) scores the common part only
     assert SyncScorer(model=model).embeddings(faces[:20], audio)[0].shape[0] == 15
+
+
+def responsive_syncnet(faces: np.ndarray, audio: np.ndarray, seed: int = 5) -> SyncNet:
+    """A random-weight SyncNet whose norm layers hold the statistics of their inputs on this clip (a
+    BatchNorm's training-mode statistics), so every layer varies at unit scale with the input: with
+    the default random statistics the towers' outputs hardly move (the audio embedding of a tone and
+    of silence differ in the fourth decimal), and a wrong window, colour order or scale would hide in them."""
+    model = random_syncnet(seed)
+
+    def set_stats(norm, inputs):
+        (x,) = inputs
+        dims = [d for d in range(x.ndim) if d != 1]
+        norm.running_mean.copy_(x.mean(dims))
+        norm.running_var.copy_(x.var(dims) + 1e-3)
+        norm.weight.fill_(1.0)
+        norm.bias.zero_()
+
+    hooks = [m.register_forward_pre_hook(set_stats) for m in model.modules() if isinstance(m, FrozenBatchNorm)]
+    lip, aud = original_embeddings(model, faces, audio)  # each norm layer sees its own input first, once
+    for hook in hooks:
+        hook.remove()
+    # embeddings follow the input: std over windows ~0.3 (0.02 lips, 0.001-0.002 audio with random statistics)
+    assert lip.std(0).mean() > 0.15 and aud.std(0).mean() > 0.15
+    return model
+
+
+@torch.no_grad()
+def original_embeddings(model: SyncNet, faces: np.ndarray, audio: np.ndarray, rgb: bool = False, skew: int = 0):
+    """syncnet_python's ``SyncNetInstance.evaluate``, step by step: BGR frames (cv2.imread), MFCC of the
+    16-bit wav by python_speech_features, ``min_length - 5`` windows, window i = frames i..i+4 stacked
+    and MFCC frames 4i..4i+19. ``rgb`` and ``skew`` (audio windows ``skew`` frames late) are the two
+    mistakes a port makes, to show the comparison sees them."""
+    psf = pytest.importorskip("python_speech_features")
+    frames = faces if rgb else faces[..., ::-1]  # cv2 reads BGR
+    imtv = torch.from_numpy(np.ascontiguousarray(frames).transpose(3, 0, 1, 2)[None].astype(float)).float()
+    pcm = pcm16_scale(audio).astype(np.int16)  # the 16-bit wav
+    cct = torch.from_numpy(psf.mfcc(pcm, 16000).T[None, None].astype(float)).float()  # (1, 1, 13, M)
+    lastframe = min(len(faces), len(audio) // 640) - 5
+    im_in = torch.cat([imtv[:, :, v:v + 5] for v in range(lastframe)])  # (W, 3, 5, 224, 224)
+    cc_in = torch.cat([cct[:, :, :, (v + skew) * 4:(v + skew) * 4 + 20] for v in range(lastframe)])  # (W, 1, 13, 20)
+    return model.embed_lips(im_in)[:, 0], model.embed_audio(cc_in)
+
+
+def original_scores(lip: torch.Tensor, aud: torch.Tensor, vshift: int = 15) -> dict:
+    """``calc_pdist`` and the min / median of the mean distances, as syncnet_python writes them."""
+    win_size = vshift * 2 + 1
+    feat2p = F.pad(aud, (0, 0, vshift, vshift))
+    dists = [F.pairwise_distance(lip[[i], :].repeat(win_size, 1), feat2p[i:i + win_size, :]) for i in range(len(lip))]
+    mdist = torch.mean(torch.stack(dists, 1), 1)
+    minval, minidx = torch.min(mdist, 0)
+    return {"lse_c": float(torch.median(mdist) - minval), "lse_d": float(minval), "offset": vshift - int(minidx)}
+
+
+def test_random_weights_give_the_original_recipe_s_scores_end_to_end():
+    """Whatever the weights, SyncScorer's one-pass lip tower, vectorised MFCC windows and batched
+    distances must give the numbers of the original per-window loop on the same network."""
+    faces, audio = _clip(16, seed=5)
+    audio = np.concatenate([audio, audio[:3 * 640]])  # a little longer than the video: min_length counts frames
+    model = responsive_syncnet(faces, audio)
+    lip, aud = original_embeddings(model, faces, audio)  # (W, E) each
+    expected = original_scores(lip, aud)
+    for batch_size in (4, 100):
+        scorer = SyncScorer(model=model, batch_size=batch_size)
+        got_lip, got_aud = scorer.embeddings(faces, audio)
+        torch.testing.assert_close(got_lip, lip, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got_aud, aud, rtol=1e-4, atol=1e-4)
+        got = scorer.score(faces, audio)
+        assert got["offset"] == expected["offset"], (got, expected)
+        assert got["lse_d"] == pytest.approx(expected["lse_d"], rel=1e-4, abs=1e-4), (got, expected)
+        assert got["lse_c"] == pytest.approx(expected["lse_c"], rel=1e-4, abs=1e-4), (got, expected)
+    # the comparison has teeth: RGB frames or audio windows one frame late move the embeddings far past that
+    for mistake, (right, wrong) in ((dict(rgb=True), (lip, original_embeddings(model, faces, audio, rgb=True)[0])),
+                                    (dict(skew=1), (aud, original_embeddings(model, faces, audio, skew=1)[1]))):
+        assert (wrong - right).abs().max() > 0.05, mistake
+
+
+def test_random_weights_identical_inputs_identical_scores_and_delayed_audio_shifts_the_distance_table():
+    """A copy of the audio delayed by s frames (s * 640 samples put in front, ending in a zero so the
+    pre-emphasis sees the same samples) gives audio embeddings s windows later, and so a distance
+    table whose every unpadded column is the undelayed table's moved by s offsets: what makes the
+    reported offset the audio's lead in frames."""
+    faces, audio = _clip(16, seed=6)
+    audio = np.concatenate([audio, audio[:8 * 640]])  # long enough that the video alone sets the window count
+    model = responsive_syncnet(faces, audio, seed=6)
+    scorer = SyncScorer(model=model, batch_size=8)
+    first, again = scorer.score(faces, audio), scorer.score(faces.copy(), audio.copy())
+    assert first == again
+    lip, aud = scorer.embeddings(faces, audio)
+    table = sync_distances(lip, aud)  # (W, K): column k compares lip i with audio i + k - 15
+    w = len(lip)
+    for s in (2, 5):
+        lead = np.random.default_rng(s).normal(0, 0.1, s * 640).astype(np.float32)
+        lead[-1] = 0.0
+        delayed = np.concatenate([lead, audio])
+        lip2, aud2 = scorer.embeddings(faces, delayed)
+        torch.testing.assert_close(lip2, lip)
+        torch.testing.assert_close(aud2[s:], aud[:w - s], rtol=1e-4, atol=1e-5)
+        shifted = sync_distances(lip2, aud2)
+        i, k = torch.meshgrid(torch.arange(w), torch.arange(31), indexing="ij")
+        inside = (i + k - 15 - s >= 0) & (i + k - 15 < w) & (k >= s)  # audio index in the clip both times
+        torch.testing.assert_close(shifted[inside], table[i[inside], k[inside] - s], rtol=1e-4, atol=1e-5)
 
 
 class BrightnessLoudness(nn.Module):

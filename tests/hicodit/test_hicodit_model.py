@@ -1,8 +1,11 @@
 """HiCoDiT network: paper sizes, the hierarchy, dual-scale AdaLN, conditions, padding, lip front-end."""
 
+import math
+
 import pytest
 import torch
 from hydra.utils import instantiate
+from torch.nn import functional as F
 
 from engine.errors import ConfigError
 from hicodit.conditioning import GREY_MEAN, GREY_STD, LinearLipFrontend, LipFrontend, smooth_emotions
@@ -140,7 +143,7 @@ def test_emotion_smoothing_averages_half_second_windows_of_real_frames():
     assert torch.allclose(smoothed[0, 2, 5], torch.tensor(1.0))  # 6 real tokens of 10 in the last window
 
 
-def test_lip_frontend_takes_mouth_crops_and_learns_end_to_end():
+def test_lip_frontend_takes_mouth_crops_and_passes_gradients_end_to_end():
     frontend = LipFrontend(32, channels=(8, 16), blocks_per_stage=1)
     crops = torch.randint(0, 255, (2, 5, 88, 88), dtype=torch.uint8)
     assert frontend(crops).shape == (2, 5, 32)
@@ -151,6 +154,51 @@ def test_lip_frontend_takes_mouth_crops_and_learns_end_to_end():
     logits = net(batch["tokens"], torch.rand(2), cond, batch["token_mask"])
     logits.square().mean().backward()
     assert net.lip_frontend.stem.weight.grad.abs().sum() > 0
+
+
+def mouth_crops(gen: torch.Generator, clips: int, frames: int, side: int = 24):
+    """Grey mouth crops (clips, frames, side, side) uint8 whose dark mouth opens to one of three heights
+    per frame, on noisy skin of a random shade, moving up and down a little; the label is the height."""
+    heights = torch.tensor([2.0, 6.0, 11.0])
+    labels = torch.randint(0, 3, (clips, frames), generator=gen)
+    yy, xx = torch.meshgrid(*[torch.arange(side) - (side - 1) / 2] * 2, indexing="ij")
+    centre = torch.randint(-2, 3, (clips, frames, 1, 1), generator=gen).float()
+    mouth = (xx / 9) ** 2 + ((yy - centre) / (heights[labels][..., None, None] / 2)) ** 2 <= 1
+    skin = 150 + 40 * torch.rand(clips, frames, 1, 1, generator=gen)
+    crops = torch.where(mouth, 40.0, skin) + 15 * torch.randn(clips, frames, side, side, generator=gen)
+    return crops.clamp(0, 255).to(torch.uint8), labels
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_a_tiny_lip_frontend_learns_mouth_openings_from_the_crops(shuffled):
+    """25 Adam steps on fresh batches teach a tiny front-end (its own projection as the 3-way readout) to
+    read how far the mouth is open, on held-out crops: the loss falls below half its start (1.13 -> 0.27). The
+    control pairs each label with another frame's crop: nothing to learn, so the held-out loss stays at
+    chance (ln 3), which also shows the fall is not memorisation of the batches."""
+    torch.manual_seed(0)
+    frontend = LipFrontend(3, channels=(8, 16), blocks_per_stage=1)
+    optimizer = torch.optim.Adam(frontend.parameters(), lr=1e-2)
+    held_crops, held_labels = mouth_crops(torch.Generator().manual_seed(99), 8, 8)
+
+    def held_out_loss() -> float:
+        with torch.no_grad():
+            return F.cross_entropy(frontend(held_crops).flatten(0, 1), held_labels.flatten()).item()
+
+    start, gen = held_out_loss(), torch.Generator().manual_seed(1)
+    for _ in range(25):
+        crops, labels = mouth_crops(gen, 8, 8)  # (8, 8, 24, 24), (8, 8)
+        if shuffled:
+            crops = crops.flatten(0, 1)[torch.randperm(64, generator=gen)].view_as(crops)
+        loss = F.cross_entropy(frontend(crops).flatten(0, 1), labels.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    end = held_out_loss()
+    assert start > 0.9 * math.log(3), start  # it starts at chance
+    if shuffled:
+        assert end > 0.9 * math.log(3), (start, end)
+    else:
+        assert end < 0.5 * start, (start, end)
 
 
 def test_lip_frontend_input_pool_is_the_frontend_on_smaller_crops():

@@ -31,12 +31,58 @@ def hicodit(files, *args):
     return ["hicodit", "--checkpoint", str(files / "run"), "--random-extractors", "--steps", "2", "--quiet", *args]
 
 
+def streams(path) -> dict:
+    """{"video" | "audio": (start, duration, decoded)} in seconds, read off the mp4 with PyAV; decoded
+    is the video's frame count, or the audio's samples (mono) as far as the stream's duration."""
+    import av
+
+    found = {}
+    with av.open(str(path)) as probe:
+        kinds = [s.type for s in probe.streams if s.type in ("video", "audio")]
+    for kind in kinds:
+        with av.open(str(path)) as container:  # a fresh demuxer per stream: decoding one consumes all packets
+            stream = getattr(container.streams, kind)[0]
+            start, duration = float(stream.start_time * stream.time_base), float(stream.duration * stream.time_base)
+            if stream.type == "video":
+                decoded = sum(1 for _ in container.decode(stream))
+            else:
+                samples = np.concatenate([f.to_ndarray().mean(0) for f in container.decode(stream)])  # planar (C, S)
+                decoded = samples[: round(duration * stream.codec_context.sample_rate)]
+            found[stream.type] = (start, duration, decoded)
+    return found
+
+
+def assert_streams_in_sync(mp4, source, wav, fps: int = 25, rate: int = 24000):
+    """The mp4 holds the source clip's frames and the generated speech, both from frame 0 and for the
+    clip's length (within one frame), and its audio is the wav's samples with no shift."""
+    from scipy.signal import correlate
+
+    from engine.media import read_audio
+
+    frame = 1 / fps
+    (_, clip_seconds, clip_frames), = streams(source).values()  # the silent input: one video stream
+    got = streams(mp4)
+    v_start, v_seconds, v_frames = got["video"]
+    a_start, a_seconds, audio = got["audio"]
+    assert v_frames == clip_frames and abs(v_seconds - clip_seconds) < frame, (got["video"][:2], clip_seconds)
+    assert abs(a_start - v_start) < frame and abs(v_start) < frame, f"audio starts at {a_start}s, video at {v_start}s"
+    assert abs(a_seconds - clip_seconds) < frame, f"audio lasts {a_seconds}s, the clip {clip_seconds}s"
+    speech = read_audio(wav, rate)[: len(audio)]
+    assert abs(len(audio) - clip_seconds * rate) < rate * frame and len(speech) == len(audio)
+    lags = np.arange(-len(audio) + 1, len(audio))
+    xcorr = correlate(audio, speech, mode="full", method="fft") / (np.linalg.norm(audio) * np.linalg.norm(speech))
+    lag = int(lags[np.argmax(xcorr)])  # > 0: the mp4's audio is late by that many samples
+    assert abs(lag) <= 2 and xcorr.max() > 0.9, f"the mp4's speech is shifted by {lag} samples ({lag / rate:.3f}s) " \
+                                                f"from the wav (peak correlation {xcorr.max():.2f})"
+
+
 def test_video_in_speech_out(files, capsys):
     from engine.media import read_video
 
     out = files / "out" / "speech"
     assert infer.main(hicodit(files, "--video", str(files / "silent.mp4"), "--out", str(out), "--save-features",
                               "--save-crops")) == 0
+    assert_streams_in_sync(out.with_suffix(".mp4"), files / "silent.mp4", out.with_suffix(".wav"))
     clip = read_video(out.with_suffix(".mp4"), fps=25, audio_sample_rate=24000)
     assert len(clip.frames) == 20 and clip.audio is not None and abs(len(clip.audio) - 20 * 960) < 2048
     saved = {p.name for p in out.parent.iterdir()}
