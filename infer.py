@@ -7,12 +7,9 @@ The flags they share (``--device``, ``--precision``, ``--out``, ``--manifest``, 
 """
 
 import argparse
-import importlib
-import logging
 import sys
 
-from engine.cli import run_main
-from engine.logger import setup_logging
+from engine.cli import command_parser, run_command
 
 COMMANDS = {
     "hicodit": ("hicodit.cli", "silent face video (or its features) -> speech, with HiCoDiT"),
@@ -22,10 +19,7 @@ COMMANDS = {
 
 
 def build_parser(name: str) -> argparse.ArgumentParser:
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"infer.py {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    return parser
+    return command_parser(COMMANDS[name][0], f"infer.py {name}", COMMANDS[name][1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python infer.py <command> [options]\n\ncommands:\n{listing}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name = argv[0]
-    args = build_parser(name).parse_args(argv[1:])
-    setup_logging(0, logging.WARNING if args.quiet else logging.INFO)
-    module = importlib.import_module(COMMANDS[name][0])
-    return run_main(lambda: module.run(args), log_name="infer")
+    return run_command(COMMANDS[name][0], f"infer.py {name}", COMMANDS[name][1], argv[1:])
 
 
 if __name__ == "__main__":

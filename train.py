@@ -6,41 +6,7 @@
         --rdzv_id=$JOB train.py experiment=...
 """
 
-import logging
-import os
-import sys
-
-import hydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-
-from engine.configs import register_schemas
-from engine.distributed import shutdown_distributed
-from engine.errors import find_user_error
-from engine.logger import setup_logging
-from engine.trainer import Trainer, TrainerConfig
-
-log = logging.getLogger("train")
-
-
-@hydra.main(config_path="configs", config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
-    setup_logging(int(os.environ.get("RANK", 0)))
-    try:
-        task = instantiate(cfg.task)
-        path = Trainer(TrainerConfig.from_node(cfg.trainer), task, run_config=cfg).fit()
-    except Exception as e:  # noqa: BLE001 - a user-facing error is one line, anything else a traceback
-        user_error = find_user_error(e)
-        if user_error is None:
-            raise
-        log.error("%s", user_error)
-        sys.exit(user_error.exit_status)
-    finally:
-        shutdown_distributed()
-    if path is not None:
-        log.info("last checkpoint: %s", path)
-
+from engine.train import main
 
 if __name__ == "__main__":
-    register_schemas(sys.argv[1:])  # the trainer's, and the selected task's
     main()

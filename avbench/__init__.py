@@ -1,11 +1,12 @@
-"""The generated audio-visual corpus of the offline benchmark: GRID sentences spoken by Piper voices
-made distinct with WORLD, and a real face (NASA's astronaut photo) whose mouth follows the phonemes.
+"""The offline audio-visual benchmark: a generated talking-face corpus whose ground truth is known, the
+project's real pipeline run on it, and a report (``python -m avbench.run --preset quick``).
 
-    from avbench.corpus import generate_corpus
-    generate_corpus("data/avbench", preset="quick")      # or: python -m avbench.corpus --out data/avbench
-
-Modules: grid (sentences), speech (Piper + timings), voices (speakers and emotions in the voice),
-visemes (phonemes -> mouth shapes over time), face (the renderer), motion (head motion, blinks),
-looks (speaker looks and emotion expressions), clip (one clip), corpus (the corpus and its CLI),
-measure (how separable speakers, emotions and visemes are). Nothing heavy is imported here.
+Two halves, the run above the corpus (it never imports the other way):
+    corpus/    the corpus generator: GRID sentences, Piper voices made distinct with WORLD, the
+               astronaut's face saying them (``python -m avbench.corpus``; avbench.corpus)
+    run        the command line; presets (configs/bench/), paths (a run folder's layout and the stage
+               names), tools (the project commands each stage launches), stages (the stage drivers),
+               systems (what is sampled), analysis (judging and the numbers), slots (errors per GRID
+               slot), report (report.md, results.json, plots, videos)
+Nothing heavy is imported here.
 """

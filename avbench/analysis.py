@@ -23,9 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
+from avbench.paths import RunPaths
 from avbench.presets import BenchPreset
-from avbench.stages import RunPaths
+from avbench.slots import letter_floor, shared_letter_classes, slot_errors, word_visemes
+from avbench.systems import held_out_rows
+from engine.atomic import atomic_path
 from engine.data import read_manifest
+from engine.media import read_audio
+from engine.pipeline.corpus import Clip
+from evaluation.asr import GRID_PROMPT
+from evaluation.harness import aggregate, evaluate, per_utterance, remember_inputs
+from evaluation.paired import judged, paired_difference
+from evaluation.spksim import SpeakerJudge
+from evaluation.text_norm import normalize
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +58,11 @@ def system_rows(paths: RunPaths, name: str, held_out: list[dict]) -> list[dict]:
 
 
 def judge_options() -> dict:
-    from evaluation.asr import GRID_PROMPT
-
     return {"wer": {"prompt": GRID_PROMPT, "normalization": "whisper_en_words"}, "spksim": {"backend": "ge2e"}}
 
 
 def judge_systems(preset: BenchPreset, paths: RunPaths) -> None:
     """Run the harness over every system (cached per judge and utterance: a rerun only adds what is new)."""
-    from avbench.systems import held_out_rows
-    from engine.pipeline.corpus import Clip
-    from evaluation.harness import evaluate, remember_inputs
-
     held_out = held_out_rows(preset, paths)
     truth = paths.samples / "ground_truth"
     for name in system_names(paths):
@@ -82,9 +86,6 @@ def _speaker_centroids(embeddings: dict[str, np.ndarray], rows: list[dict]) -> t
 def speaker_numbers(paths: RunPaths, names: list[str], held_out: list[dict], judge=None) -> dict:
     """Per system: mean cosine to the intended speaker's centroid, to the other speakers' centroids,
     and the share of outputs whose nearest centroid is the intended one."""
-    from engine.media import read_audio
-    from evaluation.spksim import SpeakerJudge
-
     judge = judge or SpeakerJudge("ge2e")
 
     def embed(name: str, rows: list[dict]) -> dict[str, np.ndarray]:
@@ -111,8 +112,6 @@ def speaker_numbers(paths: RunPaths, names: list[str], held_out: list[dict], jud
 
 
 def _f0_by_id(paths: RunPaths, name: str) -> dict[str, float]:
-    from evaluation.harness import per_utterance
-
     rows = per_utterance(paths.evaluation / name)
     return {i: r["f0_mean_log"] for i, r in rows.items() if np.isfinite(r.get("f0_mean_log", np.nan))}
 
@@ -174,26 +173,20 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
 def slot_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dict:
     """Per system, how often each GRID slot is wrong (``avbench.slots``), with the letters split by
     whether the lips can tell them apart, and that floor."""
-    from avbench.slots import letter_floor, shared_letter_classes, slot_errors, word_visemes
-    from evaluation.harness import per_utterance
-    from evaluation.text_norm import normalize
-
     visemes = word_visemes(read_manifest(paths.corpus_list))
     classes = shared_letter_classes(visemes)
     out = {"shared_letters": classes, "letter_floor": letter_floor(visemes), "systems": {}}
     mode = judge_options()["wer"]["normalization"]  # as the WER judge reads them
     for name in names:
-        judged = per_utterance(paths.evaluation / name)
-        pairs = [(normalize(r["text"], mode), normalize(judged[r["id"]]["hypothesis"], mode))
-                 for r in system_rows(paths, name, held_out) if "hypothesis" in judged.get(r["id"], {})]
+        heard = per_utterance(paths.evaluation / name)
+        pairs = [(normalize(r["text"], mode), normalize(heard[r["id"]]["hypothesis"], mode))
+                 for r in system_rows(paths, name, held_out) if "hypothesis" in heard.get(r["id"], {})]
         out["systems"][name] = slot_errors(pairs, classes)
     return out
 
 
 def paired_numbers(paths: RunPaths, names: list[str], baseline: str = "generated") -> dict:
     """Every other system's WER minus the baseline's on the same clips, with a paired bootstrap interval."""
-    from evaluation.paired import judged, paired_difference
-
     if baseline not in names:
         return {}
     base = judged(paths.evaluation / baseline)
@@ -203,9 +196,6 @@ def paired_numbers(paths: RunPaths, names: list[str], baseline: str = "generated
 
 def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     """Everything the report shows, also written to <run>/report/results.json."""
-    from avbench.systems import held_out_rows
-    from evaluation.harness import aggregate
-
     held_out = held_out_rows(preset, paths)
     names = [n for n in system_names(paths) if (paths.evaluation / n).is_dir()]
     results = {"preset": preset.name, "held_out_clips": len(held_out),
@@ -226,8 +216,6 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
 
 
 def write_results(results: dict, path: Path) -> Path:
-    from engine.atomic import atomic_path
-
     with atomic_path(path) as tmp:  # makes the folder; a crash leaves the previous file, never half of one
         tmp.write_text(json.dumps(results, indent=2))
     return path

@@ -9,10 +9,13 @@ import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
+from avbench.corpus.generate import CorpusSettingsError, corpus_settings
 from engine.configs import config_dir
 from engine.errors import UserFacingError
+from engine.utils import cpu_has_bf16_matmul
 
 
 class PresetError(UserFacingError, ValueError):
@@ -25,7 +28,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass
 class CorpusStage:
-    preset: str = "quick"  # avbench.corpus.PRESETS: speakers, emotions, sentences
+    preset: str = "quick"  # avbench.corpus.generate.PRESETS: speakers, emotions, sentences
     overrides: dict = field(default_factory=dict)  # generate_corpus arguments that differ from it
 
 
@@ -131,8 +134,6 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
 
 def _check_corpus(stage: CorpusStage, path: Path) -> None:
     """The corpus stage's settings, checked now rather than when the stage starts (after other runs' stages)."""
-    from avbench.corpus import CorpusSettingsError, corpus_settings
-
     known = [*inspect.signature(corpus_settings).parameters, "voice"]  # voice: generate_corpus's other option
     unknown = [k for k in stage.overrides if k not in known or k == "preset"]
     if unknown:
@@ -146,10 +147,6 @@ def _check_corpus(stage: CorpusStage, path: Path) -> None:
 
 def hicodit_precision(preset: BenchPreset) -> str:
     """The preset's precision for HiCoDiT, ``auto`` resolved on this machine: fp32 or bf16."""
-    import torch
-
-    from engine.utils import cpu_has_bf16_matmul
-
     if preset.precision != "auto":
         return preset.precision
     return "bf16" if torch.cuda.is_available() or cpu_has_bf16_matmul() else "fp32"

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from avbench.analysis import collect, write_results
-from avbench.grid import SLOTS
+from avbench.analysis import collect, system_names, write_results
+from avbench.corpus.grid import SLOTS
+from avbench.paths import STAGES, RunPaths
 from avbench.presets import BenchPreset
-from avbench.stages import STAGES, RunPaths
+from avbench.systems import held_out_rows
 from engine.atomic import atomic_path
+from engine.media import read_audio, read_video, write_video
+from evaluation.harness import write_report as write_system_report
+from evaluation.plots import _pyplot
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +210,7 @@ def _slot_lines(slots: dict) -> list[str]:
 
 
 def plots(results: dict, folder: Path) -> None:
-    from evaluation.plots import _pyplot
-
-    plt = _pyplot()
+    plt = _pyplot()  # matplotlib, imported here
     folder.mkdir(parents=True, exist_ok=True)
     systems = {k: v for k, v in results["systems"].items() if v.get("wer") is not None}
     if systems:
@@ -239,9 +241,6 @@ def plots(results: dict, folder: Path) -> None:
 
 def videos(preset: BenchPreset, paths: RunPaths) -> list[Path]:
     """For the first clips: the silent video with the generated speech, and with its own speech."""
-    from avbench.systems import held_out_rows
-    from engine.media import read_audio, read_video, write_video
-
     out = []
     for row in held_out_rows(preset, paths)[: preset.report.videos]:
         frames = None  # decoded once per clip, and only if one of its videos is still to be made
@@ -258,9 +257,6 @@ def videos(preset: BenchPreset, paths: RunPaths) -> list[Path]:
 
 
 def write_report(preset: BenchPreset, paths: RunPaths) -> Path:
-    from avbench.analysis import system_names
-    from evaluation.harness import write_report as write_system_report
-
     for name in system_names(paths):  # per system: results.md, distributions and spectrograms
         if (paths.evaluation / name).is_dir():
             write_system_report(paths.evaluation / name, preset="offline", label=name)

@@ -17,8 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
+from avbench.paths import STAGES, RunPaths
 from avbench.presets import load_preset
-from avbench.stages import STAGES, RunPaths, run_stages
+from avbench.stages import run_stages
 from engine.cli import run_main
 from engine.logger import setup_logging
 

@@ -2,7 +2,7 @@
 
 A sentence has six slots (command colour preposition letter digit adverb). Over the clips whose
 transcript has six words, each slot's error rate says where a system loses words. The renderer draws
-one mouth shape per viseme class (``avbench.visemes``), so words whose phones fall in the same viseme
+one mouth shape per viseme class (``avbench.corpus.visemes``), so words whose phones fall in the same viseme
 sequence look the same: among the letters B P, C D T Z and L N S. A lip reader that guesses inside
 such a class misses on average ``1 - classes / letters`` of the letters (the floor below); the letter
 slot is split into letters that share their viseme sequence and letters that do not, and swaps inside
@@ -12,8 +12,8 @@ a class are counted, so a report can tell a model's limit from the corpus's.
 from collections import defaultdict
 from itertools import groupby
 
-from avbench.grid import SLOTS, WORDS
-from avbench.visemes import VISEME_NAMES, viseme_of
+from avbench.corpus.grid import SLOTS, WORDS
+from avbench.corpus.visemes import VISEME_NAMES, viseme_of
 
 LETTER = SLOTS.index("letter")
 

@@ -14,123 +14,43 @@ made with, so a rerun starts where the last one stopped; the tools it calls resu
 Nothing stale is kept: ``--from STAGE`` deletes that stage's outputs and every later one's, and a
 finished stage whose settings changed is redone, with every stage after it. Sampling and judging are
 incremental: a system is sampled again only when its sampling command changed (so a preset that adds
-systems to a finished run samples and judges only those), and judged again when it was.
+systems to a finished run samples and judges only those), and judged again when it was. The commands in
+brackets run as child processes of the installed packages (avbench.tools).
 """
 
 import json
 import logging
-import shlex
 import shutil
-import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from avbench.analysis import judge_systems
+from avbench.corpus.generate import generate_corpus
+from avbench.paths import STAGES, RunPaths, stage_output
 from avbench.presets import BenchPreset, hicodit_precision
+from avbench.report import write_report
+from avbench.systems import sampling_systems, write_references
+from avbench.tools import StageDivergedError, run_tool
 from engine.atomic import atomic_path
-from engine.errors import TrainingDivergedError, UserFacingError
+from engine.configs import config_dir
+from engine.data import read_manifest, resolve_path, write_manifest
+from engine.media import read_audio
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-STAGES = ("corpus", "codec", "prepare", "hicodit", "sample", "evaluate", "report")
 CODEC_VAL_CLIPS = 8
-
-
-class StageError(UserFacingError, RuntimeError):
-    pass
-
-
-class StageDivergedError(StageError):
-    """A training tool stopped because its run diverged (train.py's exit status 3)."""
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def corpus(self) -> Path:
-        return self.root / "corpus"
-
-    @property
-    def corpus_list(self) -> Path:
-        return self.corpus / "corpus.jsonl"
-
-    @property
-    def codec(self) -> Path:
-        return self.root / "codec"
-
-    @property
-    def codec_retry_warmup(self) -> Path:
-        """Written when the codec's first run collapsed: the warm-up of its second."""
-        return self.codec / "warmup_steps"
-
-    @property
-    def codec_weights(self) -> Path:
-        """The codec every later stage uses."""
-        return self.codec / "weights"
-
-    @property
-    def codec_first_weights(self) -> Path:
-        """The whole-codec run's export, when the decoder then trains alone on its codes."""
-        return self.codec / "weights_before_decoder"
-
-    @property
-    def prepared(self) -> Path:
-        return self.root / "prepared"
-
-    @property
-    def hicodit(self) -> Path:
-        return self.root / "hicodit"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def evaluation(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    def marker(self, stage: str) -> Path:
-        return self.root / ".done" / stage
-
-    def portable(self, args: list[str]) -> list[str]:
-        """A command with the paths inside the run folder written relative to it (``<run>/...``), so a
-        copied or moved run folder still matches the commands its files were made with."""
-        prefix = f"{self.root}/"
-        return [f"<run>/{a[len(prefix):]}" if a.startswith(prefix) else a for a in args]
-
-
-def run_tool(args: list[str], what: str) -> None:
-    """A project CLI as a child process (its progress bars and logs go straight to the terminal)."""
-    cmd = [sys.executable, *args]
-    log.info("%s: %s", what, shlex.join(cmd))
-    code = subprocess.run(cmd, cwd=REPO).returncode
-    if code == TrainingDivergedError.exit_status:
-        raise StageDivergedError(f"{what} diverged (exit status {code}; its error is above): {shlex.join(cmd)}")
-    if code != 0:
-        raise StageError(f"{what} failed (exit status {code}); run the benchmark again to resume, or the "
-                         f"command alone to see why: {shlex.join(cmd)}")
 
 
 # ------------------------------------------------------------------------------------------ stages
 def corpus(preset: BenchPreset, paths: RunPaths) -> None:
-    from avbench.corpus import generate_corpus
-
     generate_corpus(paths.corpus, preset=preset.corpus.preset, workers=preset.workers, **preset.corpus.overrides)
 
 
 def _codec_manifest(path: Path, rows: list[dict]) -> Path:
     """Codec-training lines (id, video, num_frames in 50 Hz frames) for corpus-list rows."""
-    from engine.data import resolve_path, write_manifest
-    from engine.media import read_audio
-
     lines = []
     for row in rows:
         video = resolve_path(row, "video").resolve()
@@ -145,12 +65,10 @@ WARMUP = "trainer.warmup_steps="
 
 def _warmup_steps(overrides: list[str]) -> int:
     """The codec run's warm-up: the stage's override, else bench_codec's own."""
-    from omegaconf import OmegaConf
-
     for override in reversed(overrides):
         if override.startswith(WARMUP):
             return int(override.removeprefix(WARMUP))
-    return int(OmegaConf.load(REPO / "configs" / "experiment" / "bench_codec.yaml").trainer.warmup_steps)
+    return int(OmegaConf.load(config_dir() / "experiment" / "bench_codec.yaml").trainer.warmup_steps)
 
 
 def _with_warmup(overrides: list[str], steps: int) -> list[str]:
@@ -162,8 +80,6 @@ def codec(preset: BenchPreset, paths: RunPaths) -> None:
     it once more from scratch with twice the warm-up. The retry's warm-up is kept in
     ``codec/warmup_steps`` so that a rerun resumes the retry with the schedule it started with. With
     ``decoder_steps``, a second run then trains the decoder alone on the first run's codes."""
-    from engine.data import read_manifest
-
     rows = read_manifest(paths.corpus_list, required=("id", "video", "subset"))
     train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
     val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
@@ -221,8 +137,6 @@ def hicodit(preset: BenchPreset, paths: RunPaths) -> None:
 
 
 def sample(preset: BenchPreset, paths: RunPaths) -> None:
-    from avbench.systems import sampling_systems, write_references
-
     write_references(preset, paths)
     for system in sampling_systems(preset, paths):
         folder = paths.samples / system.name
@@ -245,14 +159,10 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
 
 
 def evaluate(preset: BenchPreset, paths: RunPaths) -> None:
-    from avbench.analysis import judge_systems
-
     judge_systems(preset, paths)
 
 
 def report(preset: BenchPreset, paths: RunPaths) -> None:
-    from avbench.report import write_report
-
     write_report(preset, paths)
 
 
@@ -270,12 +180,6 @@ def stage_settings(preset: BenchPreset, stage: str) -> dict:
             "sample": fields["sampling"],
             "evaluate": {"judges": preset.report.judges},
             "report": fields["report"]}[stage]
-
-
-def stage_output(paths: RunPaths, stage: str) -> Path:
-    """The folder holding everything a stage makes."""
-    return {"corpus": paths.corpus, "codec": paths.codec, "prepare": paths.prepared, "hicodit": paths.hicodit,
-            "sample": paths.samples, "evaluate": paths.evaluation, "report": paths.report}[stage]
 
 
 INCREMENTAL = ("sample", "evaluate", "report")  # redone in place: they keep what is still valid

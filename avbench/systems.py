@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from avbench.paths import RunPaths
 from avbench.presets import CONTROLS, BenchPreset
-from avbench.stages import RunPaths
 from engine.atomic import save_npy
+from engine.configs import build_codec
 from engine.data import read_manifest, resolve_path, write_manifest
 from engine.emotions import canonical_index
+from engine.media import read_audio, write_wav
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,6 @@ def sampling_systems(preset: BenchPreset, paths: RunPaths) -> list[System]:
 def write_references(preset: BenchPreset, paths: RunPaths) -> None:
     """The two reference systems: ``ground_truth`` (each held-out clip's own audio) and ``resynthesis``
     (its codec tokens decoded: the ceiling the model can reach with this codec)."""
-    import torch
-
-    from engine.configs import build_codec
-    from engine.media import read_audio, write_wav
-
     rows = held_out_rows(preset, paths)
     truth, resynth = paths.samples / "ground_truth", paths.samples / "resynthesis"
     codec = None

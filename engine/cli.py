@@ -18,6 +18,7 @@ import argparse
 import ast
 import dataclasses
 import functools
+import importlib
 import inspect
 import io
 import logging
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.errors import UserFacingError, find_user_error, without_worker_traceback
+from engine.logger import setup_logging
 
 PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT_SUFFIXES = (".wav", ".mp4", ".npz", ".npy")
@@ -238,3 +240,21 @@ def run_main(main: Callable[[], int | None], log_name: str = "main") -> int:
         message = without_worker_traceback(user_error)
         logging.getLogger(log_name).error("%s", message.splitlines()[0] if message else type(user_error).__name__)
         return user_error.exit_status
+
+
+def command_parser(module: str, prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags of a command module (``add_arguments(parser)`` + ``run(args) -> int``), named by the caller."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    importlib.import_module(module).add_arguments(parser)
+    return parser
+
+
+def run_command(module: str, prog: str, description: str, argv: Sequence[str] | None = None,
+                log_name: str = "infer") -> int:
+    """Run a command module from the command line (``infer.py hicodit``, ``python -m hicodit.cli``): its flags,
+    logging (warnings only with ``--quiet``), then its ``run(args)`` under :func:`run_main`. The module is
+    imported by name, so ``python -m`` on it runs the module itself, not the copy named ``__main__``."""
+    args = command_parser(module, prog, description).parse_args(argv)
+    setup_logging(0, logging.WARNING if args.quiet else logging.INFO)
+    command = importlib.import_module(module)
+    return run_main(lambda: command.run(args), log_name=log_name)

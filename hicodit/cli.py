@@ -15,6 +15,7 @@ flag overrides one field of the checkpoint's sampler); the codec comes from the 
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from engine.atomic import atomic_files, atomic_path, save_npy
@@ -27,6 +28,7 @@ from engine.cli import (
     output_stem,
     output_stems,
     positive_int,
+    run_command,
     with_ext,
 )
 from engine.errors import ItemFailure, UserFacingError
@@ -199,3 +201,8 @@ def write_clip(speech: Speech, stem: Path) -> list[Path]:
         if frames is not None:
             write_video(temps[1], frames, 25.0, speech.waveform, speech.sample_rate)
     return finals
+
+
+if __name__ == "__main__":  # python -m hicodit.cli: infer.py hicodit from an installed package (avbench runs it so)
+    sys.exit(run_command("hicodit.cli", "python -m hicodit.cli", "silent face video (or its features) -> speech, "
+                         "with HiCoDiT"))

@@ -16,15 +16,24 @@ mismatch, a face found on too few frames.
 """
 
 import logging
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from avcodecs.emotion2vec import load_emotion2vec
+from avcodecs.speaker.ge2e_weights import load_ge2e
+from engine.configs import build_codec
+from engine.emotions import NUM_EMOTIONS, canonical_index
 from engine.errors import UserFacingError
+from engine.media import read_audio, read_video, resample
+from engine.pipeline import cli as pipeline_cli
 from engine.pipeline.corpus import Clip
 from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
-from visual.frontend import FrontEndConfig
+from visual.frontend import FrontEndConfig, VisualFrontEnd, cut_face_crops
+from visual.mouth import MODEL_CROP
+from visual.tracking import build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +86,6 @@ class HiCoDiTRecipe(Recipe):
         return self.cfg.lip != "none" or self.cfg.identity or self.cfg.expression
 
     def setup(self, device: torch.device) -> None:
-        from engine.configs import build_codec
-        from visual.frontend import VisualFrontEnd
-
         cfg = self.cfg
         self.device = device
         self.codec = build_codec(cfg.codec, cfg.codec_weights).to(device).eval()
@@ -92,7 +98,6 @@ class HiCoDiTRecipe(Recipe):
                 self._tracker = self.frontend.tracker
         self.speech_emotion = None
         if cfg.speech_emotion == "emotion2vec":  # the acoustic emotion the paper trains on
-            from avcodecs.emotion2vec import load_emotion2vec
 
             self.speech_emotion = load_emotion2vec(cfg.speech_emotion_weights or
                                                    "emotion2vec-plus-large")[0].to(device)
@@ -100,16 +105,12 @@ class HiCoDiTRecipe(Recipe):
             raise ValueError(f"speech_emotion must be null or emotion2vec, got {cfg.speech_emotion!r}")
         self.ge2e = None
         if cfg.ge2e:
-            from avcodecs.speaker.ge2e_weights import load_ge2e
-
             self.ge2e = load_ge2e()[0].to(device)
 
     # ------------------------------------------------------------------------------- per clip
     def load(self, clip: Clip) -> dict:
         """Decoding and every model-free step (tracking, crops): the CPU work of a clip, in the decoding
         workers, so it runs in parallel and only crops travel to the device's process."""
-        from engine.media import read_audio, read_video, resample
-
         if self.visual or not clip.audio:
             if not clip.video:
                 raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)")
@@ -132,11 +133,8 @@ class HiCoDiTRecipe(Recipe):
         return loaded
 
     def _crops(self, clip: Clip, frames: np.ndarray):
-        from visual.frontend import cut_face_crops
-
         cfg = self.cfg
         if self._tracker is None:  # one per process: each decoding worker builds its own
-            from visual.tracking import build_tracker
 
             self._tracker = build_tracker(cfg.frontend.tracker, **dict(cfg.frontend.tracker_options))
         track = self._tracker.track(frames, source=clip.video)
@@ -166,8 +164,6 @@ class HiCoDiTRecipe(Recipe):
 
     def _visual(self, item: dict) -> dict:
         """The model half of the visual conditions, on the crops ``load`` cut."""
-        from visual.mouth import MODEL_CROP
-
         cfg, crops = self.cfg, item.get("crops")
         if crops is None:
             return {"arrays": {}, "face_fraction": None}
@@ -184,8 +180,6 @@ class HiCoDiTRecipe(Recipe):
         return {"arrays": arrays, "face_fraction": float(np.mean(crops.track.detected))}
 
     def _emotion_index(self, clip: Clip) -> int:
-        from engine.emotions import NUM_EMOTIONS, canonical_index
-
         value = clip.extra[self.cfg.emotion_key]
         index = value if isinstance(value, int) else canonical_index(str(value))
         if index is None or not 0 <= index < NUM_EMOTIONS:
@@ -265,3 +259,7 @@ def add_arguments(parser) -> None:
     g.add_argument("--max-mismatch", type=int, default=d.max_mismatch, help="tokens of audio/video length mismatch")
     g.add_argument("--min-face-fraction", type=float, default=d.min_face_fraction)
 
+
+if __name__ == "__main__":  # python -m hicodit.prep: scripts/prepare_corpus.py hicodit from an installed package
+    sys.exit(pipeline_cli.main(pipeline_cli.recipe_parser("hicodit.prep", prog="python -m hicodit.prep",
+                                                          description=__doc__.split("\n\n")[0])))

@@ -8,38 +8,12 @@ trained codec loads exactly like amphion/MaskGCT's ``acoustic_codec`` folder. Th
 codebook-upkeep statistics stay behind: they only matter for training.
 """
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avcodecs.maskgct import save_maskgct_weights  # noqa: E402
-from engine.checkpoint import load_module  # noqa: E402
-from engine.errors import UserFacingError  # noqa: E402
-
-log = logging.getLogger("export_maskgct_codec")
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA (if any)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        module, _, config = load_module(args.checkpoint, ema=not args.raw)
-        if not hasattr(module, "codec"):
-            raise UserFacingError(f"{args.checkpoint}: not a codec training run (task {config.task._target_})")
-        folder = save_maskgct_weights(module.codec, args.out)
-    except UserFacingError as e:
-        log.error("%s", e)
-        return 1
-    print(f"wrote {folder / 'model.safetensors'} and {folder / 'model_1.safetensors'}")
-    return 0
-
+from avcodecs.maskgct.export import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,7 @@ the audio), ``<out>.npz`` (latents). Every input is checked before anything is g
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from engine.cli import (
     output_stem,
     output_stems,
     positive_float,
+    run_command,
     with_ext,
 )
 from engine.data import read_manifest, resolve_path
@@ -149,3 +151,8 @@ def run(args) -> int:
         for path in write_outputs(result, requests[result.request.id][1]):
             print(path)
     return 0
+
+
+if __name__ == "__main__":  # python -m talker_t2av.cli: infer.py talker from an installed package
+    sys.exit(run_command("talker_t2av.cli", "python -m talker_t2av.cli", "text / speech / motion -> speech + "
+                         "talking head, with Talker-T2AV"))

@@ -11,6 +11,7 @@ corpus: its raw motion is read from the .pt file instead of encoding video.
 """
 
 import logging
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +19,12 @@ import torch
 
 from engine.cli import add_config_flags, config_from_flags
 from engine.errors import UserFacingError
+from engine.media import read_audio, read_video, resample
+from engine.pipeline import cli as pipeline_cli
 from engine.pipeline.corpus import Clip
 from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
 from talker_t2av.conditioning import Codecs
+from talker_t2av.data import load_raw_motion
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,6 @@ class TalkerRecipe(Recipe):
         self.fps = self.codecs.vae.frame_rate
 
     def load(self, clip: Clip) -> dict:
-        from engine.media import read_audio, read_video, resample
-
         frames = None
         if clip.video:
             video = read_video(clip.video, fps=25.0, audio_sample_rate=24000)
@@ -76,8 +78,6 @@ class TalkerRecipe(Recipe):
         return results
 
     def _one(self, item: dict) -> ClipResult:
-        from talker_t2av.data import load_raw_motion
-
         clip, codecs = item["clip"], self.codecs
         vae, enc = codecs.vae, codecs.speaker
         device = next(vae.parameters()).device
@@ -109,3 +109,8 @@ def add_arguments(parser) -> None:
 
 def recipe_from_args(args) -> TalkerRecipe:
     return TalkerRecipe(config_from_flags(args, Codecs(device="cpu")), TalkerPrepConfig(tts=args.tts))
+
+
+if __name__ == "__main__":  # python -m talker_t2av.prep: scripts/prepare_corpus.py talker from an installed package
+    sys.exit(pipeline_cli.main(pipeline_cli.recipe_parser("talker_t2av.prep", prog="python -m talker_t2av.prep",
+                                description=__doc__.split("\n\n")[0])))

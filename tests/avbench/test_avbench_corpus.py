@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from avbench.clip import ClipSpec
-from avbench.corpus import CorpusSettings, CorpusSettingsError, generate_corpus, plan_corpus
-from avbench.grid import is_held_out
+from avbench.corpus.clip import ClipSpec
+from avbench.corpus.generate import CorpusSettings, CorpusSettingsError, generate_corpus, plan_corpus
+from avbench.corpus.grid import is_held_out
 from engine.pipeline.corpus import walk_corpus
 from tests.avbench.conftest import TINY
 

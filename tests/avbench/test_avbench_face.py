@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("skimage", reason="the benchmark face is scikit-image's astronaut")
 
-from avbench.face import FaceConfig, FaceRenderer  # noqa: E402
-from avbench.motion import head_motion, still  # noqa: E402
-from avbench.styles import emotion_style, speaker  # noqa: E402
-from avbench.visemes import VISEMES  # noqa: E402
+from avbench.corpus.face import FaceConfig, FaceRenderer  # noqa: E402
+from avbench.corpus.motion import head_motion, still  # noqa: E402
+from avbench.corpus.styles import emotion_style, speaker  # noqa: E402
+from avbench.corpus.visemes import VISEMES  # noqa: E402
 
 TARGET = {v.name: np.array(v.target, dtype=np.float32) for v in VISEMES}
 NEUTRAL = emotion_style("neutral").expression

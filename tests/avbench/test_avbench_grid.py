@@ -2,7 +2,7 @@
 
 import pytest
 
-from avbench import grid
+from avbench.corpus import grid
 
 
 def test_grammar_has_grids_51_words_and_64000_sentences():

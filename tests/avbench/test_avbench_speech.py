@@ -4,8 +4,8 @@ How separable the generated speakers and emotions are is tested on a generated c
 import numpy as np
 import pytest
 
-from avbench.grid import WORDS
-from avbench.visemes import PHONEMES
+from avbench.corpus.grid import WORDS
+from avbench.corpus.visemes import PHONEMES
 
 WORDS_A = ["bin", "blue", "at", "f", "two", "now"]
 
@@ -50,7 +50,7 @@ def test_every_grid_word_phonemises_to_known_visemes(synth):
 
 def test_f0_is_tracked_through_a_missing_fundamental():
     pytest.importorskip("pyworld")
-    from avbench.voices import track_f0
+    from avbench.corpus.voices import track_f0
 
     rate = 22_050
     t = np.arange(rate) / rate
@@ -61,7 +61,7 @@ def test_f0_is_tracked_through_a_missing_fundamental():
 
 
 def test_f0_mapping_sets_level_and_range():
-    from avbench.voices import map_f0
+    from avbench.corpus.voices import map_f0
 
     f0 = np.array([0, 100, 120, 80, 0, 110, 90.0])
     up = map_f0(f0, level=12.0)  # an octave

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from avbench.speech import Segment
-from avbench.visemes import MOUTH_PARAMS, VISEME_NAMES, frame_visemes, mouth_track, viseme_of
+from avbench.corpus.speech import Segment
+from avbench.corpus.visemes import MOUTH_PARAMS, VISEME_NAMES, frame_visemes, mouth_track, viseme_of
 
 # every phoneme espeak-ng gives for the 51 GRID words (stress marks folded, long vowels with their mark)
 GRID_PHONES = ["a", "b", "d", "e", "f", "i", "iː", "j", "k", "l", "m", "n", "o", "p", "s", "t", "u", "uː", "v", "w",

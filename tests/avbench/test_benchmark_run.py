@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from avbench.analysis import emotion_numbers, speaker_numbers
+from avbench.paths import STAGES, RunPaths
 from avbench.presets import PresetError, hicodit_precision, load_preset
 from avbench.report import goals, markdown
-from avbench.stages import STAGES, RunPaths, run_stages
+from avbench.stages import run_stages
 from avbench.systems import emotion_swap, face_swap, held_out_rows, sampling_systems, shuffled_video
 from engine.data import write_manifest
 from engine.media import write_wav
@@ -62,13 +63,13 @@ def test_bf16_matmul_probe_accepts_amx_or_avx512_bf16(monkeypatch, amx, avx512_b
 
 
 def test_precision_auto_is_bf16_only_where_the_cpu_multiplies_bf16(monkeypatch):
-    import engine.utils
+    from avbench import presets
 
     preset = load_preset("quick")
     assert preset.precision == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for amx, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(engine.utils, "cpu_has_bf16_matmul", lambda amx=amx: amx)
+        monkeypatch.setattr(presets, "cpu_has_bf16_matmul", lambda amx=amx: amx)
         assert hicodit_precision(preset) == expected
     assert hicodit_precision(load_preset("quick", ["precision=fp32"])) == "fp32"  # a choice is kept
     with pytest.raises(PresetError, match="quick.yaml: precision 'fp16' must be one of auto, fp32, bf16"):
@@ -358,8 +359,8 @@ def test_sampling_again_only_the_systems_whose_command_changed(tmp_path, monkeyp
                 for n in names]
 
     monkeypatch.setattr(stages, "run_tool", run_tool)
-    monkeypatch.setattr(systems, "write_references", lambda preset, paths: None)
-    monkeypatch.setattr(systems, "sampling_systems", sampling_systems)
+    monkeypatch.setattr(stages, "write_references", lambda preset, paths: None)
+    monkeypatch.setattr(stages, "sampling_systems", sampling_systems)
     stages.sample(load_preset("quick"), paths)
     stages.sample(load_preset("quick", ["sampling.variants={fast: [--steps, '8']}"]), paths)
     assert sampled == ["generated", "fast"]

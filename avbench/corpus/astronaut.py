@@ -12,6 +12,8 @@ import functools
 
 import numpy as np
 
+from engine.errors import UserFacingError
+
 SIZE = 512
 LANDMARKS = np.array([
     [179, 104], [179, 116], [180, 128], [181, 139], [185, 151], [191, 160], [200, 169], [209, 176], [221, 178],
@@ -56,8 +58,6 @@ def photo() -> np.ndarray:
     try:
         from skimage import data
     except ImportError:
-        from engine.errors import UserFacingError
-
         raise UserFacingError("the benchmark face needs scikit-image: pip install scikit-image") from None
     image = np.ascontiguousarray(data.astronaut())
     image.flags.writeable = False

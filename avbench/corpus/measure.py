@@ -1,6 +1,6 @@
 """How well the corpus carries what it claims, measured with the project's offline judges.
 
-    python -m avbench.measure --corpus data/avbench --clips 64 --out data/avbench/measures.json
+    python -m avbench.corpus.measure --corpus data/avbench --clips 64 --out data/avbench/measures.json
     report = measure_corpus("data/avbench", clips=64)
 
 - speakers (GE2E, avcodecs.speaker): cosine of clip embeddings within a speaker vs across speakers, and
@@ -25,13 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("avbench.measure")
+from avcodecs.speaker.ge2e_weights import load_ge2e
+from engine.atomic import atomic_path
+from engine.cli import run_main
+from engine.data import read_manifest
+from engine.media import read_video
+from evaluation.prosody import ProsodyJudge
+from visual.mouth import crop_mouths
+from visual.tracking import build_tracker
+from visual.tracking.weights import LANDMARKS_68, dlib_model
+
+log = logging.getLogger("avbench.corpus.measure")
 SPEECH_RATE = 16_000
 
 
 def _rows(root: Path, clips: int | None) -> list[dict]:
-    from engine.data import read_manifest
-
     rows = read_manifest(root / "corpus.jsonl", required=("video", "speaker", "emotion"))
     if clips is not None and clips < len(rows):
         rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, clips).round()]
@@ -39,14 +47,10 @@ def _rows(root: Path, clips: int | None) -> list[dict]:
 
 
 def _read(root: Path, row: dict):
-    from engine.media import read_video
-
     return read_video(root / row["video"], fps=25.0, audio_sample_rate=SPEECH_RATE)
 
 
 def speaker_separation(wavs: list[np.ndarray], speakers: list[str]) -> dict:
-    from avcodecs.speaker.ge2e_weights import load_ge2e
-
     encoder, _ = load_ge2e()
     emb = encoder.embed(wavs).numpy()  # (B, E), unit length
     names = np.array(speakers)
@@ -75,8 +79,6 @@ def identification(vectors: np.ndarray, names: np.ndarray, cosine: bool = False)
 
 
 def emotion_prosody(wavs: list[np.ndarray], rows: list[dict]) -> dict:
-    from evaluation.prosody import ProsodyJudge
-
     stats = ProsodyJudge(sample_rate=SPEECH_RATE).score(wavs, SPEECH_RATE)
     log_f0 = np.array([s.mean_log_f0 for s in stats])
     speakers = np.array([r["speaker"] for r in rows])
@@ -119,11 +121,7 @@ def mouth_energy(audios: list[np.ndarray], rows: list[dict], max_lag: int = 3) -
 
 
 def faces(frames: list[np.ndarray], rows: list[dict]) -> dict:
-    import dlib
-
-    from visual.mouth import crop_mouths
-    from visual.tracking import build_tracker
-    from visual.tracking.weights import LANDMARKS_68, dlib_model
+    import dlib  # optional (the visual extra), and only this part needs it
 
     tracker = build_tracker("dlib")
     detected, lip_corr, features, labels, subsets, descriptors = [], [], [], [], [], []
@@ -188,16 +186,13 @@ def measure_corpus(root, clips: int | None = 64, parts=("speakers", "emotions", 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m avbench.measure", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m avbench.corpus.measure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True, type=Path, help="a folder written by avbench.corpus")
     parser.add_argument("--clips", type=int, default=64, help="clips to measure, evenly spread (0: all)")
     parser.add_argument("--parts", default="speakers,emotions,mouth,faces", help="comma-separated")
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = parser.parse_args(argv)
-    from engine.atomic import atomic_path
-    from engine.cli import run_main
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
 
@@ -210,7 +205,7 @@ def main(argv=None) -> int:
                 tmp.write_text(text + "\n", encoding="utf-8")
         return 0
 
-    return run_main(run, "avbench.measure")
+    return run_main(run, "avbench.corpus.measure")
 
 
 if __name__ == "__main__":

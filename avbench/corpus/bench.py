@@ -1,6 +1,6 @@
 """Per-stage timing of clip generation on one CPU thread.
 
-    OMP_NUM_THREADS=1 python -m avbench.bench --clips 8
+    OMP_NUM_THREADS=1 python -m avbench.corpus.bench --clips 8
 
 Prints the mean seconds per clip of each stage (Piper, WORLD, mouth track, render, mp4 write) and the mean
 clip length. Numbers on a shared machine are preliminary.
@@ -12,22 +12,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from avbench.corpus.clip import ClipConfig
+from avbench.corpus.face import FaceRenderer
+from avbench.corpus.generate import CorpusSettings, plan_corpus
+from avbench.corpus.grid import sentence_words
+from avbench.corpus.motion import head_motion
+from avbench.corpus.speech import PiperSynthesizer
+from avbench.corpus.styles import emotion_style, speaker
+from avbench.corpus.visemes import mouth_track
+from avbench.corpus.voices import restyle
+from engine.media import resample, write_video
 
 
 def bench(clips: int = 8, seed: int = 0) -> dict:
-    import torch
-
-    from avbench.clip import ClipConfig
-    from avbench.corpus import CorpusSettings, plan_corpus
-    from avbench.face import FaceRenderer
-    from avbench.grid import sentence_words
-    from avbench.motion import head_motion
-    from avbench.speech import PiperSynthesizer
-    from avbench.styles import emotion_style, speaker
-    from avbench.visemes import mouth_track
-    from avbench.voices import restyle
-    from engine.media import resample, write_video
-
     torch.set_num_threads(1)
     config = ClipConfig()
     started = time.perf_counter()
@@ -65,7 +64,7 @@ def bench(clips: int = 8, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m avbench.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m avbench.corpus.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=8)
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """The renderer: the astronaut photo warped per frame so the mouth follows a mouth track, the face carries
 the speaker's look and the emotion's expression, and the head moves a little.
 
-Shapes: T frames; output (T, S, S, 3) uint8 RGB, S = FaceConfig.size; mouth (T, 4) as avbench.visemes
+Shapes: T frames; output (T, S, S, 3) uint8 RGB, S = FaceConfig.size; mouth (T, 4) as avbench.corpus.visemes
 (open, width, round, teeth); points are (x, y) in pixels of the 512 x 512 photo ("canonical" space).
 
 Every output pixel is traced back to the photo (a backward map, so nothing tears), for all frames at once:
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avbench import astronaut as A
-from avbench.motion import HeadMotion
-from avbench.styles import Expression, Look
+from avbench.corpus import astronaut as A
+from avbench.corpus.motion import HeadMotion
+from avbench.corpus.styles import Expression, Look
 
 DARK = (0.16, 0.06, 0.07)     # the mouth cavity (RGB 0..1)
 TONGUE = (0.55, 0.26, 0.28)

@@ -1,0 +1,80 @@
+"""A benchmark run folder's layout and the names of its stages: the bottom of the run side, which every
+other run module reads and which imports nothing of avbench.
+
+    <run>/corpus/     the generated clips (corpus.jsonl)        <run>/hicodit/   HiCoDiT's training run
+    <run>/codec/      the codec's training runs and weights     <run>/samples/   <system>/<id>.wav
+    <run>/prepared/   the corpus pipeline's features            <run>/eval/      the judges, per system
+    <run>/report/     report.md, results.json, plots, videos    <run>/.done/     a marker per finished stage
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGES = ("corpus", "codec", "prepare", "hicodit", "sample", "evaluate", "report")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def corpus_list(self) -> Path:
+        return self.corpus / "corpus.jsonl"
+
+    @property
+    def codec(self) -> Path:
+        return self.root / "codec"
+
+    @property
+    def codec_retry_warmup(self) -> Path:
+        """Written when the codec's first run collapsed: the warm-up of its second."""
+        return self.codec / "warmup_steps"
+
+    @property
+    def codec_weights(self) -> Path:
+        """The codec every later stage uses."""
+        return self.codec / "weights"
+
+    @property
+    def codec_first_weights(self) -> Path:
+        """The whole-codec run's export, when the decoder then trains alone on its codes."""
+        return self.codec / "weights_before_decoder"
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "prepared"
+
+    @property
+    def hicodit(self) -> Path:
+        return self.root / "hicodit"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def marker(self, stage: str) -> Path:
+        return self.root / ".done" / stage
+
+    def portable(self, args: list[str]) -> list[str]:
+        """A command with the paths inside the run folder written relative to it (``<run>/...``), so a
+        copied or moved run folder still matches the commands its files were made with."""
+        prefix = f"{self.root}/"
+        return [f"<run>/{a[len(prefix):]}" if a.startswith(prefix) else a for a in args]
+
+
+def stage_output(paths: RunPaths, stage: str) -> Path:
+    """The folder holding everything a stage makes."""
+    return {"corpus": paths.corpus, "codec": paths.codec, "prepare": paths.prepared, "hicodit": paths.hicodit,
+            "sample": paths.samples, "evaluate": paths.evaluation, "report": paths.report}[stage]
