@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from engine.errors import UserFacingError
 
 
@@ -130,8 +132,6 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 
 def save_npy(path: str | os.PathLike, array) -> Path:
     """``np.save`` through :func:`atomic_path` (the exact name is kept: no ``.npy`` appended)."""
-    import numpy as np
-
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(array))
     return Path(path)

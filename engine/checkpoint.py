@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -264,9 +266,6 @@ def load_module(path: str | Path, ema: bool = True, device: str | torch.device =
     ``task_type`` (e.g. ``HiCoDiTTask``) refuses, in one line naming ``command``, a checkpoint of
     another model family. ``edit_config(folder, config)`` may change the stored config in place before
     anything is built (e.g. point a backbone at a local folder on this machine, drop training-only parts)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     folder = resolve_checkpoint(path)
     config = load_config(folder)
     if task_type is not None:

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from engine.errors import ConfigError
-from engine.trainer import TrainerConfig
+from engine.trainer_config import TrainerConfig
 
 
 def config_dir() -> Path:

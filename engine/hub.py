@@ -18,9 +18,15 @@ import importlib.util
 import logging
 import os
 import re
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 
 log = logging.getLogger(__name__)
@@ -63,8 +69,6 @@ class Entry:
 @functools.cache
 def registry() -> dict[str, Entry]:
     """The entries of ``engine/registry.yaml`` by name."""
-    from omegaconf import OmegaConf
-
     raw = OmegaConf.to_container(OmegaConf.load(REGISTRY_FILE))
     known = {f for f in Entry.__dataclass_fields__ if f not in ("name", "extra")}
     entries = {}
@@ -230,13 +234,6 @@ def _resolve_url(entry: Entry, fetch: bool, where: str) -> Path:
 def download(url: str, target: Path, sha256: str | None = None, label: str | None = None) -> Path:
     """``url`` -> ``target`` with a progress bar, checked against ``sha256`` (full digest or a prefix);
     written under a temporary name and renamed only when complete and verified."""
-    import urllib.error
-    import urllib.request
-
-    from tqdm import tqdm
-
-    from engine.atomic import atomic_path
-
     label = label or url
     digest = hashlib.sha256()
     try:

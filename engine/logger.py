@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from engine.atomic import atomic_path
+
 log = logging.getLogger("engine")
 
 
@@ -45,8 +47,6 @@ class MetricsLogger:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if _row_step(line) <= step]
         if len(kept) < len(lines):
-            from engine.atomic import atomic_path
-
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.checkpoint import load_module
+from engine.cli import add_execution_flags, positive_int
 from engine.data.sampler import pad_sequences
 from engine.layers import RMSNorm, RotaryEmbedding, TransformerBlock
 from engine.task import Task
-from engine.utils import to_device
+from engine.utils import resolve_device, to_device
 
 
 @dataclass
@@ -137,17 +139,12 @@ class ToyTask(Task):
 
 # ------------------------------------------------------------------ infer.py smoke
 def add_arguments(parser) -> None:
-    from engine.cli import add_execution_flags, positive_int
-
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest)")
     parser.add_argument("--items", type=positive_int, default=32, help="fresh generated sequences to evaluate")
     add_execution_flags(parser)
 
 
 def run(args) -> int:
-    from engine.checkpoint import load_module
-    from engine.utils import resolve_device
-
     module, task, _ = load_module(args.checkpoint, ema=not args.raw, device=resolve_device(args.device),
                                   task_type=ToyTask, command="infer.py smoke")
     data = ToySequenceDataset(ToyDataConfig(**{**vars(task.data_cfg), "num_items": args.items}), "test")

@@ -1,9 +1,12 @@
 """Small helpers: seeding, choosing a device, moving nested batches to a device."""
 
 import random
+import re
 
 import numpy as np
 import torch
+
+from engine.errors import UserFacingError
 
 
 def seed_everything(seed: int) -> None:
@@ -15,10 +18,6 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; asking for CUDA on a
     machine without it is a one-line error rather than a crash deep inside the first transfer."""
-    import re
-
-    from engine.errors import UserFacingError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
@@ -34,8 +33,6 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """``auto`` (bf16 on CUDA, fp32 elsewhere), ``fp32`` or ``bf16`` -> the compute dtype."""
-    from engine.errors import UserFacingError
-
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if name not in ("fp32", "bf16"):

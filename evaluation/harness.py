@@ -30,12 +30,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from engine.atomic import atomic_path
+from engine.cli import output_name
+from engine.data import read_manifest, resolve_path, write_manifest
 from engine.errors import UserFacingError
+from engine.media import read_audio, read_video
 from engine.pipeline.corpus import Clip
-from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, parse_shard, read_rows
+from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, parse_shard, read_rows, run
+from evaluation.frechet import frechet_distance_of_features
 from evaluation.judges import JUDGES, PRESETS, SR, Judge
+from evaluation.plots import metric_distributions, spectrogram_grid
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,6 @@ class JudgeUnavailable(EvaluationError):
 
 # ---------------------------------------------------------------------------------------- inputs
 def utterances_from_manifest(path: str | Path) -> list[Clip]:
-    from engine.data import read_manifest, resolve_path
-
     clips = []
     for entry in read_manifest(path, required=("id", "generated")):
         media = {k: str(resolve_path(entry, k)) for k in ("generated", "reference", "reference_speaker", "video")
@@ -63,9 +67,6 @@ def utterances_from_manifest(path: str | Path) -> list[Clip]:
 
 def utterances_from_folder(generated: str | Path, references: str | Path) -> list[Clip]:
     """Pair ``<generated>/<id>.mp4|.wav`` (infer.py's names) with each row of the references' manifest."""
-    from engine.cli import output_name
-    from engine.data import read_manifest, resolve_path
-
     generated = Path(generated)
     if not generated.is_dir():
         raise EvaluationError(f"{generated}: generated-outputs folder does not exist")
@@ -92,8 +93,6 @@ def utterances_from_folder(generated: str | Path, references: str | Path) -> lis
 
 
 def _audio(path: str, what: str, clip: Clip) -> np.ndarray:
-    from engine.media import read_audio
-
     if not path:
         raise EvaluationError(f"utterance {clip.id!r}: no {what} given")
     return read_audio(path, SR)
@@ -114,8 +113,6 @@ class JudgeRecipe(Recipe):
         self.judge.ready = True
 
     def load(self, clip: Clip) -> dict:
-        from engine.media import read_video
-
         needs, e = self.judge.needs, clip.extra
         item = {"source": e.get("generated", clip.id), "text": clip.text}
         if "generated" in needs:
@@ -163,8 +160,6 @@ def evaluate(clips: list[Clip], judge_names: list[str], out: str | Path, options
              progress: bool = True) -> Evaluation:
     """Run each judge over ``clips`` (cached per judge and utterance), skipping judges whose weights are
     missing. Aggregation and the report are separate (``aggregate`` / ``write_report``)."""
-    from engine.pipeline.runner import run
-
     out = Path(out)
     options = options or {}
     unknown = [n for n in judge_names if n not in JUDGES]
@@ -255,8 +250,6 @@ def aggregate(out: str | Path) -> dict:
     for metric in ("fid", "fvd"):
         gen, ref = _features(out, metric, "generated"), _features(out, metric, "reference")
         if gen is not None and ref is not None and len(gen) > 1 and len(ref) > 1:
-            from evaluation.frechet import frechet_distance_of_features
-
             result[metric] = float(frechet_distance_of_features(ref, gen))
     return result
 
@@ -281,8 +274,6 @@ COLUMNS = {  # the papers' columns: (header, aggregate key, format)
 
 def paper_rows(table: str) -> dict[str, list]:
     """The papers' own rows for a table (evaluation/paper_numbers.yaml, from the specs)."""
-    from omegaconf import OmegaConf
-
     data = OmegaConf.to_container(OmegaConf.load(Path(__file__).with_name("paper_numbers.yaml")))
     return data.get(table, {})
 
@@ -317,8 +308,6 @@ def write_report(out: str | Path, preset: str = "hicodit", label: str = "this ru
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(text)
     if plots:
-        from evaluation.plots import metric_distributions, spectrogram_grid
-
         metric_distributions(rows, out / "plots" / "distributions.png")
         spectrogram_grid(rows[:spectrograms], out / "plots" / "spectrograms.png", sources=remembered_inputs(out))
     log.info("%s", " ".join(f"{h}={fmt.format(result[k])}" for h, k, fmt in COLUMNS.get(preset, []) if k in result))
@@ -333,8 +322,6 @@ def remembered_inputs(out: str | Path) -> dict[str, dict]:
 
 
 def remember_inputs(out: Path, clips: list[Clip]) -> None:
-    from engine.data import write_manifest
-
     write_manifest(out / "inputs.jsonl", [{"id": c.id, "num_frames": 1, "text": c.text, **c.extra} for c in clips])
 
 

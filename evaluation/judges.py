@@ -22,6 +22,20 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
+from engine.emotions import EMOTIONS
+from evaluation.asr import AsrConfig, AsrJudge
+from evaluation.dnsmos import Dnsmos
+from evaluation.emotion2vec import Emotion2vecJudge
+from evaluation.fid import FIDJudge
+from evaluation.fvd import FVDJudge
+from evaluation.mcd import MelCepstralDistortion
+from evaluation.prosody import ProsodyJudge
+from evaluation.spksim import SpeakerJudge
+from evaluation.syncnet import SyncScorer
+from evaluation.utmos import load_utmos22_strong
+from visual.align import syncnet_crops
+from visual.tracking import build_tracker
+
 log = logging.getLogger(__name__)
 
 SR = 16_000
@@ -60,8 +74,6 @@ class WER(Judge):
     revision = 2  # 2: a looping transcript is decoded again (evaluation/asr.py, the loop guard)
 
     def setup(self, device):
-        from evaluation.asr import AsrConfig, AsrJudge
-
         unit = self.options.get("unit", "word")
         self.judge = AsrJudge(AsrConfig(model=self.weights, unit=unit, initial_prompt=self.options.get("prompt"),
                                         normalization=self.options.get("normalization", "whisper_en")))
@@ -80,8 +92,6 @@ class DNSMOS(Judge):
     name = "dnsmos"
 
     def setup(self, device):
-        from evaluation.dnsmos import Dnsmos
-
         self.judge = Dnsmos()
 
     def info(self):
@@ -105,8 +115,6 @@ class UTMOS(Judge):
     name = "utmos"
 
     def setup(self, device):
-        from evaluation.utmos import load_utmos22_strong
-
         self.model, self.report = load_utmos22_strong(self.weights or "utmos22-strong")
         self.model.to(device)
         self.device = device
@@ -125,8 +133,6 @@ class MCD(Judge):
     needs = ("generated", "reference")
 
     def setup(self, device):
-        from evaluation.mcd import MelCepstralDistortion
-
         self.judge = MelCepstralDistortion()
 
     def info(self):
@@ -144,9 +150,6 @@ class LSE(Judge):
     needs = ("generated", "frames")
 
     def setup(self, device):
-        from evaluation.syncnet import SyncScorer
-        from visual.tracking import build_tracker
-
         self.scorer = SyncScorer(self.weights or "syncnet-v2", device=device)
         self.tracker = build_tracker(self.options.get("tracker", "dlib"))
 
@@ -155,8 +158,6 @@ class LSE(Judge):
                 "crops": "visual.align.syncnet_crops (dlib boxes, crop_scale 0.4)"}
 
     def score(self, items):
-        from visual.align import syncnet_crops
-
         out = []
         for it in items:  # each clip its own length and face track
             track = self.tracker.track(it["frames"], source=it["source"])
@@ -171,8 +172,6 @@ class EmoAcc(Judge):
     needs = ("generated", "reference")
 
     def setup(self, device):
-        from evaluation.emotion2vec import Emotion2vecJudge
-
         self.judge = Emotion2vecJudge.from_weights(self.weights or "emotion2vec-plus-large").to(device)
         self.device = device
 
@@ -181,8 +180,6 @@ class EmoAcc(Judge):
 
     @torch.no_grad()
     def score(self, items):
-        from engine.emotions import EMOTIONS
-
         gen = self.judge.probabilities(*_padded([it["generated"] for it in items], self.device)).argmax(-1)
         ref = self.judge.probabilities(*_padded([it["reference"] for it in items], self.device)).argmax(-1)
         return [{"emo_match": float(g == r), "emotion_generated": EMOTIONS[g], "emotion_reference": EMOTIONS[r]}
@@ -194,8 +191,6 @@ class SpkSim(Judge):
     needs = ("generated", "speaker")
 
     def setup(self, device):
-        from evaluation.spksim import SpeakerJudge
-
         backend = self.options.get("backend", "ge2e")
         self.judge = SpeakerJudge(backend, self.weights, device=device)
 
@@ -211,8 +206,6 @@ class F0(Judge):
     name = "f0"
 
     def setup(self, device):
-        from evaluation.prosody import ProsodyJudge
-
         self.judge = ProsodyJudge()
 
     def info(self):
@@ -232,8 +225,6 @@ class FID(Judge):
     corpus_level = True
 
     def setup(self, device):
-        from evaluation.fid import FIDJudge
-
         self.judge = FIDJudge(self.weights or "fid-inception", device=device)
         self.every = int(self.options.get("frame_every", 5))
 
@@ -253,8 +244,6 @@ class FVD(Judge):
     corpus_level = True
 
     def setup(self, device):
-        from evaluation.fvd import FVDJudge
-
         self.judge = FVDJudge(self.weights or "i3d-400", device=device)
 
     def info(self):

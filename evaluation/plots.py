@@ -5,6 +5,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from engine.errors import UserFacingError
+from engine.media import read_audio
+from engine.mel import mel_filterbank
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +54,6 @@ def metric_distributions(rows: list[dict], path: Path) -> Path | None:
 
 
 def log_mel(wav: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    import torch
-
-    from engine.mel import mel_filterbank
-
     spec = torch.stft(torch.from_numpy(wav).float(), 1024, 256, window=torch.hann_window(1024), return_complex=True)
     mel = mel_filterbank(sample_rate, 1024, 80).float() @ spec.abs().square()
     return torch.log10(mel.clamp(min=1e-8)).numpy()
@@ -60,9 +61,6 @@ def log_mel(wav: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
 
 def spectrogram_grid(rows: list[dict], path: Path, sources: dict[str, dict]) -> Path | None:
     """Generated (left) and ground truth (right) log-mel spectrograms of a few utterances."""
-    from engine.errors import UserFacingError
-    from engine.media import read_audio
-
     pairs = []
     for row in rows:
         src = sources.get(row["id"], {})

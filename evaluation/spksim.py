@@ -16,6 +16,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from avcodecs.speaker import load_speaker_encoder
+from avcodecs.speaker.ge2e import Ge2eConfig
+from avcodecs.speaker.ge2e_audio import resolve_vad
+from avcodecs.speaker.ge2e_weights import load_ge2e
+from engine.hub import resolve_weights
 from evaluation.speech_common import SpeechJudgeError, as_waveforms, package_version
 
 SAMPLE_RATE = 16_000
@@ -30,14 +35,9 @@ class SpeakerJudge:
         self.backend, self.weights, self.batch_size = backend, weights, batch_size
         self.device = torch.device(device)
         if backend == "ge2e":
-            from avcodecs.speaker.ge2e import Ge2eConfig
-            from avcodecs.speaker.ge2e_weights import load_ge2e
-
             self.model, self.report = load_ge2e(weights, Ge2eConfig(vad=vad))
         else:
             weights = weights or "wavlm-ecapa"  # the registry's entry (fetched by hand)
-            from avcodecs.speaker import load_speaker_encoder
-            from engine.hub import resolve_weights
 
             self.model, self.report = load_speaker_encoder(resolve_weights(weights, flag="--speaker-encoder"))
             self.model.requires_grad_(False)
@@ -47,8 +47,6 @@ class SpeakerJudge:
         info = {"judge": f"spksim_{self.backend}", "weights": self.weights or "resemblyzer/pretrained.pt",
                 "weights_report": self.report.summary(), "torch": torch.__version__}
         if self.backend == "ge2e":
-            from avcodecs.speaker.ge2e_audio import resolve_vad
-
             info.update(resemblyzer=package_version("resemblyzer"), vad=resolve_vad(self.model.config.vad))
         return info
 

@@ -24,6 +24,8 @@ import json
 import re
 from pathlib import Path
 
+from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
 from evaluation.speech_common import SpeechJudgeError
 
 MODES = ("whisper_en", "whisper_en_words", "basic", "none")
@@ -40,15 +42,11 @@ _CURRENCY = {"$": ("dollar", "dollars"), "£": ("pound", "pounds"), "€": ("eur
 
 @functools.cache
 def _english():
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
-
     return EnglishTextNormalizer(json.loads(SPELLING_MAP.read_text(encoding="utf-8")))
 
 
 @functools.cache
 def _basic():
-    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
-
     return BasicTextNormalizer()
 
 

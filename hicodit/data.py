@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from engine.data import ManifestError, read_manifest, resolve_path, write_manifest
 from engine.data.sampler import crop_start, pad_sequences
+from engine.emotions import canonical_index
 from engine.errors import UserFacingError
 from hicodit.conditioning import emotion_probs
 from hicodit.lipreading import encode_transcript
@@ -107,8 +108,6 @@ def load_clip_arrays(entry: dict, cfg: "HiCoDiTDataConfig", with_tokens: bool = 
 def acoustic_emotion(entry: dict, key: str, num_classes: int) -> np.ndarray:
     """The clip's speech emotion -> (K,) probabilities (one per clip) or a per-frame array, from a label
     in the manifest line or a .npy it names."""
-    from engine.emotions import canonical_index
-
     value = entry.get(key)
     where = f"clip {entry.get('id')!r}"
     if value is None:

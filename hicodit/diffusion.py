@@ -70,6 +70,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from engine.errors import ConfigError
 from hicodit.guidance import (
@@ -478,8 +479,6 @@ class MaskedDiffusion(nn.Module):
             phases = [(~high, low_steps), (high, high_steps)]
         bar = None
         if progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=cfg.steps, desc="sampling", leave=False)
         start = self._host(self.schedule.mask_prob, 1.0)
         for active, steps in phases:

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.configs import build_codec
 from engine.errors import ConfigError
+from engine.media import write_wav
 from engine.task import Task
 from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
@@ -86,8 +88,6 @@ class HiCoDiTTask(Task):
         spec) or ``config`` (a codec config node or preset name) build that codec instead, e.g. at
         inference on a machine where the released weights live elsewhere."""
         if weights is not None or config is not None:
-            from engine.configs import build_codec
-
             if config is None and isinstance(self.codec_factory, functools.partial):
                 return self.codec_factory(weights=weights).eval().to(device)
             if config is None:
@@ -117,8 +117,6 @@ class HiCoDiTTask(Task):
         return metrics
 
     def write_samples(self, out_dir: Path, batch: dict, tokens: torch.Tensor) -> None:
-        from engine.media import write_wav
-
         codec = self.codec(tokens.device)
         lengths = batch["token_mask"].sum(1).tolist()
         for i, (clip_id, length) in enumerate(zip(batch["ids"], lengths)):

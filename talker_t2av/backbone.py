@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
 
 from engine.errors import UserFacingError
+from engine.hub import resolve_weights
 from engine.layers.attention import transformers_attention
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ def build_backbone(path: str | None = None, config: dict | None = None, load_wei
     from ``config`` (Qwen3Config fields) with random weights."""
     attn = transformers_attention(attention)
     if path:
-        from engine.hub import resolve_weights
-
         path = str(resolve_weights(path, "model.backbone_path"))  # a folder, or e.g. qwen3-0.6b
         try:
             hf_config = AutoConfig.from_pretrained(path)

@@ -31,6 +31,7 @@ from engine.errors import UserFacingError
 from engine.hub import resolve_weights
 from engine.weights import LoadReport, load_checked
 from talker_t2av.model import TalkerConfig, TalkerT2AV
+from talker_t2av.task import TalkerTask
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True,
         if "data" in config.task and "features" in config.task.data:
             config.task.data.features = "precomputed"
 
-    from talker_t2av.task import TalkerTask
 
     module, task, _ = ckpt.load_module(path, ema=ema, edit_config=for_inference, task_type=TalkerTask,
                                        command=command)

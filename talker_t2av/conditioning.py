@@ -23,6 +23,7 @@ from engine.media import read_audio, read_video
 from talker_t2av.cfm import MODES, TalkerConditions
 from talker_t2av.patching import frame_mask
 from talker_t2av.tokenizer import ChatLayout
+from visual.tracking import NoFaceError, build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,6 @@ def warn_if_no_face(frames: np.ndarray, source: str) -> None:
     """LIA-X expects a face crop: say so when the face tracker (if installed) finds no face in the
     first frame, instead of rendering whatever the video holds without a word."""
     try:
-        from visual.tracking import NoFaceError, build_tracker
-
         tracker = build_tracker("dlib")
         tracker.track(frames[:1], source=source)
     except ImportError:  # no tracker installed (the `visual` extra): nothing to check with

@@ -18,7 +18,11 @@ with a chat template works.
 import logging
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 from engine.errors import UserFacingError
+from engine.hub import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +51,6 @@ class TokenizerError(UserFacingError, ValueError):
 def build_char_tokenizer():
     """A byte-level tokenizer (256 byte symbols, no merges) with Qwen3's special tokens and chat
     layout: any text tokenizes offline. Vocabulary size 263."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -76,9 +77,7 @@ def load_tokenizer(source: str | None):
         return build_char_tokenizer()
     if not source:
         raise TokenizerError("no tokenizer: set model.tokenizer (or model.backbone_path) to a local Qwen3 folder")
-    from transformers import AutoTokenizer
 
-    from engine.hub import resolve_weights
 
     source = str(resolve_weights(source, "model.tokenizer"))  # a folder, or a registry name such as qwen3-0.6b
     if not Path(source).is_dir():

@@ -15,12 +15,20 @@ Every extractor is built once, on first use, from a weights spec (a path, and la
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from engine.errors import UserFacingError
+from engine.media import read_video
+from visual.align import RAFDB_SIZE, arcface_crops, expression_crops, resize_faces
+from visual.arcface import IResNet, IResNetConfig, clip_identity, load_arcface
+from visual.avhubert import AVHubertConfig, AVHubertVideoEncoder, load_avhubert
+from visual.expression import build_expression_classifier
+from visual.expression.poster_v2 import PosterV2Config
+from visual.mouth import MODEL_CROP, avhubert_input, crop_mouths
+from visual.tracking import build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +70,6 @@ class FaceCrops:
 
 def cut_face_crops(frames, track, identity: bool = True, expression: bool = True) -> FaceCrops:
     """frames (T, H, W, 3) uint8 + their FaceTrack -> the crops every extractor reads."""
-    from visual.align import RAFDB_SIZE, arcface_crops, expression_crops
-    from visual.mouth import crop_mouths
-
     return FaceCrops(track, crop_mouths(frames, track).crops,
                      arcface_crops(frames, track) if identity else None,
                      expression_crops(frames, track, size=RAFDB_SIZE) if expression else None)
@@ -106,8 +111,6 @@ class VisualFrontEnd:
 
     @property
     def tracker(self):
-        from visual.tracking import build_tracker
-
         return self._get("tracker", lambda: build_tracker(self.cfg.tracker, **dict(self.cfg.tracker_options)))
 
     def _random(self, what: str, flag: str) -> bool:
@@ -121,8 +124,6 @@ class VisualFrontEnd:
     @property
     def avhubert(self):
         def build():
-            from visual.avhubert import AVHubertConfig, AVHubertVideoEncoder, load_avhubert
-
             if self.cfg.avhubert:
                 model = load_avhubert(self.cfg.avhubert)
             elif self._random("AV-HuBERT", "--avhubert"):
@@ -138,10 +139,6 @@ class VisualFrontEnd:
     @property
     def arcface(self):
         def build():
-            from dataclasses import replace
-
-            from visual.arcface import IResNet, IResNetConfig, load_arcface
-
             if self.cfg.arcface:
                 model = load_arcface(self.cfg.arcface)
             elif self._random("ArcFace", "--arcface"):
@@ -157,14 +154,10 @@ class VisualFrontEnd:
     @property
     def expression(self):
         def build():
-            from visual.expression import build_expression_classifier
-
             kwargs = {}
             if not self.cfg.expression_weights:
                 self._random(f"expression ({self.cfg.expression})", "--expression-weights")
                 if self.cfg.expression == "poster_v2":
-                    from visual.expression.poster_v2 import PosterV2Config
-
                     kwargs["config"] = PosterV2Config.tiny()
             return build_expression_classifier(self.cfg.expression, self.cfg.expression_weights, **kwargs).to(
                 self.device)
@@ -186,8 +179,6 @@ class VisualFrontEnd:
     @torch.no_grad()
     def extract(self, video: str, identity: bool = True) -> ClipConditions:
         """All conditions of one clip (``identity=False`` skips ArcFace, e.g. a voice identity)."""
-        from engine.media import read_video
-
         frames = read_video(video, fps=FPS).frames  # (T, H, W, 3)
         crops = cut_face_crops(frames, self.tracker.track(frames, source=str(video)), identity=identity)
         face = self.identity(crops.arcface, source=str(video)) if identity else None
@@ -197,15 +188,11 @@ class VisualFrontEnd:
     @torch.no_grad()
     def identity(self, arcface_faces: np.ndarray, source: str) -> np.ndarray:
         """(T, 112, 112, 3) uint8 template-aligned faces -> (F,) float32 unit-norm clip identity."""
-        from visual.arcface import clip_identity
-
         return clip_identity(self.arcface, arcface_faces, self.cfg.batch_frames, source=source).float().cpu().numpy()
 
     @torch.no_grad()
     def emotions(self, aligned_faces: np.ndarray, source: str) -> np.ndarray:
         """(T, 100, 100, 3) uint8 RAF-DB-aligned faces -> (T, 7) float32 per-frame expression probabilities."""
-        from visual.align import resize_faces
-
         classifier = self.expression
         faces = resize_faces(aligned_faces, classifier.input_size)
         return classifier.probabilities(faces, batch_size=self.cfg.batch_frames, source=source).float().cpu().numpy()
@@ -213,8 +200,6 @@ class VisualFrontEnd:
     def lip_features(self, mouth: np.ndarray) -> np.ndarray:
         """(T, 96, 96) uint8 mouth ROIs -> AV-HuBERT features (T, D) float32, or the centre 88 x 88
         crops (T, 88, 88) uint8 for a model with the trainable lip front-end."""
-        from visual.mouth import MODEL_CROP, avhubert_input
-
         if self.lip_input == "frontend":
             top = (mouth.shape[-1] - MODEL_CROP) // 2
             return np.ascontiguousarray(mouth[:, top : top + MODEL_CROP, top : top + MODEL_CROP])

@@ -23,6 +23,7 @@ Model input (avhubert/hubert_dataset.py, eval transform): x / 255, centre crop 8
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from visual.data import mean_face_20words
 from visual.landmarks import MOUTH
@@ -88,8 +89,6 @@ def crop_mouths(frames, track_or_landmarks, window: int = WINDOW, size: int = CR
 
 def avhubert_input(crops):
     """(T, 96, 96) uint8 grey crops (numpy or torch) -> (T, 88, 88) float32 torch tensor AV-HuBERT takes."""
-    import torch
-
     crops = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
     height, width = crops.shape[-2:]
     top, left = int(round(height - MODEL_CROP) / 2.0), int(round(width - MODEL_CROP) / 2.0)

@@ -16,6 +16,7 @@ from avcodecs.lia_x.config import LIAXConfig
 from avcodecs.lia_x.frames import fit_square, to_model_range, to_uint8
 from avcodecs.lia_x.generator import Generator, LIAXWeightsError, load_generator, read_state_dict
 from avcodecs.lia_x.motion import MotionStats, load_motion_stats
+from engine.hub import resolve_weights
 
 
 def build_lia_x(config: LIAXConfig | None = None, weights: str | None = None) -> LIAX:
@@ -23,8 +24,6 @@ def build_lia_x(config: LIAXConfig | None = None, weights: str | None = None) ->
     the released generator from ``weights`` (lia-x.pt: a path, the registry name ``lia-x`` or an hf://
     spec), or random weights without it."""
     if weights is not None:
-        from engine.hub import resolve_weights
-
         weights = str(resolve_weights(weights, "codec.weights"))
     return LIAX.from_config(config, weights)
 

@@ -27,6 +27,7 @@ from avcodecs.lia_x.generator import Generator, load_generator
 from avcodecs.lia_x.motion import MotionStats, load_motion_stats
 from engine.atomic import save_npy
 from engine.errors import UserFacingError
+from engine.media import read_video, write_video
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,6 @@ class LIAX(nn.Module):
         """Render raw motion (T, M) or (1, T, M) on a single source and write an mp4 at 25 fps,
         with ``audio`` (N,) at ``sample_rate`` muxed in when given (written atomically).
         Motion from Talker-T2AV is normalised: pass ``denormalize(motion)``."""
-        from engine.media import write_video
-
         frames = self.render(source, motion, chunk=chunk, uint8=True, progress=progress)
         if frames.shape[0] != 1:
             raise LIAXInputError(f"render_to_file writes one video, got a batch of {frames.shape[0]}")
@@ -176,8 +175,6 @@ class LIAX(nn.Module):
     def encode_video_file(self, path: str | os.PathLike, normalize: bool = True, chunk: int = 16,
                           progress: bool = False) -> np.ndarray:
         """A face-crop video file -> motion (T, M) float32 at 25 fps (normalised by default)."""
-        from engine.media import read_video
-
         clip = read_video(path, fps=self.frame_rate)
         raw = self.encode_motion(clip.frames, chunk=chunk, progress=progress)[0].cpu().numpy()
         return self.normalize(raw) if normalize else raw

@@ -8,6 +8,7 @@ from pathlib import Path
 from avcodecs.maskgct.codec import MaskGCTCodec
 from avcodecs.maskgct.config import MaskGCTCodecConfig
 from avcodecs.maskgct.weights import load_maskgct_weights, resolve_weight_files
+from engine.hub import resolve_weights
 
 
 def build_maskgct_codec(config: MaskGCTCodecConfig | None = None, weights: str | Path | None = None,
@@ -20,8 +21,6 @@ def build_maskgct_codec(config: MaskGCTCodecConfig | None = None, weights: str |
     encoder_weights / decoder_weights: the two files separately (each overrides the folder's).
     frozen: eval mode, no gradients, weight norm folded: the tokenizer as HiCoDiT uses it.
     Without weights the codec is randomly initialised (tests, or the start of codec training)."""
-    from engine.hub import resolve_weights
-
     codec = MaskGCTCodec(config or MaskGCTCodecConfig.paper())
     weights, encoder_weights, decoder_weights = (None if w is None else resolve_weights(w, f"codec.{name}")
                                                  for w, name in ((weights, "weights"),

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from avcodecs.maskgct.synthetic import synthesize_speech
 from engine.data import read_manifest, resolve_path
+from engine.errors import check_bool_fields
 from engine.media import read_audio
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,6 @@ class CodecDataConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from engine.errors import check_bool_fields
-
         check_bool_fields(self, "data")  # cache_audio=no would otherwise read as true
 
 

@@ -20,7 +20,9 @@ import torch
 from avcodecs.maskgct.config import MaskGCTCodecConfig
 from avcodecs.maskgct.data import CodecDataConfig, build_datasets
 from avcodecs.maskgct.objective import CodecLossConfig, CodecObjective
+from avcodecs.maskgct.weights import load_maskgct_weights, resolve_weight_files
 from engine.errors import ConfigError
+from engine.hub import resolve_weights
 from engine.media import write_wav
 from engine.task import Task
 
@@ -53,9 +55,6 @@ class MaskGCTCodecTask(Task):
     def build_module(self) -> CodecObjective:
         objective = CodecObjective(self.codec_cfg, self.loss_cfg)
         if self.init_weights is not None:
-            from avcodecs.maskgct.weights import load_maskgct_weights, resolve_weight_files
-            from engine.hub import resolve_weights
-
             files = resolve_weight_files(resolve_weights(self.init_weights, "codec.weights"))
             load_maskgct_weights(objective.codec, *files, convert_phase=True)
         elif self.loss_cfg.data_init:

@@ -5,33 +5,21 @@
     emb = encoder.embed(padded, lengths)          # right-padded batch: each row as if alone
 """
 
-from pathlib import Path
+import importlib
 
-from avcodecs.speaker.checkpoint import load_speaker_encoder
-from avcodecs.speaker.model import SpeakerAudioError, SpeakerEncoder, SpeakerEncoderConfig
+# What the package exports, and the submodule that defines it. They load on first use, so the GE2E
+# encoder's users (avcodecs.speaker.ge2e*) never import WavLM (transformers, seconds).
+_EXPORTS = {
+    "SpeakerAudioError": "avcodecs.speaker.model",
+    "SpeakerEncoder": "avcodecs.speaker.model",
+    "SpeakerEncoderConfig": "avcodecs.speaker.model",
+    "build_speaker_encoder": "avcodecs.speaker.build",
+    "load_speaker_encoder": "avcodecs.speaker.checkpoint",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "SpeakerAudioError",
-    "SpeakerEncoder",
-    "SpeakerEncoderConfig",
-    "build_speaker_encoder",
-    "load_speaker_encoder",
-]
 
-
-def build_speaker_encoder(config: SpeakerEncoderConfig | None = None, weights: str | Path | None = None,
-                          frozen: bool = True) -> SpeakerEncoder:
-    """The encoder, ready to use (Hydra target of ``configs/codec/speaker_wavlm_ecapa*.yaml``).
-
-    weights: UniSpeech's ``wavlm_large_finetune.pth``; without one the weights are random.
-    frozen: eval mode (BatchNorm running statistics) and no gradients.
-    """
-    if weights is not None:
-        from engine.hub import resolve_weights
-
-        model, _ = load_speaker_encoder(resolve_weights(weights, "codec.weights"), config)
-    else:
-        model = SpeakerEncoder(config)
-    if frozen:
-        model.eval().requires_grad_(False)
-    return model
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'avcodecs.speaker' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

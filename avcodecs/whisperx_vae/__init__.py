@@ -13,6 +13,7 @@ from avcodecs.whisperx_vae.checkpoint import load_whisperx_vae, read_lightning_c
 from avcodecs.whisperx_vae.frontend import log_mel_spectrogram, resample
 from avcodecs.whisperx_vae.model import AudioTooLongError, WhisperXVAE, WhisperXVAEConfig
 from avcodecs.whisperx_vae.whisper import WhisperEncoder, WhisperEncoderConfig
+from engine.hub import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ def build_whisperx_vae(config: WhisperXVAEConfig | None = None, weights: str | P
     """
     config = config or WhisperXVAEConfig()
     if weights is not None:
-        from engine.hub import resolve_weights
-
         weights = resolve_weights(weights, "codec.weights")
         model, _ = load_whisperx_vae(weights, whisper=config.whisper)
         if model.config != config:

@@ -7,6 +7,7 @@ video) goes through PyAV. Resampling uses soxr (VHQ).
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -44,8 +45,6 @@ def _read_with_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndar
 def decode_audio_stream(container, path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of an open PyAV container -> mono float32 (N,), native rate
     (the first ``max_seconds`` only, when given: decoding stops there)."""
-    import av
-
     if not (container.streams.video or container.streams.audio):
         raise MediaError(path, "no audio or video streams (truncated, or not a media file)")
     if not container.streams.audio:
@@ -80,8 +79,6 @@ def _to_float(data: np.ndarray) -> np.ndarray:
 def read_audio(path: str | os.PathLike, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
     """Mono float32 waveform (N,) at ``sample_rate``; MediaError with one clear line otherwise.
     ``max_seconds``: only the start of the file is read (memory bounded whatever its length)."""
-    import av
-
     path = Path(path)
     _check_exists(path)
     decoded = _read_with_soundfile(path, max_seconds)

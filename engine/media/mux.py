@@ -5,6 +5,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 
 from engine.atomic import atomic_path
@@ -13,8 +14,6 @@ from engine.media.errors import MediaError
 
 
 def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
 from engine.media.audio import _check_exists, decode_audio_stream, resample
@@ -47,8 +48,6 @@ def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: in
     ``max_frames``: keep only the first ``max_frames`` output frames (and as much audio); decoding
     stops there, so memory stays bounded whatever the file's length.
     """
-    import av
-
     path = Path(path)
     _check_exists(path)
     try:

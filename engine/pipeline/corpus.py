@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.atomic import is_temporary
+from engine.data import read_manifest
 from engine.errors import UserFacingError
 
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm")
@@ -73,8 +75,6 @@ def read_sidecar_text(media: Path) -> str:
 
 
 def _files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
-    from engine.atomic import is_temporary
-
     # leftovers of an interrupted atomic write (clip.tmp-1a2b3c4d.mp4) are not clips
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file() and not is_temporary(p))
 
@@ -172,8 +172,6 @@ def _list(path: Path, audio_only: bool, base: Path) -> list[Clip]:
         with open(path, encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
     else:
-        from engine.data import read_manifest
-
         rows = read_manifest(path, required=())
     clips = []
     for n, row in enumerate(rows, 1):

@@ -28,9 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from engine.atomic import atomic_files
+from engine.data import write_manifest
 from engine.errors import UserFacingError
 from engine.pipeline.corpus import Clip
+from engine.utils import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +190,6 @@ def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto",
         seed: int = 0) -> RunSummary:
     """Prepare this shard's clips into ``out`` (resumable). Returns the shard's summary. ``seed`` makes
     anything built at random (tests' tiny extractors) the same in every shard and every restart."""
-    from tqdm import tqdm
-
-    from engine.atomic import atomic_files
-    from engine.utils import resolve_device
-
     out = Path(out)
     index, count = parse_shard(shard)
     device = resolve_device(device if device != "auto" or "LOCAL_RANK" not in os.environ or
@@ -261,8 +260,6 @@ def merge(out: str | Path, split: str = "subset", val_fraction: float = 0.02, te
     split: ``subset`` (the corpus's own: LRS3 test -> test, LRS2 val/test lists, VoxCeleb2 test -> test;
     val is held out of the training subsets by speaker), ``speaker`` (speaker-disjoint val/test drawn at
     random by speaker) or ``random`` (by clip). Fractions are of the clips, taken by whole speakers."""
-    from engine.data import write_manifest
-
     out = Path(out)
     rows = read_rows(sorted((out / "parts").glob("*.jsonl"))) if (out / "parts").is_dir() else []
     if not rows:

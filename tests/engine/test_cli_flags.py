@@ -1,10 +1,16 @@
 """The inference commands speak one vocabulary: the shared flags come from engine.cli, with the same
 names, defaults and help in every command."""
 
+import argparse
+import dataclasses
+from typing import Literal
+
 import pytest
 
 import infer
+from engine.cli import add_config_flags, config_from_flags
 from engine.errors import ConfigError
+from hicodit.diffusion import DiffusionSamplerConfig
 from tests.conftest import compose
 
 SHARED = ("--device", "--precision", "--seed", "--raw", "--quiet", "--out", "--manifest", "--out-dir", "--batch-size")
@@ -39,16 +45,57 @@ def test_talker_data_and_model_widths_that_disagree_are_refused_before_training(
 
 
 def test_hicodit_sampler_defaults_are_the_checkpoints_and_flags_replace_single_fields():
-    from types import SimpleNamespace
-
-    from hicodit.cli import sampler_config
-    from hicodit.diffusion import DiffusionSamplerConfig
-
     saved = DiffusionSamplerConfig(steps=12, w_all=2.25, level_schedule="coarse_to_fine")  # what training used
-    task = SimpleNamespace(sampler_cfg=saved)
     untouched = infer.build_parser("hicodit").parse_args(["--video", "x.mp4", "--out", "y", "--checkpoint", "c"])
-    assert sampler_config(untouched, task) == saved
+    assert config_from_flags(untouched, saved) == saved
     one_flag = infer.build_parser("hicodit").parse_args(["--video", "x.mp4", "--out", "y", "--checkpoint", "c",
-                                                         "--w-all", "3.0"])
-    assert sampler_config(one_flag, task) == DiffusionSamplerConfig(steps=12, w_all=3.0,
-                                                                    level_schedule="coarse_to_fine")
+                                                         "--w-all", "3.0", "--no-guidance-on-rates"])
+    assert config_from_flags(one_flag, saved) == DiffusionSamplerConfig(steps=12, w_all=3.0, guidance_on_rates=False,
+                                                                        level_schedule="coarse_to_fine")
+
+
+def test_every_sampler_field_a_user_sets_is_a_flag_of_its_command():
+    """The flags come from the dataclasses: a field added there is a flag (or knowingly left out here)."""
+    hicodit, talker = flags("hicodit"), flags("talker")
+    not_flags = {"low_step_fraction"}  # a schedule detail set in configs
+    for field in dataclasses.fields(DiffusionSamplerConfig):
+        assert (f"--{field.name.replace('_', '-')}" in hicodit) != (field.name in not_flags), field.name
+    assert {"--steps", "--guidance", "--temperature"} <= set(talker)
+
+
+@dataclasses.dataclass
+class Example:
+    # a block comment above the field
+    # over two lines
+    count: int = dataclasses.field(default=3, metadata={"min": 1})
+    scale: float = dataclasses.field(default=1.0, metadata={"above": 0})  # the scale
+    mode: Literal["fast", "exact"] = "fast"  # how to run
+    verbose: bool = False
+    path: str | None = dataclasses.field(default=None, metadata={"flag": "--weights"})  # where the weights are
+
+
+def test_flags_are_declared_from_a_dataclass_and_laid_over_a_base():
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, Example, ("count", "scale", "mode", "verbose", "path"))
+    actions = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    assert actions["--count"].help == "a block comment above the field over two lines"
+    assert actions["--scale"].help == "the scale" and actions["--mode"].choices == ("fast", "exact")
+    assert "--no-verbose" in actions["--verbose"].option_strings and "--weights" in actions
+    base = Example(count=5, mode="exact")
+    assert config_from_flags(parser.parse_args([]), base) == base  # nothing given: the base, whatever it holds
+    given = parser.parse_args(["--count", "2", "--verbose", "--weights", "w.pt", "--mode", "fast"])
+    assert config_from_flags(given, base) == Example(count=2, mode="fast", verbose=True, path="w.pt")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--count", "0"], "--count: must be a positive integer, got 0"),
+    (["--scale", "0"], "--scale: must be > 0, got 0"),
+    (["--scale", "nan"], "--scale: must be > 0, got nan"),
+    (["--mode", "slow"], "--mode: invalid choice: 'slow'"),
+])
+def test_bad_flag_values_are_refused_by_argparse(argv, message, capsys):
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, Example, ("count", "scale", "mode"))
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

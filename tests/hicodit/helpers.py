@@ -7,9 +7,8 @@ from unittest import mock
 import torch
 
 import hicodit.diffusion
-from hicodit.guidance import guidance_passes
-
 from hicodit.data import HiCoDiTDataConfig, collate
+from hicodit.guidance import guidance_passes
 from hicodit.model import HiCoDiT, HiCoDiTConfig
 from hicodit.synthetic import SyntheticClipDataset
 

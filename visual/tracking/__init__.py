@@ -6,6 +6,7 @@
 Backends are imported when built, so importing this package costs nothing.
 """
 
+from engine.media import read_video
 from visual.tracking.track import FaceTrack, NoFaceError, TrackerUnavailableError, assemble_track
 
 BACKENDS = ("dlib", "mediapipe")
@@ -32,8 +33,6 @@ def track_video(path, backend: str = "dlib", fps: float = 25.0, **options):
     """Read a video at ``fps`` and track its face: -> (frames (T, H, W, 3) uint8 RGB, FaceTrack).
 
     Errors name the file: "clip.mp4: no face found in any of the 50 frames"."""
-    from engine.media import read_video
-
     frames = read_video(path, fps=fps).frames
     return frames, build_tracker(backend, **options).track(frames, source=str(path))
 

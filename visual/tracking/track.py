@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.errors import UserFacingError
 from visual.landmarks import NUM_POINTS, interpolate_missing
 
@@ -31,8 +32,6 @@ class FaceTrack:
 
     def save(self, path) -> None:
         """Write the track to an .npz (three arrays)."""
-        from engine.atomic import atomic_path
-
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, landmarks=self.landmarks, detected=self.detected, boxes=self.boxes)
 
