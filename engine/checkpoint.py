@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -244,6 +244,17 @@ def check_task(folder: Path, config: DictConfig, task_type: type, command: str |
         raise CheckpointError(f"{folder}: holds a {held or 'unknown'} checkpoint; {needs} a {wanted} checkpoint")
 
 
+def upgrade_config(config: DictConfig) -> None:
+    """The stored config, brought up to date by its task class (``Task.upgrade_config``), in place."""
+    target = task_target(config)
+    try:
+        task_class = get_class(target) if target else None
+    except (ImportError, ValueError):  # instantiate names a target that does not resolve, in its own words
+        return
+    if hasattr(task_class, "upgrade_config"):
+        task_class.upgrade_config(config)
+
+
 def check_lazy_parts(task, prefix: str) -> None:
     """A task's lazily built parts (Hydra ``_partial_`` nodes, e.g. HiCoDiT's codec) are only called when
     first used; bind their stored fields to the class now, without building anything, so that a field
@@ -270,6 +281,7 @@ def load_module(path: str | Path, ema: bool = True, device: str | torch.device =
     config = load_config(folder)
     if task_type is not None:
         check_task(folder, config, task_type, command)
+    upgrade_config(config)
     if edit_config is not None:
         edit_config(folder, config)
     stale = f"{folder / CONFIG_FILE}: does not build with this version of the code: "

@@ -21,6 +21,13 @@ class Task(ABC):
         when an experiment selects the task, so its YAML extends them (engine.configs)."""
         return {}
 
+    @classmethod
+    def upgrade_config(cls, config) -> None:
+        """Bring the stored config (``config.yaml``) of a checkpoint written by an older version of the code
+        up to date, in place, before anything is built: drop fields since removed, rename renamed ones.
+        Checkpoints keep loading whatever changed since they were written."""
+        return None  # nothing to upgrade unless a task says so
+
     @abstractmethod
     def build_module(self) -> nn.Module:
         """The trainable module, on CPU in fp32. Its ``forward(batch)`` returns
