@@ -1,14 +1,10 @@
 """A plain (non-editable) ``pip install .`` works without the source tree: the package finds its
 shipped configs and builds the released layouts from them."""
 
-import glob
-import shutil
 import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import REPO
 
 CHECK = r"""
 import sys
@@ -32,22 +28,8 @@ with torch.device("meta"):
 
 
 @pytest.mark.slow
-def test_wheel_install_builds_the_paper_and_codec_configs(tmp_path):
-    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
-    # build from a copy: setuptools writes build/ and *.egg-info/ next to the sources
-    top_level = {".venv", ".git", "runs", "out", "data", "build", "wandb", "tests"}  # a checkout's work folders
-
-    def ignore(folder, names):
-        skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
-        return skip | (top_level & set(names) if folder == str(REPO) else set())
-
-    shutil.copytree(REPO, source, ignore=ignore)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheels)], check=True, capture_output=True, cwd=tmp_path)
-    wheel = glob.glob(str(wheels / "avspeech-*.whl"))
-    assert len(wheel) == 1
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), wheel[0]],
-                   check=True, capture_output=True, cwd=tmp_path)
+def test_wheel_install_builds_the_paper_and_codec_configs(installed, tmp_path):
+    site = installed
     assert not (site / "tests").exists()  # only the packages ship
     # outside the source tree, with the installed copy first on the path
     proc = subprocess.run([sys.executable, "-c", CHECK, str(site)], capture_output=True, text=True, cwd=tmp_path,

@@ -4,15 +4,11 @@ from the shipped configs, and every command its stages launch runs as a module o
 run folder; each training command composes its whole config (``--cfg job``: the overrides against the
 shipped yaml), each other command parses its flags up to ``--help``."""
 
-import glob
 import json
-import shutil
 import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import REPO
 
 CHECK = r"""
 import json
@@ -67,20 +63,8 @@ for run in children:
 
 
 @pytest.mark.slow
-def test_the_benchmark_runs_its_stage_commands_from_an_installed_package(tmp_path):
-    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
-    top_level = {".venv", ".git", "runs", "out", "data", "build", "wandb", "tests"}  # a checkout's work folders
-
-    def ignore(folder, names):
-        skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
-        return skip | (top_level & set(names) if folder == str(REPO) else set())
-
-    shutil.copytree(REPO, source, ignore=ignore)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheels)], check=True, capture_output=True, cwd=tmp_path)
-    (wheel,) = glob.glob(str(wheels / "avspeech-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), wheel],
-                   check=True, capture_output=True, cwd=tmp_path)
+def test_the_benchmark_runs_its_stage_commands_from_an_installed_package(installed, tmp_path):
+    site = installed
     assert not (site / "train.py").exists() and not (site / "scripts").exists()  # only the packages ship
     work = tmp_path / "work"  # outside the source tree, with the installed copy first on the path
     work.mkdir()
