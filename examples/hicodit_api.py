@@ -10,11 +10,13 @@ front-end's weights are fetched once by their registry names).
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
 
+from engine.cli import run_main
 from engine.configs import compose
 from engine.media import write_wav
 from engine.trainer import Trainer, TrainerConfig
@@ -29,7 +31,7 @@ def tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="a HiCoDiT run or checkpoint folder (default: train a tiny one)")
     parser.add_argument("--out-dir", default="out/hicodit_api")
@@ -43,13 +45,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
                                               face=rng.standard_normal(m.face_dim).astype(np.float32),
                                               emotion=np.zeros(frames, np.int64), id=f"clip{frames}")
              for frames in (30, 45)]  # 1.2 s and 1.8 s at 25 fps: batched together, each its own length
-    written = []
     for speech in hicodit.generate(clips, sampler=dataclasses.replace(hicodit.sampler, steps=8), seed=0):
         path = write_wav(out / f"{speech.id}.wav", speech.waveform, speech.sample_rate)
         print(f"{path}: {len(speech.waveform) / speech.sample_rate:.2f} s of speech, tokens {speech.tokens.shape}")
-        written.append(path)
-    return written
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, log_name="example"))  # a bad checkpoint or input: one line, no traceback

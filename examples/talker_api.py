@@ -8,11 +8,13 @@ The released model: ``TalkerGenerator.from_released()`` (weights fetched once by
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
 
+from engine.cli import run_main
 from engine.configs import compose
 from engine.media import write_video, write_wav
 from engine.trainer import Trainer, TrainerConfig
@@ -39,7 +41,7 @@ def references(folder: Path) -> tuple[Path, Path]:
     return voice, write_video(folder / "face.mp4", frames, 25.0)
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="a Talker-T2AV run or checkpoint folder")
     parser.add_argument("--released", help="the released weights: a folder, a registry name or an hf:// spec")
@@ -55,7 +57,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
     requests = [TalkerRequest(mode="t2av", text="Hello there.", ref_audio=str(voice), ref_video=str(face), id="hello"),
                 TalkerRequest(mode="tts", text="Speech only.", ref_audio=str(voice), id="tts")]
-    written = []
     for result in talker.generate(requests, max_seconds=2.0, seed=0):
         name = out / result.request.id
         files = [write_wav(name.with_suffix(".wav"), result.waveform, result.sample_rate)]
@@ -64,9 +65,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
                                      sample_rate=result.sample_rate))
         print(f"{result.request.id} ({result.request.mode}): {len(result.waveform) / result.sample_rate:.2f} s of "
               f"speech, {0 if result.frames is None else len(result.frames)} frames -> {', '.join(map(str, files))}")
-        written += files
-    return written
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, log_name="example"))  # a bad checkpoint or input: one line, no traceback

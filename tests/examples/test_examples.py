@@ -4,6 +4,7 @@ import runpy
 import sys
 
 import numpy as np
+import pytest
 
 from engine.media import read_audio, read_video
 from tests.conftest import REPO
@@ -13,9 +14,11 @@ def run_example(name: str, out_dir, capsys) -> str:
     argv = sys.argv
     sys.argv = [name, "--out-dir", str(out_dir)]
     try:
-        runpy.run_path(str(REPO / "examples" / name), run_name="__main__")
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(str(REPO / "examples" / name), run_name="__main__")
     finally:
         sys.argv = argv
+    assert exit_.value.code == 0
     return capsys.readouterr().out
 
 
