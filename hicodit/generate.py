@@ -191,7 +191,7 @@ class HiCoDiTGenerator:
         for entry in read_manifest(manifest, required=("id",)):
             where = f"{manifest}: clip {entry['id']!r}"
             if "video" not in entry and not all(k in entry for k in keys.values()):
-                raise GenerationError(f"{manifest}: clip {entry['id']!r} needs a 'video' or the features "
+                raise GenerationError(f"{where} needs a 'video' or the features "
                                       f"{', '.join(repr(k) for k in keys.values())}")
             if with_tokens and d.tokens_key not in entry:
                 raise GenerationError(f"{where} has no {d.tokens_key!r} (given levels take the clip's own tokens)")

@@ -137,8 +137,7 @@ def run(args) -> int:
     else:
         talker = TalkerGenerator.from_released(args.released or "talker-t2av", args.qwen, **options)
     talker.codecs.build_for(args.mode, render=not args.no_render)  # refused weights stop us before any output
-    first = next(iter(requests.values()))[0]
-    if talker.prefix_frames(first) >= talker.max_patches(args.max_seconds) * talker.model.patch_size:
+    if not talker.prefix_fits(next(iter(requests.values()))[0], args.max_seconds):  # one --prefix-seconds for all
         raise UserFacingError(f"--prefix-seconds {args.prefix_seconds} leaves nothing to generate within "
                               f"--max-seconds {args.max_seconds}")
     sampler = config_from_flags(args, talker.sampler)

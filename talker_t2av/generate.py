@@ -105,11 +105,15 @@ class TalkerGenerator:
     def max_patches(self, max_seconds: float) -> int:
         return max(1, int(max_seconds * self.frame_rate) // self.model.patch_size)
 
+    def prefix_fits(self, request: TalkerRequest, max_seconds: float) -> bool:
+        """Whether the request's prefix leaves something to generate within ``max_seconds``."""
+        return self.prefix_frames(request) < self.max_patches(max_seconds) * self.model.patch_size
+
     def check(self, request: TalkerRequest, max_seconds: float = 30.0, names: dict[str, str] | None = None) -> None:
         """What can be checked without decoding anything (see :func:`conditioning.check_request`), and
         that the prefix leaves something to generate within ``max_seconds``."""
         check_request(request, names)
-        if self.prefix_frames(request) >= self.max_patches(max_seconds) * self.model.patch_size:
+        if not self.prefix_fits(request, max_seconds):
             where = f"request {request.id!r}: " if request.id else ""
             raise RequestError(f"{where}prefix of {request.prefix_seconds} s leaves nothing to generate within "
                                f"{max_seconds} s")
