@@ -70,10 +70,75 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f"{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
+def stale_siblings(path: Path) -> list[Path]:
+    """Temporaries an interrupted write of ``path`` left behind (``clip.tmp-1a2b3c4d.mp4``)."""
+    if not path.parent.is_dir():
+        return []
+    pattern = re.sub(r"([*?\[])", r"[\1]", path.stem) + ".tmp-*"
+    return [p for p in path.parent.glob(pattern) if TEMPORARY_MARK.sub(".", p.name).rstrip(".") == path.name]
+
+
+OLD_MARK = re.compile(r"\.old-[0-9a-f]{8}$")
+
+
+def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove what killed runs left anywhere under ``folder``: temporaries of atomic writes and old
+    folders moved aside. Only for a folder one run writes at a time (a live write of another process
+    would go too); sharded writers rely on :func:`atomic_path` sweeping each item's own leftovers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if is_temporary(p) or OLD_MARK.search(p.name)]
+    found = [p for p in found if not any(parent in found for parent in p.parents)]  # a swept folder takes its children
+    for p in found:
+        _remove(p)
+    return found
+
+
+def check_output_dir(path: str | os.PathLike, min_free_mb: float = 1.0) -> Path:
+    """Make sure ``path`` can hold a command's outputs before any work starts: a folder (made when
+    missing), writable, on a disk with room. Every command that takes an output folder calls this
+    first, so a file in the way, a read-only folder or a full disk is one :class:`OutputError` line
+    naming the folder, never a traceback after an hour of work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: is an existing file, not a folder (choose another output folder)")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"{path}: cannot make this folder, {blocker} is a file")
+    probe = path / f".write-probe.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        _remove(probe)
+        raise OutputError(describe_os_error(path, e).replace(" of the folder", "", 1)) from None
+    free_mb = shutil.disk_usage(path).free / 2**20
+    if free_mb < min_free_mb:
+        raise OutputError(f"{path}: no space left on the device ({free_mb:.1f} MiB free)")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success rename it onto ``path``, else delete it."""
+    """Yield a temporary sibling of ``path``; on success rename it onto ``path``, else delete it.
+
+    A ``path`` that is itself a temporary (the caller already writes atomically, e.g. one file of
+    :func:`atomic_files`) is written in place: one temporary suffix, never two nested."""
     path = Path(path)
+    if is_temporary(path):
+        try:
+            yield path
+        except OSError as e:
+            _remove(path)
+            if isinstance(e, UserFacingError):
+                raise
+            raise OutputError(describe_os_error(path, e)) from None
+        except BaseException:
+            _remove(path)
+            raise
+        return
     if is_dir:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +146,8 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             raise OutputError(describe_os_error(path, e)) from None
     else:
         _make_parent(path)
+    for stale in stale_siblings(path):
+        _remove(stale)
     tmp = temporary_sibling(path)
     try:
         if is_dir:
@@ -112,6 +179,8 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     finals = [Path(p) for p in paths]
     for path in finals:
         _make_parent(path)
+        for stale in stale_siblings(path):
+            _remove(stale)
     temps = [temporary_sibling(p) for p in finals]
     try:
         yield temps
