@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import re
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -184,7 +185,7 @@ def _resolve_hub(spec: str, name: str | None, files: tuple[str, ...], optional: 
         try:
             return Path(hf_hub_download(repo, inner, revision=revision, cache_dir=cache))
         except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
-            raise WeightsDownloadError(f"{where}{label}: cannot fetch {spec} ({_reason(e)})") from None
+            raise _download_failed(f"{where}{label}", spec, e, label) from None
     # a folder: its listed members (all cached: no network), or the snapshot of everything under it
     if members:
         found = {m: try_to_load_from_cache(repo, m, cache_dir=cache, revision=revision) for m in members}
@@ -199,7 +200,7 @@ def _resolve_hub(spec: str, name: str | None, files: tuple[str, ...], optional: 
     except LocalEntryNotFoundError:
         raise _not_cached(label, spec, where) from None
     except (HfHubHTTPError, OSError) as e:
-        raise WeightsDownloadError(f"{where}{label}: cannot fetch {spec} ({_reason(e)})") from None
+        raise _download_failed(f"{where}{label}", spec, e, label) from None
     folder = snapshot / inner if inner else snapshot
     missing = [m for m in members if Path(m).name not in optional and not (snapshot / m).exists()]
     if missing or not folder.exists():
@@ -212,6 +213,25 @@ def _not_cached(label: str, spec: str, where: str) -> WeightsNotFoundError:
     mode = "the hub is offline (HF_HUB_OFFLINE)" if _offline() else "fetching was not allowed"
     return WeightsNotFoundError(f"{where}{label}: {spec} is not in the cache {hub_cache()} and {mode}; fetch it "
                                 f"first with: {fetch_hint(label if not label.startswith(HF_PREFIX) else spec)}")
+
+
+def _download_failed(what: str, source: str, error: BaseException, name: str) -> WeightsDownloadError:
+    """A failed download says whether the network or the disk failed; a network failure names the
+    prefetch command to run where the network is (then copy HF_HOME over, or share it)."""
+    if _is_network_error(error):
+        return WeightsDownloadError(
+            f"{what}: cannot download {source}: network unreachable ({_reason(error)}); fetch it where the "
+            f"network is with: {fetch_hint(name if not name.startswith(HF_PREFIX) else source)} "
+            f"(HF_HOME={hf_home()})")
+    return WeightsDownloadError(f"{what}: cannot fetch {source} ({_reason(error)})")
+
+
+def _is_network_error(error: BaseException) -> bool:
+    if isinstance(error, (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, socket.gaierror)):
+        return not isinstance(error, urllib.error.HTTPError)  # a 404 is an answer, not a dead network
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    return bool(names & {"ConnectionError", "ConnectTimeout", "ReadTimeout", "ConnectError", "NameResolutionError",
+                         "MaxRetryError", "OfflineModeIsEnabled"})
 
 
 def _reason(error: BaseException) -> str:
@@ -236,21 +256,29 @@ def download(url: str, target: Path, sha256: str | None = None, label: str | Non
     written under a temporary name and renamed only when complete and verified."""
     label = label or url
     digest = hashlib.sha256()
-    try:
-        with atomic_path(target) as tmp:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-            check_sha256(digest.hexdigest(), sha256, url)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        if isinstance(e, UserFacingError):
-            raise
-        raise WeightsDownloadError(f"{label}: cannot fetch {url} ({_reason(e)})") from None
+    # The network's errors are caught inside the write, so atomic_path (which turns an OSError into
+    # "cannot write") only ever sees the disk's.
+    with atomic_path(target) as tmp:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except (urllib.error.URLError, OSError) as e:
+            raise _download_failed(label, url, e, label) from None
+        with response, open(tmp, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+                while chunk := _read(response, label, url):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        check_sha256(digest.hexdigest(), sha256, url)
     return target
+
+
+def _read(response, label: str, url: str) -> bytes:
+    try:
+        return response.read(1 << 20)
+    except (urllib.error.URLError, OSError) as e:  # a connection dropped mid-file
+        raise _download_failed(label, url, e, label) from None
 
 
 def check_sha256(actual: str, expected: str | None, source: str) -> None:

@@ -4,8 +4,11 @@ wandb is ``disabled`` unless the user sets ``trainer.wandb_mode=offline`` (files
 folder, sync later) or ``online``; it is imported only then.
 """
 
+import contextlib
+import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +25,27 @@ def setup_logging(rank: int, level: int = logging.INFO) -> None:
                         stream=sys.stderr, force=True)
 
 
+def keep_wandb_offline(out_dir: Path) -> None:
+    """An offline run makes no network attempt and writes nothing outside its run folder: wandb's error
+    reporting and telemetry are off, and its cache, config and log folders live under ``<run>/wandb``.
+    Variables the user set win."""
+    home = out_dir / "wandb"
+    defaults = {"WANDB_ERROR_REPORTING": "false", "WANDB_DISABLE_GIT": "true",
+                "WANDB_CACHE_DIR": home / "cache", "WANDB_CONFIG_DIR": home / "config",
+                "WANDB_DATA_DIR": home / "data", "WANDB_ARTIFACT_DIR": home / "artifacts"}
+    for name, value in defaults.items():
+        os.environ.setdefault(name, str(value))
+
+
+def _disable_wandb_telemetry() -> None:
+    """wandb's OpenTelemetry analytics (0.2x+) also honour WANDB_ERROR_REPORTING; its process-wide off
+    switch covers versions that do not. Absent in other versions: nothing to switch off."""
+    with contextlib.suppress(ImportError):
+        proxy = importlib.import_module("wandb.analytics.opentelemetry.opentelemetry_proxy")
+        if callable(getattr(proxy, "disable", None)):
+            proxy.disable()
+
+
 class MetricsLogger:
     def __init__(self, out_dir: Path, enabled: bool, wandb_mode: str = "disabled", project: str = "avspeech",
                  name: str | None = None, config: dict | None = None):
@@ -33,9 +57,13 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if wandb_mode not in ("disabled", "offline", "online"):
             raise ValueError(f"trainer.wandb_mode must be disabled, offline or online, got {wandb_mode!r}")
+        if wandb_mode == "offline":
+            keep_wandb_offline(Path(out_dir))
         if wandb_mode != "disabled":
             import wandb
 
+            if wandb_mode == "offline":
+                _disable_wandb_telemetry()
             self.wandb = wandb.init(project=project, name=name, mode=wandb_mode, dir=str(out_dir),
                                     config=config, resume="allow")
 

@@ -6,10 +6,13 @@
     HF_HOME=/shared/hf python scripts/fetch_weights.py --all   # then compute nodes run with the same HF_HOME
                                                                # and HF_HUB_OFFLINE=1
 
-Prints where each went and its size. Weights that must be fetched by hand print their manual step.
+Prints where each went and its size (stdout). Whatever could not be fetched is also said on stderr,
+last line a summary, and the exit status is 1: a named entry that failed, or under ``--all`` any entry
+that can be fetched automatically (entries only fetchable by hand print their step and do not fail ``--all``).
 """
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -37,14 +40,28 @@ def main(argv=None) -> int:
     if not names:
         p.error("give names, --all or --list")
 
+    log = logging.getLogger("fetch_weights")
+
     def work() -> int:
-        failed = 0
+        failed = []
         for name, path, status in fetch(names):
-            print(f"{name:<24} {path or '-'}  {status}")
-            failed += path is None
-        return 1 if failed and not args.all else 0
+            print(f"{name:<24} {path or '-'}  {status}", flush=True)
+            if path is None:
+                by_hand = args.all and is_manual(name)
+                (log.warning if by_hand else log.error)("%s", status)
+                failed += [] if by_hand else [name]
+        if failed:
+            log.error("%d of %d could not be fetched: %s", len(failed), len(names), ", ".join(failed))
+            return 1
+        return 0
 
     return run_main(work, log_name="fetch_weights")
+
+
+def is_manual(name: str) -> bool:
+    """An entry with no automatic source: the user places it by hand."""
+    entry = registry().get(name)
+    return entry is not None and not entry.source and not entry.package
 
 
 if __name__ == "__main__":

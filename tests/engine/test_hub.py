@@ -2,7 +2,11 @@
 out, offline, with sockets blocked; a URL file is checked against its sha256; a local path wins."""
 
 import hashlib
+import importlib.util
 import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +110,34 @@ def test_every_registry_entry_is_well_formed():
         if entry.source and entry.source.startswith("hf://"):
             hub.parse_hf(entry.source)
         assert not entry.extra, (entry.name, entry.extra)  # no misspelt fields
+
+
+def test_a_download_the_network_refuses_reads_as_a_network_failure_with_the_prefetch_command(tmp_path, monkeypatch):
+    def no_route(*args, **kwargs):  # what urllib raises on a node without DNS
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_route)
+    with pytest.raises(hub.WeightsDownloadError) as failure:
+        hub.download("http://weights.example/lia_x.pt", tmp_path / "lia_x.pt", label="lia-x")
+    message = str(failure.value)
+    assert "network unreachable" in message and "cannot write" not in message
+    assert "fetch it where the network is with: python scripts/fetch_weights.py lia-x" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("names", [["no-such-weights"], ["hf://only-org"], ["./missing.pt"], ["talker-t2av"],
+                                   ["--all"]])
+def test_fetch_weights_says_what_failed_on_stderr_and_exits_1(cache, capsys, names):
+    fetch_weights = load_script("fetch_weights")
+    assert fetch_weights.main(names) == 1
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert "could not be fetched" in last and ("talker-t2av" if names == ["--all"] else names[0]) in last
+    assert captured.out.strip()  # the table is still printed
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
