@@ -1,15 +1,17 @@
-"""Write frames (+ a waveform) to an mp4 with the ffmpeg binary shipped by imageio-ffmpeg."""
+"""Write frames (+ a waveform) to an mp4, or put a new waveform into a copy of a video, with the
+ffmpeg binary shipped by imageio-ffmpeg."""
 
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
+import av
 import imageio_ffmpeg
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.media.audio import write_wav
+from engine.media.audio import _check_exists, write_wav
 from engine.media.errors import MediaError
 
 
@@ -50,8 +52,63 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio=None, sample_
             cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "192k"]
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p",
                 "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
-        if proc.returncode != 0:
-            last = (proc.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
-            raise MediaError(path, f"ffmpeg failed to write the video: {last}")
+        _run_ffmpeg(cmd, path, frames.tobytes())
     return path
+
+
+def replace_audio(path: str | os.PathLike, video: str | os.PathLike, audio, sample_rate: int) -> Path:
+    """A copy of the file ``video`` whose one audio track is ``audio`` ((N,) float in [-1, 1]), as mp4.
+
+    The video stream is copied as it is (the same frames, rate and timestamps, no re-encoding); a
+    codec mp4 cannot hold (huffyuv, say) is re-encoded to H.264 at the source's own frame rate. The
+    audio starts at the first video frame and is cut or padded with silence to the video stream's
+    duration, then encoded as AAC; the source's other tracks are dropped. Written atomically.
+    """
+    source = Path(video)
+    _check_exists(source)
+    duration = _video_duration(source)
+    if hasattr(audio, "detach"):
+        audio = audio.detach().float().cpu().numpy()
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    wanted = int(round(duration * sample_rate))
+    # Both inputs start at 0 in the output (ffmpeg offsets each input by its mapped streams' start):
+    # sample 0 goes with the first video frame whatever the source's timestamps.
+    audio = np.pad(audio[:wanted], (0, max(0, wanted - len(audio))))
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as scratch, atomic_path(path) as tmp:
+        wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
+        inputs = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-i", str(wav),
+                  "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "192k"]
+        output = ["-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        try:
+            _run_ffmpeg(inputs + ["-c:v", "copy"] + output, path)
+        except MediaError:  # a video codec mp4 cannot hold: re-encode, keeping the source's frame rate
+            _run_ffmpeg(inputs + ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                                  "-crf", "18"] + output, path)
+    return path
+
+
+def _video_duration(path: Path) -> float:
+    """The first video stream's duration in seconds, from its packets' timestamps (nothing decoded)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            stream = container.streams.video[0]
+            time_base, starts, ends = stream.time_base, [], []
+            for packet in container.demux(stream):
+                if packet.pts is not None:
+                    starts.append(float(packet.pts * time_base))
+                    ends.append(float((packet.pts + (packet.duration or 0)) * time_base))
+    except av.error.FFmpegError as e:
+        raise MediaError(path, f"unreadable or corrupt media file ({type(e).__name__})") from None
+    if not starts:
+        raise MediaError(path, "video stream has no frames")
+    return max(ends) - min(starts)
+
+
+def _run_ffmpeg(cmd: list[str], path: Path, stdin: bytes | None = None) -> None:
+    proc = subprocess.run(cmd, input=stdin, capture_output=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+        raise MediaError(path, f"ffmpeg failed to write the video: {last}")

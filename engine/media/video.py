@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from engine.media.audio import _check_exists, decode_audio_stream, resample
+from engine.media.audio import _check_exists, decode_audio_file, resample
 from engine.media.errors import MediaError
 
 
@@ -43,7 +43,8 @@ def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: in
                require_audio: bool = False, max_frames: int | None = None) -> VideoClip:
     """Decode a video file to RGB frames at ``fps`` and, when asked, its audio track.
 
-    ``audio_sample_rate``: also decode the first audio stream to mono at this rate (None: skip).
+    ``audio_sample_rate``: also decode the first audio stream to mono at this rate (None: skip), its
+    sample 0 at the first video frame whoever wrote the file (``engine.media.audio.align_audio``).
     ``require_audio``: a missing audio stream is an error rather than ``audio=None``.
     ``max_frames``: keep only the first ``max_frames`` output frames (and as much audio); decoding
     stops there, so memory stays bounded whatever the file's length.
@@ -78,12 +79,14 @@ def read_video(path: str | os.PathLike, fps: float = 25.0, audio_sample_rate: in
             # A truncated tail is common in scraped clips: keep what decoded.
         if not frames:
             raise MediaError(path, "video stream has no frames")
-        audio = rate = None
-        if audio_sample_rate is not None and (container.streams.audio or require_audio):
-            container.seek(0)
-            max_seconds = None if max_frames is None else max_frames / fps
-            wav, native = decode_audio_stream(container, path, max_seconds)
-            audio, rate = resample(wav, native, audio_sample_rate), audio_sample_rate
+        has_audio = bool(container.streams.audio)
+    audio = rate = None
+    if audio_sample_rate is not None and (has_audio or require_audio):
+        # A fresh container rather than a seek back to 0: a seek can land past the packets that carry
+        # the priming (mkv), and the audio would start one AAC frame late.
+        max_seconds = None if max_frames is None else max_frames / fps
+        wav, native = decode_audio_file(path, max_seconds, video_start=min(times))
+        audio, rate = resample(wav, native, audio_sample_rate), audio_sample_rate
 
     times = np.asarray(times)
     order = np.argsort(times, kind="stable")  # decode order may differ from presentation order

@@ -1,10 +1,13 @@
 """Media I/O: round trips at other rates, and one clear line for each kind of bad file."""
 
+import subprocess
+
+import av
 import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.media import MediaError, read_audio, read_video, write_video, write_wav
+from engine.media import MediaError, read_audio, read_video, replace_audio, write_video, write_wav
 from engine.media.mux import ffmpeg_exe
 
 
@@ -49,8 +52,6 @@ def test_audio_round_trip_resamples(tmp_path, suffix, subtype):
 
 
 def test_m4a_is_read_through_pyav(tmp_path):
-    import subprocess
-
     wav = write_wav(tmp_path / "src.wav", tone(1.0, 22050), 22050)
     m4a = tmp_path / "speech.m4a"
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
@@ -77,6 +78,49 @@ def test_encoder_preset_keeps_the_frames_and_a_bad_one_fails_cleanly(tmp_path):
     with pytest.raises(MediaError, match="slow.mp4: ffmpeg failed to write the video"):
         write_video(tmp_path / "slow.mp4", ramp_frames(5), 25, preset="glacial")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.mp4"]
+
+
+
+def video_packets(path) -> tuple[float, list[bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate)
+        return rate, [bytes(packet) for packet in container.demux(stream) if packet.size]
+
+
+def test_new_audio_into_a_copy_keeps_the_video_stream_as_it_is(tmp_path):
+    """infer.py --video: a 60 fps clip comes back at 60 fps with its own frames, only the audio new."""
+    source = write_video(tmp_path / "in.mp4", ramp_frames(30, 16, 16), 60, tone(0.5, 16000, 220), 16000)
+    out = replace_audio(tmp_path / "out.mp4", source, tone(0.8, 24000), 24000)  # longer than the video
+    (rate, packets), (source_rate, source_packets) = video_packets(out), video_packets(source)
+    assert rate == source_rate == 60 and len(packets) == 30 and packets == source_packets  # copied, not re-encoded
+    clip = read_video(out, fps=60, audio_sample_rate=24000)
+    assert len(clip.frames) == 30 and len(clip.audio) == 12000  # the audio cut to the video's 0.5 s
+    spectrum = np.abs(np.fft.rfft(clip.audio[2000:-2000]))
+    assert abs(np.argmax(spectrum) * 24000 / 8000 - 440) < 5  # the new audio, not the source's 220 Hz
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+def test_a_video_codec_mp4_cannot_hold_is_re_encoded_at_its_own_rate(tmp_path):
+    raw = tmp_path / "in.mkv"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "16x16",
+                    "-r", "50", "-i", "pipe:0", "-c:v", "huffyuv", str(raw)], input=ramp_frames(25, 16, 16).tobytes(),
+                   check=True)
+    out = replace_audio(tmp_path / "out.mp4", raw, tone(0.3, 16000), 16000)
+    rate, packets = video_packets(out)
+    assert rate == 50 and len(packets) == 25
+    clip = read_video(out, fps=50, audio_sample_rate=16000)
+    assert np.abs(np.rint(clip.frames[:, 8, 8, 0] / 4.0) - np.arange(25)).max() == 0
+    assert len(clip.audio) == 8000  # padded with silence to the video's 0.5 s
+
+
+def test_new_audio_into_a_copy_of_a_bad_source_gives_one_line(tmp_path):
+    audio_only = write_wav(tmp_path / "voice.wav", tone(0.2, 16000), 16000)
+    for source, message in ((tmp_path / "missing.mp4", "missing.mp4: file does not exist"),
+                            (audio_only, "voice.wav: no video stream")):
+        with pytest.raises(MediaError, match=message):
+            replace_audio(tmp_path / "out.mp4", source, tone(0.2, 16000), 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voice.wav"]
 
 
 def bad_files(tmp_path):
