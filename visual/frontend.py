@@ -11,7 +11,8 @@
     -> expression: per-frame 7-class probabilities (POSTER V2 by default) on aligned 224 x 224 faces
 
 Every extractor is built once, on first use, from a weights spec (a path, and later a registry name).
-``random_weights="tiny"`` builds random tiny extractors instead (tests and demos only).
+``random_weights="tiny"`` builds random tiny extractors instead (tests and demos only), each from a fixed
+seed of its own (RANDOM_EXTRACTOR_SEEDS), so corpus preparation and inference build the very same ones.
 """
 
 import logging
@@ -35,6 +36,13 @@ log = logging.getLogger(__name__)
 FPS = 25.0  # the rate every condition is defined at (AV-HuBERT, HiCoDiT's video frames)
 
 
+# Random tiny extractors are drawn from these seeds, never from the caller's RNG: a model trained on features
+# that corpus preparation extracted must be given, at inference, the features of the same extractor.
+RANDOM_EXTRACTOR_SEEDS = {"avhubert": 4901, "arcface": 4902, "expression": 4903}
+REGISTRY_WEIGHTS = {"avhubert": "avhubert-large", "arcface": "arcface-iresnet100",
+                    "expression_weights": "poster-v2-rafdb"}
+
+
 class FrontEndError(UserFacingError, ValueError):
     pass
 
@@ -55,6 +63,26 @@ class FrontEndConfig:
             raise FrontEndError(f"random_weights must be null or 'tiny', got {self.random_weights!r}")
         if self.batch_frames < 1:
             raise FrontEndError("batch_frames must be >= 1")
+
+
+def extractor_config(tracker: str = "dlib", avhubert: str | None = None, arcface: str | None = None,
+                     expression: str = "poster_v2", expression_weights: str | None = None,
+                     random_extractors: bool = False) -> FrontEndConfig:
+    """The extractors' weights from the command-line flags that choose them (``prepare_corpus.py hicodit`` and
+    ``infer.py hicodit`` alike): the given specs, else the registry's names, else, with ``random_extractors``,
+    none (random tiny extractors from their fixed seeds)."""
+    given = {"avhubert": avhubert, "arcface": arcface, "expression_weights": expression_weights}
+    weights = {name: spec or (None if random_extractors else REGISTRY_WEIGHTS[name]) for name, spec in given.items()}
+    return FrontEndConfig(tracker=tracker, expression=expression, random_weights="tiny" if random_extractors else None,
+                          **weights)
+
+
+def random_extractor(name: str, build):
+    """``build()`` (a random tiny extractor, built on the CPU) under ``name``'s fixed seed; the caller's RNG
+    state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_EXTRACTOR_SEEDS[name])
+        return build()
 
 
 @dataclass
@@ -127,7 +155,8 @@ class VisualFrontEnd:
             if self.cfg.avhubert:
                 model = load_avhubert(self.cfg.avhubert)
             elif self._random("AV-HuBERT", "--avhubert"):
-                model = AVHubertVideoEncoder(AVHubertConfig.tiny(encoder_embed_dim=self.lip_dim or 32)).eval()
+                model = random_extractor("avhubert", lambda: AVHubertVideoEncoder(
+                    AVHubertConfig.tiny(encoder_embed_dim=self.lip_dim or 32)).eval())
             width = model.cfg.encoder_embed_dim
             if self.lip_dim is not None and width != self.lip_dim:
                 raise FrontEndError(f"--avhubert {self.cfg.avhubert}: gives {width}-d lip features, the model "
@@ -142,7 +171,8 @@ class VisualFrontEnd:
             if self.cfg.arcface:
                 model = load_arcface(self.cfg.arcface)
             elif self._random("ArcFace", "--arcface"):
-                model = IResNet(replace(IResNetConfig.tiny(), num_features=self.face_dim or 32)).eval()
+                model = random_extractor("arcface", lambda: IResNet(
+                    replace(IResNetConfig.tiny(), num_features=self.face_dim or 32)).eval())
             width = model.config.num_features
             if self.face_dim is not None and width != self.face_dim:
                 raise FrontEndError(f"--arcface {self.cfg.arcface}: gives {width}-d identities, the model expects "
@@ -154,13 +184,14 @@ class VisualFrontEnd:
     @property
     def expression(self):
         def build():
-            kwargs = {}
-            if not self.cfg.expression_weights:
+            if self.cfg.expression_weights:
+                model = build_expression_classifier(self.cfg.expression, self.cfg.expression_weights)
+            else:
                 self._random(f"expression ({self.cfg.expression})", "--expression-weights")
-                if self.cfg.expression == "poster_v2":
-                    kwargs["config"] = PosterV2Config.tiny()
-            return build_expression_classifier(self.cfg.expression, self.cfg.expression_weights, **kwargs).to(
-                self.device)
+                kwargs = {"config": PosterV2Config.tiny()} if self.cfg.expression == "poster_v2" else {}
+                model = random_extractor("expression", lambda: build_expression_classifier(self.cfg.expression, None,
+                                                                                            **kwargs))
+            return model.to(self.device)
 
         return self._get("expression", build)
 

