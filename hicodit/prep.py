@@ -31,7 +31,7 @@ from engine.media import read_audio, read_video, resample
 from engine.pipeline import cli as pipeline_cli
 from engine.pipeline.corpus import Clip
 from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
-from visual.frontend import FrontEndConfig, VisualFrontEnd, cut_face_crops
+from visual.frontend import FrontEndConfig, VisualFrontEnd, cut_face_crops, extractor_config
 from visual.mouth import MODEL_CROP
 from visual.tracking import build_tracker
 
@@ -220,12 +220,8 @@ class HiCoDiTRecipe(Recipe):
 
 def recipe_from_args(args) -> HiCoDiTRecipe:
     """The recipe from ``scripts/prepare_corpus.py hicodit`` flags."""
-    frontend = FrontEndConfig(tracker=args.tracker,
-                              avhubert=args.avhubert or (None if args.random_extractors else "avhubert-large"),
-                              arcface=args.arcface or (None if args.random_extractors else "arcface-iresnet100"),
-                              expression_weights=args.expression_weights or (
-                                  None if args.random_extractors else "poster-v2-rafdb"),
-                              random_weights="tiny" if args.random_extractors else None)
+    frontend = extractor_config(tracker=args.tracker, avhubert=args.avhubert, arcface=args.arcface,
+                                expression_weights=args.expression_weights, random_extractors=args.random_extractors)
     cfg = HiCoDiTPrepConfig(codec=args.codec_config, codec_weights=args.codec_weights, lip=args.lip,
                             identity=not args.no_identity, expression=not args.no_expression,
                             emotion_key=args.emotion_key, speech_emotion=args.speech_emotion,
