@@ -14,6 +14,7 @@ from avbench.presets import BenchPreset
 from avbench.systems import held_out_rows
 from engine.atomic import atomic_path
 from engine.media import read_audio, read_video, write_video
+from evaluation.harness import coverage
 from evaluation.harness import write_report as write_system_report
 from evaluation.plots import _pyplot
 
@@ -136,10 +137,13 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
     for name, s in systems.items():
         flags = " ".join(variants.get(name, []))
         what = SYSTEM_NOTES.get(name) or (f"sampling variant: {flags}" if flags else "sampling variant")
-        lines.append(f"| {name} | {_fmt(s.get('wer'))} | {_difference(paired.get('systems', {}).get(name))} | "
-                     f"{_fmt(s.get('spksim'), '{:.3f}')} | {_fmt(s.get('dnsmos_ovrl'), '{:.2f}')} | "
-                     f"{_fmt(s.get('f0_mean_hz'))} | {_percent(s.get('voiced_fraction'))} | {s.get('utterances', 0)} | "
-                     f"{what} |")
+        # a judge that failed on some utterances: "(judged/total)" beside its numbers, as in results.md
+        lines.append(f"| {name} | {_fmt(s.get('wer'))}{coverage(s, 'wer')} | "
+                     f"{_difference(paired.get('systems', {}).get(name))} | "
+                     f"{_fmt(s.get('spksim'), '{:.3f}')}{coverage(s, 'spksim')} | "
+                     f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')}{coverage(s, 'dnsmos')} | "
+                     f"{_fmt(s.get('f0_mean_hz'))}{coverage(s, 'f0')} | {_percent(s.get('voiced_fraction'))} | "
+                     f"{s.get('utterances', 0)} | {what} |")
     lines += _slot_lines(results.get("slots", {}))
     speaker = results.get("speaker", {})
     if speaker.get("systems"):

@@ -24,7 +24,8 @@ faster-whisper's own per-file ``transcribe`` does for one window, so the text is
 checks it). Longer ones go through ``WhisperModel.transcribe`` one by one. On 1 CPU thread batches of
 4 and of 1 took the same time per utterance (the gain is on GPUs).
 
-Scoring: both texts normalised (text_norm.py), aligned with jiwer; per utterance substitutions,
+Scoring: both texts normalised (text_norm.py; by default Whisper's English normaliser with numbers written as
+words, so "27" and "twenty seven" agree), aligned with jiwer; per utterance substitutions,
 deletions, insertions and reference length; corpus WER = all errors / all reference words (not the
 mean of per-utterance WERs). ``unit="char"`` gives CER over characters with whitespace removed.
 """
@@ -38,7 +39,7 @@ import numpy as np
 
 from engine.hub import resolve_weights
 from evaluation.speech_common import SpeechJudgeError, as_waveforms, package_dir, package_version, require
-from evaluation.text_norm import normalize
+from evaluation.text_norm import DEFAULT_NORMALIZATION, normalize
 
 SAMPLE_RATE = 16_000
 WINDOW_SECONDS = 30
@@ -61,7 +62,7 @@ class AsrConfig:
     device: str = "cpu"
     cpu_threads: int = 0  # 0: CTranslate2's default (OMP_NUM_THREADS or 4)
     batch_size: int = 8  # utterances per batched decode
-    normalization: str = "whisper_en"  # text_norm.MODES
+    normalization: str = DEFAULT_NORMALIZATION  # text_norm.MODES
     unit: str = "word"  # "word" (WER) or "char" (CER)
 
 
@@ -251,13 +252,15 @@ class AsrJudge:
                                  self.judge_info())
 
 
-def score_transcripts(transcripts: Sequence[str], references: Sequence[str], normalization: str = "whisper_en",
-                      unit: str = "word", info: dict | None = None) -> AsrReport:
+def score_transcripts(transcripts: Sequence[str], references: Sequence[str],
+                      normalization: str = DEFAULT_NORMALIZATION, unit: str = "word",
+                      info: dict | None = None) -> AsrReport:
     """Score given transcripts (no ASR run): normalise both sides, align, count."""
     utterances = []
     for i, (hyp, ref) in enumerate(zip(transcripts, references, strict=True)):
         try:
             utterances.append(error_counts(normalize(ref, normalization), normalize(hyp, normalization), unit))
         except SpeechJudgeError as e:
-            raise SpeechJudgeError(f"utterance {i}: {e} (reference {ref!r})") from None
+            raise SpeechJudgeError(f"utterance {i}: {e} (reference {ref!r})", utterance=i,
+                                   problem=f"ASR: {e} (reference {ref!r})") from None
     return AsrReport(unit, utterances, list(transcripts), dict(info or {}))

@@ -16,6 +16,12 @@ that do not alter a score: speechmos's modules are never imported (they import l
 requests; only the .onnx files are used), and the segments of all utterances go through each
 net in batches instead of one by one. The mel matches librosa >= 0.10 (zero-padded frames).
 ``personalized=True`` uses the personalised P.835 model (pDNSMOS) and its polyfit.
+
+Levels: dnsmos_local.py reads a file, resamples it to 16 kHz and scores the samples as they come,
+neither clipped nor scaled. Resampling full-scale speech puts inter-sample peaks just over 1 (Piper's
+22.05 kHz wavs at peak 1.0 reach 1.007 at 16 kHz), so samples over 1 are scored unchanged too.
+(speechmos refuses arrays outside [-1, 1], yet scores the same audio given as a file.) Only a peak
+above ``MAX_PEAK`` is refused: no resampling makes that, the samples are in other units (int16).
 """
 
 import hashlib
@@ -29,12 +35,20 @@ import torch
 
 from engine.hub import resolve_weights
 from engine.mel import hz_to_mel, mel_to_hz
-from evaluation.speech_common import SpeechJudgeError, as_waveforms, package_dir, package_version, require
+from evaluation.speech_common import (
+    SpeechJudgeError,
+    as_waveforms,
+    package_dir,
+    package_version,
+    require,
+    utterance_error,
+)
 
 SAMPLE_RATE = 16_000
 INPUT_SECONDS = 9.01
 SEGMENT = int(INPUT_SECONDS * SAMPLE_RATE)  # 144160
 N_FFT, HOP, N_MELS = 321, 160, 120
+MAX_PEAK = 2.0  # 6 dB over full scale: far above any resampling overshoot of a [-1, 1] signal
 
 # Cubic (personalised) or quadratic polynomials mapping raw net outputs to MOS, as speechmos.
 POLY = {
@@ -135,12 +149,14 @@ class Dnsmos:
         return np.concatenate(p835), np.concatenate(p808)
 
     def score(self, wavs: Sequence[np.ndarray] | np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[DnsmosScore]:
-        """Mono waveforms (any rate; resampled to 16 kHz), samples within [-1, 1] -> one score each."""
+        """Mono waveforms (any rate; resampled to 16 kHz), full scale 1.0 -> one score each. Peaks over 1
+        (resampling's) are scored as they are (module docstring); a peak over ``MAX_PEAK`` is refused."""
         wavs = as_waveforms(wavs, sample_rate, SAMPLE_RATE, min_samples=1, what="DNSMOS")
         for i, wav in enumerate(wavs):
-            if np.abs(wav).max() > 1.0:
-                raise SpeechJudgeError(f"DNSMOS: utterance {i}: samples outside [-1, 1] (peak "
-                                       f"{np.abs(wav).max():.3f}); scale the waveform first")
+            peak = float(np.abs(wav).max())
+            if peak > MAX_PEAK:
+                raise utterance_error("DNSMOS", i, f"samples far outside [-1, 1] (peak {peak:.3f}); "
+                                                   "scale the waveform to full scale 1.0 first")
         segments, owner = [], []
         for i, wav in enumerate(wavs):
             wav = tile_short(wav) if len(wav) < SEGMENT else wav

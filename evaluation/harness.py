@@ -20,6 +20,14 @@ other settings are judged again, never mixed with new ones. A judge whose
 weights are missing is skipped with one line naming the file. Outputs: ``results.json`` (per
 utterance and aggregate, with the judges' names and versions), ``results.md`` (the paper's columns,
 next to the paper's own rows), ``plots/`` (metric distributions, a spectrogram grid).
+
+Bad inputs, the rule: what cannot be read is refused before anything is written (``check_inputs``:
+every file an utterance names must exist, and every file a chosen judge reads must decode: not
+empty, not NaN, audio where audio is read, video where frames are); so is an utterance that lacks
+what a judge needs (a transcript for WER, a reference for MCD). One line names the first problem
+and counts the rest. A judge that fails on a readable input (too short for it, no face found) fails
+on that utterance only: the failure is recorded with the utterance's id, the table shows
+``n judged / n total`` beside that judge's numbers, and results.md lists every failure.
 """
 
 import json
@@ -36,12 +44,13 @@ from engine.atomic import atomic_path
 from engine.cli import output_name
 from engine.data import read_manifest, resolve_path, write_manifest
 from engine.errors import UserFacingError
-from engine.media import read_audio, read_video
+from engine.media import MediaError, read_audio, read_video
 from engine.pipeline.corpus import Clip
 from engine.pipeline.runner import ClipFailure, ClipResult, Recipe, parse_shard, read_rows, run
 from evaluation.frechet import frechet_distance_of_features
 from evaluation.judges import JUDGES, PRESETS, SR, Judge
 from evaluation.plots import metric_distributions, spectrogram_grid
+from evaluation.speech_common import SpeechJudgeError
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +101,72 @@ def utterances_from_folder(generated: str | Path, references: str | Path) -> lis
     return clips
 
 
-def _audio(path: str, what: str, clip: Clip) -> np.ndarray:
-    if not path:
-        raise EvaluationError(f"utterance {clip.id!r}: no {what} given")
-    return read_audio(path, SR)
+MEDIA_KEYS = ("generated", "reference", "reference_speaker", "video")  # an utterance's files
+
+
+def judge_inputs(clip: Clip, needs: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """What a judge that ``needs`` these inputs reads of an utterance: item key -> (path, "audio" | "video").
+    EvaluationError when the utterance lacks one."""
+    e, found = clip.extra, {}
+
+    def take(key: str, path: str | None, kind: str, what: str) -> None:
+        if not path:
+            raise EvaluationError(f"utterance {clip.id!r}: no {what} given")
+        found[key] = (path, kind)
+
+    if "generated" in needs:
+        take("generated", e.get("generated"), "audio", "generated output ('generated')")
+    if "reference" in needs:
+        take("reference", e.get("reference"), "audio", "reference ('reference')")
+    if "speaker" in needs:
+        take("speaker", e.get("reference_speaker") or e.get("reference"), "audio",
+             "reference speaker ('reference_speaker' or 'reference')")
+    if "text" in needs and not clip.text.strip():
+        raise EvaluationError(f"utterance {clip.id!r}: no transcript ('text') to score ASR against")
+    if "frames" in needs:
+        face = e.get("video") or (e["generated"] if e.get("generated", "").endswith(".mp4") else e.get("reference"))
+        take("frames", face, "video", "face video to judge ('video')")
+    if "ref_frames" in needs:
+        take("ref_frames", e.get("reference"), "video", "reference video ('reference')")
+    return found
+
+
+def _read(path: str, kind: str, probe: bool = False):
+    """An utterance's audio at SR, or its frames at 25 fps (``probe``: the first frame only)."""
+    if kind == "audio":
+        return read_audio(path, SR)
+    return read_video(path, fps=25.0, max_frames=1 if probe else None).frames
+
+
+def check_inputs(clips: list[Clip], judge_names: list[str]) -> None:
+    """Refuse unreadable inputs before anything is written (module docstring): every file an utterance names
+    exists, and each file a chosen judge reads decodes as what it reads (audio fully: an empty or NaN wav is
+    found only so; video up to its first frame). One EvaluationError line: the first problem, and how many
+    utterances have one."""
+    problems: dict[str, str] = {}  # utterance id -> its first problem
+    reads: dict[tuple[str, str], list[str]] = {}  # (path, kind) -> the utterances that read it
+    for clip in clips:
+        try:
+            for key in MEDIA_KEYS:
+                if clip.extra.get(key) and not Path(clip.extra[key]).exists():
+                    raise MediaError(clip.extra[key], f"file does not exist ({key!r} of utterance {clip.id!r})")
+            for name in judge_names:
+                for path, kind in judge_inputs(clip, JUDGES[name].needs).values():
+                    reads.setdefault((path, kind), []).append(clip.id)
+        except (EvaluationError, MediaError) as e:
+            problems.setdefault(clip.id, str(e).splitlines()[0])
+    for (path, kind), ids in reads.items():
+        if all(i in problems for i in ids):
+            continue
+        try:
+            _read(path, kind, probe=True)
+        except MediaError as e:
+            for i in ids:
+                problems.setdefault(i, f"{str(e).splitlines()[0]} (utterance {i!r})")
+    if problems:
+        first, more = next(iter(problems.values())), len(problems) - 1
+        raise EvaluationError(first + (f"; {more} more utterance(s) cannot be judged either (e.g. "
+                                       f"{', '.join(repr(i) for i in list(problems)[1:4])})" if more else ""))
 
 
 # ---------------------------------------------------------------------------------------- recipe
@@ -113,33 +184,29 @@ class JudgeRecipe(Recipe):
         self.judge.ready = True
 
     def load(self, clip: Clip) -> dict:
-        needs, e = self.judge.needs, clip.extra
-        item = {"source": e.get("generated", clip.id), "text": clip.text}
-        if "generated" in needs:
-            item["generated"] = _audio(e.get("generated"), "generated output", clip)
-        if "reference" in needs:
-            item["reference"] = _audio(e.get("reference"), "reference", clip)
-        if "speaker" in needs:
-            item["speaker"] = _audio(e.get("reference_speaker") or e.get("reference"), "reference speaker", clip)
-        if "text" in needs and not clip.text.strip():
-            raise EvaluationError(f"utterance {clip.id!r}: no transcript ('text') to score ASR against")
-        if "frames" in needs:
-            face = e.get("video") or (e["generated"] if e.get("generated", "").endswith(".mp4") else e.get("reference"))
-            if not face:
-                raise EvaluationError(f"utterance {clip.id!r}: no face video to judge (give 'video')")
-            item["frames"] = read_video(face, fps=25.0).frames
-        if "ref_frames" in needs:
-            if not e.get("reference"):
-                raise EvaluationError(f"utterance {clip.id!r}: no reference video")
-            item["ref_frames"] = read_video(e["reference"], fps=25.0).frames
+        item = {"source": clip.extra.get("generated", clip.id), "text": clip.text}
+        for key, (path, kind) in judge_inputs(clip, self.judge.needs).items():
+            item[key] = _read(path, kind)
         return item
 
+    def failure(self, item: dict, error: UserFacingError) -> ClipFailure:
+        """The judge's error on one utterance, naming the utterance by id (a judge names it by its index in
+        the batch: ``SpeechJudgeError.problem`` is the message without it)."""
+        problem = error.problem if isinstance(error, SpeechJudgeError) else str(error)
+        clip = item["clip"]
+        return ClipFailure(clip, f"utterance {clip.id!r}: {problem.splitlines()[0]}", self.name)
+
     def process(self, loaded: list[dict]) -> list[ClipResult | ClipFailure]:
+        if not loaded:
+            return []
         try:
             scores = self.judge.score(loaded)
         except UserFacingError as e:
             if len(loaded) == 1:
-                return [ClipFailure(loaded[0]["clip"], str(e).splitlines()[0], self.name)]
+                return [self.failure(loaded[0], e)]
+            bad = getattr(e, "utterance", None)
+            if bad is not None and 0 <= bad < len(loaded):  # the judge said which: the others are scored again
+                return [*self.process(loaded[:bad]), self.failure(loaded[bad], e), *self.process(loaded[bad + 1 :])]
             return [r for item in loaded for r in self.process([item])]  # find the bad utterance alone
         results = []
         for item, row in zip(loaded, scores):
@@ -159,18 +226,19 @@ def evaluate(clips: list[Clip], judge_names: list[str], out: str | Path, options
              shard: str = "auto", device: str = "auto", batch_size: int = 8, workers: int = 2,
              progress: bool = True) -> Evaluation:
     """Run each judge over ``clips`` (cached per judge and utterance), skipping judges whose weights are
-    missing. Aggregation and the report are separate (``aggregate`` / ``write_report``)."""
+    missing. Aggregation and the report are separate (``aggregate`` / ``write_report``). Inputs are not
+    checked here: a caller that takes them from a user runs ``check_inputs`` first (scripts/evaluate.py
+    does, before it writes anything); an unreadable file met here is one utterance's failure."""
     out = Path(out)
     options = options or {}
-    unknown = [n for n in judge_names if n not in JUDGES]
-    if unknown:
-        raise EvaluationError(f"unknown judge(s) {', '.join(unknown)}; known: {', '.join(JUDGES)}")
+    check_judges(judge_names)
+    sharded = parse_shard(shard)[1] > 1
     evaluation = Evaluation(out)
     for name in judge_names:
         opts = dict(options.get(name, {}))
         judge = JUDGES[name](opts.pop("weights", None), **opts)
         cache = out / "cache" / name
-        claim_cache(cache, judge.settings(), sharded=parse_shard(shard)[1] > 1)
+        claim_cache(cache, judge.settings(), sharded=sharded)
         try:
             run(JudgeRecipe(judge), clips, cache, shard, device, batch_size, workers, progress=progress)
             if judge.ready:  # (every utterance cached: the judge was not even built this time)
@@ -185,6 +253,12 @@ def evaluate(clips: list[Clip], judge_names: list[str], out: str | Path, options
     (out / "judges.json").write_text(json.dumps(previous, indent=2, default=str))
     evaluation.judges = previous
     return evaluation
+
+
+def check_judges(judge_names: list[str]) -> None:
+    unknown = [n for n in judge_names if n not in JUDGES]
+    if unknown or not judge_names:
+        raise EvaluationError(f"unknown judge(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(JUDGES)}")
 
 
 def claim_cache(cache: Path, settings: dict, sharded: bool = False) -> None:
@@ -214,22 +288,42 @@ def claim_cache(cache: Path, settings: dict, sharded: bool = False) -> None:
 
 
 # ------------------------------------------------------------------------------------- aggregate
+def judge_records(out: Path) -> dict[str, tuple[dict[str, dict], dict[str, dict]]]:
+    """judge -> (id -> the row it scored, id -> the failure of an utterance it could not score), from the
+    caches; only the evaluation's utterances (``inputs.jsonl``) when it has them recorded."""
+    inputs = remembered_inputs(out)
+    records = {}
+    for cache in sorted(p for p in (out / "cache").glob("*") if p.is_dir()):
+        rows = {r["id"]: r for r in read_rows(sorted(cache.glob("parts/*.jsonl")))}
+        failed = {r["id"]: r for r in read_rows(sorted(cache.glob("failures/*.jsonl"))) if r["id"] not in rows}
+        if inputs:
+            rows = {i: r for i, r in rows.items() if i in inputs}
+            failed = {i: r for i, r in failed.items() if i in inputs}
+        if rows or failed:
+            records[cache.name] = (rows, failed)
+    return records
+
+
 def per_utterance(out: Path) -> dict[str, dict]:
     """id -> every judge's columns for it (from the caches)."""
-    rows: dict[str, dict] = {}
-    for cache in sorted((out / "cache").glob("*/parts")):
-        for row in read_rows(sorted(cache.glob("*.jsonl"))):
-            merged = rows.setdefault(row["id"], {"id": row["id"]})
-            merged.update({k: v for k, v in row.items() if not k.startswith(("fid_", "fvd_"))})
-    return rows
+    merged: dict[str, dict] = {}
+    for rows, _ in judge_records(out).values():
+        for uid, row in rows.items():
+            merged.setdefault(uid, {"id": uid}).update(
+                {k: v for k, v in row.items() if not k.startswith(("fid_", "fvd_"))})
+    return merged
 
 
 def aggregate(out: str | Path) -> dict:
     """Corpus numbers: means of the per-utterance columns, corpus WER/CER (total errors / total words),
-    EmoAcc (percent), FID / FVD from the saved features."""
+    EmoAcc (percent), FID / FVD from the saved features; ``utterances`` (all the evaluation's) and
+    ``judged`` (judge -> how many of them it scored; fewer when it failed on some)."""
     out = Path(out)
+    records = judge_records(out)
     rows = list(per_utterance(out).values())
-    result: dict[str, float | int] = {"utterances": len(rows)}
+    everyone = set(remembered_inputs(out)) or {i for scored, failed in records.values() for i in (*scored, *failed)}
+    result: dict = {"utterances": len(everyone),
+                    "judged": {name: len(scored) for name, (scored, _) in records.items()}}
     for unit in ("wer", "cer"):
         errors = [r[f"{unit}_errors"] for r in rows if f"{unit}_errors" in r]
         if errors:
@@ -261,30 +355,46 @@ def _features(out: Path, metric: str, side: str) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------------------------------- report
-COLUMNS = {  # the papers' columns: (header, aggregate key, format)
-    "hicodit": [("WER", "wer", "{:.2f}"), ("DNSMOS", "dnsmos_ovrl", "{:.2f}"), ("UTMOS", "utmos", "{:.2f}"),
-                ("MCD", "mcd", "{:.2f}"), ("LSE-C", "lse_c", "{:.2f}"), ("LSE-D", "lse_d", "{:.2f}"),
-                ("EmoAcc", "emoacc", "{:.2f}"), ("SpkSim", "spksim", "{:.4f}")],
-    "talker": [("WER", "wer_fraction", "{:.3f}"), ("UTMOS", "utmos", "{:.3f}"), ("FID", "fid", "{:.2f}"),
-               ("FVD", "fvd", "{:.2f}"), ("Sync-C", "lse_c", "{:.3f}"), ("Sync-D", "lse_d", "{:.3f}")],
-    "offline": [("WER", "wer", "{:.2f}"), ("DNSMOS", "dnsmos_ovrl", "{:.2f}"), ("MCD", "mcd", "{:.2f}"),
-                ("SpkSim", "spksim", "{:.4f}"), ("F0 mean (Hz)", "f0_mean_hz", "{:.1f}")],
+COLUMNS = {  # the papers' columns: (header, aggregate key, format, the judge that makes it)
+    "hicodit": [("WER", "wer", "{:.2f}", "wer"), ("DNSMOS", "dnsmos_ovrl", "{:.2f}", "dnsmos"),
+                ("UTMOS", "utmos", "{:.2f}", "utmos"), ("MCD", "mcd", "{:.2f}", "mcd"),
+                ("LSE-C", "lse_c", "{:.2f}", "lse"), ("LSE-D", "lse_d", "{:.2f}", "lse"),
+                ("EmoAcc", "emoacc", "{:.2f}", "emoacc"), ("SpkSim", "spksim", "{:.4f}", "spksim")],
+    "talker": [("WER", "wer_fraction", "{:.3f}", "wer"), ("UTMOS", "utmos", "{:.3f}", "utmos"),
+               ("FID", "fid", "{:.2f}", "fid"), ("FVD", "fvd", "{:.2f}", "fvd"), ("Sync-C", "lse_c", "{:.3f}", "lse"),
+               ("Sync-D", "lse_d", "{:.3f}", "lse")],
+    "offline": [("WER", "wer", "{:.2f}", "wer"), ("DNSMOS", "dnsmos_ovrl", "{:.2f}", "dnsmos"),
+                ("MCD", "mcd", "{:.2f}", "mcd"), ("SpkSim", "spksim", "{:.4f}", "spksim"),
+                ("F0 mean (Hz)", "f0_mean_hz", "{:.1f}", "f0")],
 }
+
+
+def _paper_numbers() -> dict:
+    return OmegaConf.to_container(OmegaConf.load(Path(__file__).with_name("paper_numbers.yaml")))
 
 
 def paper_rows(table: str) -> dict[str, list]:
     """The papers' own rows for a table (evaluation/paper_numbers.yaml, from the specs)."""
-    data = OmegaConf.to_container(OmegaConf.load(Path(__file__).with_name("paper_numbers.yaml")))
-    return data.get(table, {})
+    data = _paper_numbers()
+    if table not in data:
+        raise EvaluationError(f"--paper-table {table}: no such table; known: {', '.join(data)}")
+    return data[table]
+
+
+def coverage(result: dict, judge: str) -> str:
+    """``" (6/12)"`` when ``judge`` scored fewer than all the utterances of an aggregate, else ``""``."""
+    judged, total = result.get("judged", {}).get(judge), result.get("utterances", 0)
+    return "" if judged is None or judged >= total else f" ({judged}/{total})"
 
 
 def markdown_table(result: dict, preset: str, label: str, paper_table: str | None) -> str:
     columns = COLUMNS[preset]
-    head = "| system | " + " | ".join(h for h, _, _ in columns) + " |\n|---|" + "---|" * len(columns) + "\n"
+    head = "| system | " + " | ".join(c[0] for c in columns) + " |\n|---|" + "---|" * len(columns) + "\n"
     lines = []
     for name, values in (paper_rows(paper_table).items() if paper_table else []):
         lines.append(f"| {name} (paper) | " + " | ".join("—" if v is None else str(v) for v in values) + " |")
-    ours = [fmt.format(result[key]) if key in result else "—" for _, key, fmt in columns]
+    ours = [(fmt.format(result[key]) if key in result else "—") + coverage(result, judge)
+            for _, key, fmt, judge in columns]
     lines.append(f"| **{label}** | " + " | ".join(ours) + " |")
     return head + "\n".join(lines) + "\n"
 
@@ -296,22 +406,46 @@ def write_report(out: str | Path, preset: str = "hicodit", label: str = "this ru
     result = aggregate(out)
     judges = json.loads((out / "judges.json").read_text()) if (out / "judges.json").is_file() else {}
     rows = sorted(per_utterance(out).values(), key=lambda r: r["id"])
-    failures = [r for cache in sorted((out / "cache").glob("*/failures"))
-                for r in read_rows(sorted(cache.glob("*.jsonl")))]
+    failures = [{**row, "judge": name} for name, (_, failed) in judge_records(out).items()
+                for _, row in sorted(failed.items())]
     payload = {"aggregate": result, "judges": judges, "utterances": rows, "failures": failures}
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=float))
     table = markdown_table(result, preset if preset in COLUMNS else "offline", label, paper_table)
     skipped = [f"- {name}: skipped ({info['skipped']})" for name, info in judges.items() if "skipped" in info]
     text = f"# Evaluation: {label}\n\n{result['utterances']} utterances.\n\n{table}\n" + (
-        "Judges not run:\n" + "\n".join(skipped) + "\n" if skipped else "")
+        "Judges not run:\n" + "\n".join(skipped) + "\n" if skipped else "") + failure_section(result, failures)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(text)
+    for name, judged in result["judged"].items():
+        if judged < result["utterances"]:
+            log.warning("%s judged %d of %d utterances: its failures are listed in %s", name, judged,
+                        result["utterances"], out / "results.md")
     if plots:
         metric_distributions(rows, out / "plots" / "distributions.png")
         spectrogram_grid(rows[:spectrograms], out / "plots" / "spectrograms.png", sources=remembered_inputs(out))
-    log.info("%s", " ".join(f"{h}={fmt.format(result[k])}" for h, k, fmt in COLUMNS.get(preset, []) if k in result))
+    log.info("%s", " ".join(f"{h}={fmt.format(result[k])}{coverage(result, judge)}"
+                            for h, k, fmt, judge in COLUMNS.get(preset, []) if k in result))
     return payload
+
+
+def _named(failure: dict) -> str:
+    """A failure's reason, naming the utterance (a file that would not decode is named by its path)."""
+    reason, uid = failure["reason"], failure["id"]
+    return reason if repr(uid) in reason else f"utterance {uid!r}: {reason}"
+
+
+def failure_section(result: dict, failures: list[dict]) -> str:
+    """results.md's list of the utterances a judge could not score, under how many each judge scored."""
+    if not failures:
+        return ""
+    lines = ["", "Utterances a judge could not score (its numbers are over the others):"]
+    for name, judged in result["judged"].items():
+        mine = [f for f in failures if f["judge"] == name]
+        if mine:
+            lines.append(f"- {name}: {judged} of {result['utterances']} judged")
+            lines += [f"  - {_named(f)}" for f in mine]
+    return "\n".join(lines) + "\n"
 
 
 def remembered_inputs(out: str | Path) -> dict[str, dict]:

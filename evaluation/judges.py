@@ -32,6 +32,7 @@ from evaluation.mcd import MelCepstralDistortion
 from evaluation.prosody import ProsodyJudge
 from evaluation.spksim import SpeakerJudge
 from evaluation.syncnet import SyncScorer
+from evaluation.text_norm import DEFAULT_NORMALIZATION
 from evaluation.utmos import load_utmos22_strong
 from visual.align import syncnet_crops
 from visual.tracking import build_tracker
@@ -71,12 +72,13 @@ class Judge(ABC):
 class WER(Judge):
     name = "wer"
     needs = ("generated", "text")
-    revision = 2  # 2: a looping transcript is decoded again (evaluation/asr.py, the loop guard)
+    # 2: a looping transcript is decoded again (evaluation/asr.py, the loop guard); 3: numbers written as words
+    revision = 3
 
     def setup(self, device):
         unit = self.options.get("unit", "word")
         self.judge = AsrJudge(AsrConfig(model=self.weights, unit=unit, initial_prompt=self.options.get("prompt"),
-                                        normalization=self.options.get("normalization", "whisper_en")))
+                                        normalization=self.options.get("normalization", DEFAULT_NORMALIZATION)))
         self.column = "wer" if unit == "word" else "cer"
 
     def info(self):
@@ -90,6 +92,7 @@ class WER(Judge):
 
 class DNSMOS(Judge):
     name = "dnsmos"
+    revision = 2  # 2: peaks just over full scale (resampling) are scored, as dnsmos_local.py does, not refused
 
     def setup(self, device):
         self.judge = Dnsmos()

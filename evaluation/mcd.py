@@ -145,5 +145,5 @@ class MelCepstralDistortion:
             try:
                 out.append(self.distortion(r, s))
             except SpeechJudgeError as e:
-                raise SpeechJudgeError(f"utterance {i}: {e}") from None
+                raise SpeechJudgeError(f"utterance {i}: {e}", utterance=i, problem=f"MCD: {e}") from None
         return out

@@ -1,7 +1,9 @@
 """What the offline speech judges share: input checking, and where a judge's package and files are.
 
 Waveforms in: a list of mono float arrays (any lengths) plus their sample rate; each judge resamples
-to its own rate with soxr (engine.media.audio.resample). Errors name the utterance by index.
+to its own rate with soxr (engine.media.audio.resample). Errors name the utterance by index, and
+carry that index and the problem apart (``SpeechJudgeError.utterance`` / ``.problem``) so that a caller
+which knows the utterances' names (the harness) can name the utterance instead.
 """
 
 import importlib.metadata
@@ -16,7 +18,17 @@ from engine.media.audio import resample
 
 
 class SpeechJudgeError(UserFacingError, ValueError):
-    pass
+    """``utterance``: the index (in the batch scored) of the one utterance the error is about, else None;
+    ``problem``: the message without that index."""
+
+    def __init__(self, message: str, utterance: int | None = None, problem: str | None = None):
+        super().__init__(message)
+        self.utterance, self.problem = utterance, problem or message
+
+
+def utterance_error(what: str, index: int, problem: str) -> SpeechJudgeError:
+    """``"<what>: utterance <index>: <problem>"``, with the index kept apart for callers that name utterances."""
+    return SpeechJudgeError(f"{what}: utterance {index}: {problem}", utterance=index, problem=f"{what}: {problem}")
 
 
 def package_version(distribution: str) -> str:
@@ -55,13 +67,12 @@ def as_waveforms(wavs: Sequence[np.ndarray] | np.ndarray, sample_rate: int, targ
     for i, wav in enumerate(wavs):
         wav = np.asarray(wav, dtype=np.float32)
         if wav.ndim != 1:
-            raise SpeechJudgeError(f"{what}: utterance {i}: expected a mono waveform (N,), got shape {wav.shape}")
+            raise utterance_error(what, i, f"expected a mono waveform (N,), got shape {wav.shape}")
         if not np.isfinite(wav).all():
-            raise SpeechJudgeError(f"{what}: utterance {i}: waveform holds NaN or infinite samples")
+            raise utterance_error(what, i, "waveform holds NaN or infinite samples")
         wav = resample(wav, sample_rate, target_rate)
         if len(wav) < min_samples:
-            raise SpeechJudgeError(f"{what}: utterance {i}: {len(wav)} samples at {target_rate} Hz, "
-                                   f"needs at least {min_samples}")
+            raise utterance_error(what, i, f"{len(wav)} samples at {target_rate} Hz, needs at least {min_samples}")
         out.append(wav)
     if not out:
         raise SpeechJudgeError(f"{what}: no utterances given")

@@ -1,8 +1,12 @@
 """Text normalisation for WER/CER, as the Whisper papers score it, plus digits written as words.
 
-    normalize("Set blue at F2, now!", "whisper_en")          -> "set blue at f2 now"
-    normalize("Set blue at F2, now!", "whisper_en_words")    -> "set blue at f two now"
-    normalize("set blue at f two now", "whisper_en_words")   -> "set blue at f two now"
+    normalize("Set blue at F2, now!")                        -> "set blue at f two now"   (the default)
+    normalize("set blue at f two now")                       -> "set blue at f two now"
+    normalize("Set blue at F2, now!", "whisper_en")          -> "set blue at f 2 now"
+
+The default (``DEFAULT_NORMALIZATION``, what the WER judge and the CLI use) is ``whisper_en_words``:
+Whisper's normaliser alone turns spelled numbers into digits, so a reference written with words
+("q seven") against a hypothesis "27" would count an inserted word on top of the substitution.
 
 Modes:
   ``whisper_en``        Whisper's EnglishTextNormalizer (transformers' implementation, which is
@@ -29,6 +33,7 @@ from transformers.models.whisper.english_normalizer import BasicTextNormalizer, 
 from evaluation.speech_common import SpeechJudgeError
 
 MODES = ("whisper_en", "whisper_en_words", "basic", "none")
+DEFAULT_NORMALIZATION = "whisper_en_words"  # docs/evaluation.md: digits are written as words for WER
 SPELLING_MAP = Path(__file__).with_name("whisper_english_spelling.json")  # package data (*.json)
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -108,7 +113,7 @@ def digits_to_words(text: str) -> str:
     return " ".join(text.split())
 
 
-def normalize(text: str, mode: str = "whisper_en") -> str:
+def normalize(text: str, mode: str = DEFAULT_NORMALIZATION) -> str:
     if mode not in MODES:
         raise SpeechJudgeError(f"text normalisation {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "none":

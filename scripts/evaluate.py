@@ -13,7 +13,10 @@
 
 Judges: wer dnsmos utmos mcd lse emoacc spksim f0 fid fvd (presets: hicodit, talker, offline).
 A judge whose weights are missing is skipped with one line naming the file; results are cached per
-judge and utterance, so an interrupted evaluation resumes. See evaluation/harness.py.
+judge and utterance, so an interrupted evaluation resumes. Arguments and inputs are checked before
+anything is written: a file that is missing or does not decode (empty, NaN, not audio) stops the run
+in one line; a judge that fails on a readable input fails on that utterance only, and results.md
+says `n judged / n total` for it and lists the failures. See evaluation/harness.py.
 """
 
 import argparse
@@ -52,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SpkSim's speaker encoder (ge2e: offline, weights in resemblyzer's wheel)")
     which.add_argument("--asr-unit", choices=("word", "char"), default="word", help="WER or CER")
     which.add_argument("--asr-prompt", help="Whisper initial prompt (e.g. a closed vocabulary)")
+    which.add_argument("--asr-normalization", default=None,
+                       help="text normalisation for WER: whisper_en_words (the default: Whisper's English "
+                            "normaliser, numbers written as words), whisper_en, basic, none")
     which.add_argument("--against", metavar="OUT_DIR",
                        help="an earlier --out-dir judged on the same utterances: report this run's WER minus "
                             "that one's, with a paired bootstrap 95%% interval, in paired.json")
@@ -72,24 +78,39 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    from engine.atomic import check_output_dir
+    from engine.pipeline.runner import parse_shard
     from evaluation.harness import (
         PRESETS,
         EvaluationError,
+        check_inputs,
+        check_judges,
         evaluate,
+        paper_rows,
         remember_inputs,
         utterances_from_folder,
         utterances_from_manifest,
         write_report,
     )
+    from evaluation.text_norm import DEFAULT_NORMALIZATION, MODES
 
+    # Everything is checked before the first file is written: a refused run leaves nothing behind.
     if bool(args.manifest) == bool(args.generated):
         raise EvaluationError("give --manifest, or --generated with --references")
     if args.generated and not args.references:
         raise EvaluationError("--generated needs --references (the manifest with ids, transcripts and references)")
-    if args.preset not in PRESETS and not args.judges:
-        raise EvaluationError(f"--preset must be one of {', '.join(PRESETS)}")
+    if args.preset not in PRESETS:
+        raise EvaluationError(f"--preset {args.preset}: must be one of {', '.join(PRESETS)}")
+    if args.asr_normalization is not None and args.asr_normalization not in MODES:
+        raise EvaluationError(f"--asr-normalization {args.asr_normalization}: must be one of {', '.join(MODES)}")
+    judges = [j.strip() for j in args.judges.split(",") if j.strip()] if args.judges else list(PRESETS[args.preset])
+    check_judges(judges)
+    parse_shard(args.shard)
+    if args.paper_table is not None:
+        paper_rows(args.paper_table)
     clips = utterances_from_manifest(args.manifest) if args.manifest else \
         utterances_from_folder(args.generated, args.references)
+    check_inputs(clips, judges)
     unit = "wer" if args.asr_unit == "word" else "cer"
     against = None
     if args.against is not None:  # checked before any judge runs: a refused comparison writes nothing
@@ -99,12 +120,11 @@ def run(args) -> int:
             against = check_baseline(args.against, {c.id: c.text for c in clips}, unit)
         except ValueError as e:
             raise EvaluationError(f"--against {e}") from None
-    judges = args.judges.split(",") if args.judges else list(PRESETS[args.preset])
     options = {j: {"weights": getattr(args, f"weights_{j}")} for j in WEIGHT_FLAGS if getattr(args, f"weights_{j}")}
     options.setdefault("spksim", {})["backend"] = args.speaker_backend
-    options.setdefault("wer", {}).update(unit=args.asr_unit, prompt=args.asr_prompt)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    options.setdefault("wer", {}).update(unit=args.asr_unit, prompt=args.asr_prompt,
+                                         normalization=args.asr_normalization or DEFAULT_NORMALIZATION)
+    out = check_output_dir(args.out_dir)
     remember_inputs(out, clips)
     evaluate(clips, judges, out, options, args.shard, args.device, args.batch_size, args.workers,
              progress=not args.quiet)
