@@ -190,14 +190,23 @@ def check_readable(folder: Path) -> None:
 
 
 def latest_readable(root: str | Path) -> Path | None:
-    """The newest checkpoint under ``root`` that reads completely; newer unreadable ones are skipped
-    with one warning line each (a disk error or a kill can damage a finished folder)."""
+    """The newest checkpoint under ``root`` that reads completely (None when there is none at all); newer
+    unreadable ones are skipped with one warning line each (a disk error or a kill can damage a finished
+    folder). When none reads, one error line names the newest one's broken file."""
+    skipped: list[CheckpointError] = []
     for folder in reversed(list_checkpoints(root)):
         try:
             check_readable(folder)
-            return folder
         except CheckpointError as e:
-            log.warning("skipping unreadable checkpoint: %s", e)
+            skipped.append(e)
+            continue
+        for error in skipped:
+            log.warning("skipping unreadable checkpoint: %s", error)
+        return folder
+    if skipped:
+        others = f"; {len(skipped) - 1} older one(s) unreadable too" if len(skipped) > 1 else ""
+        raise CheckpointError(f"{skipped[0]}; no readable checkpoint to resume from{others} (move {root} away "
+                              "or set trainer.resume=none)")
     return None
 
 

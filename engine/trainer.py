@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from engine import checkpoint as ckpt
+from engine.atomic import check_output_dir
 from engine.data.sampler import BucketBatchSampler
 from engine.distributed import (
     DistInfo,
@@ -82,6 +83,9 @@ class Trainer:
 
     def _setup(self) -> None:
         cfg = self.cfg
+        # Before any work, on every rank (so all stop together): a file in the way of the run folder, a
+        # read-only or full disk is one line naming it, not a traceback at the first log or save.
+        check_output_dir(self.out_dir)
         set_attention_backend(cfg.attention_backend)
         self.amp_dtype = self._autocast_dtype()
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
@@ -134,10 +138,7 @@ class Trainer:
             if self.dist.is_main:
                 ckpt.sweep_temporary(self.ckpt_root)
             barrier()
-            folder = ckpt.latest_readable(self.ckpt_root)
-            if folder is None and ckpt.list_checkpoints(self.ckpt_root):
-                raise ckpt.CheckpointError(f"{self.ckpt_root}: no readable checkpoint to resume from (see above); "
-                                           "move the folder away or set trainer.resume=none")
+            folder = ckpt.latest_readable(self.ckpt_root)  # one line naming the broken file if none reads
         else:
             folder = ckpt.resolve_checkpoint(resume)
             ckpt.check_readable(folder)

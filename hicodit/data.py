@@ -19,6 +19,9 @@ acoustic emotion): a label in the manifest line (a name such as "happiness", or 
 every feature from raw video (``--speech-emotion emotion2vec`` the acoustic one).
 
 Without a manifest the task generates clips instead (``synthetic_clips > 0``, hicodit/synthetic.py).
+In training every clip's widths (lip, face, GE2E) and codes are checked against the model
+(``ModelInputs``, from ``HiCoDiTTask.model_inputs``): features prepared for another model size are one
+line naming the file and the overrides that fit them.
 """
 
 import logging
@@ -130,15 +133,63 @@ def acoustic_emotion(entry: dict, key: str, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[index]
 
 
-class HiCoDiTDataset(Dataset):
-    """Clips from a manifest (or generated), cropped so that tokens are exactly r x video frames."""
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the model takes, to check a clip's features against before they reach a layer (a width that
+    does not match is otherwise a shape error deep in the first forward). None: not checked."""
 
-    def __init__(self, cfg: HiCoDiTDataConfig, split: str = "train", entries: list[dict] | None = None):
+    lip_dim: int | None  # AV-HuBERT-style features (T, lip_dim); None: mouth crops (the trainable front-end)
+    face_dim: int | None
+    speaker_dim: int | None  # the GE2E target
+    codebook_size: int | None
+
+
+def check_model_inputs(arrays: dict[str, np.ndarray], inputs: ModelInputs, cfg: HiCoDiTDataConfig, entry: dict,
+                       source: str) -> None:
+    """One line naming every feature of the clip that does not fit the model, and the overrides that fit them."""
+    files = {"lip": cfg.lip_key, "face": cfg.face_key, "ge2e": cfg.ge2e_key, "tokens": cfg.tokens_key}
+    problems, overrides = [], []
+
+    def wrong(name: str, what: str, fix: str) -> None:
+        problems.append(f"{entry.get(files[name], name)} {what}")
+        overrides.append(fix)
+
+    lip = arrays.get("lip")
+    if lip is not None and inputs.lip_dim is not None:
+        if lip.ndim != 2:
+            wrong("lip", f"holds {tuple(lip.shape)} (mouth crops?), the model takes (T, {inputs.lip_dim}) features",
+                  "model.lip_input=frontend data.lip_key=mouth")
+        elif lip.shape[1] != inputs.lip_dim:
+            wrong("lip", f"is {lip.shape[1]}-d, model.lip_dim={inputs.lip_dim}", f"model.lip_dim={lip.shape[1]}")
+    elif lip is not None and lip.ndim != 3:
+        wrong("lip", f"holds {tuple(lip.shape)}, the lip front-end takes (T, H, W) mouth crops",
+              "data.lip_key=mouth (from --lip crops)")
+    for name, setting, width in (("face", "model.face_dim", inputs.face_dim),
+                                 ("ge2e", "model.speaker_dim", inputs.speaker_dim)):
+        if name in arrays and width is not None and arrays[name].size != width:
+            wrong(name, f"is {arrays[name].size}-d, {setting}={width}", f"{setting}={arrays[name].size}")
+    tokens = arrays.get("tokens")
+    if tokens is not None and inputs.codebook_size is not None and tokens.max() >= inputs.codebook_size:
+        fits = 1 << int(tokens.max()).bit_length()  # the codec's codebook is a power of two
+        wrong("tokens", f"has codes up to {tokens.max()}, model.codebook_size={inputs.codebook_size}",
+              f"model.codebook_size={fits} (the codec's)")
+    if problems:
+        raise ClipDataError(f"{source} (clip {entry.get('id')!r}): the features do not fit the model: "
+                            f"{'; '.join(problems)}; add {' '.join(overrides)}")
+
+
+class HiCoDiTDataset(Dataset):
+    """Clips from a manifest (or generated), cropped so that tokens are exactly r x video frames. With
+    ``model_inputs`` every clip is checked against the model's widths as it is read."""
+
+    def __init__(self, cfg: HiCoDiTDataConfig, split: str = "train", entries: list[dict] | None = None,
+                 model_inputs: ModelInputs | None = None):
         """The clips of the split's manifest, or the given manifest-style ``entries``."""
-        self.cfg, self.split = cfg, split
+        self.cfg, self.split, self.model_inputs = cfg, split, model_inputs
         manifest = cfg.train_manifest if split == "train" else (cfg.val_manifest or cfg.train_manifest)
         if entries is None and manifest is None:
             raise ManifestError("HiCoDiT data: set data.train_manifest (or data.synthetic_clips > 0)")
+        self.source = str(manifest) if entries is None else "the clips given"
         self.entries = read_manifest(manifest) if entries is None else entries
         cap = cfg.max_frames or 1 << 62
         self.lengths = [min(e["num_frames"], cap) for e in self.entries]
@@ -147,8 +198,11 @@ class HiCoDiTDataset(Dataset):
         return len(self.entries)
 
     def arrays(self, i: int) -> dict[str, np.ndarray]:
-        """The clip's raw arrays (before alignment and cropping)."""
-        return load_clip_arrays(self.entries[i], self.cfg)
+        """The clip's raw arrays (before alignment and cropping), checked against ``model_inputs``."""
+        arrays = load_clip_arrays(self.entries[i], self.cfg)
+        if self.model_inputs is not None:
+            check_model_inputs(arrays, self.model_inputs, self.cfg, self.entries[i], self.source)
+        return arrays
 
     def __getitem__(self, i: int) -> dict:
         return prepare_clip(self.arrays(i), self.cfg, self.entries[i], crop_random=self.split == "train")

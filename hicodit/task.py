@@ -21,7 +21,7 @@ from engine.configs import build_codec
 from engine.errors import ConfigError
 from engine.media import write_wav
 from engine.task import Task
-from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, collate
+from hicodit.data import HiCoDiTDataConfig, HiCoDiTDataset, ModelInputs, collate
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
 from hicodit.lipreading import decode_greedy
 from hicodit.model import HiCoDiT, HiCoDiTConfig
@@ -72,13 +72,24 @@ class HiCoDiTTask(Task):
     def build_module(self) -> MaskedDiffusion:
         return MaskedDiffusion(HiCoDiT(self.model_cfg), self.diffusion_cfg)
 
+    def model_inputs(self) -> ModelInputs:
+        """The widths the model takes, which every clip of a manifest is checked against."""
+        m = self.model_cfg
+        return ModelInputs(lip_dim=m.lip_dim if m.lip_input == "features" else None, face_dim=m.face_dim,
+                           speaker_dim=m.speaker_dim if self.data_cfg.ge2e_key is not None else None,
+                           codebook_size=m.codebook_size)
+
     def _dataset(self, split: str) -> HiCoDiTDataset:
         """The split's manifest; without one, generated clips when ``data.synthetic_clips > 0``."""
         cfg = self.data_cfg
         manifest = cfg.train_manifest if split == "train" else (cfg.val_manifest or cfg.train_manifest)
         if manifest is None and cfg.synthetic_clips > 0:
             return SyntheticClipDataset(cfg, split)
-        return HiCoDiTDataset(cfg, split)
+        dataset = HiCoDiTDataset(cfg, split, model_inputs=self.model_inputs())
+        # the first clip now, before the first step: features prepared for another model size are one line
+        # naming the overrides that fit them, not a shape error in the first forward
+        dataset.arrays(0)
+        return dataset
 
     def train_dataset(self) -> HiCoDiTDataset:
         return self._dataset("train")

@@ -15,6 +15,7 @@ the identity metrics need it) and its ``text`` (WER needs it), and the corpus ``
 """
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -56,6 +57,20 @@ def clip_id(relative: Path | str) -> str:
     return re.sub(r"[^\w.\-]+", "_", text.replace("/", "__")).strip("._")
 
 
+def read_text(path: Path, what: str) -> str:
+    """A text file the corpus needs (a list, a transcript): one line naming it when it is not UTF-8 text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path}: not a text file ({what}; byte {e.object[e.start]:#04x} at offset {e.start} "
+                          "is not UTF-8)") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read it ({what}: {e.strerror or type(e).__name__})") from None
+    if "\x00" in text:  # valid UTF-8 is not yet text: a NUL would end up inside a path
+        raise CorpusError(f"{path}: not a text file ({what}; it holds NUL bytes)")
+    return text
+
+
 def read_sidecar_text(media: Path) -> str:
     """The transcript next to a clip: LRS-style .txt ("Text:  WORDS" then timings), plain .txt, or .json."""
     txt, js = media.with_suffix(".txt"), media.with_suffix(".json")
@@ -67,7 +82,7 @@ def read_sidecar_text(media: Path) -> str:
         return lines[0].strip() if lines else ""
     if js.is_file():
         try:
-            value = json.loads(js.read_text(encoding="utf-8")).get("text", "")
+            value = json.loads(read_text(js, "a JSON transcript")).get("text", "")
         except (json.JSONDecodeError, AttributeError):
             raise CorpusError(f"{js}: not a JSON object with a 'text' key") from None
         return str(value)
@@ -125,7 +140,7 @@ def _lrs2(root: Path, audio_only: bool) -> list[Clip]:
     clips = []
     for subset, path in present.items():
         folder = root / ("pretrain" if subset == "pretrain" else "main")
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in read_text(path, "an LRS2 list").splitlines():
             name = line.split()[0] if line.strip() else ""
             if not name:
                 continue
@@ -169,8 +184,10 @@ def _absolute_if_file(base: Path, value):
 
 def _list(path: Path, audio_only: bool, base: Path) -> list[Clip]:
     if path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            rows = list(csv.DictReader(io.StringIO(read_text(path, "a CSV list of clips"), newline="")))
+        except csv.Error as e:
+            raise CorpusError(f"{path}: not a readable CSV list of clips ({e})") from None
     else:
         rows = read_manifest(path, required=())
     clips = []

@@ -6,7 +6,7 @@ Output folder (one per corpus and recipe):
     <out>/<name>/<clip id>.npy          one array per recipe output per clip (written together, atomically)
     <out>/parts/<shard>.jsonl           the manifest rows of the clips a shard finished (a row is appended only
                                         after every file of its clip is in place: a row means "done")
-    <out>/failures/<shard>.jsonl        {"id", "reason", "stage", "source"} of clips that could not be used
+    <out>/failures/<shard>.jsonl        {"id", "reason", "stage", "kind", "source"} of clips that could not be used
     <out>/manifest.jsonl, train.jsonl, val.jsonl, test.jsonl      written by merge()
 
 A killed run restarted with the same command skips every clip that has a row (or a failure record)
@@ -20,6 +20,7 @@ Sharding: ``--shard i/n`` takes clips i, i+n, i+2n, ... (a SLURM array passes it
 import json
 import logging
 import os
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from engine.atomic import atomic_files
 from engine.data import write_manifest
 from engine.errors import UserFacingError
+from engine.media.errors import MediaError
 from engine.pipeline.corpus import Clip
 from engine.utils import resolve_device
 
@@ -43,16 +45,71 @@ class PipelineError(UserFacingError, ValueError):
     pass
 
 
+# What the summaries group refused clips by: what went wrong, whatever the numbers in the message.
+UNREADABLE, TOO_SHORT, TOO_LONG, NO_FACE, MISMATCH = "unreadable", "too short", "too long", "no face", "mismatch"
+
+
+class ClipRefused(PipelineError):
+    """A clip a recipe refuses, with the ``kind`` of refusal (``MISMATCH``, ``NO_FACE``, ...) the
+    summaries count it under. Any error with a ``kind`` attribute is counted so."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 @dataclass
 class ClipFailure:
-    """A clip that could not be used, and why (one line), at which stage."""
+    """A clip that could not be used, and why (one line), at which stage, of which kind (from the error
+    that refused it: :func:`failure_kind_of`; from the reason when a recipe gives only the text)."""
 
     clip: Clip
     reason: str
     stage: str
+    kind: str = ""
+
+    def __post_init__(self):
+        self.kind = self.kind or failure_kind(self.reason)
+
+    @classmethod
+    def of(cls, clip: Clip, error: BaseException, stage: str) -> "ClipFailure":
+        return cls(clip, str(error).splitlines()[0], stage, failure_kind_of(error))
 
     def row(self) -> dict:
-        return {"id": self.clip.id, "reason": self.reason, "stage": self.stage, "source": self.clip.source()}
+        return {"id": self.clip.id, "reason": self.reason, "stage": self.stage, "kind": self.kind,
+                "source": self.clip.source()}
+
+
+def failure_kind_of(error: BaseException) -> str:
+    """The kind an error carries (``ClipRefused`` and any error with a ``kind``); a media file that does not
+    decode is ``UNREADABLE``; else read from its message (:func:`failure_kind`)."""
+    kind = getattr(error, "kind", None)
+    if isinstance(kind, str) and kind:
+        return kind
+    if isinstance(error, MediaError):
+        return UNREADABLE
+    return failure_kind(str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+
+_DURATION = re.compile(r"duration ([\d.]+) s outside \[([\d.]+), ([\d.]+)\]")
+# Messages of recipes that give a reason but no kind, and of failure records written before kinds were.
+_KIND_PATTERNS = ((MISMATCH, re.compile(r"\d+ tokens for \d+ frames|audio and video differ")),
+                  (NO_FACE, re.compile(r"no face|a face on only")),
+                  (UNREADABLE, re.compile(r"unreadable|corrupt|no audio|no video|does not exist|file is empty|"
+                                          r"no samples|has no frames|zero length|not a media file")))
+
+
+def failure_kind(reason: str) -> str:
+    """The kind of a failure known only by its one-line reason: a known kind, or the reason past the file
+    name with its numbers blanked (so the same problem with other numbers still counts once)."""
+    text = reason.split(": ", 1)[-1] if ": " in reason else reason
+    duration = _DURATION.search(text)
+    if duration:
+        return TOO_SHORT if float(duration.group(1)) < float(duration.group(2)) else TOO_LONG
+    for kind, pattern in _KIND_PATTERNS:
+        if pattern.search(text):
+            return kind
+    return re.sub(r"\d+(\.\d+)?", "N", text.split(" (")[0])[:60]
 
 
 @dataclass
@@ -97,7 +154,7 @@ class _LoadedClips(torch.utils.data.Dataset):
         try:
             return {"clip": clip, **self.recipe.load(clip)}
         except UserFacingError as e:
-            return ClipFailure(clip, str(e).splitlines()[0], "load")
+            return ClipFailure.of(clip, e, "load")
 
 
 def _as_list(items):
@@ -179,12 +236,6 @@ class RunSummary:
                 f"audio per hour")
 
 
-def failure_kind(reason: str) -> str:
-    """A failure reason -> its kind for the summary (the part after the file name)."""
-    text = reason.split(": ", 1)[-1] if ": " in reason else reason
-    return text.split(" (")[0][:60]
-
-
 def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto", device: str = "auto",
         batch_size: int = 8, num_workers: int = 2, retry_failed: bool = False, progress: bool = True,
         seed: int = 0) -> RunSummary:
@@ -226,7 +277,7 @@ def run(recipe: Recipe, clips: list[Clip], out: str | Path, shard: str = "auto",
             for result in results:
                 if isinstance(result, ClipFailure):
                     failures.write(result.row())
-                    summary.failed[failure_kind(result.reason)] += 1
+                    summary.failed[result.kind] += 1
                     log.warning("failed: %s", result.reason)
                     continue
                 finals = {key: out / key / f"{result.clip.id}.npy" for key in result.arrays}
@@ -275,7 +326,7 @@ def merge(out: str | Path, split: str = "subset", val_fraction: float = 0.02, te
         if chosen:
             written[name] = write_manifest(out / f"{name}.jsonl", chosen)
     failures = read_rows(sorted((out / "failures").glob("*.jsonl"))) if (out / "failures").is_dir() else []
-    kinds = Counter(failure_kind(f["reason"]) for f in failures if f["id"] not in by_id)
+    kinds = Counter(f.get("kind") or failure_kind(f["reason"]) for f in failures if f["id"] not in by_id)
     hours = sum(float(r.get("duration", 0.0)) for r in rows) / 3600
     log.info("merged %d clips (%.2f h) into %s: %s; %d failed%s", len(rows), hours, out,
              ", ".join(f"{k} {sum(1 for r in rows if split_of[r['id']] == k)}" for k in ("train", "val", "test")),
@@ -287,11 +338,23 @@ TEST_SUBSETS = {"test"}
 VAL_SUBSETS = {"val"}
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Held-out shares of the clips: each in [0, 1), together below 1 (something must be left to train on)."""
+    for flag, value in (("--val", val_fraction), ("--test", test_fraction)):
+        if not 0 <= value < 1:
+            raise PipelineError(f"{flag} {value}: a held-out fraction of the clips, in [0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise PipelineError(f"--val {val_fraction} and --test {test_fraction} hold out every clip "
+                            "(together they must be below 1)")
+
+
 def assign_splits(rows: list[dict], split: str, val_fraction: float, test_fraction: float, seed: int) -> dict:
     """id -> train | val | test. Held-out sets are drawn by speaker (clips without a speaker count as
-    their own), so no speaker of val/test is in train (except with split=random)."""
+    their own), so no speaker of val/test is in train (except with split=random). A held-out set that
+    came out far from its asked share (whole speakers are coarse), or left train empty, is a warning."""
     if split not in ("subset", "speaker", "random"):
         raise PipelineError(f"split must be subset, speaker or random, got {split!r}")
+    check_fractions(val_fraction, test_fraction)
     rng = np.random.default_rng(seed)
     result = {}
     pool = []
@@ -303,11 +366,13 @@ def assign_splits(rows: list[dict], split: str, val_fraction: float, test_fracti
             result[row["id"]] = "val"
         else:
             pool.append(row)
+    fractions = {"val": val_fraction, "test": test_fraction if split != "subset" else 0.0}
     if split == "random":
         order = rng.permutation(len(pool))
         n_val, n_test = round(val_fraction * len(pool)), round(test_fraction * len(pool))
         for rank, i in enumerate(order):
             result[pool[i]["id"]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        _warn_uneven_split(pool, result, fractions, {})
         return result
     groups: dict[str, list[str]] = {}
     for row in pool:
@@ -315,8 +380,9 @@ def assign_splits(rows: list[dict], split: str, val_fraction: float, test_fracti
     speakers = sorted(groups)
     order = [speakers[i] for i in rng.permutation(len(speakers))]
     want_val = val_fraction * len(pool)
-    want_test = (test_fraction if split == "speaker" else 0.0) * len(pool)
+    want_test = fractions["test"] * len(pool)
     taken_val = taken_test = 0
+    held_out: dict[str, list[str]] = {"val": [], "test": []}
     for speaker in order:
         ids = groups[speaker]
         if taken_val < want_val:
@@ -325,6 +391,33 @@ def assign_splits(rows: list[dict], split: str, val_fraction: float, test_fracti
             target, taken_test = "test", taken_test + len(ids)
         else:
             target = "train"
+        if target != "train":
+            held_out[target].append(speaker)
         for i in ids:
             result[i] = target
+    _warn_uneven_split(pool, result, fractions, held_out)
     return result
+
+
+def _warn_uneven_split(pool: list[dict], split_of: dict, fractions: dict[str, float],
+                       held_out: dict[str, list[str]]) -> None:
+    """One warning line per held-out set whose share of ``pool`` (the clips the fractions are of) is more
+    than twice, or none of, the asked share; and one when nothing is left to train on."""
+    if not pool:
+        return
+    counts = Counter(split_of[r["id"]] for r in pool)
+    for name, fraction in fractions.items():
+        if fraction <= 0:
+            continue
+        got = counts[name]
+        if got > 2 * fraction * len(pool):
+            speakers = held_out.get(name, [])
+            whole = (f": it takes whole speakers, {len(speakers)} here ({', '.join(speakers[:3])}"
+                     f"{', ...' if len(speakers) > 3 else ''})" if speakers else "")
+            log.warning("%s: %d of %d clips (%.0f%%, asked %g%%)%s; more speakers, --split random or a --%s of 0 "
+                        "keep closer to the share", name, got, len(pool), 100 * got / len(pool), 100 * fraction,
+                        whole, name)
+        elif got == 0:
+            log.warning("%s: no clips (asked %g%% of %d clips rounds to none)", name, 100 * fraction, len(pool))
+    if counts["train"] == 0:
+        log.warning("train: no clips left to train on (all %d went to held-out sets)", len(pool))

@@ -164,3 +164,66 @@ def test_a_collapsed_codebook_stops_codec_training_with_its_own_status(tmp_path)
     assert "Traceback" not in proc.stderr
     assert "the codebooks collapsed" in proc.stderr and "(validation at step 20)" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000010"]
+
+
+def test_a_run_folder_that_is_an_existing_file_is_one_line(tmp_path):
+    in_the_way = tmp_path / "run"
+    in_the_way.write_text("mine")
+    trainer = build_trainer(compose("experiment=smoke", "trainer.progress=false", f"trainer.out_dir={in_the_way}"))
+    with pytest.raises(ckpt.OutputError, match="run: is an existing file, not a folder"):
+        trainer.fit()
+    assert in_the_way.read_text() == "mine"
+
+
+def test_a_resume_from_a_lone_truncated_checkpoint_names_the_broken_file(tmp_path):
+    common = ("experiment=smoke", "trainer.progress=false", f"trainer.out_dir={tmp_path}", "trainer.save_every=2")
+    build_trainer(compose(*common, "trainer.max_steps=2")).fit()
+    weights = tmp_path / "checkpoints" / "step_00000002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ckpt.CheckpointError) as refusal:
+        build_trainer(compose(*common, "trainer.max_steps=4")).fit()
+    message = str(refusal.value)
+    assert message.startswith(f"{weights}: unreadable weights file (truncated"), message
+    assert "no readable checkpoint to resume from" in message and "trainer.resume=none" in message
+
+
+def prepared_like(root, face_dim=32, ge2e_dim=256, clips=4, frames=12):
+    """A manifest shaped as ``prepare_corpus.py hicodit --codec-config maskgct_tiny --random-extractors``
+    writes it: 32-d lips (the tiny model's), 32-d faces and 256-d GE2E (not the tiny model's 16 and 8)."""
+    from hicodit.data import write_clips
+
+    rng = np.random.default_rng(0)
+    emotion = np.full((frames, 7), 1 / 7, np.float32)
+    return write_clips(root, [{"tokens": rng.integers(0, 64, (12, 2 * frames)).astype(np.int16),
+                               "lip": rng.standard_normal((frames, 32)).astype(np.float16),
+                               "face": rng.standard_normal(face_dim).astype(np.float32), "emotion": emotion,
+                               "ge2e": rng.standard_normal(ge2e_dim).astype(np.float32)} for _ in range(clips)])
+
+
+def test_prepared_features_wider_than_the_model_are_one_line_naming_the_overrides(tmp_path):
+    from hicodit.data import ClipDataError
+
+    manifest = prepared_like(tmp_path / "data")
+    with pytest.raises(ClipDataError) as refusal:  # it was "mat1 and mat2 shapes cannot be multiplied"
+        build_trainer(compose("experiment=hicodit_tiny", "trainer.progress=false", f"trainer.out_dir={tmp_path}",
+                              f"data.train_manifest={manifest}")).fit()
+    message = str(refusal.value)
+    assert message.startswith(f"{manifest} (clip 'clip_00000'): the features do not fit the model"), message
+    assert "face/clip_00000.npy is 32-d, model.face_dim=16" in message
+    assert message.endswith("add model.face_dim=32 model.speaker_dim=256"), message
+    # that they train, on a corpus the pipeline prepared: tests/pipeline/test_prepare.py (docs/corpus.md's command)
+
+
+def test_every_clip_is_checked_against_the_model_as_it_is_read(tmp_path):
+    from hicodit.data import ClipDataError, HiCoDiTDataConfig, HiCoDiTDataset, ModelInputs
+
+    manifest = prepared_like(tmp_path / "data", clips=2)
+    np.save(tmp_path / "data" / "face" / "clip_00001.npy", np.zeros(512, np.float32))  # another extractor's
+    np.save(tmp_path / "data" / "tokens" / "clip_00001.npy", np.full((12, 24), 1000, np.int16))  # another codec's
+    dataset = HiCoDiTDataset(HiCoDiTDataConfig(train_manifest=str(manifest), max_frames=None), "val",
+                             model_inputs=ModelInputs(lip_dim=32, face_dim=32, speaker_dim=256, codebook_size=64))
+    assert dataset[0]["face"].shape == (32,)
+    with pytest.raises(ClipDataError, match=r"clip_00001.*face/clip_00001.npy is 512-d, model.face_dim=32; "
+                                            r"tokens/clip_00001.npy has codes up to 1000, model.codebook_size=64; "
+                                            r"add model.face_dim=512 model.codebook_size=1024"):
+        dataset[1]

@@ -114,21 +114,48 @@ def train_curve(run, key: str = "loss") -> list[float]:
     return [v for _, v in curve]
 
 
+def documented_train_overrides(out: str) -> list[str]:
+    """docs/corpus.md's command that trains the tiny model on a prepared corpus (its ``data/tiny``: ``out``)."""
+    text = (REPO / "docs" / "corpus.md").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("python train.py experiment=hicodit_tiny"))
+    return line.replace("data/tiny/", f"{out}/").split()[2:]
+
+
 def test_hicodit_trains_on_the_prepared_corpus(single, tmp_path):
-    """40 steps on the prepared tokens, lips, faces and emotions (trainer.seed 0): the loss falls. The
-    diffusion loss is noisy (a fresh t per item, weighted 1/t): the last 10 steps' mean against the first
-    5's. It falls to about 0.65 of its start for seeds 0, 1 and 2; an untrained model stays near 1."""
-    cfg = compose("experiment=hicodit_tiny", "data=hicodit_manifest", f"data.train_manifest={single / 'train.jsonl'}",
-                  f"data.val_manifest={single / 'val.jsonl'}", "model.face_dim=32", "model.speaker_dim=256",
-                  "trainer.max_steps=40", "trainer.batch_size=2", "trainer.save_every=40", "trainer.log_every=1",
-                  "trainer.progress=false", "trainer.num_workers=0", "task.sampler.steps=2", "trainer.seed=0",
-                  f"trainer.out_dir={tmp_path / 'run'}")
+    """docs/corpus.md's command, 40 steps on the prepared tokens, lips, faces and emotions (trainer.seed 0):
+    the loss falls. The diffusion loss is noisy (a fresh t per item, weighted 1/t): the last 10 steps' mean
+    against the first 5's. It falls to about 0.65 of its start for seeds 0, 1 and 2; an untrained model
+    stays near 1."""
+    overrides = documented_train_overrides(str(single))
+    assert f"data.val_manifest={single / 'val.jsonl'}" in overrides, overrides
+    cfg = compose(*overrides, "trainer.max_steps=40", "trainer.batch_size=2", "trainer.save_every=40",
+                  "trainer.log_every=1", "trainer.progress=false", "trainer.num_workers=0", "task.sampler.steps=2",
+                  "trainer.seed=0", f"trainer.out_dir={tmp_path / 'run'}")
     build_trainer(cfg).fit()
     loss = train_curve(tmp_path / "run")
     assert len(loss) == 40 and np.isfinite(loss).all()
     assert np.mean(loss[-10:]) < 0.8 * np.mean(loss[:5]), loss
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("val/token_acc" in r for r in logged)
+
+
+def test_random_extractors_give_inference_the_features_preparation_stored(single, tmp_path):
+    """--random-extractors: preparation and inference build the same random extractors (fixed seeds of
+    their own, not the global RNG), so a clip's face and emotion at inference are those it was trained on."""
+    from hicodit.generate import HiCoDiTGenerator
+    from visual.frontend import extractor_config
+
+    cfg = compose("experiment=hicodit_tiny", "data=hicodit_manifest", f"data.train_manifest={single / 'train.jsonl'}",
+                  f"data.val_manifest={single / 'val.jsonl'}", "model.face_dim=32", "model.speaker_dim=256",
+                  "trainer.max_steps=1", "trainer.save_every=1", "trainer.progress=false", "trainer.num_workers=0",
+                  f"trainer.out_dir={tmp_path / 'run'}")
+    build_trainer(cfg).fit()
+    generator = HiCoDiTGenerator.from_checkpoint(tmp_path / "run", device="cpu", decode=False,
+                                                 frontend=extractor_config(random_extractors=True))
+    row = rows(single / "manifest.jsonl")[0]
+    clip = generator.conditions_from_video(row["video"])
+    assert np.allclose(clip.face, np.load(single / row["face"]), atol=1e-5)
+    assert np.allclose(clip.emotion, np.load(single / row["emotion"]), atol=1e-5)
 
 
 def test_talker_recipe_feeds_talker_training(corpus, tmp_path):
