@@ -30,7 +30,17 @@ from engine.errors import UserFacingError
 from engine.media import read_audio, read_video, resample
 from engine.pipeline import cli as pipeline_cli
 from engine.pipeline.corpus import Clip
-from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
+from engine.pipeline.runner import (
+    MISMATCH,
+    NO_FACE,
+    TOO_LONG,
+    TOO_SHORT,
+    UNREADABLE,
+    ClipFailure,
+    ClipRefused,
+    ClipResult,
+    Recipe,
+)
 from visual.frontend import FrontEndConfig, VisualFrontEnd, cut_face_crops, extractor_config
 from visual.mouth import MODEL_CROP
 from visual.tracking import build_tracker
@@ -41,8 +51,8 @@ FPS = 25.0
 TOKEN_RATE = 50  # MaskGCT tokens per second: two per video frame
 
 
-class FilteredClip(UserFacingError, ValueError):
-    pass
+class FilteredClip(ClipRefused):
+    """A clip HiCoDiT's recipe leaves out, with the kind the preparation summary counts it under."""
 
 
 @dataclass
@@ -113,7 +123,7 @@ class HiCoDiTRecipe(Recipe):
         workers, so it runs in parallel and only crops travel to the device's process."""
         if self.visual or not clip.audio:
             if not clip.video:
-                raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)")
+                raise FilteredClip(f"{clip.id}: no video (HiCoDiT needs the talking face)", UNREADABLE)
             video = read_video(clip.video, fps=FPS, audio_sample_rate=24000, require_audio=True)
             frames, wav24 = video.frames, video.audio
             num_frames = len(frames)
@@ -123,13 +133,13 @@ class HiCoDiTRecipe(Recipe):
         duration = num_frames / FPS
         if not self.cfg.min_seconds <= duration <= self.cfg.max_seconds:
             raise FilteredClip(f"{clip.source()}: duration {duration:.2f} s outside [{self.cfg.min_seconds}, "
-                               f"{self.cfg.max_seconds}] s")
+                               f"{self.cfg.max_seconds}] s", TOO_SHORT if duration < self.cfg.min_seconds else TOO_LONG)
         loaded = {"num_frames": num_frames, "wav24": wav24, "wav16": resample(wav24, 24000, 16000)}
         if self.visual:
             try:
                 loaded["crops"] = self._crops(clip, frames)
             except UserFacingError as e:  # recorded as a visual failure by process()
-                loaded["visual_failure"] = str(e).splitlines()[0]
+                loaded["visual_failure"] = e
         return loaded
 
     def _crops(self, clip: Clip, frames: np.ndarray):
@@ -141,7 +151,7 @@ class HiCoDiTRecipe(Recipe):
         face_fraction = float(np.mean(track.detected))
         if face_fraction < cfg.min_face_fraction:
             raise FilteredClip(f"{clip.video}: a face on only {face_fraction:.0%} of the frames "
-                               f"(< {cfg.min_face_fraction:.0%})")
+                               f"(< {cfg.min_face_fraction:.0%})", NO_FACE)
         return cut_face_crops(frames, track, identity=cfg.identity, expression=cfg.expression)
 
     @torch.no_grad()
@@ -150,7 +160,7 @@ class HiCoDiTRecipe(Recipe):
         kept = []
         for i, item in enumerate(loaded):
             if "visual_failure" in item:
-                results[i] = ClipFailure(item["clip"], item["visual_failure"], "visual")
+                results[i] = ClipFailure.of(item["clip"], item["visual_failure"], "visual")
             else:
                 kept.append((i, self._visual(item)))
         embeddings = self._ge2e([loaded[i]["wav16"] for i, _ in kept]) if kept else []
@@ -159,7 +169,7 @@ class HiCoDiTRecipe(Recipe):
             try:
                 results[i] = self._finish(item, arrays, ge2e)
             except UserFacingError as e:
-                results[i] = ClipFailure(item["clip"], str(e).splitlines()[0], "codec")
+                results[i] = ClipFailure.of(item["clip"], e, "codec")
         return results
 
     def _visual(self, item: dict) -> dict:
@@ -183,7 +193,7 @@ class HiCoDiTRecipe(Recipe):
         value = clip.extra[self.cfg.emotion_key]
         index = value if isinstance(value, int) else canonical_index(str(value))
         if index is None or not 0 <= index < NUM_EMOTIONS:
-            raise FilteredClip(f"{clip.source()}: {self.cfg.emotion_key}={value!r} is not an emotion")
+            raise FilteredClip(f"{clip.source()}: {self.cfg.emotion_key}={value!r} is not an emotion", "bad label")
         return index
 
     def _ge2e(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
@@ -199,7 +209,7 @@ class HiCoDiTRecipe(Recipe):
         mismatch = abs(tokens.shape[1] - 2 * frames)
         if mismatch > cfg.max_mismatch:
             raise FilteredClip(f"{clip.video}: {tokens.shape[1]} tokens for {frames} frames (audio and video "
-                               f"differ by {mismatch / TOKEN_RATE:.2f} s)")
+                               f"differ by {mismatch / TOKEN_RATE:.2f} s)", MISMATCH)
         arrays = {"tokens": tokens, **visual["arrays"]}
         if not cfg.expression and cfg.emotion_key and cfg.emotion_key in clip.extra:
             arrays["emotion"] = np.full(frames, self._emotion_index(clip), np.int64)  # (T,) labels

@@ -22,7 +22,7 @@ from engine.errors import UserFacingError
 from engine.media import read_audio, read_video, resample
 from engine.pipeline import cli as pipeline_cli
 from engine.pipeline.corpus import Clip
-from engine.pipeline.runner import ClipFailure, ClipResult, Recipe
+from engine.pipeline.runner import TOO_LONG, TOO_SHORT, UNREADABLE, ClipFailure, ClipRefused, ClipResult, Recipe
 from talker_t2av.conditioning import Codecs
 from talker_t2av.data import load_raw_motion
 
@@ -54,14 +54,16 @@ class TalkerRecipe(Recipe):
             video = read_video(clip.video, fps=25.0, audio_sample_rate=24000)
             frames, wav24 = video.frames, video.audio
             if wav24 is None:
-                raise UserFacingError(f"{clip.video}: no audio stream")
+                raise ClipRefused(f"{clip.video}: no audio stream", UNREADABLE)
         elif clip.audio:
             wav24 = read_audio(clip.audio, 24000)
         else:
-            raise UserFacingError(f"{clip.id}: no video or audio")
+            raise ClipRefused(f"{clip.id}: no video or audio", UNREADABLE)
         duration = len(wav24) / 24000
         if duration < self.cfg.min_seconds or (self.cfg.max_seconds and duration > self.cfg.max_seconds):
-            raise UserFacingError(f"{clip.source()}: duration {duration:.2f} s outside the allowed range")
+            raise ClipRefused(f"{clip.source()}: duration {duration:.2f} s outside [{self.cfg.min_seconds}, "
+                              f"{self.cfg.max_seconds or 'no limit'}] s",
+                              TOO_SHORT if duration < self.cfg.min_seconds else TOO_LONG)
         if not self.cfg.tts and frames is None and not clip.extra.get("motion_raw"):
             raise UserFacingError(f"{clip.source()}: an audio-video clip needs its video or a motion_raw file "
                                   "(or prepare TTS data with --tts)")
@@ -74,7 +76,7 @@ class TalkerRecipe(Recipe):
             try:
                 results.append(self._one(item))
             except UserFacingError as e:
-                results.append(ClipFailure(item["clip"], str(e).splitlines()[0], "features"))
+                results.append(ClipFailure.of(item["clip"], e, "features"))
         return results
 
     def _one(self, item: dict) -> ClipResult:
