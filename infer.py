@@ -3,7 +3,9 @@
 Each command lives in its package (``add_arguments(parser)`` + ``run(args) -> int``) and is
 imported only when chosen, so ``infer.py hicodit`` never loads Talker-T2AV code and vice versa.
 The flags they share (``--device``, ``--precision``, ``--out``, ``--manifest``, ``--out-dir``,
-``--batch-size``, ``--seed``, ``--raw``, ``--quiet``) come from ``engine.cli`` and mean the same in each.
+``--batch-size``, ``--overwrite``, ``--seed``, ``--raw``, ``--quiet``) come from ``engine.cli`` and mean the
+same in each. A ``--manifest`` run checks every input before its first output, goes on past an item that
+fails later (listed in ``<out-dir>/failures.jsonl``, exit status 1 at the end), and resumes when rerun.
 """
 
 import argparse

@@ -20,6 +20,7 @@ from pathlib import Path
 from avbench.paths import STAGES, RunPaths
 from avbench.presets import load_preset
 from avbench.stages import run_stages
+from engine.atomic import check_output_dir, sweep_temporaries
 from engine.cli import run_main
 from engine.logger import setup_logging
 
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         preset = load_preset(args.preset, args.overrides)
         paths = RunPaths((args.out_dir or Path("runs") / f"avbench_{preset.name}").resolve())
-        paths.root.mkdir(parents=True, exist_ok=True)
+        check_output_dir(paths.root)  # a file in the way or a read-only folder: one line, before any stage runs
+        swept = sweep_temporaries(paths.root)  # one run writes a run folder at a time
+        if swept:
+            log.info("%s: removed %d temporary file(s) an interrupted run left", paths.root, len(swept))
         timings = run_stages(preset, paths, args.start, args.stop)
         minutes = sum(timings.values()) / 60
         if args.stop not in (None, "report"):

@@ -5,6 +5,7 @@
     --manifest FILE   many items: JSONL, one object per line with an ``id`` (+ the command's keys;
     --out-dir DIR       relative paths are taken from the manifest's folder); outputs <DIR>/<id>.<ext>
     --batch-size N    items per forward batch
+    --overwrite       many items: redo items whose outputs all exist (default: skip them, so a rerun resumes)
     --raw             our checkpoints: the raw weights instead of the EMA
 
 Defaults that belong to a model (sampler steps, guidance) are not argparse defaults: a flag left
@@ -21,6 +22,7 @@ import functools
 import importlib
 import inspect
 import io
+import json
 import logging
 import re
 import textwrap
@@ -30,8 +32,11 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine.errors import UserFacingError, find_user_error, without_worker_traceback
+from engine.atomic import atomic_path, check_output_dir, sweep_temporaries
+from engine.errors import ItemFailure, UserFacingError, find_user_error, without_worker_traceback
 from engine.logger import setup_logging
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT_SUFFIXES = (".wav", ".mp4", ".npz", ".npy")
@@ -174,6 +179,9 @@ def add_io_flags(parser: argparse.ArgumentParser, manifest_keys: str, outputs: s
                                           "relative paths are read from the manifest's folder")
     group.add_argument("--out-dir", help="many items: output folder (<id>.* inside it)")
     group.add_argument("--batch-size", type=positive_int, default=default_batch_size, help="items per batch")
+    group.add_argument("--overwrite", action="store_true",
+                       help="many items: redo items whose outputs all exist (default: skip them, so a rerun of a "
+                            "killed run resumes)")
 
 
 def check_io(args, single_needs: str = "") -> None:
@@ -201,6 +209,51 @@ def output_stem(out: str | Path) -> Path:
 def with_ext(stem: Path, ext: str) -> Path:
     """``out/clip.v1`` + ``.wav`` -> ``out/clip.v1.wav`` (``with_suffix`` would eat the ``.v1``)."""
     return stem.with_name(stem.name + ext)
+
+
+def check_output_location(args) -> Path:
+    """Before any work: the folder the outputs go to (``--out-dir``, or ``--out``'s folder) exists or can be
+    made, is writable and has room (one line naming it otherwise). A ``--out-dir`` is one run's folder, so
+    the temporaries a killed run left in it are swept now; ``--out``'s folder may be anyone's, and there
+    each write sweeps only its own file's leftovers."""
+    folder = check_output_dir(args.out_dir if args.manifest else output_stem(args.out).parent)
+    if args.manifest:
+        swept = sweep_temporaries(folder)
+        if swept:
+            log.info("%s: removed %d temporary file(s) an interrupted run left", folder, len(swept))
+    return folder
+
+
+def unfinished(outputs: dict[str, list[Path]], overwrite: bool = False, noun: str = "item") -> list[str]:
+    """The ids (keys of ``outputs``: each item's files) still to do: those whose files do not all exist yet.
+    An item's files are renamed into place together (``atomic_files``), so all of them present means a
+    previous run finished it. ``overwrite``: every id. How many were skipped is logged."""
+    if overwrite:
+        return list(outputs)
+    todo = [item for item, paths in outputs.items() if not all(p.is_file() for p in paths)]
+    if len(todo) < len(outputs):
+        log.info("skipping %d of %d %s(s) whose outputs exist (--overwrite redoes them)", len(outputs) - len(todo),
+                 len(outputs), noun)
+    return todo
+
+
+FAILURES_FILE = "failures.jsonl"
+
+
+def report_failures(out_dir: str | Path, failures: list[ItemFailure], total: int, noun: str = "item") -> None:
+    """End of a many-item run: the items that failed while the others went on are listed in
+    ``<out_dir>/failures.jsonl`` (``{"id", "reason"}`` per line, as the corpus runner records them), and one
+    :class:`UserFacingError` line says how many and where the list is. No failures: a previous run's list,
+    now out of date, is removed."""
+    path = Path(out_dir) / FAILURES_FILE
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps({"id": f.id, "reason": f.message}) + "\n" for f in failures),
+                       encoding="utf-8")
+    raise UserFacingError(f"{len(failures)} of {total} {noun}(s) failed (the others were written); the list, with "
+                          f"each reason, is in {path}")
 
 
 def output_name(item_id: str) -> str:

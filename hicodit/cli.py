@@ -18,25 +18,28 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.atomic import atomic_files, atomic_path, save_npy
+from engine.atomic import atomic_files, save_npy
 from engine.cli import (
     add_config_flags,
     add_execution_flags,
     add_io_flags,
     check_io,
+    check_output_location,
     config_from_flags,
     output_stem,
     output_stems,
     positive_int,
+    report_failures,
     run_command,
+    unfinished,
     with_ext,
 )
 from engine.errors import ItemFailure, UserFacingError
-from engine.media import read_video, write_video, write_wav
+from engine.media import read_video, replace_audio, write_wav
 from hicodit.diffusion import DiffusionSamplerConfig
 from hicodit.generate import IDENTITIES, HiCoDiTGenerator, SilentClip, Speech
 from visual.crops_io import write_crops_video
-from visual.frontend import FrontEndConfig
+from visual.frontend import FrontEndConfig, extractor_config
 
 log = logging.getLogger("hicodit.cli")
 COMMAND = "infer.py hicodit"
@@ -59,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     one.add_argument("--face", help="face identity embedding (face_dim,) .npy (ArcFace)")
     one.add_argument("--emotion", help="per-frame emotion labels (T,) 0..6 or probabilities (T, 7) .npy")
     one.add_argument("--video", help="the silent clip: its conditions are extracted (unless given as features) "
-                                     "and the speech is muxed into a copy of it (<out>.mp4)")
+                                     "and the speech replaces its audio in a copy of it (<out>.mp4: the same frames and rate)")
     vis = parser.add_argument_group("visual front-end (conditions from --video; see docs/visual_frontend.md)")
     vis.add_argument("--tracker", choices=("dlib", "mediapipe"), default="dlib", help="face tracking backend")
     vis.add_argument("--avhubert", help="AV-HuBERT weights for the lip features (default: avhubert-large, "
@@ -141,16 +144,15 @@ def build_clips(args, hicodit: HiCoDiTGenerator) -> dict[str, tuple[SilentClip, 
 def frontend_config(args) -> FrontEndConfig:
     """The extractors' weights: the flags, else the registry's names (fetched once), else, with
     --random-extractors, none (random tiny extractors)."""
-    defaults = {} if args.random_extractors else {"avhubert": "avhubert-large", "arcface": "arcface-iresnet100",
-                                                  "expression_weights": "poster-v2-rafdb"}
-    return FrontEndConfig(tracker=args.tracker, avhubert=args.avhubert or defaults.get("avhubert"),
-                          arcface=args.arcface or defaults.get("arcface"), expression=args.expression,
-                          expression_weights=args.expression_weights or defaults.get("expression_weights"),
-                          random_weights="tiny" if args.random_extractors else None)
+    return extractor_config(tracker=args.tracker, avhubert=args.avhubert, arcface=args.arcface,
+                            expression=args.expression, expression_weights=args.expression_weights,
+                            random_extractors=args.random_extractors)
 
 
 # ------------------------------------------------------------------------------------------ run
 def run(args) -> int:
+    check_io(args, single_needs="--video, or --lip, --face and --emotion")
+    out_dir = check_output_location(args)  # before the model is loaded: a bad folder costs nothing
     hicodit = HiCoDiTGenerator.from_checkpoint(
         args.checkpoint, device=args.device, precision=args.precision, ema=not args.raw,
         codec_weights=args.codec_weights, codec_config=args.codec_config, decode=not args.tokens_only,
@@ -158,49 +160,64 @@ def run(args) -> int:
     clips = build_clips(args, hicodit)  # every input checked to exist before the first output
     sampler = config_from_flags(args, hicodit.sampler)
     hicodit.check_options(args.identity, args.given_levels, args.read_lips, names=FLAG_NAMES)
-    written = []
-    for result in hicodit.generate_each([clip for clip, _ in clips.values()], sampler, identity=args.identity,
+    for clip, _ in clips.values():  # every clip read as far as it can be without the front-end, before any output
+        hicodit.check(clip, args.identity, args.given_levels)
+    outputs = {clip_id: clip_outputs(clip, stem, args) for clip_id, (clip, stem) in clips.items()}
+    todo = unfinished({clip_id: list(files.values()) for clip_id, files in outputs.items()},
+                      overwrite=args.overwrite or not args.manifest, noun="clip")  # one --out: always written
+    failures = []
+    for result in hicodit.generate_each([clips[clip_id][0] for clip_id in todo], sampler, identity=args.identity,
                                         given_levels=args.given_levels, read_lips=args.read_lips,
                                         batch_size=args.batch_size, seed=args.seed, progress=not args.quiet):
         if isinstance(result, ItemFailure):
-            raise result.error
-        stem = clips[result.id][1]
-        if args.save_crops and result.clip.extracted is not None:
-            write_crops_video(with_ext(stem, ".mouth.mp4"), result.clip.extracted.mouth)
-        written += write_clip(result, stem)
-        if result.lip_reading is not None:  # after the clip's speech: a failed clip leaves no reading behind
-            written.append(write_lip_reading(stem, result.lip_reading))
-    for path in written:
-        print(path)
-    log.info("%d clip(s), %d steps, guidance all/id/emo/lip = %s/%s/%s/%s", len(clips), sampler.steps, sampler.w_all,
+            if not args.manifest:
+                raise result.error
+            log.warning("clip %r failed, the others go on: %s", result.id, result.message)
+            failures.append(result)
+            continue
+        for path in [*result.clip.saved, *write_clip(result, outputs[result.id])]:  # every file, as written
+            print(path, flush=True)
+    log.info("%d clip(s), %d steps, guidance all/id/emo/lip = %s/%s/%s/%s", len(todo), sampler.steps, sampler.w_all,
              sampler.w_id, sampler.w_emo, sampler.w_lip)
+    if args.manifest:
+        report_failures(out_dir, failures, len(todo), noun="clip")
     return 0
 
 
-def write_lip_reading(stem: Path, text: str) -> Path:
-    """<out>.lips.txt: what the model's lip reader read off the clip (its best path, as text)."""
-    path = with_ext(stem, ".lips.txt")
-    with atomic_path(path) as tmp:
-        tmp.write_text(" ".join(text.split()) + "\n", encoding="utf-8")
-    return path
+def clip_outputs(clip: SilentClip, stem: Path, args) -> dict[str, Path]:
+    """Every file the clip's run writes besides --save-features' caches, by kind: <out>.wav (or .tokens.npy
+    with --tokens-only), .mp4 with a video, .mouth.mp4 for --save-crops when the front-end runs, .lips.txt
+    for --read-lips."""
+    kinds = [".tokens.npy"] if args.tokens_only else [".wav", *([".mp4"] if clip.video is not None else [])]
+    kinds += [".mouth.mp4"] if args.save_crops and clip.missing() else []
+    kinds += [".lips.txt"] if args.read_lips else []
+    return {kind: with_ext(stem, kind) for kind in kinds}
 
 
-def write_clip(speech: Speech, stem: Path) -> list[Path]:
-    """One clip's outputs, all or none: the video is read (and so checked) before anything is written."""
-    if speech.waveform is None:
-        return [save_npy(with_ext(stem, ".tokens.npy"), speech.tokens)]
+def write_clip(speech: Speech, outputs: dict[str, Path]) -> list[Path]:
+    """One clip's outputs (:func:`clip_outputs`), renamed into place together: the video is read (and so
+    checked) before anything is written. -> the files written."""
     clip, frames = speech.clip, None
-    if clip.video is not None:
+    if speech.waveform is not None and clip.video is not None:
         frames = clip.extracted.frames if clip.extracted is not None else read_video(clip.video, fps=25.0).frames
         if abs(len(frames) - speech.num_frames) > 1:
             log.warning("%s: %d video frames but %d feature frames; the audio is fitted to the video",
                         clip.video, len(frames), speech.num_frames)
-    finals = [with_ext(stem, ".wav")] + ([with_ext(stem, ".mp4")] if frames is not None else [])
-    with atomic_files(*finals) as temps:
-        write_wav(temps[0], speech.waveform, speech.sample_rate)
+    with atomic_files(*outputs.values()) as temps:
+        temp = dict(zip(outputs, temps))
+        if speech.waveform is None:
+            save_npy(temp[".tokens.npy"], speech.tokens)
+        else:
+            write_wav(temp[".wav"], speech.waveform, speech.sample_rate)
         if frames is not None:
-            write_video(temps[1], frames, 25.0, speech.waveform, speech.sample_rate)
-    return finals
+            # a copy of the input's own video stream (its frames and rate); only the audio is new
+            replace_audio(temp[".mp4"], clip.video, speech.waveform, speech.sample_rate)
+        if ".mouth.mp4" in temp and clip.extracted is not None:
+            write_crops_video(temp[".mouth.mp4"], clip.extracted.mouth)
+        if ".lips.txt" in temp:  # what the model's lip reader read off the clip (its best path, as text)
+            temp[".lips.txt"].write_text(" ".join((speech.lip_reading or "").split()) + "\n", encoding="utf-8")
+        written = [outputs[kind] for kind in outputs if temp[kind].exists()]
+    return written
 
 
 if __name__ == "__main__":  # python -m hicodit.cli: infer.py hicodit from an installed package (avbench runs it so)

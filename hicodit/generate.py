@@ -10,7 +10,9 @@ video, from which the visual front-end extracts what is not given when the clip'
 ``feature_cache`` stem keeps them between runs). Clips are generated ``batch_size`` at a time, similar
 lengths together; :meth:`HiCoDiTGenerator.generate_each` yields each clip's :class:`Speech`, or an
 :class:`engine.errors.ItemFailure` for a clip that cannot be read (no face, a bad feature file) while the
-rest of its batch goes on; :meth:`generate` returns the results or raises the first failure. Nothing
+rest of its batch goes on; :meth:`generate` returns the results or raises the first failure.
+:meth:`HiCoDiTGenerator.check` finds, without the front-end, what can be found of a clip before any output
+(unreadable video, features of the wrong shape), so a caller can refuse a bad manifest up front. Nothing
 here parses flags, prints or writes outputs: the CLI (``cli.py``), the benchmark and a notebook call this.
 """
 
@@ -30,23 +32,24 @@ from engine.checkpoint import load_module
 from engine.cli import with_ext
 from engine.data import read_manifest, resolve_path
 from engine.errors import ItemFailure, UserFacingError
-from engine.media import read_audio
+from engine.media import read_audio, read_video
 from engine.utils import resolve_device, resolve_precision, to_device
 from hicodit.data import ClipDataError, load_feature, prepare_clip
 from hicodit.diffusion import DiffusionSamplerConfig
 from hicodit.lipreading import decode_greedy
 from hicodit.task import HiCoDiTTask
-from visual.frontend import ClipConditions, FrontEndConfig, VisualFrontEnd
+from visual.frontend import ClipConditions, FrontEndConfig, VisualFrontEnd, extractor_config
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DiffusionSamplerConfig", "FrontEndConfig", "HiCoDiTGenerator", "SilentClip", "Speech"]
 
 FEATURES = ("lip", "face", "emotion")
+FPS = 25.0  # the conditions' frame rate
+REFERENCE_PROBE_RATE = 16000  # opening a reference recording at any rate checks it; this is GE2E's
 IDENTITIES = ("face", "voice")
 # The visual front-end's weights when none are given: registry names, fetched once.
-DEFAULT_FRONTEND = FrontEndConfig(avhubert="avhubert-large", arcface="arcface-iresnet100",
-                                  expression_weights="poster-v2-rafdb")
+DEFAULT_FRONTEND = extractor_config()  # the registry's weights for every extractor
 
 
 class GenerationError(UserFacingError, ValueError):
@@ -69,6 +72,7 @@ class SilentClip:
     feature_cache: Path | None = None  # extracted conditions are kept as <stem>.lip.npy / .face.npy / .emotion.npy
     num_frames: int | None = None  # a length hint: similar lengths are batched together
     extracted: ClipConditions | None = None  # what the front-end made of the video (frames, mouth crops)
+    saved: list[Path] = dataclasses.field(default_factory=list)  # feature-cache files written for it
 
     def missing(self) -> list[str]:
         """The conditions that are neither given nor cached: the front-end extracts them from the video."""
@@ -225,7 +229,7 @@ class HiCoDiTGenerator:
         for name in absent:
             setattr(clip, name, extracted[name])
             if clip.feature_cache is not None:
-                save_npy(clip.cached(name), extracted[name])
+                clip.saved.append(save_npy(clip.cached(name), extracted[name]))
 
     # ------------------------------------------------------------------------------- generation
     def generate(self, clips: SilentClip | Sequence[SilentClip], sampler: DiffusionSamplerConfig | None = None,
@@ -285,18 +289,40 @@ class HiCoDiTGenerator:
             raise GenerationError(f"{name('read_lips', 'read_lips')}: {self.source} has no lip reader (trained "
                                   "without model.lip_reader)")
 
+    def check(self, clip: SilentClip, identity: str = "face", given_levels: int | None = None) -> None:
+        """Everything about a clip that can be checked without the visual front-end, so that a caller can
+        refuse a bad input before the first output: its video opens and has frames, its reference recording
+        opens, its given (or saved) features load and fit the model. What only the front-end can find (no
+        face in the video) comes later, as the clip's :class:`ItemFailure` from :meth:`generate_each`."""
+        if clip.video is not None:
+            read_video(clip.video, fps=FPS, max_frames=1)  # the first frames only: opens, has a video stream
+        if identity == "voice" and clip.reference_ge2e is None and clip.reference_audio is not None:
+            read_audio(clip.reference_audio, REFERENCE_PROBE_RATE, max_seconds=1.0)
+        if clip.missing():  # the front-end will extract the rest: widths are checked then, the given files read now
+            for name in (*FEATURES, *(["tokens"] if given_levels else [])):
+                if getattr(clip, name) is not None:
+                    self._array(clip, name)
+        else:
+            self.resolve(clip, identity)  # nothing to extract: saved features are taken as given
+            self._model_inputs(clip, given_levels)
+        if identity == "voice" and clip.reference_ge2e is not None:
+            self._reference(clip)
+
     def _item(self, clip: SilentClip, identity: str, given_levels: int | None) -> dict:
         """The clip's model inputs (one dataset item, checked against the model), its conditions filled."""
         self.resolve(clip, identity)
-        d = self.data_cfg
+        item = self._model_inputs(clip, given_levels)
+        if identity == "voice":
+            item["reference"] = torch.from_numpy(self._reference(clip))
+        return item
+
+    def _model_inputs(self, clip: SilentClip, given_levels: int | None) -> dict:
+        """The clip's conditions (all given or resolved) as one dataset item, checked against the model."""
         arrays = {name: self._array(clip, name) for name in FEATURES}
         if given_levels:
             arrays["tokens"] = self._array(clip, "tokens")
-        entry = {"id": clip.id}
-        item = prepare_clip(arrays, d, entry)
+        item = prepare_clip(arrays, self.data_cfg, {"id": clip.id})
         check_features(item, self.model_cfg, clip.id)
-        if identity == "voice":
-            item["reference"] = torch.from_numpy(self._reference(clip))
         return item
 
     @staticmethod

@@ -26,12 +26,15 @@ from engine.cli import (
     add_execution_flags,
     add_io_flags,
     check_io,
+    check_output_location,
     config_from_flags,
     non_negative_float,
     output_stem,
     output_stems,
     positive_float,
+    report_failures,
     run_command,
+    unfinished,
     with_ext,
 )
 from engine.data import read_manifest, resolve_path
@@ -108,26 +111,36 @@ def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:
     return requests
 
 
-def write_outputs(output: TalkerOutput, stem: Path) -> list[Path]:
-    """One request's files, written together (decoding and rendering happened first, in memory)."""
-    a2v = output.request.mode == "a2v"
-    finals = [with_ext(stem, ".npz")] + ([with_ext(stem, ".wav")] if not a2v else []) + \
-        ([with_ext(stem, ".mp4")] if output.frames is not None else [])
-    with atomic_files(*finals) as temps:
-        with open(temps[0], "wb") as f:
+def request_outputs(request: TalkerRequest, stem: Path, render: bool) -> dict[str, Path]:
+    """Every file a request writes, by kind: <out>.npz (latents), .wav (not for a2v: its speech is the given
+    one), .mp4 when motion is rendered on a face video (t2av / a2v: --ref-video, v2a: --video)."""
+    face_video = request.video if request.mode == "v2a" else request.ref_video
+    kinds = [".npz", *([".wav"] if request.mode != "a2v" else []),
+             *([".mp4"] if render and request.mode != "tts" and face_video else [])]
+    return {kind: with_ext(stem, kind) for kind in kinds}
+
+
+def write_outputs(output: TalkerOutput, outputs: dict[str, Path]) -> list[Path]:
+    """One request's files (:func:`request_outputs`), renamed into place together (decoding and rendering
+    happened first, in memory). -> the files written."""
+    with atomic_files(*outputs.values()) as temps:
+        temp = dict(zip(outputs, temps))
+        with open(temp[".npz"], "wb") as f:
             np.savez(f, speech=output.speech.numpy(), **({} if output.motion is None else
                                                          {"motion": output.motion.numpy()}))
-        if not a2v:
-            write_wav(temps[1], output.waveform, output.sample_rate)
-        if output.frames is not None:
-            write_video(temps[-1], output.frames, output.fps, audio=output.waveform, sample_rate=output.sample_rate)
-    return finals
+        if ".wav" in temp:
+            write_wav(temp[".wav"], output.waveform, output.sample_rate)
+        if ".mp4" in temp and output.frames is not None:
+            write_video(temp[".mp4"], output.frames, output.fps, audio=output.waveform, sample_rate=output.sample_rate)
+        written = [outputs[kind] for kind in outputs if temp[kind].exists()]
+    return written
 
 
 def run(args) -> int:
     requests = build_requests(args)
     for request, _ in requests.values():  # argument and file checks before anything is loaded
         check_request(request, FLAGS)
+    out_dir = check_output_location(args)
     torch.manual_seed(args.seed)
     codecs = config_from_flags(args, Codecs())
     options = dict(device=args.device, precision=args.precision, codecs=codecs)
@@ -140,15 +153,28 @@ def run(args) -> int:
     if not talker.prefix_fits(next(iter(requests.values()))[0], args.max_seconds):  # one --prefix-seconds for all
         raise UserFacingError(f"--prefix-seconds {args.prefix_seconds} leaves nothing to generate within "
                               f"--max-seconds {args.max_seconds}")
+    for request, _ in requests.values():  # every request's media opened and motion read, before any output
+        talker.check(request, args.max_seconds, FLAGS)
     sampler = config_from_flags(args, talker.sampler)
-    results = talker.generate_each([r for r, _ in requests.values()], sampler, max_seconds=args.max_seconds,
-                                   batch_size=args.batch_size, seed=args.seed, render=not args.no_render,
-                                   compile=args.compile, progress=not args.quiet)
+    outputs = {request_id: request_outputs(request, stem, not args.no_render)
+               for request_id, (request, stem) in requests.items()}
+    todo = unfinished({request_id: list(files.values()) for request_id, files in outputs.items()},
+                      overwrite=args.overwrite or not args.manifest, noun="request")  # one --out: always written
+    results = talker.generate_each([requests[request_id][0] for request_id in todo], sampler,
+                                   max_seconds=args.max_seconds, batch_size=args.batch_size, seed=args.seed,
+                                   render=not args.no_render, compile=args.compile, progress=not args.quiet)
+    failures = []
     for result in results:
         if isinstance(result, ItemFailure):
-            raise result.error
-        for path in write_outputs(result, requests[result.request.id][1]):
-            print(path)
+            if not args.manifest:
+                raise result.error
+            log.warning("request %r failed, the others go on: %s", result.id, result.message)
+            failures.append(result)
+            continue
+        for path in write_outputs(result, outputs[result.request.id]):
+            print(path, flush=True)
+    if args.manifest:
+        report_failures(out_dir, failures, len(todo), noun="request")
     return 0
 
 

@@ -11,6 +11,7 @@ Motion inside Talker-T2AV is normalised with the released statistics; LIA-X rend
 """
 
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from engine.configs import build_codec, codec_config
 from engine.errors import UserFacingError
 from engine.media import read_audio, read_video
+from engine.safe_load import CheckpointReadError, UnsafeCheckpointError, safe_torch_load
 from talker_t2av.cfm import MODES, TalkerConditions
 from talker_t2av.patching import frame_mask
 from talker_t2av.tokenizer import ChatLayout
@@ -146,15 +148,76 @@ class Prepared:
     driving_audio: np.ndarray | None  # (N,) 24 kHz: a2v's original speech for the mp4
 
 
-def _motion_file(path: str, motion_dim: int, max_frames: int | None = None) -> torch.Tensor:
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _describe(value) -> str:
+    """What a loaded object is, for a message: 'a dict (keys speech, motion)', 'a list of 3 items'."""
+    if isinstance(value, dict):
+        return f"a dict (keys {', '.join(map(str, list(value)[:4]))}{', ...' if len(value) > 4 else ''})"
+    if isinstance(value, list | tuple):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+def _zip_members(path: Path) -> list[str]:
+    """The member names of a zip archive (np.savez and torch.save both write one); [] for any other file."""
+    if not zipfile.is_zipfile(path):
+        return []
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("T" if n is None else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def load_array(path: str | Path, what: str, shape: tuple[int | None, ...] | None = None,
+               error: type[UserFacingError] = RequestError) -> np.ndarray:
+    """One numeric array from a file, whatever saved it: ``np.save`` (an .npy, memory-mapped) or
+    ``torch.save`` of one tensor (a .pt, read without running pickled code), the extension aside. Anything
+    else (an ``np.savez`` archive, a dict of tensors, text) is one ``error`` line saying what the file
+    holds. ``shape``: what ``what`` must be, None for any length (``(None, 40)``: (T, 40), T >= 1)."""
+    path = Path(path)
     try:
-        arr = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise RequestError(f"{path}: cannot read motion ({e})") from None
-    if arr.ndim != 2 or arr.shape[1] != motion_dim or len(arr) == 0 or not np.issubdtype(arr.dtype, np.number):
-        raise RequestError(f"{path}: expected normalised motion of shape (T, {motion_dim}), "
-                           f"got {arr.dtype} {arr.shape}")
-    arr = np.array(arr[:max_frames], dtype=np.float32)
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if magic == NPY_MAGIC:
+        try:
+            value = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise error(f"{path}: cannot read {what} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+                from None
+    else:
+        members = _zip_members(path)
+        if members and not any(n.endswith("data.pkl") for n in members):  # np.savez's archive, not torch.save's
+            arrays = [n.removesuffix(".npy") for n in members]
+            raise error(f"{path}: holds an .npz archive of {len(arrays)} arrays ({', '.join(arrays[:4])}), not one "
+                        f"{what} array (save the one array with np.save)")
+        try:
+            value = safe_torch_load(path)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointReadError:
+            raise error(f"{path}: cannot read {what}: neither an .npy array nor a tensor saved with torch.save") \
+                from None
+        if torch.is_tensor(value):
+            value = value.detach().float().numpy() if value.is_floating_point() else value.detach().numpy()
+    if not isinstance(value, np.ndarray):
+        raise error(f"{path}: holds {_describe(value)}, not a {what} array")
+    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+        raise error(f"{path}: holds {value.dtype} values, not a numeric {what} array")
+    if shape is not None and (value.ndim != len(shape) or value.size == 0
+                              or any(n is not None and n != m for n, m in zip(shape, value.shape))):
+        raise error(f"{path}: expected {what} of shape {_shape_text(shape)}, got {value.dtype} {value.shape}")
+    return value
+
+
+def load_motion(path: str | Path, motion_dim: int, max_frames: int | None = None) -> torch.Tensor:
+    """Normalised motion (T, motion_dim) float32 from a file (:func:`load_array`), its first ``max_frames``."""
+    arr = np.array(load_array(path, "normalised motion", (None, motion_dim))[:max_frames], dtype=np.float32)
     if not np.isfinite(arr).all():
         raise RequestError(f"{path}: motion contains NaN or inf")
     return torch.from_numpy(arr)
@@ -182,7 +245,7 @@ def _face(codecs: Codecs, video: str | None, motion: str | None, motion_dim: int
     if frames is not None:
         warn_if_no_face(frames, video)
     if motion:
-        return _motion_file(motion, motion_dim, max_frames), frames
+        return load_motion(motion, motion_dim, max_frames), frames
     raw = codecs.liax.encode_motion(frames)[0].cpu()  # (T, Cm) raw
     return torch.as_tensor(codecs.liax.normalize(raw)).float(), frames
 

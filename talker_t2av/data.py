@@ -33,7 +33,7 @@ from avcodecs.lia_x import load_motion_stats
 from engine.data import crop_start, read_manifest, resolve_path
 from engine.errors import UserFacingError
 from engine.media import read_audio
-from engine.safe_load import safe_torch_load
+from talker_t2av.conditioning import load_array
 from talker_t2av.patching import flat_rows, patch_counts
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
@@ -69,14 +69,10 @@ class TalkerDataConfig:
 
 
 def _load_array(entry: dict, key: str, width: int, per_frame: bool = True) -> np.ndarray:
-    """An .npy feature of shape (T, width) (``per_frame``) or (width,), as float32; checked."""
+    """A feature file (:func:`conditioning.load_array`: .npy or a torch-saved tensor) of shape (T, width)
+    (``per_frame``) or (width,), as float32; checked."""
     path = resolve_path(entry, key)
-    try:
-        arr = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise TalkerDataError(f"{path}: cannot read {key} features ({e})") from None
-    if per_frame and (arr.ndim != 2 or arr.shape[1] != width or arr.shape[0] == 0):
-        raise TalkerDataError(f"{path}: expected {key} of shape (T, {width}), got {arr.shape}")
+    arr = load_array(path, key, (None, width) if per_frame else None, error=TalkerDataError)
     if not per_frame:
         if arr.size != width:
             raise TalkerDataError(f"{path}: expected {key} of {width} values, got shape {arr.shape}")
@@ -160,13 +156,7 @@ class TalkerDataset(Dataset):
 # ------------------------------------------------------------------ on-the-fly features
 def load_raw_motion(path) -> np.ndarray:
     """Raw LIA-X motion (T, 40): .npy, or a tensor saved with torch.save (the released dataset's .pt)."""
-    path = str(path)
-    if path.endswith(".npy"):
-        return np.load(path).astype(np.float32)
-    motion = safe_torch_load(path)
-    if not torch.is_tensor(motion) or motion.dim() != 2:
-        raise TalkerDataError(f"{path}: expected a (T, 40) motion tensor")
-    return motion.float().numpy()
+    return np.asarray(load_array(path, "raw motion", (None, 40), error=TalkerDataError), dtype=np.float32)
 
 
 class OnTheFlyDataset(TalkerDataset):

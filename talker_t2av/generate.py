@@ -25,16 +25,19 @@ import numpy as np
 import torch
 
 from engine.errors import ItemFailure, UserFacingError
+from engine.media import read_audio, read_video
 from engine.utils import resolve_device, resolve_precision
 from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, generate
 from talker_t2av.checkpoints import load_checkpoint, load_released_talker, set_inference_dtype
 from talker_t2av.conditioning import (
+    MEDIA_FIELDS,
     Codecs,
     Prepared,
     RequestError,
     TalkerRequest,
     batch_conditions,
     check_request,
+    load_motion,
     prepare,
 )
 from talker_t2av.model import TalkerT2AV
@@ -43,6 +46,8 @@ from talker_t2av.tokenizer import ChatLayout
 log = logging.getLogger(__name__)
 
 __all__ = ["Codecs", "TalkerGenerator", "TalkerOutput", "TalkerRequest"]
+
+PROBE_SAMPLE_RATE = 16000  # opening an audio file at any rate checks it
 
 
 @dataclass
@@ -110,13 +115,40 @@ class TalkerGenerator:
         return self.prefix_frames(request) < self.max_patches(max_seconds) * self.model.patch_size
 
     def check(self, request: TalkerRequest, max_seconds: float = 30.0, names: dict[str, str] | None = None) -> None:
-        """What can be checked without decoding anything (see :func:`conditioning.check_request`), and
-        that the prefix leaves something to generate within ``max_seconds``."""
+        """What can be checked without running a codec, so that a caller can refuse a bad request before
+        any output: its fields and files (:func:`conditioning.check_request`), that each media file opens
+        (the start of an audio file, the first frames of a video), that each motion file holds (T, Cm)
+        motion, and that the prefix leaves something to generate within ``max_seconds``."""
         check_request(request, names)
+        self._check_media(request)  # after the cheap field checks: files exist before they are opened
         if not self.prefix_fits(request, max_seconds):
             where = f"request {request.id!r}: " if request.id else ""
             raise RequestError(f"{where}prefix of {request.prefix_seconds} s leaves nothing to generate within "
                                f"{max_seconds} s")
+
+    def _check_media(self, request: TalkerRequest) -> None:
+        """Each media file opens (its start is decoded) and each motion file holds (T, Cm) motion; what a
+        prefix is cut from (the reference voice or a2v's speech; the face's motion, from its file or its
+        video) lasts at least the prefix."""
+        rate, prefix, mode = self.frame_rate, self.prefix_frames(request), request.mode
+        motion_field, video_field = ("motion", "video") if mode == "v2a" else ("ref_motion", "ref_video")
+        cut_from = {"audio" if mode == "a2v" else "ref_audio"}
+        if mode != "tts":
+            cut_from.add(motion_field if getattr(request, motion_field) else video_field)
+        for field_name in MEDIA_FIELDS:
+            path = getattr(request, field_name)
+            if not path:
+                continue
+            needed = prefix if field_name in cut_from else 0
+            if field_name in ("ref_audio", "audio"):
+                wav = read_audio(path, PROBE_SAMPLE_RATE, max_seconds=max(needed / rate, 0.1))
+                frames = len(wav) * rate / PROBE_SAMPLE_RATE
+            elif field_name in ("ref_video", "video"):
+                frames = len(read_video(path, fps=rate, max_frames=max(needed, 1)).frames)
+            else:
+                frames = len(load_motion(path, self.model.cfg.motion_dim))
+            if frames < needed:
+                raise RequestError(f"{path}: lasts {frames / rate:.2f} s, less than the {needed / rate:.2f}-s prefix")
 
     # ---------------------------------------------------------------------------------- generation
     def generate(self, requests: TalkerRequest | Sequence[TalkerRequest], sampler: CFMSamplerConfig | None = None,

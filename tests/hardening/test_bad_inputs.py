@@ -5,6 +5,7 @@ where Hydra could wrap an error in a traceback, runs as a subprocess; see test_b
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,7 @@ def test_binary_manifest(runs, tmp_path, capsys):
 def test_output_folder_problems(runs, clip, tmp_path, capsys, where):
     if where == "file_in_the_way":
         (tmp_path / "blocker").write_text("x")
-        out, needle = tmp_path / "blocker" / "speech", "a file is in the way"
+        out, needle = tmp_path / "blocker" / "speech", "blocker: is an existing file, not a folder"
     else:
         (tmp_path / "speech.wav").mkdir()
         out, needle = tmp_path / "speech", "speech.wav: is an existing folder"
@@ -147,15 +148,79 @@ def test_output_folder_problems(runs, clip, tmp_path, capsys, where):
     assert sorted(p.name for p in tmp_path.iterdir()) == (["blocker"] if where == "file_in_the_way" else ["speech.wav"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_output_folder(runs, clip, tmp_path, capsys):
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody can write, root included: a read-only bind mount as root, else chmod."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        refused(hicodit(runs, clip, ro / "speech"), capsys, "cannot write there")
-    finally:
+    if os.geteuid() != 0:
+        ro.chmod(0o500)
+        yield ro
         ro.chmod(0o700)
+        return
+    if shutil.which("mount") is None or \
+            subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("root, and no read-only bind mount allowed here")
+    try:
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_read_only_output_folder(runs, clip, read_only_folder, capsys):
+    refused(hicodit(runs, clip, read_only_folder / "speech"), capsys,
+            f"{read_only_folder}: cannot write there (permission denied or read-only)")
+
+
+def manifest_of(tmp_path, rows: list[dict]) -> Path:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+@pytest.mark.parametrize("command", ["hicodit --out", "hicodit --manifest", "talker --manifest", "avbench"])
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(runs, clip, media, tmp_path, capsys, command):
+    """The output folder is checked first: the (missing) checkpoint is never reached."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    nowhere = str(tmp_path / "no_checkpoint")
+    manifest = manifest_of(tmp_path, [{"id": "a", "ref_audio": str(media / "voice.wav"), "lip": "x"}])
+    argv = {"hicodit --out": ["hicodit", "--checkpoint", nowhere, "--lip", "x", "--face", "x", "--emotion", "x",
+                              "--out", str(blocker / "speech")],
+            "hicodit --manifest": ["hicodit", "--checkpoint", nowhere, "--manifest", str(manifest), "--out-dir",
+                                   str(blocker)],
+            "talker --manifest": ["talker", "--checkpoint", nowhere, "--mode", "tts", "--manifest",
+                                  str(manifest.with_name("t.jsonl")), "--out-dir", str(blocker)]}
+    manifest.with_name("t.jsonl").write_text(json.dumps({"id": "a", "ref_audio": str(media / "voice.wav")}) + "\n")
+    if command == "avbench":
+        from avbench.run import main
+
+        code = main(["--out-dir", str(blocker), "--quiet"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and "Traceback" not in lines[0], lines
+        assert lines[0].endswith(f"{blocker}: is an existing file, not a folder (choose another output folder)")
+        return
+    refused(argv[command], capsys, f"{blocker}: is an existing file, not a folder")
+    assert blocker.read_text() == "x"
+
+
+def test_a_manifest_with_a_corrupt_second_clip_writes_nothing(runs, clip, media, tmp_path, capsys):
+    """Every clip's video and features are read before the first output (the README's promise)."""
+    features = {"lip": str(clip / "lip.npy"), "face": str(clip / "face.npy"), "emotion": str(clip / "emo.npy")}
+    manifest = manifest_of(tmp_path, [{"id": "good", "video": str(media / "clip.mp4"), **features},
+                                      {"id": "bad", "video": str(media / "garbage.mp4"), **features}])
+    out = tmp_path / "out"
+    refused(["hicodit", "--checkpoint", str(runs["hicodit"]), "--manifest", str(manifest), "--out-dir", str(out),
+             "--steps", "2", "--batch-size", "1", "--quiet"], capsys, "garbage.mp4: unreadable or corrupt", out)
+
+
+def test_a_talker_manifest_with_a_corrupt_second_request_writes_nothing(runs, media, tmp_path, capsys):
+    manifest = manifest_of(tmp_path, [{"id": "good", "ref_audio": str(media / "voice.wav")},
+                                      {"id": "bad", "ref_audio": str(media / "garbage.mp4")}])
+    out = tmp_path / "out"
+    refused(["talker", "--checkpoint", str(runs["talker"]), *TINY_CODECS, "--mode", "tts", "--manifest",
+             str(manifest), "--out-dir", str(out), "--batch-size", "1", "--max-seconds", "0.5", "--quiet"], capsys,
+            "garbage.mp4: unreadable or corrupt media file", out)
 
 
 # ---------------------------------------------------------------------------------- checkpoints
@@ -282,3 +347,28 @@ def test_talker_warns_when_the_reference_video_has_no_face(runs, media, tmp_path
     code, lines = run(args, capsys)
     assert code == 0
     assert any("clip.mp4: no face found in its first frame; LIA-X expects a face crop" in line for line in lines)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("npz", "motion.pt: holds an .npz archive of 2 arrays (motion, speech), not one normalised motion array"),
+    ("dict", "motion.pt: holds a dict (keys motion), not a normalised motion array"),
+    ("text", "motion.pt: cannot read normalised motion: neither an .npy array nor a tensor saved with torch.save"),
+    ("wrong_width", "motion.pt: expected normalised motion of shape (T, 40), got float32 (10, 3)"),
+])
+def test_talker_v2a_motion_file_that_holds_something_else(runs, media, tmp_path, capsys, content, needle):
+    import torch
+
+    motion = tmp_path / "motion.pt"
+    if content == "npz":
+        with open(motion, "wb") as f:
+            np.savez(f, motion=np.zeros((10, 40), np.float32), speech=np.zeros((10, 32), np.float32))
+    elif content == "dict":
+        torch.save({"motion": torch.zeros(10, 40)}, motion)
+    elif content == "text":
+        motion.write_text("0 0 0\n")
+    else:
+        torch.save(torch.zeros(10, 3), motion)
+    out = tmp_path / "out" / "dub"
+    refused(talker(runs, out, "--mode", "v2a", "--ref-audio", str(media / "voice.wav"), "--motion", str(motion)),
+            capsys, needle, out)
+
