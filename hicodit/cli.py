@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     one.add_argument("--face", help="face identity embedding (face_dim,) .npy (ArcFace)")
     one.add_argument("--emotion", help="per-frame emotion labels (T,) 0..6 or probabilities (T, 7) .npy")
     one.add_argument("--video", help="the silent clip: its conditions are extracted (unless given as features) "
-                                     "and the speech replaces its audio in a copy of it (<out>.mp4: the same frames and rate)")
+                                     "and the speech replaces its audio in a copy of it (<out>.mp4, with the "
+                                     "input's own frames and rate)")
     vis = parser.add_argument_group("visual front-end (conditions from --video; see docs/visual_frontend.md)")
     vis.add_argument("--tracker", choices=("dlib", "mediapipe"), default="dlib", help="face tracking backend")
     vis.add_argument("--avhubert", help="AV-HuBERT weights for the lip features (default: avhubert-large, "
