@@ -96,25 +96,28 @@ def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 def check_output_dir(path: str | os.PathLike, min_free_mb: float = 1.0) -> Path:
-    """Make sure ``path`` can hold a command's outputs before any work starts: a folder (made when
-    missing), writable, on a disk with room. Every command that takes an output folder calls this
-    first, so a file in the way, a read-only folder or a full disk is one :class:`OutputError` line
-    naming the folder, never a traceback after an hour of work."""
+    """Make sure ``path`` can hold a command's outputs before any work starts: a folder, or a name a
+    folder can be made at, writable, on a disk with room. Every command that takes an output folder
+    calls this first, so a file in the way, a read-only folder or a full disk is one
+    :class:`OutputError` line naming the folder, never a traceback after an hour of work. Nothing is
+    created: a command refused later for another reason leaves no empty folder behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: is an existing file, not a folder (choose another output folder)")
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise OutputError(f"{path}: cannot make this folder, {blocker} is a file")
-    probe = path / f".write-probe.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        _remove(probe)
-        raise OutputError(describe_os_error(path, e).replace(" of the folder", "", 1)) from None
-    free_mb = shutil.disk_usage(path).free / 2**20
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{path}: cannot make this folder, {existing} is a file")
+    if existing == path:  # a real write tells a read-only mount apart even for root, where access() says yes
+        probe = path / f".write-probe.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            _remove(probe)
+            raise OutputError(describe_os_error(path, e).replace(" of the folder", "", 1)) from None
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot make this folder, {existing} is not writable")
+    free_mb = shutil.disk_usage(existing).free / 2**20
     if free_mb < min_free_mb:
         raise OutputError(f"{path}: no space left on the device ({free_mb:.1f} MiB free)")
     return path

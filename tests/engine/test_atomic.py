@@ -12,8 +12,9 @@ def test_an_output_folder_that_is_a_file_is_one_line(tmp_path):
         check_output_dir(tmp_path / "out")
     with pytest.raises(OutputError, match="out is a file"):
         check_output_dir(tmp_path / "out" / "deeper")
-    assert check_output_dir(tmp_path / "new" / "deep").is_dir()
-    assert list((tmp_path / "new" / "deep").iterdir()) == []  # the write probe leaves nothing
+    assert check_output_dir(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    assert not (tmp_path / "new").exists()  # checked, not made: a later refusal leaves no empty folder
+    assert check_output_dir(tmp_path) == tmp_path and list(tmp_path.iterdir()) == [tmp_path / "out"]  # no probe left
 
 
 def test_a_full_disk_is_refused_up_front(tmp_path):
