@@ -57,6 +57,9 @@ class ClipRefused(PipelineError):
         super().__init__(message)
         self.kind = kind
 
+    def __reduce__(self):  # raised in a decoding worker, it crosses to the main process by pickle
+        return type(self), (str(self), self.kind)
+
 
 @dataclass
 class ClipFailure:

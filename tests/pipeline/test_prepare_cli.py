@@ -4,6 +4,7 @@ failures counted by kind rather than by their message's numbers."""
 
 import json
 import logging
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -15,7 +16,9 @@ from engine.media.errors import MediaError
 from engine.pipeline import cli
 from engine.pipeline.corpus import Clip, CorpusError, walk_corpus
 from engine.pipeline.runner import (
+    MISMATCH,
     NO_FACE,
+    TOO_SHORT,
     ClipFailure,
     ClipRefused,
     ClipResult,
@@ -24,6 +27,7 @@ from engine.pipeline.runner import (
     merge,
     run,
 )
+from hicodit.prep import FilteredClip
 
 RECIPES = {"talker": "talker_t2av.prep"}
 
@@ -163,3 +167,10 @@ def test_records_written_before_kinds_are_grouped_by_kind_too(tmp_path, caplog):
         merge(tmp_path, val_fraction=0.0)
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("merged"))
     assert line.endswith("4 failed (2 mismatch, 1 no face, 1 too long)"), line
+
+
+def test_a_refusal_raised_in_a_decoding_worker_reaches_the_main_process_with_its_kind():
+    # the DataLoader pickles a worker's exception; an extra constructor argument must survive that
+    for error in (ClipRefused("a.mp4: 55 tokens for 25 frames", MISMATCH), FilteredClip("b.mp4: too short", TOO_SHORT)):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error) and copy.kind == error.kind
