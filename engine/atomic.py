@@ -131,16 +131,8 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     :func:`atomic_files`) is written in place: one temporary suffix, never two nested."""
     path = Path(path)
     if is_temporary(path):
-        try:
+        with _removed_on_failure([path], path):
             yield path
-        except OSError as e:
-            _remove(path)
-            if isinstance(e, UserFacingError):
-                raise
-            raise OutputError(describe_os_error(path, e)) from None
-        except BaseException:
-            _remove(path)
-            raise
         return
     if is_dir:
         try:
@@ -152,7 +144,7 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     for stale in stale_siblings(path):
         _remove(stale)
     tmp = temporary_sibling(path)
-    try:
+    with _removed_on_failure([tmp], path):
         if is_dir:
             tmp.mkdir()
         yield tmp
@@ -164,13 +156,23 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(temps: list[Path], named: Path) -> Iterator[None]:
+    """Any failure removes ``temps``; a failed write becomes one :class:`OutputError` line naming ``named``
+    (the cleanup never hides the original error)."""
+    try:
+        yield
     except OSError as e:
-        _remove(tmp)
+        for tmp in temps:
+            _remove(tmp)
         if isinstance(e, UserFacingError):
             raise
-        raise OutputError(describe_os_error(path, e)) from None
+        raise OutputError(describe_os_error(named, e)) from None
     except BaseException:
-        _remove(tmp)
+        for tmp in temps:
+            _remove(tmp)
         raise
 
 
@@ -185,21 +187,11 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for stale in stale_siblings(path):
             _remove(stale)
     temps = [temporary_sibling(p) for p in finals]
-    try:
+    with _removed_on_failure(temps, finals[0]):
         yield temps
         for tmp, path in zip(temps, finals):
             if tmp.exists():  # an output the item turned out not to need is simply absent
                 os.replace(tmp, path)
-    except OSError as e:
-        for tmp in temps:
-            _remove(tmp)
-        if isinstance(e, UserFacingError):
-            raise
-        raise OutputError(describe_os_error(finals[0], e)) from None
-    except BaseException:
-        for tmp in temps:
-            _remove(tmp)
-        raise
 
 
 def save_npy(path: str | os.PathLike, array) -> Path:
