@@ -16,6 +16,7 @@ from engine.cli import command_parser, run_command
 COMMANDS = {
     "hicodit": ("hicodit.cli", "silent face video (or its features) -> speech, with HiCoDiT"),
     "talker": ("talker_t2av.cli", "text / speech / motion -> speech + talking head, with Talker-T2AV"),
+    "serve": ("serving.cli", "HTTP server: OpenAI-compatible speech, video-to-speech, talking heads (docs/serving.md)"),
     "smoke": ("engine.toy", "evaluate a smoke-run checkpoint on fresh generated data"),
 }
 

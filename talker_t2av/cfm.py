@@ -50,6 +50,7 @@ p context patches, C / Cs / Cm channels (speech / motion), D backbone width, G g
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -344,6 +345,9 @@ class TalkerConditions:
         return self.text_ids.shape[0]
 
 
+PatchHook = Callable[[int, torch.Tensor, "torch.Tensor | None", torch.Tensor], None]  # generate's on_patch
+
+
 @dataclass
 class Generated:
     """Per-sample results, prefix included: speech[i] (T_i, Cs); motion[i] (T_i, Cm) or None."""
@@ -388,9 +392,15 @@ def _rolling(context: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
-             generator: torch.Generator | None = None, progress: bool = False, compile: bool = False) -> Generated:
+             generator: torch.Generator | None = None, progress: bool = False, compile: bool = False,
+             on_patch: "PatchHook | None" = None) -> Generated:
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
-    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches)."""
+    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches).
+
+    ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, live (B,) bool)`` is called after each
+    patch k (streaming): ``live[b]`` is False for rows that stopped before this patch; for live rows the
+    patches are the ones the result holds (a2v / v2a: the given stream's, possibly past its last frame;
+    motion: also the slots before the motion stream starts, which the result drops)."""
     m, mode = model, cfg.mode
     P, delay = m.patch_size, m.cfg.delay
     B, L = cond.text_ids.shape
@@ -461,6 +471,10 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
             out_live.append(motion_live)
         speech_ctx = _rolling(speech_ctx, speech)
         out_speech.append(speech.float())
+        if on_patch is not None:
+            # streaming hands each patch out as it is made: the hook reads device values (a host sync per
+            # patch), which is why the loop without a hook never calls it
+            on_patch(k, out_speech[-1], out_motion[-1] if has_motion else None, ~done)
         if k == steps - 1:
             break
         mask_rows = None if motion_live is None else motion_live[:, None].expand(B, P)

@@ -17,7 +17,7 @@ prints or writes files: the CLI (``cli.py``), the benchmark and a notebook call 
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import torch
 from engine.errors import ItemFailure, UserFacingError
 from engine.media import read_audio, read_video
 from engine.utils import resolve_device, resolve_precision
-from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, generate
+from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
 from talker_t2av.checkpoints import load_checkpoint, load_released_talker, set_inference_dtype
 from talker_t2av.conditioning import (
     MEDIA_FIELDS,
@@ -62,6 +62,41 @@ class TalkerOutput:
     frames: np.ndarray | None  # (T, H, W, 3) uint8 at ``fps``: LIA-X's rendering (v2a: the dubbed video)
     fps: float
     prefix_frames: int  # latent frames of ``speech`` / ``motion`` that came from the prefix
+
+
+PatchCallback = Callable[[TalkerRequest, torch.Tensor, "torch.Tensor | None"], None]  # generate_each's on_patch
+
+
+class _PerRequest:
+    """The sampler's batched per-patch hook -> ``on_patch(request, speech, motion)`` per live request.
+    A callback that raises (say its client went away) ends that request's stream only: the batch goes on."""
+
+    def __init__(self, on_patch: PatchCallback, prepared: list[Prepared], cond: TalkerConditions, patch: int,
+                 delay: int):
+        self.on_patch, self.requests, self.patch = on_patch, [p.request for p in prepared], patch
+        rows = len(prepared)
+        # host copies of per-request sizes, read once before the loop starts
+        prefix = cond.prefix_frames.tolist() if cond.prefix_frames is not None else [0] * rows
+        self.motion_from = [max(0, delay - f // patch) for f in prefix]  # first generated patch with motion
+        given = cond.given_frames
+        self.frames = given.tolist() if given is not None else [None] * rows  # a2v / v2a: the given length
+        self.muted = [False] * rows
+
+    def __call__(self, k: int, speech: torch.Tensor, motion: torch.Tensor | None, live: torch.Tensor) -> None:
+        # one host copy per patch: the caller streams the patch now (see cfm.generate)
+        live, speech = live.tolist(), speech.float().cpu()
+        motion = None if motion is None else motion.float().cpu()
+        for b, request in enumerate(self.requests):
+            if not live[b] or self.muted[b]:
+                continue
+            length = self.patch if self.frames[b] is None else min(self.patch, self.frames[b] - k * self.patch)
+            part = None if motion is None or k < self.motion_from[b] else motion[b, :length]
+            try:
+                self.on_patch(request, speech[b, :length], part)
+            except Exception as error:  # one consumer's failure must not end the others' batch
+                self.muted[b] = True
+                log.warning("%s: on_patch failed at patch %d (%s); its stream stops, the batch goes on",
+                            request.id or "a request", k, error)
 
 
 class TalkerGenerator:
@@ -168,13 +203,22 @@ class TalkerGenerator:
     def generate_each(self, requests: Sequence[TalkerRequest], sampler: CFMSamplerConfig | None = None, *,
                       max_seconds: float = 30.0, batch_size: int = 8, seed: int = 0,
                       generator: torch.Generator | None = None, render: bool = True, compile: bool = False,
-                      progress: bool = False) -> Iterator["TalkerOutput | ItemFailure"]:
+                      progress: bool = False,
+                      on_patch: PatchCallback | None = None) -> Iterator["TalkerOutput | ItemFailure"]:
         """Each request's :class:`TalkerOutput`, or its :class:`ItemFailure`, as its batch finishes.
 
         ``sampler``: the heads' settings (default: the model's own); ``max_seconds``: the longest output,
         prefix included (a2v / v2a: at most this much of the input is used); ``generator`` (else one seeded
         with ``seed``) draws every sample's noise in turn; ``render``: LIA-X frames for the motion;
-        ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU)."""
+        ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU).
+
+        ``on_patch(request, speech (P, Cs), motion (P, Cm) or None)`` (streaming) is called, in patch order,
+        for each request of the batch still generating, after each patch, with float32 CPU tensors: for each
+        request the speech pieces concatenate to its output's ``speech[prefix_frames:]`` and the motion pieces
+        to ``motion[prefix_frames:]`` (motion None: tts, or a slot before a delayed motion stream starts;
+        a2v / v2a pass the given stream's patches as they are used, the last one cut to its length). The
+        prefix is not passed. Decode the speech with :class:`avcodecs.streaming.StreamingDecoder`. A callback
+        that raises is not called again for that request (logged); the batch and its outputs go on."""
         sampler = sampler or self.sampler
         generator = generator or torch.Generator(self.device).manual_seed(seed)
         max_patches = self.max_patches(max_seconds)
@@ -194,15 +238,18 @@ class TalkerGenerator:
                     except UserFacingError as error:
                         yield ItemFailure(request.id, error)
                 if prepared:
-                    yield from self._generate_batch(prepared, mode, gen_cfg, generator, render, compile, progress)
+                    yield from self._generate_batch(prepared, mode, gen_cfg, generator, render, compile, progress,
+                                                    on_patch)
 
     def _generate_batch(self, prepared: list[Prepared], mode: str, gen_cfg: GenerationConfig,
-                        generator: torch.Generator, render: bool, compile: bool,
-                        progress: bool) -> Iterator[TalkerOutput]:
+                        generator: torch.Generator, render: bool, compile: bool, progress: bool,
+                        on_patch: PatchCallback | None = None) -> Iterator[TalkerOutput]:
         cfg = self.model.cfg
         cond = batch_conditions(prepared, mode, cfg.speech_dim, cfg.motion_dim, self.device)
+        hook = None if on_patch is None else _PerRequest(on_patch, prepared, cond, self.model.patch_size, cfg.delay)
         tick = time.perf_counter()
-        out = generate(self.model, cond, gen_cfg, generator=generator, progress=progress, compile=compile)
+        out = generate(self.model, cond, gen_cfg, generator=generator, progress=progress, compile=compile,
+                       on_patch=hook)
         seconds = time.perf_counter() - tick
         audio_seconds = sum(len(s) for s in out.speech) / self.frame_rate
         log.info("generated %.2f s in %.2f s (real-time factor %.3f, batch %d)", audio_seconds, seconds,

@@ -55,3 +55,23 @@ def run_cli(args: list[str], timeout: float = 300, env: dict | None = None, cwd:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+TINY_RUN_COMMON = ("trainer.progress=false", "trainer.num_workers=0", "trainer.max_steps=2", "trainer.save_every=2",
+                   "trainer.log_every=1")
+TINY_RUN_RECIPES = {
+    "hicodit": ("experiment=hicodit_tiny", "data.synthetic_clips=8", "task.sampler.steps=2"),
+    "smoke": ("experiment=smoke",),
+    "talker": ("experiment=talker_tiny", "data.synthetic_clips=2", "task.val_max_seconds=0.2",
+               "model.speaker_dim=16"),  # the tiny speaker encoder gives 16-d embeddings
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """Tiny trained checkpoints, {"hicodit", "smoke", "talker"} -> run folder, made once per session for every
+    suite that needs one (the bad-input suite, the server). Read-only: a test that damages one copies it first."""
+    root = tmp_path_factory.mktemp("tiny_runs")
+    for name, overrides in TINY_RUN_RECIPES.items():
+        build_trainer(compose(*overrides, *TINY_RUN_COMMON, f"trainer.out_dir={root / name}")).fit()
+    return {name: root / name for name in TINY_RUN_RECIPES}

@@ -5,24 +5,12 @@ import numpy as np
 import pytest
 
 from engine.media import write_video, write_wav
-from tests.conftest import build_trainer, compose
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    """Tiny checkpoints: {"hicodit", "smoke", "talker"} -> run folder."""
-    root = tmp_path_factory.mktemp("runs")
-    common = ("trainer.progress=false", "trainer.num_workers=0", "trainer.max_steps=2", "trainer.save_every=2",
-              "trainer.log_every=1")
-    recipes = {
-        "hicodit": ("experiment=hicodit_tiny", "data.synthetic_clips=8", "task.sampler.steps=2"),
-        "smoke": ("experiment=smoke",),
-        "talker": ("experiment=talker_tiny", "data.synthetic_clips=2", "task.val_max_seconds=0.2",
-                   "model.speaker_dim=16"),  # the tiny speaker encoder gives 16-d embeddings
-    }
-    for name, overrides in recipes.items():
-        build_trainer(compose(*overrides, *common, f"trainer.out_dir={root / name}")).fit()
-    return {name: root / name for name in recipes}
+def runs(tiny_runs):
+    """Tiny checkpoints: {"hicodit", "smoke", "talker"} -> run folder (tests/conftest.py)."""
+    return tiny_runs
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,89 @@
+"""The serving suite's fixtures: tiny checkpoints of both families, media files good and broken, and the real
+app under uvicorn on a free loopback port (in a thread), made once per session and driven with httpx."""
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.media import write_video, write_wav
+from tests.conftest import REPO, free_port
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+FACE_CLIP = REPO / "serving" / "web" / "examples" / "talking_face.mp4"  # the web app's bundled talking face
+
+@dataclass
+class Server:
+    url: str
+    app: object
+    work_dir: Path
+    hicodit: object
+    talker: object
+    config: object
+
+    def client(self, **options):
+        return httpx.Client(base_url=self.url, timeout=60, **options)
+
+    def batching(self, model: str) -> dict:
+        models = httpx.get(f"{self.url}/v1/models").json()["data"]
+        return next(m for m in models if m["id"] == model)["batching"]
+
+
+@pytest.fixture(scope="session")
+def serve_runs(tiny_runs):
+    """The session's tiny checkpoints (tests/conftest.py), shared with the bad-input suite."""
+    return tiny_runs
+
+
+@pytest.fixture(scope="session")
+def serve_media(tmp_path_factory):
+    """name -> path of good and broken inputs."""
+    root = tmp_path_factory.mktemp("serve_media")
+    t = np.arange(24000, dtype=np.float32) / 24000
+    write_wav(root / "voice.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 24000)
+    write_wav(root / "blip.wav", 0.3 * np.sin(2 * np.pi * 220 * t[:2400]), 24000)  # 0.1 s: too short a voice
+    noise = (np.random.default_rng(0).random((12, 96, 96, 3)) * 255).astype(np.uint8)
+    write_video(root / "noise.mp4", noise, 25)  # a video without a face
+    write_video(root / "long.mp4", noise[:1].repeat(100, 0), 25)  # 4 s: over the test server's 3 s limit
+    (root / "garbage.mp4").write_bytes(b"\x00\x01not a video at all" * 100)
+    good = FACE_CLIP.read_bytes()
+    (root / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    return {p.stem: p for p in root.iterdir()} | {"face": FACE_CLIP}
+
+
+@pytest.fixture(scope="session")
+def server(serve_runs, serve_media, tmp_path_factory):
+    from hicodit.generate import HiCoDiTGenerator
+    from serving.app import create_app
+    from serving.config import ServeConfig
+    from talker_t2av.generate import Codecs, TalkerGenerator
+    from visual.frontend import extractor_config
+
+    codecs = Codecs(vae_config="whisperx_vae_tiny", speaker_config="speaker_wavlm_ecapa_tiny",
+                    liax_config="lia_x_tiny")
+    hicodit = HiCoDiTGenerator.from_checkpoint(serve_runs["hicodit"], device="cpu",
+                                               frontend=extractor_config(random_extractors=True))
+    talker = TalkerGenerator.from_checkpoint(serve_runs["talker"], device="cpu", codecs=codecs)
+    work = tmp_path_factory.mktemp("serve_work") / "work"
+    # a wide window: requests sent together by a test land in one batch
+    config = ServeConfig(port=free_port(), max_batch=4, max_wait_ms=300, max_upload_mb=0.5, max_clip_seconds=3.0,
+                         max_text_chars=200, max_output_seconds=0.64, work_dir=work,
+                         voices={"sine": str(serve_media["voice"])})
+    app = create_app(config, hicodit=hicodit, talker=talker)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield Server(f"http://127.0.0.1:{config.port}", app, work, hicodit, talker, config)
+    uv.should_exit = True
+    thread.join(timeout=10)
