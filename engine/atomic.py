@@ -187,7 +187,7 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for stale in stale_siblings(path):
             _remove(stale)
     temps = [temporary_sibling(p) for p in finals]
-    with _removed_on_failure(temps, finals[0]):
+    with _removed_on_failure(temps, finals[0] if finals else Path.cwd()):  # an item may have no outputs
         yield temps
         for tmp, path in zip(temps, finals):
             if tmp.exists():  # an output the item turned out not to need is simply absent

@@ -48,3 +48,8 @@ def test_sweep_removes_temporaries_and_old_folders_anywhere_below(tmp_path):
     swept = sweep_temporaries(tmp_path)
     assert len(swept) == 3
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["clip.mp4"]
+
+
+def test_an_item_with_no_outputs_writes_nothing():
+    with atomic_files() as temps:
+        assert temps == []
