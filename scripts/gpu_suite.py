@@ -1,0 +1,624 @@
+"""GPU suite (issue 45, first slice): correctness against the fp32 CPU reference, training through the
+real trainer (torchrun), and sampling speed, on one CUDA GPU. Writes ``gpu_suite.json`` and
+``gpu_suite.md`` to ``--out-dir`` and prints a summary table last.
+
+    python scripts/gpu_suite.py --out-dir out/gpu            # one CUDA GPU, paper sizes (~5 min on an H100)
+    python scripts/gpu_suite.py --out-dir /tmp/s --smoke     # the same code on CPU, tiny sizes (< 2 min)
+
+Each part is guarded: a failure is recorded (status ``fail`` or ``error`` with the exception) and the
+rest still runs. Parts past ``--budget-s`` are recorded as ``skipped`` (not measured).
+
+Correctness: error = ||out - ref|| / ||ref||, ref = fp32 on the CPU with the same weights and inputs;
+randomness inside the losses (mask draws, times, CFM noise, condition dropout) is drawn on the CPU
+from one seeded generator on both sides, so both see the same draws. Any NaN fails a check.
+
+FLOPs for MFU: HiCoDiT uses scripts/bench_hicodit.py's analytic count (matmul weights touched per
+token frame + attention scores, x3 for forward + backward); Talker uses 6 x parameters x sequence
+positions (a first cut: it ignores attention and counts every parameter as a matmul weight).
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+H100_BF16_PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16 (no sparsity)
+T0 = time.perf_counter()
+
+
+def say(msg: str) -> None:
+    print(f"[gpu_suite {time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
+    if not torch.isfinite(out).all():
+        return float("nan")
+    return float((out - ref).norm() / ref.norm().clamp(min=1e-30))
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def cpu_rng(seed: int):
+    """Every torch.rand/randn/randint inside draws on the CPU from one seeded generator, then moves to the
+    requested device: the same draws on CPU and GPU."""
+    g = torch.Generator().manual_seed(seed)
+    names = ("rand", "randn", "randint")
+    orig = {n: getattr(torch, n) for n in names}
+
+    def make(name):
+        def fn(*args, generator=None, device=None, **kw):
+            out = orig[name](*args, generator=g, **kw)
+            return out.to(device) if device is not None else out
+        return fn
+
+    try:
+        for n in names:
+            setattr(torch, n, make(n))
+        yield
+    finally:
+        for n, f in orig.items():
+            setattr(torch, n, f)
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool):
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def to_dev(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def peak_mem_gib(device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.device(device).type == "cuda" else None
+
+
+def reset_peak(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+# ------------------------------------------------------------------------------------------ models
+def hicodit_parts(smoke: bool):
+    from hicodit.diffusion import DiffusionConfig, MaskedDiffusion
+    from hicodit.model import HiCoDiT, HiCoDiTConfig
+
+    cfg = HiCoDiTConfig.tiny() if smoke else HiCoDiTConfig.paper()
+    torch.manual_seed(0)
+    model = MaskedDiffusion(HiCoDiT(cfg), DiffusionConfig(id_loss_weight=100.0))
+    with torch.no_grad():  # DiT-style zero-initialised outputs give all-zero logits: a check on them is empty
+        g = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    return cfg, model
+
+
+def hicodit_batch(cfg, batch: int, frames: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    length = frames * cfg.tokens_per_frame
+    return {
+        "tokens": torch.randint(0, cfg.codebook_size, (batch, cfg.num_levels, length), generator=g),
+        "token_mask": torch.ones(batch, length, dtype=torch.bool),
+        "lip": torch.randn(batch, frames, cfg.lip_dim, generator=g),
+        "frame_mask": torch.ones(batch, frames, dtype=torch.bool),
+        "face": torch.randn(batch, cfg.face_dim, generator=g),
+        "ge2e": torch.randn(batch, cfg.speaker_dim, generator=g),
+        "emotion": torch.randint(0, cfg.num_emotions, (batch, frames), generator=g),
+    }
+
+
+def talker_config(smoke: bool):
+    if smoke:
+        from talker_t2av.checkpoints import named_config
+        from talker_t2av.model import TalkerConfig
+
+        return named_config(TalkerConfig, "model", "talker_t2av_tiny")
+    from talker_t2av.checkpoints import paper_config
+
+    return paper_config(attention="sdpa", load_backbone_weights=False)
+
+
+def talker_batch(cfg, batch: int, frames: int, text_tokens: int, seed: int = 0) -> dict:
+    from bench_talker import make_batch
+
+    return make_batch(batch, frames, text_tokens, cfg.backbone["vocab_size"], seed)
+
+
+# ------------------------------------------------------------------------------------------ part a
+def hicodit_outputs(model, batch: dict, device, amp: bool):
+    """(logits, loss) in train mode with the CPU-drawn randomness (seed 1 for both)."""
+    model = model.to(device).train()
+    batch = to_dev(batch, device)
+    with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+        with cpu_rng(1):
+            loss, _ = model(batch)
+        b, q, length = batch["tokens"].shape
+        with cpu_rng(2):
+            t = torch.rand(b, device=device)
+            masked = torch.rand(b, q, length, device=device) < 0.5
+        noisy = torch.where(masked, model.mask_id, batch["tokens"])
+        model.eval()
+        cond = model.conditions(batch)[0]
+        logits = model.net(noisy, t, cond, batch["token_mask"])
+    return logits.float().cpu(), loss.float().cpu()
+
+
+def check_hicodit(args, device) -> dict:
+    cfg, model = hicodit_parts(args.smoke)
+    frames = 25 if args.smoke else 100  # 4 s clips at paper size
+    batch = hicodit_batch(cfg, 2, frames)
+    ref_logits, ref_loss = hicodit_outputs(model, batch, "cpu", amp=False)
+    res = {"params_m": sum(p.numel() for p in model.parameters()) / 1e6, "frames": frames, "batch": 2}
+    with tf32(False):
+        lg, ls = hicodit_outputs(model, batch, device, amp=False)
+    res["fp32_logits_err"], res["fp32_loss_err"] = rel_err(lg, ref_logits), rel_err(ls, ref_loss)
+    lg, ls = hicodit_outputs(model, batch, device, amp=True)
+    res["bf16_logits_err"], res["bf16_loss_err"] = rel_err(lg, ref_logits), rel_err(ls, ref_loss)
+    model.cpu()
+    return verdict(res, {"fp32_logits_err": 1e-4, "fp32_loss_err": 1e-4, "bf16_logits_err": 1e-2,
+                         "bf16_loss_err": 1e-2})
+
+
+def talker_loss_grad(module, batch: dict, device, amp: bool):
+    module = module.to(device).train()
+    module.zero_grad(set_to_none=True)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp), cpu_rng(3):
+        loss, _ = module(to_dev(batch, device))
+    loss.backward()
+    grads = torch.cat([p.grad.detach().float().flatten().cpu() for p in module.parameters() if p.grad is not None])
+    module.zero_grad(set_to_none=True)
+    return loss.detach().float().cpu(), grads
+
+
+def check_talker(args, device) -> dict:
+    from talker_t2av.cfm import TalkerObjective
+    from talker_t2av.model import TalkerT2AV
+
+    cfg = talker_config(args.smoke)
+    torch.manual_seed(0)
+    module = TalkerObjective(TalkerT2AV(cfg))
+    batch = talker_batch(cfg, 2, 40 if args.smoke else 100, 12 if args.smoke else 30)
+    ref_loss, ref_grad = talker_loss_grad(module, batch, "cpu", amp=False)
+    res = {"params_m": sum(p.numel() for p in module.parameters()) / 1e6, "batch": 2,
+           "ref_grad_norm": float(ref_grad.norm())}
+    with tf32(False):
+        loss, grad = talker_loss_grad(module, batch, device, amp=False)
+    res["fp32_loss_err"], res["fp32_grad_err"] = rel_err(loss, ref_loss), rel_err(grad, ref_grad)
+    res["fp32_grad_norm_err"] = rel_err(grad.norm(), ref_grad.norm())
+    loss, grad = talker_loss_grad(module, batch, device, amp=True)
+    res["bf16_loss_err"], res["bf16_grad_err"] = rel_err(loss, ref_loss), rel_err(grad, ref_grad)
+    res["bf16_grad_norm_err"] = rel_err(grad.norm(), ref_grad.norm())
+    module.cpu()
+    # the whole-gradient error is reported; the goal checks loss and gradient norm (the brief's first cut)
+    return verdict(res, {"fp32_loss_err": 1e-4, "fp32_grad_norm_err": 1e-4, "bf16_loss_err": 1e-2,
+                         "bf16_grad_norm_err": 1e-2})
+
+
+def check_attention(args, device) -> dict:
+    """HiCoDiT logits (fp32, TF32 off) under each SDPA kernel against the math kernel, on the device."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    cfg, model = hicodit_parts(args.smoke)
+    batch = hicodit_batch(cfg, 2, 25 if args.smoke else 100)
+    kernels = {"math": SDPBackend.MATH, "sdpa_default": None}
+    if torch.device(device).type == "cuda":
+        kernels.update({"efficient": SDPBackend.EFFICIENT_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION})
+    outs, res = {}, {}
+    with tf32(False):
+        for name, kernel in kernels.items():
+            ctx = sdpa_kernel([kernel]) if kernel is not None else contextlib.nullcontext()
+            try:
+                with ctx:
+                    outs[name] = hicodit_outputs(model, batch, device, amp=False)[0]
+            except Exception as e:  # noqa: BLE001 - a kernel that does not take these inputs is recorded
+                res[f"{name}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    limits = {}
+    for name, out in outs.items():
+        if name != "math" and "math" in outs:
+            res[f"{name}_vs_math_err"] = rel_err(out, outs["math"])
+            limits[f"{name}_vs_math_err"] = 1e-4
+    res["flash_attn_importable"] = __import__("importlib").util.find_spec("flash_attn") is not None
+    model.cpu()
+    return verdict(res, limits)
+
+
+def check_checkpoint(args, device, tmp: Path) -> dict:
+    """state_dict saved with safetensors from the device, loaded into a fresh CPU model: same logits."""
+    from safetensors.torch import load_file, save_file
+
+    cfg, model = hicodit_parts(args.smoke)
+    batch = hicodit_batch(cfg, 1, 25 if args.smoke else 100)
+    model = model.to(device)
+    with torch.no_grad():  # perturb on the device so the file must carry device-made values
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    with tf32(False):
+        dev_logits = hicodit_outputs(model, batch, device, amp=False)[0]
+    path = tmp / "hicodit_ckpt.safetensors"
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    _, fresh = hicodit_parts(args.smoke)
+    missing, unexpected = fresh.load_state_dict(load_file(str(path)), strict=True), None
+    cpu_logits = hicodit_outputs(fresh, batch, "cpu", amp=False)[0]
+    res = {"file_mb": path.stat().st_size / 2**20, "cpu_vs_device_err": rel_err(cpu_logits, dev_logits)}
+    path.unlink()
+    model.cpu()
+    del missing, unexpected
+    return verdict(res, {"cpu_vs_device_err": 1e-4})
+
+
+def verdict(res: dict, limits: dict) -> dict:
+    bad = [k for k, lim in limits.items() if not (isinstance(res.get(k), float) and res[k] <= lim)]
+    res["limits"] = limits
+    res["checks_total"] = len(limits)
+    res["checks_passed"] = len(limits) - len(bad)
+    res["status"] = "ok" if not bad else "fail"
+    if bad:
+        res["failed"] = bad
+    return res
+
+
+# ------------------------------------------------------------------------------------------ part b
+class GpuMemPoller:
+    """nvidia-smi's used memory, polled while a subprocess runs (the trainer does not log its peak)."""
+
+    def __init__(self):
+        self.peak_mib, self._stop = None, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                used = max(float(x) for x in out.split())
+                self.peak_mib = used if self.peak_mib is None else max(self.peak_mib, used)
+            except Exception:  # noqa: BLE001 - no nvidia-smi (CPU smoke): no figure
+                return
+            self._stop.wait(0.5)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=6)
+
+
+def train_run(args, device, out: Path, family: str, parallel: str, compile_: bool, steps: int, batch: int,
+              frames: int) -> dict:
+    name = f"{family}_{parallel}{'_compile' if compile_ else ''}"
+    run_dir = out / "runs" / name
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", str(ROOT / "train.py")]
+    if family == "hicodit":
+        model = "hicodit_tiny" if args.smoke else "hicodit_paper"
+        cmd += ["experiment=hicodit_tiny", f"model={model}", f"data.synthetic_min_frames={frames}",
+                f"data.synthetic_max_frames={frames}", f"data.synthetic_clips={max(2 * batch, 8)}",
+                "task.sampler.steps=4"]
+    else:
+        model = "talker_t2av_tiny" if args.smoke else "talker_t2av_paper"
+        cmd += ["experiment=talker_tiny", f"model={model}", f"data.synthetic_clips={max(batch, 4)}",
+                "task.val_max_seconds=1.0"]
+    precision = "fp32" if args.smoke else "bf16"
+    cmd += [f"trainer.parallel={parallel}", f"trainer.precision={precision}",
+            f"trainer.compile={str(compile_).lower()}",
+            f"trainer.max_steps={steps}", f"trainer.batch_size={batch}", "trainer.max_frames=null",
+            "trainer.log_every=1", "trainer.warmup_steps=2", f"trainer.out_dir={run_dir}",
+            f"trainer.save_every={10 * steps}", "trainer.keep_last=1", "trainer.progress=false",
+            "trainer.num_workers=0", "trainer.resume=none", "trainer.val_batch_size=1"]
+    if args.smoke:
+        cmd.append("trainer.device=cpu")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "4")}
+    say(f"train {name}: {' '.join(cmd[3:])}")
+    tick = time.perf_counter()
+    limit = max(30, args.budget_s - (time.perf_counter() - T0))
+    with GpuMemPoller() as mem:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired as e:  # keep what the run logged before the budget ran out
+            proc = subprocess.CompletedProcess(cmd, -9, (e.stdout or b"").decode(errors="replace")
+                                               if isinstance(e.stdout, bytes) else (e.stdout or ""),
+                                               (e.stderr or b"").decode(errors="replace")
+                                               if isinstance(e.stderr, bytes) else (e.stderr or ""))
+    wall = time.perf_counter() - tick
+    res = {"command": "torchrun --nproc_per_node=1 train.py " + " ".join(cmd[5:]), "wall_s": wall, "batch": batch,
+           "frames": frames, "steps": steps, "parallel": parallel, "compile": compile_, "precision": precision}
+    if mem.peak_mib is not None:
+        res["peak_mem_gib_nvidia_smi"] = mem.peak_mib / 1024
+    (out / f"train_{name}.log").write_text(proc.stdout[-20000:] + "\n--- stderr ---\n" + proc.stderr[-40000:])
+    metrics = run_dir / "metrics.jsonl"
+    logged = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()] if metrics.exists() else []
+    if proc.returncode != 0:
+        tail = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln][-8:]
+        if proc.returncode == -9:
+            tail.append(f"timed out after {limit:.0f} s (the suite's budget)")
+        res.update(status="error", returncode=proc.returncode, error="\n".join(tail),
+                   logged_steps=[{k: r[k] for k in ("step", "train/sec_per_step", "train/loss") if k in r}
+                                 for r in logged])
+        return res
+    rows = logged
+    times = [r["train/sec_per_step"] for r in rows if "train/sec_per_step" in r]
+    warm = times[len(times) // 2:] or times  # the second half: past compile and allocator warm-up
+    step_s = sorted(warm)[len(warm) // 2]
+    res.update(step_s_median_second_half=step_s, first_step_s=times[0] if times else None,
+               final_loss=next((r["train/loss"] for r in reversed(rows) if "train/loss" in r), None))
+    if family == "hicodit":
+        from bench_hicodit import matmul_flops_per_frame
+
+        from hicodit.model import HiCoDiTConfig
+
+        cfg = HiCoDiTConfig.tiny() if args.smoke else HiCoDiTConfig.paper()
+        length = frames * cfg.tokens_per_frame
+        token_frames = batch * length
+        flops = 3 * matmul_flops_per_frame(cfg, length) * token_frames
+        res.update(token_frames_per_s=token_frames / step_s, codec_tokens_per_s=token_frames * cfg.num_levels / step_s,
+                   speech_s_per_s=batch * frames / 25 / step_s, flops_per_step=flops,
+                   flops_method="analytic: 3 x (2 x matmul weights per token frame + attention scores)")
+    else:
+        from talker_t2av.model import TalkerT2AV
+
+        cfg = talker_config(args.smoke)
+        with torch.device("meta"):
+            params = sum(p.numel() for p in TalkerT2AV(cfg).parameters())
+        positions = batch * (frames // 4 + 40)  # patches + text tokens per sequence (approximate)
+        flops = 6 * params * positions
+        res.update(sequence_positions_per_s=positions / step_s, flops_per_step=flops,
+                   flops_method="6 x params x sequence positions (first cut: ignores attention and the heads' "
+                                "K-fold row repetition)")
+    res["model_tflops_per_s"] = flops / step_s / 1e12
+    if not args.smoke:
+        res["mfu"] = res["model_tflops_per_s"] / args.peak_tflops
+    res["status"] = "ok" if times and all(math.isfinite(t) for t in times) else "fail"
+    return res
+
+
+# ------------------------------------------------------------------------------------------ part c
+@torch.no_grad()
+def sample_hicodit(args, device, batch: int, steps: int, frames: int) -> dict:
+    from hicodit.diffusion import DiffusionSamplerConfig
+    from hicodit.guidance import guidance_passes
+
+    cfg, model = hicodit_parts(args.smoke)
+    model = model.to(device).eval()
+    data = to_dev(hicodit_batch(cfg, batch, frames), device)
+    sampler = DiffusionSamplerConfig(steps=steps)
+    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not args.smoke)
+    g = torch.Generator(device=device).manual_seed(0)
+    with amp:
+        cond = model.conditions(data)[0]
+        model.sample(cond, data["token_mask"], DiffusionSamplerConfig(steps=2), generator=g)  # warm-up
+        sync(device)
+        reset_peak(device)
+        tick = time.perf_counter()
+        cond = model.conditions(data)[0]
+        tokens = model.sample(cond, data["token_mask"], sampler, generator=g)
+        sync(device)
+        wall = time.perf_counter() - tick
+    seconds = frames / 25
+    res = {"batch": batch, "steps": steps, "speech_s": seconds, "guidance_passes": len(guidance_passes(sampler)),
+           "wall_s": wall, "rtf_per_clip": wall / seconds, "speech_s_per_s": batch * seconds / wall,
+           "peak_mem_gib": peak_mem_gib(device), "bf16": not args.smoke,
+           "status": "ok" if tokens.shape[0] == batch else "fail"}
+    model.cpu()
+    return res
+
+
+@torch.no_grad()
+def sample_talker(args, device, batch: int, seconds: float) -> dict:
+    from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
+    from talker_t2av.checkpoints import set_inference_dtype
+    from talker_t2av.model import TalkerT2AV
+
+    cfg = talker_config(args.smoke)
+    torch.manual_seed(0)
+    model = TalkerT2AV(cfg).to(device).eval()
+    if not args.smoke:
+        set_inference_dtype(model, torch.bfloat16, torch.float32)
+    vocab = cfg.backbone["vocab_size"]
+    ids = torch.randint(0, vocab, (batch, 12 if args.smoke else 40), device=device)
+    cond = TalkerConditions(ids, torch.ones_like(ids, dtype=torch.bool),
+                            torch.randn(batch, cfg.speaker_dim, device=device),
+                            torch.randn(batch, cfg.motion_dim, device=device))
+    sampler = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.7)
+    patches = int(seconds * 25) // 4
+    gen = GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches, min_patches=10**9)
+    first = {}
+
+    def on_patch(k, *_):
+        if k == 0 and "t" not in first:
+            sync(device)
+            first["t"] = time.perf_counter()
+
+    generate(model, cond, GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=2,
+                                           min_patches=10**9))  # warm-up
+    sync(device)
+    reset_peak(device)
+    tick = time.perf_counter()
+    out = generate(model, cond, gen, on_patch=on_patch)
+    sync(device)
+    wall = time.perf_counter() - tick
+    audio = len(out.speech[0]) / 25
+    res = {"batch": batch, "speech_s": audio, "wall_s": wall, "rtf_per_clip": wall / audio,
+           "first_patch_latency_s": first["t"] - tick if "t" in first else None,
+           "peak_mem_gib": peak_mem_gib(device), "mode": "eager", "status": "ok" if audio > 0 else "fail"}
+    model.cpu()
+    return res
+
+
+# ------------------------------------------------------------------------------------------ driver
+def plan(args, device, out: Path):
+    """(part name, callable) in run order: the cheap correctness checks first, then sampling, then training."""
+    s = args.smoke
+    parts = [
+        ("correct.hicodit", lambda: check_hicodit(args, device)),
+        ("correct.talker", lambda: check_talker(args, device)),
+        ("correct.attention", lambda: check_attention(args, device)),
+        ("correct.checkpoint", lambda: check_checkpoint(args, device, out)),
+        ("sample.hicodit_b1", lambda: sample_hicodit(args, device, 1, 4 if s else 64, 25 if s else 250)),
+        ("sample.hicodit_b8", lambda: sample_hicodit(args, device, 2 if s else 8, 4 if s else 64, 25 if s else 250)),
+        ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0)),
+        ("train.hicodit_ddp", lambda: train_run(args, device, out, "hicodit", "ddp", False, 3 if s else 20,
+                                                2 if s else args.hicodit_batch, 25 if s else 250)),
+        ("train.hicodit_fsdp", lambda: train_run(args, device, out, "hicodit", "fsdp", False, 3 if s else 20,
+                                                 2 if s else args.hicodit_batch, 25 if s else 250)),
+        ("sample.hicodit_b32", lambda: sample_hicodit(args, device, 2 if s else 32, 4 if s else 64, 25 if s else 250)),
+        ("train.hicodit_ddp_compile", lambda: train_run(args, device, out, "hicodit", "ddp", True, 3 if s else 20,
+                                                        2 if s else args.hicodit_batch, 25 if s else 250)),
+        ("train.talker_ddp", lambda: train_run(args, device, out, "talker", "ddp", False, 3 if s else 20,
+                                               2 if s else 8, 40 if s else 250)),
+    ]
+    if s:  # smoke: one of each kind is enough to keep the code from rotting
+        keep = {"correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint", "sample.hicodit_b1",
+                "sample.talker_b1", "train.hicodit_ddp"}
+        parts = [p for p in parts if p[0] in keep]
+    if args.only:
+        parts = [p for p in parts if any(p[0].startswith(o) for o in args.only.split(","))]
+    return parts
+
+
+def headline(results: dict, device_name: str) -> dict:
+    parts = results["parts"]
+
+    def get(part, key):
+        return parts.get(part, {}).get(key)
+
+    checks_total = sum(p.get("checks_total", 0) for p in parts.values())
+    checks_passed = sum(p.get("checks_passed", 0) for p in parts.values())
+    mfus = [p["mfu"] for k, p in parts.items() if k.startswith("train.hicodit") and p.get("mfu") is not None]
+    thr = [p["speech_s_per_s"] for k, p in parts.items() if k.startswith("sample.hicodit") and "speech_s_per_s" in p]
+    return {
+        "device": device_name,
+        "hicodit_train_mfu": max(mfus) if mfus else None,
+        "hicodit_sample_rtf_b1": get("sample.hicodit_b1", "rtf_per_clip"),
+        "hicodit_sample_speech_s_per_s": max(thr) if thr else None,
+        "talker_train_speedup_vs_released": None,  # part 4 (released code) not built in this slice
+        "talker_generate_rtf_b1": get("sample.talker_b1", "rtf_per_clip"),
+        "talker_generate_speedup_vs_released": None,
+        "talker_train_mfu": get("train.talker_ddp", "mfu"),
+        "checks_passed": checks_passed,
+        "checks_total": checks_total,
+    }
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+SUMMARY_KEYS = ("fp32_logits_err", "bf16_logits_err", "fp32_loss_err", "bf16_loss_err", "fp32_grad_norm_err",
+                "bf16_grad_norm_err", "fp32_grad_err", "bf16_grad_err", "sdpa_default_vs_math_err",
+                "efficient_vs_math_err", "cudnn_vs_math_err", "cpu_vs_device_err", "step_s_median_second_half",
+                "codec_tokens_per_s", "model_tflops_per_s", "mfu", "peak_mem_gib_nvidia_smi", "rtf_per_clip",
+                "speech_s_per_s", "first_patch_latency_s", "peak_mem_gib", "error")
+
+
+def markdown(results: dict) -> str:
+    head = results["headline"]
+    lines = [f"# GPU suite: {results['device_name']}", "",
+             f"- date: {results['date']}, torch {results['torch']}, CUDA {results['cuda']}, smoke: {results['smoke']}",
+             f"- command: `{results['command']}`",
+             f"- MFU peak used: {results['peak_tflops']} TFLOP/s (H100 SXM dense bf16)",
+             f"- wall: {results['wall_s']:.0f} s", "", "| part | status | figures |", "|---|---|---|"]
+    for name, p in results["parts"].items():
+        figs = ", ".join(f"{k}={fmt(p[k])}" for k in SUMMARY_KEYS if k in p and k != "error")
+        if p.get("error"):
+            figs += (", " if figs else "") + "error: " + p["error"].replace("\n", " / ")[-300:]
+        lines.append(f"| {name} | {p.get('status')} | {figs} |")
+    lines += ["", "| headline | value |", "|---|---|"] + [f"| {k} | {fmt(v)} |" for k, v in head.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--smoke", action="store_true", help="CPU, tiny configs, tiny step counts")
+    ap.add_argument("--budget-s", type=float, default=None, help="skip parts started after this (default 330 / 110)")
+    ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
+    ap.add_argument("--hicodit-batch", type=int, default=16, help="per-GPU batch of 10 s clips in training")
+    ap.add_argument("--only", default=None, help="comma-separated part-name prefixes")
+    args = ap.parse_args(argv)
+    args.budget_s = args.budget_s or (110.0 if args.smoke else 330.0)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        device = "cpu"
+        torch.set_num_threads(min(4, os.cpu_count() or 1))
+    elif torch.cuda.is_available():
+        device = "cuda"
+    else:
+        print("gpu_suite: no CUDA device (use --smoke on a CPU)", file=sys.stderr)
+        return 2
+    from engine.layers.attention import set_attention_backend
+
+    set_attention_backend("sdpa")
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    results = {"device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda, "smoke": args.smoke,
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "command": "python scripts/gpu_suite.py " + " ".join(sys.argv[1:] if argv is None else argv),
+               "peak_tflops": args.peak_tflops, "budget_s": args.budget_s, "parts": {}}
+    say(f"device {name}, torch {torch.__version__}, budget {args.budget_s:.0f} s, peak {args.peak_tflops} TFLOP/s")
+    for part, fn in plan(args, device, out):
+        if time.perf_counter() - T0 > args.budget_s:
+            results["parts"][part] = {"status": "skipped", "reason": "time budget spent"}
+            say(f"{part}: skipped (budget)")
+            continue
+        say(f"{part}: start")
+        tick = time.perf_counter()
+        try:
+            res = fn()
+        except Exception as e:  # noqa: BLE001 - record and go on
+            res = {"status": "error", "error": f"{type(e).__name__}: {e}"[:2000],
+                   "traceback": traceback.format_exc()[-4000:]}
+        res["part_s"] = time.perf_counter() - tick
+        results["parts"][part] = res
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        say(f"{part}: {res['status']} in {res['part_s']:.1f} s  "
+            + ", ".join(f"{k}={fmt(res[k])}" for k in SUMMARY_KEYS if k in res and k != "error")
+            + (f"  ERROR {res['error'][-400:]}" if res.get("error") else ""))
+        write(results, out)
+    results["headline"] = headline(results, name)
+    write(results, out)
+    print(markdown(results), flush=True)
+    return 0
+
+
+def write(results: dict, out: Path) -> None:
+    results["wall_s"] = time.perf_counter() - T0
+    results.setdefault("headline", {})
+    (out / "gpu_suite.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "gpu_suite.md").write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
