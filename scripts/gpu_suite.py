@@ -568,8 +568,6 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated part-name prefixes")
     args = ap.parse_args(argv)
     args.budget_s = args.budget_s or (110.0 if args.smoke else 330.0)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         device = "cpu"
         torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -578,6 +576,15 @@ def main(argv=None) -> int:
     else:
         print("gpu_suite: no CUDA device (use --smoke on a CPU)", file=sys.stderr)
         return 2
+    from engine.atomic import check_output_dir
+    from engine.errors import UserFacingError
+
+    try:  # a file in the way or a read-only folder: one line, before minutes of work
+        out = check_output_dir(args.out_dir)
+    except UserFacingError as e:
+        print(f"gpu_suite: {e}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
     from engine.layers.attention import set_attention_backend
 
     set_attention_backend("sdpa")
