@@ -37,12 +37,6 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def serve_runs(tiny_runs):
-    """The session's tiny checkpoints (tests/conftest.py), shared with the bad-input suite."""
-    return tiny_runs
-
-
-@pytest.fixture(scope="session")
 def serve_media(tmp_path_factory):
     """name -> path of good and broken inputs."""
     root = tmp_path_factory.mktemp("serve_media")
@@ -59,7 +53,7 @@ def serve_media(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server(serve_runs, serve_media, tmp_path_factory):
+def server(tiny_runs, serve_media, tmp_path_factory):
     from hicodit.generate import HiCoDiTGenerator
     from serving.app import create_app
     from serving.config import ServeConfig
@@ -68,9 +62,9 @@ def server(serve_runs, serve_media, tmp_path_factory):
 
     codecs = Codecs(vae_config="whisperx_vae_tiny", speaker_config="speaker_wavlm_ecapa_tiny",
                     liax_config="lia_x_tiny")
-    hicodit = HiCoDiTGenerator.from_checkpoint(serve_runs["hicodit"], device="cpu",
+    hicodit = HiCoDiTGenerator.from_checkpoint(tiny_runs["hicodit"], device="cpu",
                                                frontend=extractor_config(random_extractors=True))
-    talker = TalkerGenerator.from_checkpoint(serve_runs["talker"], device="cpu", codecs=codecs)
+    talker = TalkerGenerator.from_checkpoint(tiny_runs["talker"], device="cpu", codecs=codecs)
     work = tmp_path_factory.mktemp("serve_work") / "work"
     # a wide window: requests sent together by a test land in one batch
     config = ServeConfig(port=free_port(), max_batch=4, max_wait_ms=300, max_upload_mb=0.5, max_clip_seconds=3.0,

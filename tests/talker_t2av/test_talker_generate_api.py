@@ -9,22 +9,18 @@ from engine.errors import ItemFailure
 from engine.media import write_video, write_wav
 from talker_t2av.conditioning import RequestError
 from talker_t2av.generate import Codecs, TalkerGenerator, TalkerOutput, TalkerRequest
-from tests.conftest import build_trainer, compose
 
 TINY_CODECS = Codecs(vae_config="whisperx_vae_tiny", speaker_config="speaker_wavlm_ecapa_tiny",
                      liax_config="lia_x_tiny")
 
 
 @pytest.fixture(scope="module")
-def talker(tmp_path_factory):
+def talker(tmp_path_factory, tiny_runs):
     root = tmp_path_factory.mktemp("talker_api")
-    build_trainer(compose("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers=0",
-                          "trainer.max_steps=2", "trainer.save_every=2", "task.val_max_seconds=0.2",
-                          "model.speaker_dim=16", f"trainer.out_dir={root / 'run'}")).fit()
     t = np.arange(48000, dtype=np.float32) / 24000
     write_wav(root / "voice.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 24000)
     write_video(root / "face.mp4", (np.random.default_rng(0).random((40, 64, 64, 3)) * 255).astype(np.uint8), 25)
-    return TalkerGenerator.from_checkpoint(root / "run", device="cpu", codecs=TINY_CODECS), root
+    return TalkerGenerator.from_checkpoint(tiny_runs["talker"], device="cpu", codecs=TINY_CODECS), root
 
 
 def test_the_modes_in_one_call_each_output_decoded_and_rendered(talker):

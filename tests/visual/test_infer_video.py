@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import infer
-from tests.conftest import build_trainer, compose
 from tests.visual.face_clips import astronaut_frames, astronaut_motion
 
 pytest.importorskip("dlib")
@@ -14,13 +13,11 @@ pytest.importorskip("skimage")
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_runs):
     from engine.media import write_video
 
     root = tmp_path_factory.mktemp("infer_video")
-    build_trainer(compose("experiment=hicodit_tiny", "data.synthetic_clips=8", "task.sampler.steps=2",
-                          "trainer.max_steps=2", "trainer.save_every=2", "trainer.progress=false",
-                          "trainer.num_workers=0", f"trainer.out_dir={root / 'run'}")).fit()
+    (root / "run").symlink_to(tiny_runs["hicodit"], target_is_directory=True)  # the session's tiny checkpoint
     write_video(root / "silent.mp4", astronaut_frames(astronaut_motion(20, 192), 192), 25)
     noise = (np.random.default_rng(0).random((12, 96, 96, 3)) * 255).astype(np.uint8)
     write_video(root / "noise.mp4", noise, 25)
