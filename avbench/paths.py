@@ -5,12 +5,19 @@ other run module reads and which imports nothing of avbench.
     <run>/codec/      the codec's training runs and weights     <run>/samples/   <system>/<id>.wav
     <run>/prepared/   the corpus pipeline's features            <run>/eval/      the judges, per system
     <run>/report/     report.md, results.json, plots, videos    <run>/.done/     a marker per finished stage
+  Talker-T2AV's run (``family: talker``) has instead of codec/ and hicodit/:
+    <run>/vae/        the WhisperX-VAE's training run             <run>/talker_tts/  stage-1 (TTS) run
+    <run>/prepared/face_motion/  each clip's motion from its face state, and the statistics
+                                                                  <run>/talker/      the joint run
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
 STAGES = ("corpus", "codec", "prepare", "hicodit", "sample", "evaluate", "report")
+TALKER_STAGES = ("corpus", "vae", "prepare", "talker_tts", "talker", "sample", "evaluate", "report")
+FAMILY_STAGES = {"hicodit": STAGES, "talker": TALKER_STAGES}
+ALL_STAGES = tuple(dict.fromkeys(STAGES[:2] + TALKER_STAGES[1:2] + STAGES[2:4] + TALKER_STAGES[3:5] + STAGES[4:]))
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,25 @@ class RunPaths:
         return self.root / "hicodit"
 
     @property
+    def vae(self) -> Path:
+        """The WhisperX-VAE's training run (Talker family): a run folder the codec loads as its weights."""
+        return self.root / "vae"
+
+    @property
+    def motion(self) -> Path:
+        """Each clip's motion from the corpus's face state, the corpus list with it, and its statistics
+        (made by the prepare stage, so inside its folder)."""
+        return self.prepared / "face_motion"
+
+    @property
+    def talker_tts(self) -> Path:
+        return self.root / "talker_tts"
+
+    @property
+    def talker(self) -> Path:
+        return self.root / "talker"
+
+    @property
     def samples(self) -> Path:
         return self.root / "samples"
 
@@ -77,4 +103,5 @@ class RunPaths:
 def stage_output(paths: RunPaths, stage: str) -> Path:
     """The folder holding everything a stage makes."""
     return {"corpus": paths.corpus, "codec": paths.codec, "prepare": paths.prepared, "hicodit": paths.hicodit,
+            "vae": paths.vae, "talker_tts": paths.talker_tts, "talker": paths.talker,
             "sample": paths.samples, "evaluate": paths.evaluation, "report": paths.report}[stage]

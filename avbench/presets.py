@@ -64,15 +64,47 @@ class ReportStage:
     judges: list[str] = field(default_factory=lambda: ["wer", "spksim", "f0", "dnsmos"])
 
 
+FAMILIES = ("hicodit", "talker")
+# What the Talker's sampling stage generates from each held-out clip (avbench.talker.systems).
+TALKER_SYSTEMS = ("tts", "t2av", "t2av_prefix", "continuation", "a2v", "v2a", "v2a_shuffled", "voice_swap")
+
+
+@dataclass
+class VaeStage(TrainStage):
+    config: str = "whisperx_vae_small"  # the WhisperX-VAE preset trained (configs/codec/)
+
+
+@dataclass
+class TalkerSamplingStage:
+    clips: int = 24  # held-out clips generated and judged (in turn from each speaker; 0: all)
+    steps: int = 10  # ODE steps of each CFM head
+    guidance: float = 2.0
+    temperature: float = 0.7
+    prefix_seconds: float = 1.0  # the prefix of t2av_prefix (another sentence) and continuation (the same one)
+    systems: list[str] = field(default_factory=lambda: list(TALKER_SYSTEMS))
+
+
+@dataclass
+class TalkerBench:
+    """The Talker family's stages (``family: talker``): its audio codec, the two trainings, sampling."""
+
+    vae: VaeStage = field(default_factory=lambda: VaeStage(steps=1500, batch_size=8))
+    tts: TrainStage = field(default_factory=lambda: TrainStage(steps=1000, batch_size=16))
+    joint: TrainStage = field(default_factory=lambda: TrainStage(steps=1000, batch_size=16))
+    sampling: TalkerSamplingStage = field(default_factory=TalkerSamplingStage)
+
+
 @dataclass
 class BenchPreset:
     name: str = "quick"
     base: str | None = None  # the preset this one extends
+    family: str = "hicodit"  # the model family benchmarked: hicodit (video -> speech) | talker (Talker-T2AV)
     corpus: CorpusStage = field(default_factory=CorpusStage)
     codec: CodecStage = field(default_factory=CodecStage)
     hicodit: TrainStage = field(default_factory=lambda: TrainStage(steps=1500, batch_size=16))
     sampling: SamplingStage = field(default_factory=SamplingStage)
     report: ReportStage = field(default_factory=ReportStage)
+    talker: TalkerBench = field(default_factory=TalkerBench)
     workers: int = 2  # decoding processes of the corpus pipeline and the judges
     # HiCoDiT's training and sampling: auto = bf16 on CUDA or a CPU that multiplies bf16 in hardware (AMX
     # or AVX512-BF16: its matmuls several times faster), fp32 elsewhere. The codec trains in fp32: its
@@ -118,9 +150,16 @@ def load_preset(name: str, overrides: list[str] = ()) -> BenchPreset:
         where = f" ({e.full_key})" if getattr(e, "full_key", None) else ""
         raise PresetError(f"{current}: {str(e).splitlines()[0]}{where}") from None
     preset: BenchPreset = OmegaConf.to_object(merged)
-    for stage in (preset.codec, preset.hicodit):
+    if preset.family not in FAMILIES:
+        raise PresetError(f"{path}: family {preset.family!r} must be one of {', '.join(FAMILIES)}")
+    talker = preset.talker
+    for stage in (preset.codec, preset.hicodit, talker.vae, talker.tts, talker.joint):
         if stage.steps < 1 or stage.batch_size < 1:
             raise PresetError(f"{path}: steps and batch_size must be positive")
+    unknown = [s for s in talker.sampling.systems if s not in TALKER_SYSTEMS]
+    if unknown:
+        raise PresetError(f"{path}: unknown talker.sampling.systems {', '.join(unknown)}; known: "
+                          f"{', '.join(TALKER_SYSTEMS)}")
     if preset.codec.decoder_steps < 0:
         raise PresetError(f"{path}: codec.decoder_steps must be >= 0")
     if preset.precision not in PRECISIONS:

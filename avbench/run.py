@@ -2,14 +2,16 @@
 
 Generates a talking-face corpus whose ground truth is known, trains a small codec and a small
 HiCoDiT on it, generates speech from held-out silent clips (with controls that each remove one
-condition), judges everything with offline judges and writes a report. Rerunning the same command
-resumes where it stopped; ``--from STAGE`` redoes that stage and everything after it from scratch,
-and a finished stage whose preset settings changed is redone with the ones after it.
+condition), judges everything with offline judges and writes a report. A ``family: talker`` preset
+(talker_quick, talker_full) trains a small WhisperX-VAE and Talker-T2AV instead and judges every mode.
+Rerunning the same command resumes where it stopped; ``--from STAGE`` redoes that stage and everything
+after it from scratch, and a finished stage whose preset settings changed is redone with the ones after it.
 
     python -m avbench.run --preset quick                       # ~15 min on 2 CPU cores
     python -m avbench.run --preset medium                      # 4x the clips, 2x the steps: ~33 min
     python -m avbench.run --preset full --out-dir runs/avbench_full   # about 90 min with AMX (docs/benchmark.md)
     python -m avbench.run --preset quick hicodit.steps=3000 sampling.clips=48   # preset fields
+    python -m avbench.run --preset talker_quick                # Talker-T2AV (docs/benchmark_talker.md)
 """
 
 import argparse
@@ -17,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from avbench.paths import STAGES, RunPaths
+from avbench.paths import ALL_STAGES, RunPaths
 from avbench.presets import load_preset
 from avbench.stages import run_stages
 from engine.atomic import check_output_dir, sweep_temporaries
@@ -31,10 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m avbench.run", description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="quick",
-                   help="quick | medium | full | switches (configs/bench/), or a .yaml file")
+                   help="quick | medium | full | switches (HiCoDiT), talker_quick | talker_full (Talker-T2AV) "
+                        "(configs/bench/), or a .yaml file")
     p.add_argument("--out-dir", type=Path, help="run folder (default: runs/avbench_<preset>)")
-    p.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and the ones after it, from scratch")
-    p.add_argument("--until", dest="stop", choices=STAGES, help="stop after this stage")
+    p.add_argument("--from", dest="start", choices=ALL_STAGES,
+                   help="redo this stage and the ones after it, from scratch")
+    p.add_argument("--until", dest="stop", choices=ALL_STAGES, help="stop after this stage")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", help="preset fields as key=value (e.g. hicodit.steps=3000)")
     return p

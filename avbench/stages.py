@@ -29,15 +29,15 @@ from omegaconf import OmegaConf
 
 from avbench.analysis import judge_systems
 from avbench.corpus.generate import generate_corpus
-from avbench.paths import STAGES, RunPaths, stage_output
+from avbench.paths import FAMILY_STAGES, RunPaths, stage_output
 from avbench.presets import BenchPreset, hicodit_precision
 from avbench.report import write_report
 from avbench.systems import sampling_systems, write_references
-from avbench.tools import StageDivergedError, run_tool
+from avbench.talker import stages as talker_stages
+from avbench.tools import StageDivergedError, StageError, codec_manifest, run_tool, sample_system
 from engine.atomic import atomic_path
 from engine.configs import config_dir
-from engine.data import read_manifest, resolve_path, write_manifest
-from engine.media import read_audio
+from engine.data import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,6 @@ CODEC_VAL_CLIPS = 8
 # ------------------------------------------------------------------------------------------ stages
 def corpus(preset: BenchPreset, paths: RunPaths) -> None:
     generate_corpus(paths.corpus, preset=preset.corpus.preset, workers=preset.workers, **preset.corpus.overrides)
-
-
-def _codec_manifest(path: Path, rows: list[dict]) -> Path:
-    """Codec-training lines (id, video, num_frames in 50 Hz frames) for corpus-list rows."""
-    lines = []
-    for row in rows:
-        video = resolve_path(row, "video").resolve()
-        seconds = row.get("duration") or len(read_audio(video, 16000)) / 16000
-        lines.append({"id": row["id"], "video": str(video), "num_frames": max(1, int(seconds * 50))})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_manifest(path, lines)
 
 
 WARMUP = "trainer.warmup_steps="
@@ -81,8 +70,8 @@ def codec(preset: BenchPreset, paths: RunPaths) -> None:
     ``codec/warmup_steps`` so that a rerun resumes the retry with the schedule it started with. With
     ``decoder_steps``, a second run then trains the decoder alone on the first run's codes."""
     rows = read_manifest(paths.corpus_list, required=("id", "video", "subset"))
-    train = _codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
-    val = _codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
+    train = codec_manifest(paths.codec / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
+    val = codec_manifest(paths.codec / "val.jsonl", [r for r in rows if r["subset"] == "test"][:CODEC_VAL_CLIPS])
     stage = preset.codec
     recipe = ["train.py", "experiment=bench_codec", f"codec={stage.config}", f"data.manifest={train}",
               f"data.val_manifest={val}", f"trainer.batch_size={stage.batch_size}"]
@@ -144,18 +133,7 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
                    "--out-dir", str(folder), "--codec-weights", str(paths.codec_weights),
                    "--steps", str(preset.sampling.steps), "--seed", "0", "--precision", hicodit_precision(preset),
                    *preset.sampling.flags, *system.flags]
-        recorded, done = folder / "command.json", folder / ".done"  # what the wavs were made with; finished
-        if recorded.is_file() and paths.portable(json.loads(recorded.read_text())) != paths.portable(command):
-            log.info("sampling (%s): its command changed, sampling it again", system.name)
-            for path in (*folder.glob("*.wav"), done):
-                path.unlink(missing_ok=True)
-            shutil.rmtree(paths.evaluation / system.name, ignore_errors=True)  # the judgments of those wavs
-        if done.is_file():
-            continue
-        with atomic_path(recorded) as tmp:
-            tmp.write_text(json.dumps(paths.portable(command)))
-        run_tool(command, f"sampling ({system.name})")
-        done.touch()
+        sample_system(paths, system.name, command)
 
 
 def evaluate(preset: BenchPreset, paths: RunPaths) -> None:
@@ -172,6 +150,8 @@ RUNNERS = {"corpus": corpus, "codec": codec, "prepare": prepare, "hicodit": hico
 
 def stage_settings(preset: BenchPreset, stage: str) -> dict:
     """The preset fields a stage's outputs depend on (those of the stages before it are theirs)."""
+    if preset.family == "talker":
+        return talker_stages.stage_settings(preset, stage)
     fields = asdict(preset)
     return {"corpus": fields["corpus"],
             "codec": fields["codec"],
@@ -205,22 +185,27 @@ def _changed(preset: BenchPreset, paths: RunPaths, stage: str) -> bool:
 def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, stop: str | None = None) -> dict:
     """Run the stages in order, skipping finished ones; ``start`` and every stage after it are redone from
     scratch, and a finished stage whose settings changed is redone with the ones after it; -> timings."""
-    last = STAGES.index(stop) if stop else len(STAGES) - 1
+    stages = FAMILY_STAGES[preset.family]
+    runners = {"corpus": corpus, **talker_stages.RUNNERS} if preset.family == "talker" else RUNNERS
+    for name in (start, stop):
+        if name and name not in stages:
+            raise StageError(f"{name}: not a stage of the {preset.family} benchmark ({', '.join(stages)})")
+    last = stages.index(stop) if stop else len(stages) - 1
     if start:
-        _discard(paths, STAGES[STAGES.index(start):], outputs=True)
+        _discard(paths, stages[stages.index(start):], outputs=True)
     timings_file = paths.root / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
-    for index, stage in enumerate(STAGES[: last + 1]):
+    for index, stage in enumerate(stages[: last + 1]):
         marker = paths.marker(stage)
         if marker.is_file():
             if not _changed(preset, paths, stage):
                 continue
             log.warning("the preset's %s settings differ from those that stage ran with (or were not recorded): "
                         "redoing it and the stages after it", stage)
-            _discard(paths, STAGES[index:], outputs=stage not in INCREMENTAL)
-        log.info("stage %d/%d: %s", index + 1, len(STAGES), stage)
+            _discard(paths, stages[index:], outputs=stage not in INCREMENTAL)
+        log.info("stage %d/%d: %s", index + 1, len(stages), stage)
         began = time.perf_counter()
-        RUNNERS[stage](preset, paths)
+        runners[stage](preset, paths)
         timings[stage] = round(time.perf_counter() - began, 1)
         with atomic_path(timings_file) as tmp:
             tmp.write_text(json.dumps(timings, indent=2))

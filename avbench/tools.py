@@ -11,14 +11,23 @@ this process imports.
     scripts/export_maskgct_codec.py      python -m avcodecs.maskgct.export
     scripts/prepare_corpus.py hicodit    python -m hicodit.prep
     infer.py hicodit                     python -m hicodit.cli
+    scripts/prepare_corpus.py talker     python -m talker_t2av.prep
+    infer.py talker                      python -m talker_t2av.cli
 """
 
+import json
 import logging
 import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+from avbench.paths import RunPaths
+from engine.atomic import atomic_path
+from engine.data import resolve_path, write_manifest
 from engine.errors import TrainingDivergedError, UserFacingError
+from engine.media import read_audio
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,8 @@ TOOLS = {  # the command as a stage names it (its first words) -> the module tha
     ("scripts/export_maskgct_codec.py",): "avcodecs.maskgct.export",
     ("scripts/prepare_corpus.py", "hicodit"): "hicodit.prep",
     ("infer.py", "hicodit"): "hicodit.cli",
+    ("scripts/prepare_corpus.py", "talker"): "talker_t2av.prep",
+    ("infer.py", "talker"): "talker_t2av.cli",
 }
 
 
@@ -57,3 +68,38 @@ def run_tool(args: list[str], what: str) -> None:
     if code != 0:
         raise StageError(f"{what} failed (exit status {code}); run the benchmark again to resume, or the "
                          f"command alone to see why: {shlex.join(cmd)}")
+
+
+def codec_manifest(path: Path, rows: list[dict]) -> Path:
+    """The manifest a codec training reads (avcodecs.maskgct.data: id, video, num_frames in 50 Hz frames) for
+    corpus-list rows; both families' audio codecs train on it."""
+    lines = []
+    for row in rows:
+        video = resolve_path(row, "video").resolve()
+        seconds = row.get("duration") or len(read_audio(video, 16000)) / 16000
+        lines.append({"id": row["id"], "video": str(video), "num_frames": max(1, int(seconds * 50))})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_manifest(path, lines)
+
+
+SAMPLE_OUTPUTS = ("*.wav", "*.npz", "*.mp4")  # what an infer.py command writes per request
+
+
+def sample_system(paths: RunPaths, name: str, command: list[str]) -> None:
+    """Sample one system (an infer.py command writing into ``<run>/samples/<name>/``), unless it already was
+    with this very command. The folder keeps the command its outputs came from (``command.json``, the run
+    folder's paths written relative to it); a changed command samples the system again and drops its
+    judgments."""
+    folder = paths.samples / name
+    recorded, done = folder / "command.json", folder / ".done"  # what the outputs were made with; finished
+    if recorded.is_file() and paths.portable(json.loads(recorded.read_text())) != paths.portable(command):
+        log.info("sampling (%s): its command changed, sampling it again", name)
+        for path in (*(p for pattern in SAMPLE_OUTPUTS for p in folder.rglob(pattern)), done):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(paths.evaluation / name, ignore_errors=True)  # the judgments of those outputs
+    if done.is_file():
+        return
+    with atomic_path(recorded) as tmp:
+        tmp.write_text(json.dumps(paths.portable(command)))
+    run_tool(command, f"sampling ({name})")
+    done.touch()

@@ -50,7 +50,9 @@ class TalkerRecipe(Recipe):
 
     def load(self, clip: Clip) -> dict:
         frames = None
-        if clip.video:
+        if clip.video and clip.extra.get("motion_raw"):  # the motion is given: only the speech is decoded
+            wav24 = read_audio(clip.video, 24000)
+        elif clip.video:
             video = read_video(clip.video, fps=25.0, audio_sample_rate=24000)
             frames, wav24 = video.frames, video.audio
             if wav24 is None:

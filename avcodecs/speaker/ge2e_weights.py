@@ -37,3 +37,10 @@ def load_ge2e(weights: str | Path | None = None, config: Ge2eConfig | None = Non
     with torch.no_grad():
         report = load_checked(model, state, str(path))
     return model.eval().requires_grad_(False), report
+
+
+def build_ge2e(config: Ge2eConfig | None = None, weights: str | Path | None = None) -> Ge2eEncoder:
+    """The frozen GE2E encoder as a codec (``configs/codec/speaker_ge2e.yaml``): Talker-T2AV's speaker
+    condition where WavLM-ECAPA's weights are not at hand (the offline benchmark). Same interface as the
+    WavLM-ECAPA encoder where the Talker uses it: ``sample_rate`` and ``embed`` -> (B, 256)."""
+    return load_ge2e(weights, config)[0]

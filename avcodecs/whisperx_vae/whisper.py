@@ -90,7 +90,7 @@ class WhisperEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, 2 * n_ctx) -> (B, n_ctx, dim). The positional embedding fixes the length:
-        Whisper always sees a full 30-s window."""
+        Whisper always sees a full window (n_ctx / 50 s: 30 s for large-v3)."""
         expected = (self.config.n_mels, 2 * self.config.n_ctx)
         if tuple(mel.shape[1:]) != expected:
             raise ValueError(f"Whisper encoder expects mel (B, {expected[0]}, {expected[1]}), got {tuple(mel.shape)}")

@@ -341,7 +341,7 @@ def test_redoing_a_stage_leaves_nothing_stale(tmp_path, monkeypatch):
 def test_sampling_again_only_the_systems_whose_command_changed(tmp_path, monkeypatch):
     """A preset that adds systems to a finished run samples only those; a changed sampling setting
     samples every system again and drops its judgments; a copy of the run folder samples nothing again."""
-    from avbench import stages, systems
+    from avbench import stages, systems, tools
 
     paths = RunPaths(tmp_path / "run")
     sampled = []
@@ -358,7 +358,7 @@ def test_sampling_again_only_the_systems_whose_command_changed(tmp_path, monkeyp
         return [systems.System(n, paths.samples / n / "manifest.jsonl", tuple(preset.sampling.variants.get(n, ())))
                 for n in names]
 
-    monkeypatch.setattr(stages, "run_tool", run_tool)
+    monkeypatch.setattr(tools, "run_tool", run_tool)  # what sample_system launches
     monkeypatch.setattr(stages, "write_references", lambda preset, paths: None)
     monkeypatch.setattr(stages, "sampling_systems", sampling_systems)
     stages.sample(load_preset("quick"), paths)
@@ -381,7 +381,7 @@ def test_a_collapsed_codec_is_trained_once_more_with_twice_the_warm_up(tmp_path,
     paths = RunPaths(tmp_path)
     write_manifest(paths.corpus_list, [{"id": "a", "video": "a.mp4", "subset": "trainval"},
                                        {"id": "b", "video": "b.mp4", "subset": "test"}])
-    monkeypatch.setattr(stages, "_codec_manifest", lambda path, rows: path)
+    monkeypatch.setattr(stages, "codec_manifest", lambda path, rows: path)
     calls, collapses = [], [1]
 
     def run_tool(args, what):
@@ -424,7 +424,7 @@ def test_decoder_steps_train_the_decoder_alone_on_the_first_runs_codes(tmp_path,
     paths = RunPaths(tmp_path)
     write_manifest(paths.corpus_list, [{"id": "a", "video": "a.mp4", "subset": "trainval"},
                                        {"id": "b", "video": "b.mp4", "subset": "test"}])
-    monkeypatch.setattr(stages, "_codec_manifest", lambda path, rows: path)
+    monkeypatch.setattr(stages, "codec_manifest", lambda path, rows: path)
     calls = []
     monkeypatch.setattr(stages, "run_tool", lambda args, what: calls.append((what, args)))
     stages.codec(load_preset("quick", ["codec.steps=10", "codec.decoder_steps=20"]), paths)

@@ -1,0 +1,174 @@
+"""Judging the Talker's systems, and the numbers its goals are stated in.
+
+Every speech system (``<run>/samples/<name>/<id>.wav``) goes through the evaluation harness with HiCoDiT's
+benchmark judges (WER by Whisper tiny.en with digits as words and the GRID prompt; SpkSim by GE2E). On top:
+
+  speaker   GE2E similarity to every speaker's centroid over the held-out ground truth: own against the
+            others, and for voice_swap whether the voice follows the reference (avbench.analysis)
+  sync      per clip, the correlation of the mouth opening (from the motion latents) with the speech's
+            energy envelope, best lag within +-2 frames (evaluation.lipsync): the ground truth's own, A2V's
+            against the given speech and, as the control, against another clip's speech (shuffled), and
+            T2AV's motion against its own speech
+  mouth     A2V's L1 to the ground-truth mouth-opening track (0..1 units), beside the L1 between two
+            different held-out clips' tracks (what no sync gives)
+  duration  generated seconds over the ground truth's, per clip; outputs that ran to --max-seconds
+"""
+
+import json
+import logging
+
+import numpy as np
+
+from avbench.analysis import judge_options, speaker_numbers, system_rows
+from avbench.paths import RunPaths
+from avbench.presets import BenchPreset
+from avbench.talker.codecs import motion_config, motion_weights
+from avbench.talker.systems import CUT_PREFIX, MOTION_SYSTEMS, SPEECH_SYSTEMS, TalkerSystem, held_out_rows
+from engine.configs import build_codec
+from engine.data import read_manifest
+from engine.media import read_audio, write_wav
+from engine.pipeline.corpus import Clip
+from evaluation.harness import aggregate, evaluate, remember_inputs
+from evaluation.lipsync import energy_envelope, lagged_correlation
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000  # WhisperX-VAE's
+FPS = 25.0
+PATCH = 4  # frames per Talker patch: a prefix is cut to whole patches
+MAX_SECONDS = 30.0  # infer.py talker's default --max-seconds: an output this long never stopped
+MAX_LAG = 2
+
+
+def prefix_samples(system: TalkerSystem) -> int:
+    """Samples of a system's output that are the prefix (``TalkerGenerator.prefix_frames``: whole patches)."""
+    frames = int(system.prefix_seconds * FPS) // PATCH * PATCH
+    return frames * int(SAMPLE_RATE / FPS)
+
+
+def write_judged_speech(paths: RunPaths, system: TalkerSystem) -> None:
+    """``<name>/<id>.wav``: the speech each request is judged on, from infer.py's ``raw/<id>.wav`` (a2v has
+    none: its speech is the given one). A system continuing another sentence's prefix is judged on what
+    follows the prefix."""
+    folder = paths.samples / system.name
+    cut = prefix_samples(system) if system.name in CUT_PREFIX else 0
+    for raw in sorted((folder / "raw").glob("*.wav")):
+        judged = folder / raw.name
+        if not judged.is_file():
+            write_wav(judged, read_audio(raw, SAMPLE_RATE)[cut:], SAMPLE_RATE)
+
+
+def speech_systems(paths: RunPaths) -> list[str]:
+    return [n for n in SPEECH_SYSTEMS if any((paths.samples / n).glob("*.wav"))]
+
+
+def judge_systems(preset: BenchPreset, paths: RunPaths) -> None:
+    """The harness over every speech system (cached per judge and utterance: a rerun adds only what is new)."""
+    held_out = held_out_rows(preset, paths)
+    truth = paths.samples / "ground_truth"
+    for name in speech_systems(paths):
+        rows = [r for r in system_rows(paths, name, held_out) if (paths.samples / name / f"{r['id']}.wav").is_file()]
+        clips = [Clip(r["id"], text=r["text"], speaker=r["speaker"],
+                      extra={"generated": str(paths.samples / name / f"{r['id']}.wav"),
+                             "reference": str(truth / f"{r['id']}.wav")}) for r in rows]
+        log.info("judging %s (%d utterances)", name, len(clips))
+        remember_inputs(paths.evaluation / name, clips)
+        evaluate(clips, list(preset.report.judges), paths.evaluation / name, judge_options(),
+                 workers=preset.workers, progress=True)
+
+
+# ----------------------------------------------------------------------------------------- numbers
+def _load_motion(paths: RunPaths, name: str, request_id: str) -> np.ndarray | None:
+    path = paths.samples / name / "raw" / f"{request_id}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        return npz["motion"] if "motion" in npz else None
+
+
+def _summary(values: list[float]) -> dict:
+    values = np.asarray([v for v in values if np.isfinite(v)])
+    if not len(values):
+        return {"clips": 0}
+    return {"clips": int(len(values)), "mean": float(values.mean()), "median": float(np.median(values))}
+
+
+def sync_numbers(paths: RunPaths, held_out: list[dict], motion_codec) -> dict:
+    """Lip sync per system (mean and median over clips) and A2V's mouth error (see the module's docstring)."""
+    truth_wav = {r["id"]: read_audio(paths.samples / "ground_truth" / f"{r['id']}.wav", SAMPLE_RATE)
+                 for r in held_out}
+    truth_mouth = {r["id"]: motion_codec.mouth_opening(np.load(r["motion"]), normalized=True) for r in held_out}
+    ids = [r["id"] for r in held_out]
+    other = {i: ids[(k + 1) % len(ids)] for k, i in enumerate(ids)}  # another clip: another sentence
+
+    def sync(mouth: np.ndarray, wav: np.ndarray) -> float:
+        return lagged_correlation(mouth, energy_envelope(wav, SAMPLE_RATE, FPS), MAX_LAG)[0]
+
+    out = {"ground_truth": _summary([sync(truth_mouth[i], truth_wav[i]) for i in ids]),
+           "ground_truth_shuffled": _summary([sync(truth_mouth[i], truth_wav[other[i]]) for i in ids])}
+    mouth_l1, shuffled_l1 = [], []
+    for name in MOTION_SYSTEMS:
+        if not (paths.samples / name / "manifest.jsonl").is_file():
+            continue
+        own, shuffled = [], []
+        for row in read_manifest(paths.samples / name / "manifest.jsonl"):
+            motion = _load_motion(paths, name, row["id"])
+            if motion is None:
+                continue
+            mouth = motion_codec.mouth_opening(motion, normalized=True)
+            speech = truth_wav[row["id"]] if name == "a2v" else read_audio(
+                paths.samples / name / "raw" / f"{row['id']}.wav", SAMPLE_RATE)
+            own.append(sync(mouth, speech))
+            if name == "a2v":
+                shuffled.append(sync(mouth, truth_wav[other[row["id"]]]))
+                n = min(len(mouth), len(truth_mouth[row["id"]]))
+                mouth_l1.append(float(np.abs(mouth[:n] - truth_mouth[row["id"]][:n]).mean()))
+                m = min(len(truth_mouth[row["id"]]), len(truth_mouth[other[row["id"]]]))
+                shuffled_l1.append(float(np.abs(truth_mouth[row["id"]][:m] - truth_mouth[other[row["id"]]][:m]).mean()))
+        out[name] = _summary(own)
+        if shuffled:
+            out[f"{name}_shuffled"] = _summary(shuffled)
+    result = {"systems": out}
+    if mouth_l1:
+        result["a2v_mouth_l1"] = _summary(mouth_l1)
+        result["other_clip_mouth_l1"] = _summary(shuffled_l1)
+    return result
+
+
+def duration_numbers(paths: RunPaths, held_out: list[dict], names: list[str]) -> dict:
+    """Per generated speech system: generated / ground-truth duration per clip (median, 10th and 90th
+    percentiles, the share within +-25 %), and how many outputs ran to the length limit (never stopped)."""
+    truth = {r["id"]: r["duration"] for r in held_out}
+    out = {}
+    for name in names:
+        if name in ("ground_truth", "resynthesis") or not (paths.samples / name / "raw").is_dir():
+            continue
+        ratios, ran_out = [], 0
+        for wav in (paths.samples / name / "raw").glob("*.wav"):
+            seconds = len(read_audio(wav, SAMPLE_RATE)) / SAMPLE_RATE
+            ran_out += seconds >= MAX_SECONDS - PATCH / FPS
+            judged = paths.samples / name / wav.name
+            if wav.stem in truth and judged.is_file():
+                ratios.append(len(read_audio(judged, SAMPLE_RATE)) / SAMPLE_RATE / truth[wav.stem])
+        if ratios:
+            ratios = np.asarray(ratios)
+            out[name] = {"clips": int(len(ratios)), "median_ratio": float(np.median(ratios)),
+                         "p10": float(np.percentile(ratios, 10)), "p90": float(np.percentile(ratios, 90)),
+                         "within_25_percent": float((np.abs(ratios - 1) <= 0.25).mean()), "ran_to_limit": int(ran_out)}
+    return out
+
+
+def collect(preset: BenchPreset, paths: RunPaths) -> dict:
+    """Everything the report shows, also written to <run>/report/results.json."""
+    held_out = held_out_rows(preset, paths)
+    names = [n for n in speech_systems(paths) if (paths.evaluation / n).is_dir()]
+    results = {"preset": preset.name, "family": "talker", "held_out_clips": len(held_out),
+               "systems": {name: aggregate(paths.evaluation / name) for name in names}}
+    if "spksim" in preset.report.judges:
+        results["speaker"] = speaker_numbers(paths, names, held_out)
+    motion_codec = build_codec(str(motion_config(paths)), weights=str(motion_weights(paths)))
+    results["sync"] = sync_numbers(paths, held_out, motion_codec)
+    results["duration"] = duration_numbers(paths, held_out, names)
+    timings = paths.root / "timings.json"
+    results["timings_s"] = json.loads(timings.read_text()) if timings.is_file() else {}
+    return results

