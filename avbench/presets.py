@@ -81,6 +81,9 @@ class TalkerSamplingStage:
     guidance: float = 2.0
     temperature: float = 0.7
     prefix_seconds: float = 1.0  # the prefix of t2av_prefix (another sentence) and continuation (the same one)
+    # infer.py talker --max-seconds: the corpus's clips last 2-4 s, so an output this long never stopped; a
+    # cap well under the CLI's 30 s keeps such outputs from taking most of the stage's time
+    max_seconds: float = 10.0
     systems: list[str] = field(default_factory=lambda: list(TALKER_SYSTEMS))
 
 

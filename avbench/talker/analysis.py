@@ -11,7 +11,8 @@ benchmark judges (WER by Whisper tiny.en with digits as words and the GRID promp
             T2AV's motion against its own speech
   mouth     A2V's L1 to the ground-truth mouth-opening track (0..1 units), beside the L1 between two
             different held-out clips' tracks (what no sync gives)
-  duration  generated seconds over the ground truth's, per clip; outputs that ran to --max-seconds
+  duration  generated seconds over the ground truth's, per clip; outputs that ran to --max-seconds (never
+            stopped)
 """
 
 import json
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 24_000  # WhisperX-VAE's
 FPS = 25.0
 PATCH = 4  # frames per Talker patch: a prefix is cut to whole patches
-MAX_SECONDS = 30.0  # infer.py talker's default --max-seconds: an output this long never stopped
 MAX_LAG = 2
 
 
@@ -135,9 +135,10 @@ def sync_numbers(paths: RunPaths, held_out: list[dict], motion_codec) -> dict:
     return result
 
 
-def duration_numbers(paths: RunPaths, held_out: list[dict], names: list[str]) -> dict:
+def duration_numbers(paths: RunPaths, held_out: list[dict], names: list[str], max_seconds: float) -> dict:
     """Per generated speech system: generated / ground-truth duration per clip (median, 10th and 90th
-    percentiles, the share within +-25 %), and how many outputs ran to the length limit (never stopped)."""
+    percentiles, the share within +-25 %), and how many outputs ran to the length limit ``max_seconds``
+    (never stopped)."""
     truth = {r["id"]: r["duration"] for r in held_out}
     out = {}
     for name in names:
@@ -146,7 +147,7 @@ def duration_numbers(paths: RunPaths, held_out: list[dict], names: list[str]) ->
         ratios, ran_out = [], 0
         for wav in (paths.samples / name / "raw").glob("*.wav"):
             seconds = len(read_audio(wav, SAMPLE_RATE)) / SAMPLE_RATE
-            ran_out += seconds >= MAX_SECONDS - PATCH / FPS
+            ran_out += seconds >= max_seconds - PATCH / FPS
             judged = paths.samples / name / wav.name
             if wav.stem in truth and judged.is_file():
                 ratios.append(len(read_audio(judged, SAMPLE_RATE)) / SAMPLE_RATE / truth[wav.stem])
@@ -168,7 +169,7 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
         results["speaker"] = speaker_numbers(paths, names, held_out)
     motion_codec = build_codec(str(motion_config(paths)), weights=str(motion_weights(paths)))
     results["sync"] = sync_numbers(paths, held_out, motion_codec)
-    results["duration"] = duration_numbers(paths, held_out, names)
+    results["duration"] = duration_numbers(paths, held_out, names, preset.talker.sampling.max_seconds)
     timings = paths.root / "timings.json"
     results["timings_s"] = json.loads(timings.read_text()) if timings.is_file() else {}
     return results

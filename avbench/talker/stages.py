@@ -104,6 +104,7 @@ def sample(preset: BenchPreset, paths: RunPaths) -> None:
                    "--out-dir", str(paths.samples / system.name / "raw"), "--mode", system.mode,
                    "--prefix-seconds", str(system.prefix_seconds), "--steps", str(sampling.steps),
                    "--guidance", str(sampling.guidance), "--temperature", str(sampling.temperature),
+                   "--max-seconds", str(sampling.max_seconds),
                    *codec_flags(preset, paths), "--no-render", "--seed", "0",
                    "--precision", hicodit_precision(preset)]
         sample_system(paths, system.name, command)
