@@ -54,7 +54,7 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
 
 
 def _row(i: int, speaker: str) -> dict:
-    return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": "neutral",
+    return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": "neutral", "num_frames": 60,
             "video": f"/v{i}.mp4", "motion": f"/m{i}.npy"}
 
 
@@ -85,3 +85,19 @@ def test_lip_sync_finds_a_mouth_that_follows_the_speech_within_two_frames_and_no
     other = carrier * np.repeat(np.clip(np.convolve(rng.random(120), np.ones(5) / 5, mode="same") - 0.3, 0, None), 960)
     assert lagged_correlation(opening, energy_envelope(other, rate, fps), max_lag=2)[0] < 0.5
     assert np.isnan(lagged_correlation(np.zeros(10), np.arange(10.0))[0])  # a still mouth: no correlation
+
+
+def test_a_talker_preset_runs_the_talker_stages_and_refuses_another_familys(tmp_path):
+    from avbench.paths import RunPaths
+    from avbench.presets import PresetError, load_preset
+    from avbench.stages import run_stages
+    from avbench.tools import StageError
+
+    preset = load_preset(str(PRESET))
+    assert preset.family == "talker" and preset.talker.sampling.systems[0] == "tts"
+    with pytest.raises(StageError, match="hicodit: not a stage of the talker benchmark"):
+        run_stages(preset, RunPaths(tmp_path), start="hicodit")
+    with pytest.raises(PresetError, match="unknown talker.sampling.systems lipread"):
+        load_preset(str(PRESET), ["talker.sampling.systems=[tts,lipread]"])
+    with pytest.raises(PresetError, match="family 'video'"):
+        load_preset(str(PRESET), ["family=video"])
