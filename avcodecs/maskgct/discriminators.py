@@ -9,6 +9,7 @@ one being its logits.
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
 LRELU_SLOPE = 0.1
@@ -111,3 +112,16 @@ def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.
     for r, f in zip(real, fake):
         total = total + sum(F.l1_loss(b, a.detach()) for a, b in zip(r[:-1], f[:-1])) / (len(r) - 1)
     return total
+
+
+def adversarial_losses(critics: "Discriminators", wav: torch.Tensor, recon: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(critics' loss, generator's adversarial loss, feature matching) for real ``wav`` and its
+    reconstruction ``recon`` (B, N), so one backward of their sum trains each side on its own loss only:
+    the critics see the *detached* reconstruction; the generator's losses go through the critics called
+    with *detached parameters* (torch.func.functional_call), so their gradient reaches only the codec."""
+    real = critics(wav)
+    critic = discriminator_loss(real, critics(recon.detach()))
+    frozen = {name: p.detach() for name, p in critics.named_parameters()}
+    fake = functional_call(critics, frozen, (recon,))
+    return critic, generator_loss(fake), feature_matching_loss(real, fake)

@@ -15,18 +15,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from avcodecs.maskgct.codebooks import CodebookMaintenance
 from avcodecs.maskgct.codec import MaskGCTCodec
 from avcodecs.maskgct.config import MaskGCTCodecConfig
 from avcodecs.maskgct.data_init import mean_spectrum_head_, unit_rms_convolutions_
-from avcodecs.maskgct.discriminators import (
-    Discriminators,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
+from avcodecs.maskgct.discriminators import Discriminators, adversarial_losses
 from avcodecs.maskgct.mel import MultiScaleMelLoss
 from avcodecs.maskgct.vocos import ISTFTHead
 from engine.errors import ConfigError
@@ -147,11 +141,7 @@ class CodecObjective(nn.Module):
         discriminator = torch.zeros((), device=wav.device)
         logs |= {"mel": mel, "commitment": commitment, "codebook": codebook}
         if self.discriminators is not None and self.training:
-            real = self.discriminators(wav)
-            discriminator = discriminator_loss(real, self.discriminators(recon.detach()))
-            frozen = {name: p.detach() for name, p in self.discriminators.named_parameters()}
-            fake = functional_call(self.discriminators, frozen, (recon,))
-            adversarial, matching = generator_loss(fake), feature_matching_loss(real, fake)
+            discriminator, adversarial, matching = adversarial_losses(self.discriminators, wav, recon)
             generator = generator + cfg.adversarial_weight * adversarial + cfg.feature_matching_weight * matching
             logs |= {"adversarial": adversarial, "feature_matching": matching, "discriminator": discriminator}
         return {"generator": generator, "discriminator": discriminator}, {k: v.detach() for k, v in logs.items()}

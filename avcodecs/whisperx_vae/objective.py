@@ -16,15 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
-from avcodecs.maskgct.discriminators import (
-    Discriminators,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
+from avcodecs.maskgct.discriminators import Discriminators, adversarial_losses
 from avcodecs.maskgct.mel import MultiScaleMelLoss
 from avcodecs.whisperx_vae.model import WhisperXVAE, WhisperXVAEConfig
 from engine.errors import ConfigError
@@ -97,11 +91,7 @@ class VAEObjective(nn.Module):
                 "posterior_scale": log_scale.exp().mean()}
         discriminator = torch.zeros((), device=wav.device)
         if self.discriminators is not None and self.training:
-            real = self.discriminators(wav)
-            discriminator = discriminator_loss(real, self.discriminators(recon.detach()))
-            frozen = {name: p.detach() for name, p in self.discriminators.named_parameters()}
-            fake = functional_call(self.discriminators, frozen, (recon,))
-            adversarial, matching = generator_loss(fake), feature_matching_loss(real, fake)
+            discriminator, adversarial, matching = adversarial_losses(self.discriminators, wav, recon)
             generator = generator + cfg.adversarial_weight * adversarial + cfg.feature_matching_weight * matching
             logs |= {"adversarial": adversarial, "feature_matching": matching, "discriminator": discriminator}
         return {"generator": generator, "discriminator": discriminator}, {k: v.detach() for k, v in logs.items()}
