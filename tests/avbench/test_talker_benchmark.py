@@ -30,19 +30,18 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     results = json.loads((report / "results.json").read_text())
     assert results["family"] == "talker"
     systems = results["systems"]
-    assert set(systems) == {"ground_truth", "resynthesis", "tts", "t2av", "continuation", "v2a"}
+    assert set(systems) == {"ground_truth", "resynthesis", "t2av", "continuation", "v2a"}
     assert all(s["utterances"] == 4 for s in systems.values())
     assert systems["ground_truth"]["wer"] < 50  # real Piper speech: the judge reads it
-    # every mode wrote its latents: speech and motion (tts: speech alone)
-    for name in ("tts", "t2av", "a2v", "v2a", "continuation"):
+    # every mode wrote its latents: speech and motion
+    for name in ("t2av", "a2v", "v2a", "continuation"):
         npz = sorted((out / "samples" / name / "raw").glob("*.npz"))
         assert len(npz) == 4, name
         with np.load(npz[0]) as z:
-            assert z["speech"].shape[1] == 32 and ("motion" in z) == (name != "tts"), name
-            assert name == "tts" or z["motion"].shape == (len(z["speech"]), 40)
+            assert z["speech"].shape[1] == 32 and z["motion"].shape == (len(z["speech"]), 40), name
     assert set(results["sync"]["systems"]) >= {"ground_truth", "ground_truth_shuffled", "a2v", "a2v_shuffled", "t2av"}
     assert results["sync"]["systems"]["ground_truth"]["mean"] > 0.5  # the corpus's mouth follows its speech
-    assert set(results["duration"]) >= {"tts", "t2av", "v2a"}
+    assert set(results["duration"]) == {"t2av", "continuation", "v2a"}
     assert set(results["speaker"]["systems"]) == set(systems)
     text = (report / "report.md").read_text()
     assert "## Goals" in text and "## Lip sync" in text and "| t2av |" in text and "## Time" in text
@@ -94,7 +93,7 @@ def test_a_talker_preset_runs_the_talker_stages_and_refuses_another_familys(tmp_
     from avbench.tools import StageError
 
     preset = load_preset(str(PRESET))
-    assert preset.family == "talker" and preset.talker.sampling.systems[0] == "tts"
+    assert preset.family == "talker" and preset.talker.sampling.systems[0] == "t2av"
     with pytest.raises(StageError, match="hicodit: not a stage of the talker benchmark"):
         run_stages(preset, RunPaths(tmp_path), start="hicodit")
     with pytest.raises(PresetError, match="unknown talker.sampling.systems lipread"):

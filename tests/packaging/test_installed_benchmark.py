@@ -18,7 +18,8 @@ from pathlib import Path
 
 site = Path(sys.argv[1]).resolve()
 import avbench
-from avbench import stages
+from avbench import stages, tools
+from avbench.talker import stages as talker_stages
 from avbench.paths import RunPaths
 from avbench.presets import load_preset
 from avbench.run import build_parser
@@ -30,7 +31,7 @@ from engine.data import write_manifest
 assert Path(avbench.__file__).resolve().is_relative_to(site), avbench.__file__  # the installed copy
 assert config_dir().resolve().is_relative_to(site)
 assert "--preset" in build_parser().format_help()
-presets = {name: load_preset(name) for name in ("quick", "medium", "full", "switches")}  # switches: base full
+presets = {name: load_preset(name) for name in ("quick", "medium", "full", "switches", "talker_quick", "talker_full")}
 print(json.dumps({"presets": {name: p.hicodit.steps for name, p in presets.items()},
                   "warmup": stages._warmup_steps([])}))
 
@@ -39,12 +40,14 @@ paths = RunPaths(Path("run").resolve())
 write_manifest(paths.corpus_list, [{"id": "a", "video": "a.mp4", "subset": "trainval", "duration": 2.0},
                                    {"id": "b", "video": "b.mp4", "subset": "test", "duration": 2.0}])
 commands = []
-stages.run_tool = lambda args, what: commands.append(args)
+stages.run_tool = talker_stages.run_tool = tools.run_tool = lambda args, what: commands.append(args)
 stages.write_references = lambda preset, paths: None
 stages.sampling_systems = lambda preset, paths: [System("generated", paths.samples / "generated" / "manifest.jsonl")]
 preset = presets["quick"]
 for stage in ("codec", "prepare", "hicodit", "sample"):
     stages.RUNNERS[stage](preset, paths)
+for stage in ("vae", "talker_tts", "talker"):  # Talker-T2AV's training commands (its configs ship too)
+    talker_stages.RUNNERS[stage](presets["talker_quick"], paths)
 
 children = []
 for args in commands:
@@ -78,11 +81,14 @@ def test_the_benchmark_runs_its_stage_commands_from_an_installed_package(install
     launched = [child["command"][1] for child in children]
     # the codec, then the decoder alone (the quick preset's decoder_steps), one export, the corpus pipeline's
     # HiCoDiT recipe, HiCoDiT, and the sampler
+    # then Talker-T2AV's: the WhisperX-VAE, stage 1 and the joint run (each composed from the shipped configs)
     assert launched == ["engine.train", "avcodecs.maskgct.export", "engine.train", "hicodit.prep", "engine.train",
-                        "hicodit.cli"]
+                        "hicodit.cli", "engine.train", "engine.train", "engine.train"]
     for child in children:
         assert child["code"] == 0, child
-    codec, export, decoder, prepare, hicodit, sample = children
+    codec, export, decoder, prepare, hicodit, sample, vae, talker_tts, talker = children
+    assert "experiment_name: bench_vae" in vae["out"] and "experiment_name: bench_talker_tts" in talker_tts["out"]
+    assert "experiment_name: bench_talker_joint" in talker["out"] and "tokenizer: qwen3-tokenizer" in talker["out"]
     assert "experiment_name: bench_codec" in codec["out"] and "decoder_only: true" in decoder["out"]
     assert "experiment_name: bench_hicodit" in hicodit["out"]
     for child, module in zip((export, prepare, sample), ("avcodecs.maskgct.export", "hicodit.prep", "hicodit.cli")):
