@@ -1,7 +1,6 @@
 """The Talker's benchmark report: ``<run>/report/report.md`` (tables and the goals, each met or not),
 ``results.json`` (every number) and ``videos/`` (generated talking faces with their speech)."""
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ from engine.atomic import atomic_path
 from engine.configs import build_codec
 from engine.media import read_audio, read_video
 from evaluation.harness import coverage
-
-log = logging.getLogger(__name__)
 
 # The issue's goals: points of WER, correlations, shares of clips, minutes on 2 CPU cores.
 TTS_WER_MARGIN = 8.0

@@ -12,7 +12,6 @@
     report      report.md, results.json, videos                         (avbench.talker.report)
 """
 
-import logging
 from dataclasses import asdict
 
 import numpy as np
@@ -29,8 +28,6 @@ from avbench.tools import codec_manifest, run_tool, sample_system
 from engine.configs import build_codec
 from engine.data import read_manifest, resolve_path, write_manifest
 from engine.media import read_audio, write_wav
-
-log = logging.getLogger(__name__)
 
 VAE_VAL_CLIPS = 8
 
