@@ -111,6 +111,9 @@ def speaker_numbers(paths: RunPaths, names: list[str], held_out: list[dict], jud
     return {"speakers": speakers, "systems": out}
 
 
+SEMITONES = 12 / np.log(2)  # per unit of natural-log F0
+
+
 def _f0_by_id(paths: RunPaths, name: str) -> dict[str, float]:
     rows = per_utterance(paths.evaluation / name)
     return {i: r["f0_mean_log"] for i, r in rows.items() if np.isfinite(r.get("f0_mean_log", np.nan))}
@@ -125,16 +128,8 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
     ``follows_label_within_speaker``, the same r with each speaker's own mean in that system removed (the
     expression alone). For emotion_swap: the F0 change from the same clip with its own label, against
     the ground truth's difference between the two emotions."""
-    semitones = 12 / np.log(2)
     out: dict = {"labels": sorted({r["emotion_label"] for r in held_out}), "systems": {}}
-    speaker_of = {r["id"]: r["speaker"] for r in held_out}
-    truth = _f0_by_id(paths, "ground_truth")
-    speaker_mean = {s: np.mean([v for i, v in truth.items() if speaker_of[i] == s]) for s in set(speaker_of.values())}
-    truth_by_label = defaultdict(list)
-    for r in held_out:
-        if r["id"] in truth:
-            truth_by_label[r["emotion_label"]].append(truth[r["id"]] - speaker_mean[r["speaker"]])
-    truth_effect = {label: float(np.mean(v)) for label, v in truth_by_label.items()}
+    speaker_mean, truth_effect = label_effects(paths, held_out)
     out["follows_label"], out["follows_label_within_speaker"], out["speaker_offset"] = {}, {}, {}
     def mean_by(values: np.ndarray, keys: np.ndarray) -> dict[str, float]:
         return {key: float(values[keys == key].mean()) for key in sorted(set(keys.tolist()))}
@@ -142,7 +137,7 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
     for name in names:
         f0 = _f0_by_id(paths, name)
         rows = [r for r in system_rows(paths, name, held_out) if r["id"] in f0 and r["emotion_label"] in truth_effect]
-        relative = np.array([semitones * (f0[r["id"]] - speaker_mean[r["speaker"]]) for r in rows])
+        relative = np.array([SEMITONES * (f0[r["id"]] - speaker_mean[r["speaker"]]) for r in rows])
         expected = np.array([truth_effect[r["emotion_label"]] for r in rows])
         labels, speakers = np.array([r["emotion_label"] for r in rows]), np.array([r["speaker"] for r in rows])
         out["systems"][name] = mean_by(relative, labels)
@@ -155,19 +150,41 @@ def emotion_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> 
             if len(values) > 2 and np.std(values) > 0 and np.std(expected) > 0:
                 out[key][name] = float(np.corrcoef(values, expected)[0, 1])
     if "emotion_swap" in names and "generated" in names:
-        own, swapped = _f0_by_id(paths, "generated"), _f0_by_id(paths, "emotion_swap")
-        moved, expected = [], []
-        for r in system_rows(paths, "emotion_swap", held_out):
-            if r["id"] in own and r["id"] in swapped and r.get("own_emotion") in truth_effect:
-                moved.append(semitones * (swapped[r["id"]] - own[r["id"]]))
-                expected.append(semitones * (truth_effect[r["emotion_label"]] - truth_effect[r["own_emotion"]]))
-        if moved:
-            moved, expected = np.array(moved), np.array(expected)
-            out["swap"] = {"clips": len(moved), "same_direction": float((np.sign(moved) == np.sign(expected)).mean()),
-                           "mean_abs_shift_st": float(np.abs(moved).mean()),
-                           "mean_abs_expected_st": float(np.abs(expected).mean()),
-                           "correlation": float(np.corrcoef(moved, expected)[0, 1]) if len(moved) > 2 else None}
+        rows = [r for r in system_rows(paths, "emotion_swap", held_out) if r.get("own_emotion") in truth_effect]
+        shift = f0_shift(paths, "generated", "emotion_swap", rows,
+                         {r["id"]: truth_effect[r["emotion_label"]] - truth_effect[r["own_emotion"]] for r in rows})
+        if shift:
+            out["swap"] = shift
     return out
+
+
+def label_effects(paths: RunPaths, held_out: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
+    """From the ground truth's F0: (each speaker's mean log-F0, each emotion label's mean log-F0 relative to
+    its speaker's mean, in semitones)."""
+    speaker_of = {r["id"]: r["speaker"] for r in held_out}
+    truth = _f0_by_id(paths, "ground_truth")
+    speaker_mean = {s: np.mean([v for i, v in truth.items() if speaker_of[i] == s]) for s in set(speaker_of.values())}
+    truth_by_label = defaultdict(list)
+    for r in held_out:
+        if r["id"] in truth:
+            truth_by_label[r["emotion_label"]].append(truth[r["id"]] - speaker_mean[r["speaker"]])
+    return speaker_mean, {label: SEMITONES * float(np.mean(v)) for label, v in truth_by_label.items()}
+
+
+def f0_shift(paths: RunPaths, base: str, shifted: str, rows: list[dict], expected_st: dict[str, float]) -> dict:
+    """How the F0 of system ``shifted`` moved from system ``base`` on the same clips (``rows``' ids), against
+    the shift the ground truth leads one to expect (semitones per id): the share of clips moving the expected
+    way, the mean sizes, and the correlation. Empty when no clip has both."""
+    own, moved_f0 = _f0_by_id(paths, base), _f0_by_id(paths, shifted)
+    ids = [r["id"] for r in rows if r["id"] in own and r["id"] in moved_f0 and r["id"] in expected_st]
+    if not ids:
+        return {}
+    moved = np.array([SEMITONES * (moved_f0[i] - own[i]) for i in ids])
+    expected = np.array([expected_st[i] for i in ids])
+    varied = len(ids) > 2 and moved.std() > 0 and expected.std() > 0
+    return {"clips": len(ids), "same_direction": float((np.sign(moved) == np.sign(expected)).mean()),
+            "mean_abs_shift_st": float(np.abs(moved).mean()), "mean_abs_expected_st": float(np.abs(expected).mean()),
+            "correlation": float(np.corrcoef(moved, expected)[0, 1]) if varied else None}
 
 
 def slot_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dict:

@@ -55,6 +55,16 @@ class TalkerDataConfig:
     # A clip of more patches than this is treated as cut from a longer one (no stop target), as the
     # released loss does for clips at its 30-s limit.
     max_stop_patches: int = 187
+    # True: each clip is cut to whole patches (its last 1-3 frames dropped when the length is not a
+    # multiple of the patch size), so the last patch is full in training as it always is at generation.
+    # False (released): the last patch is partly empty in training, a cue the stop head can learn that
+    # never appears at generation (measured on the offline benchmark: docs/talker_t2av.md).
+    whole_patches: bool = False
+    # Whose speaker embedding conditions the speech head: "same_clip" (released: the clip's own) or
+    # "other_clip" (another clip of the same ``speaker_id``, drawn per item in training, the next one in
+    # validation), as at generation, where the voice comes from another utterance; on a small corpus the
+    # clip's own embedding identifies the utterance (docs/talker_t2av.md).
+    speaker_reference: str = "same_clip"
     # Feature widths: the configs interpolate them from the model (${model.speech_dim} ...), and the
     # task checks they agree, so a mismatch is one line instead of a matmul error in the forward.
     speech_dim: int = 32
@@ -81,6 +91,24 @@ def _load_array(entry: dict, key: str, width: int, per_frame: bool = True) -> np
     if not np.isfinite(arr).all():
         raise TalkerDataError(f"{path}: {key} features contain NaN or inf")
     return arr
+
+
+SPEAKER_REFERENCES = ("same_clip", "other_clip")
+
+
+def speaker_partners(entries: list[dict], source: str) -> list[list[int]]:
+    """For each entry, the indices of the other entries with its ``speaker_id`` (for ``other_clip``)."""
+    by_speaker: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        if not e.get("speaker_id"):
+            raise TalkerDataError(f"{source}: speaker_reference=other_clip needs a speaker_id on every line; "
+                                  f"{e.get('id', f'line {i + 1}')!r} has none")
+        by_speaker.setdefault(e["speaker_id"], []).append(i)
+    lonely = sorted(s for s, idx in by_speaker.items() if len(idx) < 2)
+    if lonely:
+        raise TalkerDataError(f"{source}: speaker_reference=other_clip needs two clips per speaker; "
+                              f"{len(lonely)} speaker(s) have one ({', '.join(lonely[:3])})")
+    return [[j for j in by_speaker[e["speaker_id"]] if j != i] for i, e in enumerate(entries)]
 
 
 class TalkerDataset(Dataset):
@@ -112,6 +140,11 @@ class TalkerDataset(Dataset):
             raise TalkerDataError(f"{source}: no clip of at least {cfg.min_frames} frames")
         if len(self.entries) < len(entries):
             log.info("skipped %d clips shorter than %d frames", len(entries) - len(self.entries), cfg.min_frames)
+        if cfg.speaker_reference not in SPEAKER_REFERENCES:
+            raise TalkerDataError(f"data.speaker_reference must be one of {SPEAKER_REFERENCES}, "
+                                  f"got {cfg.speaker_reference!r}")
+        self.partners = (speaker_partners(self.entries, source) if cfg.speaker_reference == "other_clip"
+                         else None)
         self.lengths = [min(e["num_frames"], cfg.max_frames) for e in self.entries]
         self._layout = None  # built lazily: tokenizers do not pickle into workers everywhere
 
@@ -124,20 +157,36 @@ class TalkerDataset(Dataset):
             self._layout = ChatLayout(load_tokenizer(self.tokenizer_source))
         return self._layout
 
-    def features(self, e: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """(speech (T, Cs), motion (T, Cm) or None, speaker (G,)) of one manifest entry."""
-        cfg = self.cfg
+    def speaker_entry(self, i: int) -> dict:
+        """The entry whose speaker embedding conditions item ``i`` (``data.speaker_reference``)."""
+        if self.partners is None:
+            return self.entries[i]
+        partners = self.partners[i]
+        k = int(torch.randint(len(partners), ())) if self.train else 0  # torch's RNG: seeded per worker
+        return self.entries[partners[k]]
+
+    def kept_frames(self, total: int) -> tuple[int, int, bool]:
+        """(start, frames, cut) of a clip of ``total`` frames: a random crop to ``max_frames`` in training,
+        then whole patches only when ``whole_patches``."""
+        cfg, P = self.cfg, self.patch_size
+        start, cut = crop_start(total, cfg.max_frames, self.train), total > cfg.max_frames
+        total = min(total, cfg.max_frames)
+        if cfg.whole_patches:
+            total = max(P, total // P * P)
+        return start, total, cut
+
+    def features(self, i: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(speech (T, Cs), motion (T, Cm) or None, speaker (G,)) of item ``i``."""
+        e, cfg = self.entries[i], self.cfg
         speech = _load_array(e, "speech", cfg.speech_dim)
-        speaker = _load_array(e, "speaker", cfg.speaker_dim, per_frame=False)
+        speaker = _load_array(self.speaker_entry(i), "speaker", cfg.speaker_dim, per_frame=False)
         motion = _load_array(e, "motion", cfg.motion_dim) if e.get("motion") else None
         return speech, motion, speaker
 
     def __getitem__(self, i: int) -> dict:
         e, cfg, P = self.entries[i], self.cfg, self.patch_size
-        speech, motion, speaker = self.features(e)
-        total = len(speech) if motion is None else min(len(speech), len(motion))
-        start, cut = crop_start(total, cfg.max_frames, self.train), total > cfg.max_frames
-        total = min(total, cfg.max_frames)
+        speech, motion, speaker = self.features(i)
+        start, total, cut = self.kept_frames(len(speech) if motion is None else min(len(speech), len(motion)))
         speech = speech[start : start + total]
         if motion is not None:
             motion_frames = max(P, total // P * P)  # whole patches only (released)
@@ -183,8 +232,7 @@ class OnTheFlyDataset(TalkerDataset):
         total = -(-len(audio) // self.audio_hop)
         if motion is not None:
             total = min(total, len(motion))
-        start, cut = crop_start(total, cfg.max_frames, self.train), total > cfg.max_frames
-        total = min(total, cfg.max_frames)
+        start, total, cut = self.kept_frames(total)
         a, s = self.audio_hop, self.speaker_hop
         item = {
             "text_ids": torch.tensor(self.layout.prompt_ids(e.get("text", "")), dtype=torch.long),

@@ -44,5 +44,6 @@ class SyntheticTalkerDataset(TalkerDataset):
         entries = clips + [{**c, "id": c["id"] + "_tts", "motion": None} for c in clips]
         super().__init__(cfg, tokenizer_source, patch_size, train=train, entries=entries)
 
-    def features(self, e: dict):
-        return e["speech"], e["motion"], e["speaker"]
+    def features(self, i: int):
+        e = self.entries[i]
+        return e["speech"], e["motion"], self.speaker_entry(i)["speaker"]

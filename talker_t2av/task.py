@@ -73,6 +73,10 @@ class TalkerTask(Task):
             raise ConfigError(f"data.features must be one of {FEATURE_SOURCES}, got {d.features!r}")
         if d.features == "on_the_fly" and not (self.feature_codecs and {"vae", "speaker"} <= set(self.feature_codecs)):
             raise ConfigError("data.features=on_the_fly needs task.feature_codecs with a vae and a speaker encoder")
+        if d.features == "on_the_fly" and d.speaker_reference != "same_clip":
+            # the speaker encoder runs on the batch's own waveforms there
+            raise ConfigError("data.speaker_reference=other_clip works with precomputed features only "
+                              "(data.features=precomputed)")
 
     @property
     def tokenizer_source(self) -> str | None:

@@ -13,6 +13,8 @@ benchmark judges (WER by Whisper tiny.en with digits as words and the GRID promp
             different held-out clips' tracks (what no sync gives)
   duration  generated seconds over the ground truth's, per clip; outputs that ran to --max-seconds (never
             stopped)
+  prefix    (with the F0 judge) how the F0 after t2av_prefix's prefix, another sentence in another emotion,
+            moved from t2av's on the same clip, against that emotion's effect in the ground truth
 """
 
 import json
@@ -20,7 +22,7 @@ import logging
 
 import numpy as np
 
-from avbench.analysis import judge_options, speaker_numbers, system_rows
+from avbench.analysis import f0_shift, judge_options, label_effects, speaker_numbers, system_rows
 from avbench.paths import RunPaths
 from avbench.presets import BenchPreset
 from avbench.talker.codecs import motion_config, motion_weights
@@ -159,6 +161,15 @@ def duration_numbers(paths: RunPaths, held_out: list[dict], names: list[str], ma
     return out
 
 
+def prefix_emotion_numbers(paths: RunPaths, held_out: list[dict]) -> dict:
+    """Does a prefix in another emotion move the F0 that emotion's way? Per clip, t2av_prefix's F0 (after
+    the prefix) minus t2av's (the same text and speaker, no prefix), against the prefix emotion's mean
+    effect in the held-out ground truth (semitones from the speaker's mean): ``avbench.analysis.f0_shift``."""
+    _, effect = label_effects(paths, held_out)
+    rows = [r for r in system_rows(paths, "t2av_prefix", held_out) if r.get("reference_emotion") in effect]
+    return f0_shift(paths, "t2av", "t2av_prefix", rows, {r["id"]: effect[r["reference_emotion"]] for r in rows})
+
+
 def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     """Everything the report shows, also written to <run>/report/results.json."""
     held_out = held_out_rows(preset, paths)
@@ -170,6 +181,8 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     motion_codec = build_codec(str(motion_config(paths)), weights=str(motion_weights(paths)))
     results["sync"] = sync_numbers(paths, held_out, motion_codec)
     results["duration"] = duration_numbers(paths, held_out, names, preset.talker.sampling.max_seconds)
+    if "f0" in preset.report.judges and {"t2av", "t2av_prefix", "ground_truth"} <= set(names):
+        results["prefix_emotion"] = prefix_emotion_numbers(paths, held_out)
     timings = paths.root / "timings.json"
     results["timings_s"] = json.loads(timings.read_text()) if timings.is_file() else {}
     return results

@@ -5,8 +5,8 @@ system, and the two reference systems.
     resynthesis    its WhisperX-VAE latents decoded: the ceiling every speech system can reach
     tts            text + a reference voice (another held-out clip of the same speaker)
     t2av           text + that reference's voice and face: speech and motion together
-    t2av_prefix    t2av continuing the reference's first ``prefix_seconds`` (another sentence): judged
-                   on what follows the prefix
+    t2av_prefix    t2av continuing the reference's first ``prefix_seconds`` (another sentence of the
+                   speaker, in another emotion where there is one): judged on what follows the prefix
     continuation   t2av continuing the clip's own first ``prefix_seconds``, with its whole text
     a2v            the clip's own speech -> motion (on the reference face)
     v2a            the clip's own motion + its text -> speech in the reference's voice (dubbing)
@@ -60,11 +60,13 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
             for r in rows[:limit]]
 
 
-def _next_of(rows: list[dict], i: int, same_speaker: bool) -> dict | None:
-    """The next held-out clip after clip i (cyclically) of the same speaker, or of another one."""
+def _next_of(rows: list[dict], i: int, same_speaker: bool, other_emotion: bool = False) -> dict | None:
+    """The next held-out clip after clip i (cyclically) of the same speaker, or of another one; with
+    ``other_emotion``, the next one whose emotion differs from clip i's."""
     for k in range(1, len(rows)):
         other = rows[(i + k) % len(rows)]
-        if (other["speaker"] == rows[i]["speaker"]) == same_speaker:
+        if (other["speaker"] == rows[i]["speaker"]) == same_speaker and (
+                not other_emotion or other["emotion_label"] != rows[i]["emotion_label"]):
             return other
     return None
 
@@ -74,6 +76,8 @@ def system_requests(name: str, rows: list[dict]) -> tuple[list[dict], list[dict]
     requests, meta = [], []
     for i, row in enumerate(rows):
         reference = _next_of(rows, i, same_speaker=name != "voice_swap")
+        if name == "t2av_prefix":  # a prefix in another emotion: does the F0 follow it? (analysis)
+            reference = _next_of(rows, i, same_speaker=True, other_emotion=True) or reference
         if reference is None:
             continue
         voice = {"ref_audio": reference["video"]}
@@ -93,6 +97,7 @@ def system_requests(name: str, rows: list[dict]) -> tuple[list[dict], list[dict]
         meta.append({"id": row["id"], "num_frames": row["num_frames"], "text": row["text"], "speaker": row["speaker"],
                      "emotion_label": row["emotion_label"], "face_speaker": reference["speaker"]
                      if name == "voice_swap" else row["speaker"], "reference": reference["id"],
+                     "reference_emotion": reference["emotion_label"],
                      **{k: v for k, v in request.items() if k not in ("id", "text")}})
     return requests, meta
 

@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avbench.paths import RunPaths
+from avbench.talker.analysis import prefix_emotion_numbers
 from avbench.talker.systems import system_requests
+from engine.data import write_manifest
 from evaluation.lipsync import energy_envelope, lagged_correlation
 from tests.avbench.conftest import need
+from tests.avbench.test_benchmark_run import write_f0_cache
 
 PRESET = Path(__file__).with_name("data") / "talker_tiny_preset.yaml"
 
@@ -30,7 +34,7 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     results = json.loads((report / "results.json").read_text())
     assert results["family"] == "talker"
     systems = results["systems"]
-    assert set(systems) == {"ground_truth", "resynthesis", "t2av", "continuation", "v2a"}
+    assert set(systems) == {"ground_truth", "resynthesis", "t2av", "t2av_prefix", "continuation", "v2a"}
     assert all(s["utterances"] == 4 for s in systems.values())
     assert systems["ground_truth"]["wer"] < 50  # real Piper speech: the judge reads it
     # every mode wrote its latents: speech and motion
@@ -41,7 +45,8 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
             assert z["speech"].shape[1] == 32 and z["motion"].shape == (len(z["speech"]), 40), name
     assert set(results["sync"]["systems"]) >= {"ground_truth", "ground_truth_shuffled", "a2v", "a2v_shuffled", "t2av"}
     assert results["sync"]["systems"]["ground_truth"]["mean"] > 0.5  # the corpus's mouth follows its speech
-    assert set(results["duration"]) == {"t2av", "continuation", "v2a"}
+    assert set(results["duration"]) == {"t2av", "t2av_prefix", "continuation", "v2a"}
+    assert "prefix_emotion" in results  # F0 judged (the tiny model's noise may have no voiced F0 to compare)
     assert set(results["speaker"]["systems"]) == set(systems)
     text = (report / "report.md").read_text()
     assert "## Goals" in text and "## Lip sync" in text and "| t2av |" in text and "## Time" in text
@@ -52,8 +57,8 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert again.returncode == 0 and (report / "report.md").stat().st_mtime_ns == written
 
 
-def _row(i: int, speaker: str) -> dict:
-    return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": "neutral", "num_frames": 60,
+def _row(i: int, speaker: str, emotion: str = "neutral") -> dict:
+    return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": emotion, "num_frames": 60,
             "video": f"/v{i}.mp4", "motion": f"/m{i}.npy"}
 
 
@@ -100,3 +105,36 @@ def test_a_talker_preset_runs_the_talker_stages_and_refuses_another_familys(tmp_
         load_preset(str(PRESET), ["talker.sampling.systems=[tts,lipread]"])
     with pytest.raises(PresetError, match="family 'video'"):
         load_preset(str(PRESET), ["family=video"])
+
+
+def test_a_prefix_comes_from_another_emotion_and_its_f0_shift_is_scored(tmp_path):
+    emotions = ["neutral", "neutral", "sadness", "happiness", "happiness", "sadness"]
+    rows = [_row(i, "ab"[i % 2], e) for i, e in enumerate(emotions)]
+    _, meta = system_requests("t2av_prefix", rows)
+    # the next clip of the same speaker in another emotion (c0, a, neutral -> c2, a, sadness)
+    assert [m["reference"] for m in meta] == ["c2", "c3", "c4", "c5", "c0", "c1"]
+    assert [m["reference_emotion"] for m in meta] == ["sadness", "happiness", "happiness", "sadness", "neutral",
+                                                      "neutral"]
+    # the F0 judge: per clip, t2av_prefix's F0 minus t2av's against the prefix emotion's effect
+    rows = [_row(0, "a", "sadness"), _row(1, "b", "happiness"), _row(2, "a", "happiness"), _row(3, "b", "sadness")]
+    _, meta = system_requests("t2av_prefix", rows)
+    st = np.log(2) / 12
+    effect = {"sadness": -3.0, "happiness": 3.0}  # semitones around each speaker's mean
+    base = {"a": np.log(100), "b": np.log(200)}
+    flat = {r["id"]: base[r["speaker"]] for r in rows}  # t2av: the speaker's pitch whatever the sentence
+
+    def scored(folder, shift_st: dict) -> dict:
+        paths = RunPaths(folder)
+        write_f0_cache(paths.evaluation / "ground_truth",
+                       {r["id"]: base[r["speaker"]] + st * effect[r["emotion_label"]] for r in rows})
+        write_f0_cache(paths.evaluation / "t2av", flat)
+        write_manifest(paths.samples / "t2av_prefix" / "manifest.jsonl", meta)
+        write_f0_cache(paths.evaluation / "t2av_prefix", {i: flat[i] + st * shift_st[i] for i in flat})
+        return prefix_emotion_numbers(paths, rows)
+
+    half_way = scored(tmp_path / "follows", {m["id"]: effect[m["reference_emotion"]] / 2 for m in meta})
+    assert half_way["clips"] == 4 and half_way["same_direction"] == 1.0
+    assert half_way["correlation"] == pytest.approx(1.0)
+    assert half_way["mean_abs_shift_st"] == pytest.approx(1.5) and half_way["mean_abs_expected_st"] == pytest.approx(3.0)
+    wrong_way = scored(tmp_path / "against", {m["id"]: -effect[m["reference_emotion"]] for m in meta})
+    assert wrong_way["same_direction"] == 0.0 and wrong_way["correlation"] == pytest.approx(-1.0)

@@ -87,3 +87,54 @@ def test_bad_features_name_the_file(tmp_path):
     short = write_manifest(tmp_path / "s.jsonl", [write_clip(tmp_path, "s", 5)])
     with pytest.raises(TalkerDataError, match="no clip of at least 8 frames"):
         TalkerDataset(TalkerDataConfig(manifests=[short]), "char", 4)
+
+
+def test_whole_patches_end_every_clip_on_a_full_patch(tmp_path):
+    """With whole_patches the last patch is full, as at generation; without (released) it is partly empty."""
+    av = write_manifest(tmp_path / "av.jsonl", [write_clip(tmp_path, "a", 23), write_clip(tmp_path, "b", 26)])
+    released = TalkerDataset(TalkerDataConfig(manifests=[av]), "char", 4)
+    whole = TalkerDataset(TalkerDataConfig(manifests=[av], whole_patches=True), "char", 4)
+    assert [len(released[i]["speech"]) for i in range(2)] == [23, 26]
+    assert [len(whole[i]["speech"]) for i in range(2)] == [20, 24]
+    assert [len(whole[i]["motion"]) for i in range(2)] == [20, 24] and whole[0]["ends"]
+    batch = TalkerCollator(4)([whole[0], whole[1]])
+    assert batch["n_slots"].tolist() == [5, 6]
+    np.testing.assert_array_equal(whole[1]["speech"], released[1]["speech"][:24])
+
+
+def test_other_clip_speaker_reference_draws_the_same_speakers_other_clips(tmp_path):
+    entries = [{**write_clip(tmp_path, f"{s}{i}", 12 + i + 3 * k, motion=False), "speaker_id": s}
+               for k, s in enumerate("xy") for i in range(3)]
+    path = write_manifest(tmp_path / "m.jsonl", entries)
+    own = {e["id"]: np.load(tmp_path / e["speaker"]) for e in entries}
+    speaker_of = {e["id"]: e["speaker_id"] for e in entries}
+    ds = TalkerDataset(TalkerDataConfig(tts_manifests=[path], speaker_reference="other_clip"), "char", 4)
+    torch.manual_seed(0)
+    drawn = {}
+    for _ in range(20):
+        for i in range(len(ds)):
+            item = ds[i]
+            source = next(k for k, v in own.items() if np.array_equal(v, item["speaker"].numpy()))
+            assert source != item["id"] and speaker_of[source] == speaker_of[item["id"]]
+            drawn.setdefault(item["id"], set()).add(source)
+    assert all(len(v) == 2 for v in drawn.values())  # both other clips of the speaker come up
+    val = TalkerDataset(TalkerDataConfig(tts_manifests=[path], speaker_reference="other_clip"), "char", 4,
+                        train=False)
+    assert all(np.array_equal(val[0]["speaker"].numpy(), own["x1"]) for _ in range(3))  # fixed: the next clip
+    same = TalkerDataset(TalkerDataConfig(tts_manifests=[path]), "char", 4)
+    assert np.array_equal(same[0]["speaker"].numpy(), own[same[0]["id"]])
+
+
+def test_other_clip_speaker_reference_needs_speakers_with_two_clips(tmp_path):
+    lonely = write_manifest(tmp_path / "a.jsonl", [{**write_clip(tmp_path, "a", 12), "speaker_id": "s1"},
+                                                   {**write_clip(tmp_path, "b", 13), "speaker_id": "s2"},
+                                                   {**write_clip(tmp_path, "c", 14), "speaker_id": "s2"}])
+    with pytest.raises(TalkerDataError, match=r"a.jsonl: speaker_reference=other_clip needs two clips per "
+                                              r"speaker; 1 speaker\(s\) have one \(s1\)"):
+        TalkerDataset(TalkerDataConfig(manifests=[lonely], speaker_reference="other_clip"), "char", 4)
+    unnamed = write_manifest(tmp_path / "b.jsonl", [write_clip(tmp_path, "d", 12)])
+    with pytest.raises(TalkerDataError, match="b.jsonl: speaker_reference=other_clip needs a speaker_id on every "
+                                              "line; 'd' has none"):
+        TalkerDataset(TalkerDataConfig(manifests=[unnamed], speaker_reference="other_clip"), "char", 4)
+    with pytest.raises(TalkerDataError, match="data.speaker_reference must be one of"):
+        TalkerDataset(TalkerDataConfig(manifests=[unnamed], speaker_reference="speaker_mean"), "char", 4)
