@@ -46,10 +46,11 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
     """The prepared test clips generated from (``talker.sampling.clips`` of them, in turn from each speaker),
     with absolute paths: id, text, speaker, emotion, num_frames, video (the clip's mp4: its speech), speech
     (VAE latents), motion (normalised face-state motion), duration."""
-    video = {r["id"]: r["video"] for r in read_manifest(paths.motion / "corpus.jsonl")}  # absolute paths
+    corpus = {r["id"]: r for r in read_manifest(paths.motion / "corpus.jsonl")}  # absolute paths
     by_speaker: dict[str, list[dict]] = {}
     for row in read_manifest(paths.prepared / "test.jsonl"):
-        row["video"] = video[row["id"]]  # the pipeline keeps a clip's features, not its media
+        # the pipeline keeps a clip's features, not its media or its emotion label: from the corpus list
+        row["video"], row["emotion"] = corpus[row["id"]]["video"], corpus[row["id"]].get("emotion", "neutral")
         by_speaker.setdefault(row.get("speaker_id") or row.get("speaker", ""), []).append(row)
     rows = [row for turn in itertools.zip_longest(*by_speaker.values()) for row in turn if row is not None]
     limit = preset.talker.sampling.clips or len(rows)
