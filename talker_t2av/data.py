@@ -97,18 +97,19 @@ SPEAKER_REFERENCES = ("same_clip", "other_clip")
 
 
 def speaker_partners(entries: list[dict], source: str) -> list[list[int]]:
-    """For each entry, the indices of the other entries with its ``speaker_id`` (for ``other_clip``)."""
-    by_speaker: dict[str, list[int]] = {}
+    """For each entry, the indices of the entries of other clips (another ``id``: an audio-video clip's
+    TTS copy and the repeats of balancing are the same clip) with its ``speaker_id`` (for ``other_clip``)."""
+    by_speaker: dict[str, dict[str, int]] = {}  # speaker -> clip id -> its first entry
     for i, e in enumerate(entries):
         if not e.get("speaker_id"):
             raise TalkerDataError(f"{source}: speaker_reference=other_clip needs a speaker_id on every line; "
                                   f"{e.get('id', f'line {i + 1}')!r} has none")
-        by_speaker.setdefault(e["speaker_id"], []).append(i)
-    lonely = sorted(s for s, idx in by_speaker.items() if len(idx) < 2)
+        by_speaker.setdefault(e["speaker_id"], {}).setdefault(e["id"], i)
+    lonely = sorted(s for s, clips in by_speaker.items() if len(clips) < 2)
     if lonely:
         raise TalkerDataError(f"{source}: speaker_reference=other_clip needs two clips per speaker; "
                               f"{len(lonely)} speaker(s) have one ({', '.join(lonely[:3])})")
-    return [[j for j in by_speaker[e["speaker_id"]] if j != i] for i, e in enumerate(entries)]
+    return [[j for clip, j in by_speaker[e["speaker_id"]].items() if clip != e["id"]] for e in entries]
 
 
 class TalkerDataset(Dataset):

@@ -121,6 +121,12 @@ def test_other_clip_speaker_reference_draws_the_same_speakers_other_clips(tmp_pa
     val = TalkerDataset(TalkerDataConfig(tts_manifests=[path], speaker_reference="other_clip"), "char", 4,
                         train=False)
     assert all(np.array_equal(val[0]["speaker"].numpy(), own["x1"]) for _ in range(3))  # fixed: the next clip
+    # the joint recipe's layout: the same clips as audio-video and as TTS samples; never the clip's own
+    av = write_manifest(tmp_path / "av.jsonl", [{**write_clip(tmp_path, f"v{i}", 12 + i), "speaker_id": "z"}
+                                                for i in range(2)])
+    joint = TalkerDataset(TalkerDataConfig(manifests=[av], tts_manifests=[av], speaker_reference="other_clip"),
+                          "char", 4)
+    assert len(joint) == 4 and joint.partners == [[1], [0], [1], [0]]
     same = TalkerDataset(TalkerDataConfig(tts_manifests=[path]), "char", 4)
     assert np.array_equal(same[0]["speaker"].numpy(), own[same[0]["id"]])
 
