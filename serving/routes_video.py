@@ -43,10 +43,11 @@ router = APIRouter()
 
 SAMPLER_FIELDS = tuple(f.name for f in dataclasses.fields(DiffusionSamplerConfig))
 VIDEO_SPEECH_FIELDS = ("file", "format")
-TALKING_HEAD_FIELDS = ("mode", "text", "voice", "voice_file", "face", "audio", "prefix_seconds", "stream")
+TALKING_HEAD_FIELDS = ("mode", "text", "voice", "voice_file", "face", "audio", "prefix_seconds", "prefix_text",
+                       "stream")
 # the request's fields as the form calls them, in the library's messages
 TALKER_FIELD_NAMES = {"ref_audio": "voice", "ref_video": "face", "video": "face", "audio": "audio", "text": "text",
-                      "prefix_seconds": "prefix_seconds"}
+                      "prefix_seconds": "prefix_seconds", "prefix_text": "prefix_text"}
 
 
 # --------------------------------------------------------------------------------- silent clip -> speech
@@ -175,7 +176,7 @@ async def talker_request(form, mode: str, talker: TalkerService, folder: Request
         raise HTTPError(400, f"prefix_seconds must be a number, got {text_field(form, 'prefix_seconds')!r}") from None
     return TalkerRequest(mode=mode, text=text, ref_audio=voice and str(voice), audio=audio and str(audio),
                          ref_video=str(face) if mode != "v2a" else None, video=str(face) if mode == "v2a" else None,
-                         prefix_seconds=prefix)
+                         prefix_seconds=prefix, prefix_text=text_field(form, "prefix_text", ""))
 
 
 def write_output(folder: RequestFolder, output: TalkerOutput) -> bytes:

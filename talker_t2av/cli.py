@@ -46,7 +46,8 @@ from talker_t2av.generate import TalkerGenerator, TalkerOutput, TalkerRequest
 
 log = logging.getLogger(__name__)
 COMMAND = "infer.py talker"
-FLAGS = {name: "--" + name.replace("_", "-") for name in (*MEDIA_FIELDS, "text", "prefix_seconds")}
+FLAGS = {name: "--" + name.replace("_", "-") for name in (*MEDIA_FIELDS, "text", "prefix_seconds", "prefix_text")}
+PER_REQUEST = ("prefix_seconds", "prefix_text")  # flags a manifest row may set for itself
 
 
 def add_arguments(parser) -> None:
@@ -71,7 +72,10 @@ def add_arguments(parser) -> None:
     req.add_argument("--motion", help="v2a: its motion .npy (normalised) instead of encoding --video")
     req.add_argument("--prefix-seconds", type=non_negative_float, default=0.0,
                      help="0: the references give only voice and face; N: continue their first N seconds")
-    add_io_flags(parser, manifest_keys=", ".join(MEDIA_FIELDS) + ", text",
+    req.add_argument("--prefix-text", default="",
+                     help="what the prefix says, when the reference is another sentence (cut the prefix between "
+                          "words): read before --text, which the output after the prefix says")
+    add_io_flags(parser, manifest_keys=", ".join((*MEDIA_FIELDS, "text", *PER_REQUEST)),
                  outputs="<out>.wav, <out>.mp4 when there is motion, <out>.npz latents")
 
     smp = parser.add_argument_group("sampling (default: the checkpoint's own sampler config)")
@@ -93,7 +97,7 @@ def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:
     check_io(args)
     if args.manifest:
         entries = read_manifest(args.manifest, required=("id",))
-        known = {"id", "text", *MEDIA_FIELDS}
+        known = {"id", "text", *MEDIA_FIELDS, *PER_REQUEST}
         requests = {}
         for entry, stem in zip(entries, output_stems(args.out_dir, [str(e["id"]) for e in entries])):
             unknown = sorted(set(entry) - known - {"_root", "num_frames"})
@@ -101,12 +105,17 @@ def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:
                 raise UserFacingError(f"{args.manifest}: request {entry['id']!r} has unknown keys {unknown} "
                                       f"(known: {sorted(known)})")
             media = {k: str(resolve_path(entry, k)) for k in MEDIA_FIELDS if entry.get(k)}
+            prefix_seconds = entry.get("prefix_seconds", args.prefix_seconds)
+            if isinstance(prefix_seconds, bool) or not isinstance(prefix_seconds, int | float):
+                raise UserFacingError(f"{args.manifest}: request {entry['id']!r} has prefix_seconds "
+                                      f"{prefix_seconds!r}; expected a number of seconds")
             request = TalkerRequest(mode=args.mode, text=str(entry.get("text", "")), id=str(entry["id"]),
-                                    prefix_seconds=args.prefix_seconds, **media)
+                                    prefix_seconds=float(prefix_seconds),
+                                    prefix_text=str(entry.get("prefix_text", args.prefix_text)), **media)
             requests[request.id] = (request, stem)
     else:
         request = TalkerRequest(mode=args.mode, text=args.text, prefix_seconds=args.prefix_seconds,
-                                **{k: getattr(args, k) for k in MEDIA_FIELDS})
+                                prefix_text=args.prefix_text, **{k: getattr(args, k) for k in MEDIA_FIELDS})
         requests = {"": (request, output_stem(args.out))}
     return requests
 
@@ -150,7 +159,7 @@ def run(args) -> int:
     else:
         talker = TalkerGenerator.from_released(args.released or "talker-t2av", args.qwen, **options)
     talker.codecs.build_for(args.mode, render=not args.no_render)  # refused weights stop us before any output
-    if not talker.prefix_fits(next(iter(requests.values()))[0], args.max_seconds):  # one --prefix-seconds for all
+    if not args.manifest and not talker.prefix_fits(requests[""][0], args.max_seconds):  # in the flags' words
         raise UserFacingError(f"--prefix-seconds {args.prefix_seconds} leaves nothing to generate within "
                               f"--max-seconds {args.max_seconds}")
     for request, _ in requests.values():  # every request's media opened and motion read, before any output

@@ -100,6 +100,9 @@ class TalkerRequest:
     video: str | None = None  # v2a: the face video to dub
     motion: str | None = None  # v2a: instead of encoding video's motion
     prefix_seconds: float = 0.0  # 0: the references give only voice and face; N: continue their first N seconds
+    # What the prefix says, when it is another sentence (cut between words): the model reads it before
+    # ``text``, as in training, where the text is the whole clip's; the output after the prefix says ``text``
+    prefix_text: str = ""
     id: str = ""  # names the request in messages and results
 
 
@@ -128,11 +131,19 @@ def check_request(req: TalkerRequest, names: dict[str, str] | None = None) -> No
                 raise RequestError(f"{name(field_name, field_name)} {path}: is a folder, not a file")
             if not path.is_file():
                 raise RequestError(f"{name(field_name, field_name)} {path}: file does not exist")
-    if len(req.text) > MAX_TEXT_CHARS:
-        raise RequestError(f"{where}{name('text', 'text')} has {len(req.text)} characters; at most {MAX_TEXT_CHARS} "
-                           "per request (split longer text into several requests)")
+    if len(spoken_text(req)) > MAX_TEXT_CHARS:
+        raise RequestError(f"{where}{name('text', 'text')} has {len(spoken_text(req))} characters; at most "
+                           f"{MAX_TEXT_CHARS} per request (split longer text into several requests)")
     if not req.prefix_seconds >= 0:
         raise RequestError(f"{where}{name('prefix_seconds', 'prefix_seconds')} must be >= 0, got {req.prefix_seconds}")
+    if req.prefix_text.strip() and not req.prefix_seconds > 0:
+        raise RequestError(f"{where}{name('prefix_text', 'prefix_text')} is what a prefix says, but there is no "
+                           f"prefix ({name('prefix_seconds', 'prefix_seconds')} 0)")
+
+
+def spoken_text(req: TalkerRequest) -> str:
+    """The text the model reads: the prefix's words (if given), then the request's."""
+    return f"{req.prefix_text.strip()} {req.text.strip()}".strip() if req.prefix_text.strip() else req.text
 
 
 @dataclass
@@ -277,7 +288,7 @@ def prepare(req: TalkerRequest, codecs: Codecs, layout: ChatLayout, prefix_frame
     """
     check_request(req)
     mode = req.mode
-    prompt = torch.tensor(layout.prompt_ids(req.text), dtype=torch.long)
+    prompt = torch.tensor(layout.prompt_ids(spoken_text(req)), dtype=torch.long)
     prefix_seconds = prefix_frames / frame_rate
     speaker = torch.zeros(speaker_dim)  # a2v never runs the speech head
     if mode != "a2v":

@@ -41,6 +41,7 @@ from talker_t2av.conditioning import (
     prepare,
 )
 from talker_t2av.model import TalkerT2AV
+from talker_t2av.patching import whole_patch_frames
 from talker_t2av.tokenizer import ChatLayout
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,10 @@ class TalkerGenerator:
 
     def prefix_frames(self, request: TalkerRequest) -> int:
         """The request's prefix in latent frames, whole patches."""
-        return int(request.prefix_seconds * self.frame_rate) // self.model.patch_size * self.model.patch_size
+        return whole_patch_frames(request.prefix_seconds, self.frame_rate, self.model.patch_size)
 
     def max_patches(self, max_seconds: float) -> int:
-        return max(1, int(max_seconds * self.frame_rate) // self.model.patch_size)
+        return max(1, whole_patch_frames(max_seconds, self.frame_rate, self.model.patch_size) // self.model.patch_size)
 
     def prefix_fits(self, request: TalkerRequest, max_seconds: float) -> bool:
         """Whether the request's prefix leaves something to generate within ``max_seconds``."""

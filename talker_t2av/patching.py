@@ -18,6 +18,12 @@ import torch
 import torch.nn.functional as F
 
 
+def whole_patch_frames(seconds: float, frame_rate: float, patch: int) -> int:
+    """Frames in ``seconds``, rounded down to whole patches; a time written in decimals counts in full
+    (4.64 s at 25 Hz is 116 frames, though 4.64 * 25 is a hair under 116 in floating point)."""
+    return int(round(seconds * frame_rate, 6)) // patch * patch
+
+
 def ceil_div(a: torch.Tensor, b: int) -> torch.Tensor:
     return torch.div(a + b - 1, b, rounding_mode="floor")
 

@@ -26,37 +26,37 @@ from avbench.analysis import f0_shift, judge_options, label_effects, speaker_num
 from avbench.paths import RunPaths
 from avbench.presets import BenchPreset
 from avbench.talker.codecs import motion_config, motion_weights
-from avbench.talker.systems import CUT_PREFIX, MOTION_SYSTEMS, SPEECH_SYSTEMS, TalkerSystem, held_out_rows
+from avbench.talker.systems import CUT_PREFIX, FPS, MOTION_SYSTEMS, PATCH, SPEECH_SYSTEMS, TalkerSystem, held_out_rows
 from engine.configs import build_codec
 from engine.data import read_manifest
 from engine.media import read_audio, write_wav
 from engine.pipeline.corpus import Clip
 from evaluation.harness import aggregate, evaluate, remember_inputs
 from evaluation.lipsync import energy_envelope, lagged_correlation
+from talker_t2av.patching import whole_patch_frames
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000  # WhisperX-VAE's
-FPS = 25.0
-PATCH = 4  # frames per Talker patch: a prefix is cut to whole patches
 MAX_LAG = 2
 
 
-def prefix_samples(system: TalkerSystem) -> int:
-    """Samples of a system's output that are the prefix (``TalkerGenerator.prefix_frames``: whole patches)."""
-    frames = int(system.prefix_seconds * FPS) // PATCH * PATCH
-    return frames * int(SAMPLE_RATE / FPS)
+def prefix_samples(prefix_seconds: float) -> int:
+    """Samples of an output that are its prefix (``TalkerGenerator.prefix_frames``: whole patches)."""
+    return whole_patch_frames(prefix_seconds, FPS, PATCH) * int(SAMPLE_RATE / FPS)
 
 
 def write_judged_speech(paths: RunPaths, system: TalkerSystem) -> None:
     """``<name>/<id>.wav``: the speech each request is judged on, from infer.py's ``raw/<id>.wav`` (a2v has
     none: its speech is the given one). A system continuing another sentence's prefix is judged on what
-    follows the prefix."""
+    follows the prefix (its request's own prefix_seconds, else the system's)."""
     folder = paths.samples / system.name
-    cut = prefix_samples(system) if system.name in CUT_PREFIX else 0
+    prefixes = {str(r["id"]): r.get("prefix_seconds", system.prefix_seconds)
+                for r in read_manifest(folder / "manifest.jsonl")}
     for raw in sorted((folder / "raw").glob("*.wav")):
         judged = folder / raw.name
         if not judged.is_file():
+            cut = prefix_samples(prefixes.get(raw.stem, system.prefix_seconds)) if system.name in CUT_PREFIX else 0
             write_wav(judged, read_audio(raw, SAMPLE_RATE)[cut:], SAMPLE_RATE)
 
 
@@ -140,12 +140,14 @@ def sync_numbers(paths: RunPaths, held_out: list[dict], motion_codec) -> dict:
 def duration_numbers(paths: RunPaths, held_out: list[dict], names: list[str], max_seconds: float) -> dict:
     """Per generated speech system: generated / ground-truth duration per clip (median, 10th and 90th
     percentiles, the share within +-25 %), and how many outputs ran to the length limit ``max_seconds``
-    (never stopped)."""
-    truth = {r["id"]: r["duration"] for r in held_out}
+    (never stopped). The true duration is that of what the system's output is judged on (t2av_prefix: the
+    clip's words after the prefix's)."""
     out = {}
     for name in names:
         if name in ("ground_truth", "resynthesis") or not (paths.samples / name / "raw").is_dir():
             continue
+        truth = {r["id"]: r["duration"] for r in held_out}
+        truth |= {r["id"]: r["duration"] for r in system_rows(paths, name, held_out) if "duration" in r}
         ratios, ran_out = [], 0
         for wav in (paths.samples / name / "raw").glob("*.wav"):
             seconds = len(read_audio(wav, SAMPLE_RATE)) / SAMPLE_RATE

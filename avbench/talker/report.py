@@ -35,7 +35,8 @@ SYSTEM_NOTES = {
     "resynthesis": "their WhisperX-VAE latents decoded (the ceiling)",
     "tts": "text + another clip's voice (same speaker)",
     "t2av": "text + that clip's voice and face: speech and motion",
-    "t2av_prefix": "t2av continuing the first seconds of another sentence (another emotion); judged after them",
+    "t2av_prefix": "t2av continuing another sentence's first words (another emotion) with the clip's next ones; "
+                   "judged after them",
     "continuation": "t2av continuing the clip's own first seconds",
     "v2a": "the clip's own motion + text -> speech (dubbing)",
     "v2a_shuffled": "control: another clip's motion, own text",
@@ -139,12 +140,13 @@ def markdown(results: dict, videos: list[Path]) -> str:
     prefix = results.get("prefix_emotion")
     if prefix:
         lines += ["", "## Prefix emotion (F0)", "",
-                  "t2av_prefix continues another sentence of the speaker in another emotion. Per clip, its F0 after the "
-                  "prefix minus t2av's on the same text, against the prefix emotion's effect in the ground truth "
-                  "(semitones from the speaker's mean).", "",
+                  "t2av_prefix continues another sentence of the speaker in another emotion. Per clip, its F0 after "
+                  "the prefix minus t2av's on the whole sentence, against the prefix emotion's effect in the ground "
+                  "truth (semitones from the speaker's mean).", "",
                   "| clips | moved the emotion's way | mean shift | mean expected | r |", "|---|---|---|---|---|",
-                  f"| {prefix['clips']} | {100 * prefix['same_direction']:.0f}% | {prefix['mean_abs_shift_st']:.2f} st | "
-                  f"{prefix['mean_abs_expected_st']:.2f} st | {_fmt(prefix.get('correlation'), '{:.2f}')} |"]
+                  f"| {prefix['clips']} | {100 * prefix['same_direction']:.0f}% | "
+                  f"{prefix['mean_abs_shift_st']:.2f} st | {prefix['mean_abs_expected_st']:.2f} st | "
+                  f"{_fmt(prefix.get('correlation'), '{:.2f}')} |"]
     timings = results.get("timings_s", {})
     if timings:
         lines += ["", "## Time", "", "| stage | minutes |", "|---|---|"]

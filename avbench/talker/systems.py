@@ -5,8 +5,9 @@ system, and the two reference systems.
     resynthesis    its WhisperX-VAE latents decoded: the ceiling every speech system can reach
     tts            text + a reference voice (another held-out clip of the same speaker)
     t2av           text + that reference's voice and face: speech and motion together
-    t2av_prefix    t2av continuing the reference's first ``prefix_seconds`` (another sentence of the
-                   speaker, in another emotion where there is one): judged on what follows the prefix
+    t2av_prefix    t2av continuing another sentence of the speaker (in another emotion where there is
+                   one): its first words, about ``prefix_seconds``, cut between words, then the clip's own
+                   words after as many; judged on what follows the prefix
     continuation   t2av continuing the clip's own first ``prefix_seconds``, with its whole text
     a2v            the clip's own speech -> motion (on the reference face)
     v2a            the clip's own motion + its text -> speech in the reference's voice (dubbing)
@@ -32,6 +33,10 @@ CUT_PREFIX = ("t2av_prefix",)  # judged on what follows the prefix (the prefix i
 SPEECH_SYSTEMS = ("ground_truth", "resynthesis", "tts", "t2av", "t2av_prefix", "continuation", "v2a",
                   "v2a_shuffled", "voice_swap")
 MOTION_SYSTEMS = ("t2av", "t2av_prefix", "continuation", "a2v")
+FPS = 25.0  # latent frames per second, speech and motion
+PATCH = 4  # frames per Talker patch: a prefix is whole patches (TalkerGenerator.prefix_frames)
+PATCH_SECONDS = PATCH / FPS
+CLEAN_CUT = 0.02  # s of a word a cut may clip and still count as between words
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
     limit = preset.talker.sampling.clips or len(rows)
     return [{"id": r["id"], "text": r.get("text", ""), "speaker": r.get("speaker_id") or r.get("speaker", ""),
              "emotion_label": r.get("emotion", "neutral"), "num_frames": int(r["num_frames"]),
-             "duration": float(r["duration"]),
+             "duration": float(r["duration"]), "words": corpus[r["id"]].get("words", []),
              "video": r["video"], **{key: str(resolve_path(r, key)) for key in ("speech", "motion")}}
             for r in rows[:limit]]
 
@@ -72,8 +77,41 @@ def _next_of(rows: list[dict], i: int, same_speaker: bool, other_emotion: bool =
     return None
 
 
-def system_requests(name: str, rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(infer.py requests, analysis rows) of one system over the held-out rows."""
+def prefix_between_words(words: list, seconds: float) -> dict:
+    """A prefix of about ``seconds`` cut from a clip between two of its ``words`` ([word, start, end], as the
+    corpus lists them), for a request that continues another sentence: the whole-patch cut nearest
+    ``seconds`` that clips no word (else the one clipping the least), with a word on either side ->
+    {"prefix_seconds", "prefix_text": the words said before it}. Without word timings: ``seconds``, no text."""
+    best = None
+    for k in range(1, int(words[-1][2] / PATCH_SECONDS) + 1 if words else 0):
+        cut = k * PATCH_SECONDS
+        before = [w for w, start, end in words if (start + end) / 2 < cut]
+        if not 0 < len(before) < len(words):
+            continue
+        clipped = max(max(0.0, min(end - cut, cut - start)) for _, start, end in words)
+        key = (clipped > CLEAN_CUT, abs(cut - seconds), clipped)
+        if best is None or key < best[0]:
+            best = key, round(cut, 4), " ".join(before)
+    if best is None:
+        return {"prefix_seconds": seconds}
+    return {"prefix_seconds": best[1], "prefix_text": best[2]}
+
+
+def spliced(row: dict, prefix: dict) -> dict:
+    """t2av_prefix's request text: the clip's words after as many as the prefix says. Every corpus sentence
+    has the six GRID slots, so the prefix's words and these make a sentence like those the model learnt from
+    (the prefix's words in front of the whole sentence would be a longer text than any it has read) ->
+    {"text", "duration": how long the clip takes to say them, from the pause before them}."""
+    words, k = row.get("words", []), len(prefix.get("prefix_text", "").split())
+    if not 0 < k < len(words):
+        return {"text": row["text"], "duration": row["duration"]}
+    start = (words[k - 1][2] + words[k][1]) / 2
+    return {"text": " ".join(w for w, _, _ in words[k:]), "duration": round(row["duration"] - start, 4)}
+
+
+def system_requests(name: str, rows: list[dict], prefix_seconds: float = 1.0) -> tuple[list[dict], list[dict]]:
+    """(infer.py requests, analysis rows) of one system over the held-out rows (``prefix_seconds``: about how
+    long t2av_prefix's prefix is; continuation's is the stage's flag)."""
     requests, meta = [], []
     for i, row in enumerate(rows):
         reference = _next_of(rows, i, same_speaker=name != "voice_swap")
@@ -84,6 +122,11 @@ def system_requests(name: str, rows: list[dict]) -> tuple[list[dict], list[dict]
         voice = {"ref_audio": reference["video"]}
         face = {"ref_motion": reference["motion"]}
         own = {"id": row["id"], "text": row["text"]}
+        judged = {"text": row["text"], "duration": row["duration"]}  # what the output should say, how long
+        if name == "t2av_prefix":
+            prefix = prefix_between_words(reference.get("words", []), prefix_seconds)
+            judged = spliced(row, prefix)
+            own = {"id": row["id"], "text": judged["text"], **prefix}
         request = {
             "tts": own | voice,
             "t2av": own | voice | face,
@@ -95,7 +138,7 @@ def system_requests(name: str, rows: list[dict]) -> tuple[list[dict], list[dict]
             "voice_swap": own | voice,
         }[name]
         requests.append(request)
-        meta.append({"id": row["id"], "num_frames": row["num_frames"], "text": row["text"], "speaker": row["speaker"],
+        meta.append({"id": row["id"], "num_frames": row["num_frames"], **judged, "speaker": row["speaker"],
                      "emotion_label": row["emotion_label"], "face_speaker": reference["speaker"]
                      if name == "voice_swap" else row["speaker"], "reference": reference["id"],
                      "reference_emotion": reference["emotion_label"],
@@ -109,7 +152,7 @@ def sampling_systems(preset: BenchPreset, paths: RunPaths) -> list[TalkerSystem]
     sampling = preset.talker.sampling
     out = []
     for name in sampling.systems:
-        requests, meta = system_requests(name, rows)
+        requests, meta = system_requests(name, rows, sampling.prefix_seconds)
         if not requests:
             continue
         folder = paths.samples / name

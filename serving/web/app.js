@@ -254,6 +254,8 @@ async function talkerForm() {
   if (speech && $("talker-mode").value === "a2v") body.append("audio", speech, speech.name);
   const prefix = $("talker-prefix").value;
   if (prefix) body.append("prefix_seconds", prefix);
+  const prefixText = $("talker-prefix-text").value.trim();
+  if (prefix && prefixText) body.append("prefix_text", prefixText);
   return body;
 }
 

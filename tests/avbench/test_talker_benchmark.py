@@ -13,9 +13,10 @@ import pytest
 
 from avbench.paths import RunPaths
 from avbench.talker.analysis import prefix_emotion_numbers
-from avbench.talker.systems import system_requests
+from avbench.talker.systems import FPS, PATCH, prefix_between_words, system_requests
 from engine.data import write_manifest
 from evaluation.lipsync import energy_envelope, lagged_correlation
+from talker_t2av.patching import whole_patch_frames
 from tests.avbench.conftest import need
 from tests.avbench.test_benchmark_run import write_f0_cache
 
@@ -63,7 +64,7 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
 
 def _row(i: int, speaker: str, emotion: str = "neutral") -> dict:
     return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": emotion, "num_frames": 60,
-            "video": f"/v{i}.mp4", "motion": f"/m{i}.npy"}
+            "duration": 2.4, "video": f"/v{i}.mp4", "motion": f"/m{i}.npy"}
 
 
 def test_references_come_from_another_clip_of_the_same_speaker_and_a_swap_from_another_speaker():
@@ -80,6 +81,28 @@ def test_references_come_from_another_clip_of_the_same_speaker_and_a_swap_from_a
     assert all(s["motion"] != own["motion"] and s["text"] == own["text"] for s, own in zip(shuffled, v2a))
     continuation, _ = system_requests("continuation", rows)
     assert continuation[0]["ref_audio"] == "/v0.mp4" and continuation[0]["ref_motion"] == "/m0.npy"
+
+
+def test_a_cross_sentence_prefix_is_cut_between_words_and_its_words_are_read_first():
+    words = [["BIN", 0.2589, 0.4795], ["GREEN", 0.5259, 0.8858], ["WITH", 0.9323, 1.1064], ["P", 1.2225, 1.4431],
+             ["TWO", 1.5244, 1.7334], ["AGAIN", 1.7798, 2.3487]]  # a corpus clip's word timings
+    # 0.96 s would clip WITH by 28 ms: the nearest clean whole-patch cut is 1.12 s, after WITH
+    assert prefix_between_words(words, 1.0) == {"prefix_seconds": 1.12, "prefix_text": "BIN GREEN WITH"}
+    assert prefix_between_words(words, 0.5) == {"prefix_seconds": 0.48, "prefix_text": "BIN"}
+    assert prefix_between_words(words, 9.0)["prefix_text"] == "BIN GREEN WITH P TWO"  # a word is left after
+    assert prefix_between_words([], 1.0) == {"prefix_seconds": 1.0}  # no timings: as asked, no text
+    for k in range(1, 200):  # the cut, written with 4 decimals, is still k whole patches to the generator
+        assert whole_patch_frames(round(k * PATCH / FPS, 4), FPS, PATCH) == k * PATCH
+    # the request: the reference's first words, then the clip's own words after as many (a GRID sentence)
+    rows = [_row(0, "a", "neutral") | {"text": "SET RED AT B FOUR NOW", "duration": 2.8,
+                                       "words": [[w, 0.3 + 0.4 * i, 0.6 + 0.4 * i] for i, w in
+                                                 enumerate("SET RED AT B FOUR NOW".split())]},
+            _row(1, "a", "sadness") | {"words": words}]
+    requests, meta = system_requests("t2av_prefix", rows, prefix_seconds=1.0)
+    assert requests[0]["prefix_text"] == "BIN GREEN WITH" and requests[0]["prefix_seconds"] == 1.12
+    assert requests[0]["text"] == meta[0]["text"] == "B FOUR NOW"  # judged on these words
+    assert meta[0]["prefix_seconds"] == 1.12  # the judge cuts this row's output there
+    assert meta[0]["duration"] == pytest.approx(2.8 - 1.45)  # from the pause before B (1.4-1.5 s)
 
 
 def test_lip_sync_finds_a_mouth_that_follows_the_speech_within_two_frames_and_not_another_clips():
@@ -139,6 +162,7 @@ def test_a_prefix_comes_from_another_emotion_and_its_f0_shift_is_scored(tmp_path
     half_way = scored(tmp_path / "follows", {m["id"]: effect[m["reference_emotion"]] / 2 for m in meta})
     assert half_way["clips"] == 4 and half_way["same_direction"] == 1.0
     assert half_way["correlation"] == pytest.approx(1.0)
-    assert half_way["mean_abs_shift_st"] == pytest.approx(1.5) and half_way["mean_abs_expected_st"] == pytest.approx(3.0)
+    assert half_way["mean_abs_shift_st"] == pytest.approx(1.5)
+    assert half_way["mean_abs_expected_st"] == pytest.approx(3.0)
     wrong_way = scored(tmp_path / "against", {m["id"]: -effect[m["reference_emotion"]] for m in meta})
     assert wrong_way["same_direction"] == 0.0 and wrong_way["correlation"] == pytest.approx(-1.0)

@@ -54,6 +54,10 @@ CASES = {  # name -> (method, path, request options from (media), status, text t
                                     400, "voice_file: v.wav is empty"),
     "talking head in tts mode": ("/v1/video/talking-head", lambda m: {"data": {"mode": "tts"}, "files": {
         "face": ("face.mp4", m["face"].read_bytes())}}, 400, "mode 'tts': one of t2av, a2v, v2a"),
+    "prefix words without a prefix": ("/v1/video/talking-head", lambda m: {
+        "data": {"text": "hi", "voice": "sine", "prefix_text": "bin blue"},
+        "files": {"face": ("face.mp4", m["face"].read_bytes())}}, 400,
+        "prefix_text is what a prefix says, but there is no prefix (prefix_seconds 0)"),
 }
 
 

@@ -42,7 +42,8 @@ def talker(files, *args):
 
 @pytest.mark.parametrize("mode,extra,outputs", [
     ("t2av", ["--ref-audio", "voice.wav", "--ref-video", "face.mp4"], {"wav", "mp4", "npz"}),
-    ("t2av", ["--ref-audio", "voice.wav", "--ref-video", "face.mp4", "--prefix-seconds", "0.32"],
+    ("t2av", ["--ref-audio", "voice.wav", "--ref-video", "face.mp4", "--prefix-seconds", "0.32",
+              "--prefix-text", "zulu"],
      {"wav", "mp4", "npz"}),
     ("tts", ["--ref-audio", "voice.wav"], {"wav", "npz"}),
     ("a2v", ["--audio", "voice.wav", "--ref-video", "face.mp4", "--max-seconds", "2"], {"mp4", "npz"}),
@@ -74,6 +75,31 @@ def test_manifest_of_requests(files):
                   "--batch-size", "2") == 0
     assert (files / "b" / "one.wav").is_file() and (files / "b" / "two.npz").is_file()
     assert not (files / "b" / "one.mp4").exists()
+
+
+def test_a_manifest_row_sets_its_own_prefix(files, capsys):
+    """prefix_seconds / prefix_text per row (a benchmark cuts each reference between words), over the flags."""
+    rows = [{"id": "flag", "text": "alpha", "ref_audio": "voice.wav"},
+            {"id": "own", "text": "bravo", "ref_audio": "voice.wav", "prefix_seconds": 0.64, "prefix_text": "zulu"}]
+    (files / "prefixed.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    assert talker(files, "--mode", "tts", "--manifest", str(files / "prefixed.jsonl"), "--out-dir",
+                  str(files / "p"), "--prefix-seconds", "0.32") == 0
+    speech = {name: np.load(files / "p" / f"{name}.npz")["speech"] for name in ("flag", "own")}
+    # each output starts with its prefix itself, the reference's latents: 16 frames for the row's 0.64 s
+    prefixes = {}
+    for seconds in ("0.64", "0.32"):
+        assert talker(files, "--mode", "tts", "--text", "x", "--ref-audio", str(files / "voice.wav"),
+                      "--prefix-seconds", seconds, "--out", str(files / "p" / seconds)) == 0
+        prefixes[seconds] = np.load(files / "p" / f"{seconds}.npz")["speech"]
+    np.testing.assert_allclose(speech["own"][:16], prefixes["0.64"][:16], atol=1e-5)
+    np.testing.assert_allclose(speech["flag"][:8], prefixes["0.32"][:8], atol=1e-5)  # the flag's 0.32 s
+    assert not np.allclose(speech["flag"][8:16], prefixes["0.64"][8:16], atol=1e-2)  # generated after it
+    bad = [{"id": "bad", "text": "x", "ref_audio": "voice.wav", "prefix_seconds": "soon"}]
+    (files / "bad_prefix.jsonl").write_text(json.dumps(bad[0]) + "\n")
+    assert talker(files, "--mode", "tts", "--manifest", str(files / "bad_prefix.jsonl"), "--out-dir",
+                  str(files / "q")) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "request 'bad' has prefix_seconds 'soon'; expected a number of seconds")
 
 
 def test_bad_requests_stop_with_one_line(files, capsys):

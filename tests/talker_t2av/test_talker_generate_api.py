@@ -69,3 +69,22 @@ def test_a_batch_equals_its_requests_alone_on_the_same_noise(talker):
     # the first patch's noise is the first request's rows of the first draw in both runs (later draws are
     # wider in the batch): with its prompt left-padded beside a longer one, the request gets the same patch
     torch.testing.assert_close(together[0].speech[:4], alone[0].speech[:4], atol=1e-4, rtol=1e-4)
+
+
+def test_a_prefix_from_another_sentence_is_read_before_the_text(talker):
+    """prefix_text goes in front of the text, as in training (the text is the whole clip's): the request is the
+    one that carries the prefix's words in its text, and the output after the prefix says only ``text``."""
+    gen, root = talker
+    voice, face = str(root / "voice.wav"), str(root / "face.mp4")
+    common = dict(mode="t2av", ref_audio=voice, ref_video=face, prefix_seconds=0.32)
+    split = TalkerRequest(text="bravo echo", prefix_text=" alpha ", **common)
+    joined = TalkerRequest(text="alpha bravo echo", **common)
+    unprefixed = TalkerRequest(text="bravo echo", **common)
+    outs = [gen.generate(r, max_seconds=1.0, generator=torch.Generator().manual_seed(0))
+            for r in (split, joined, unprefixed)]
+    torch.testing.assert_close(outs[0].speech, outs[1].speech)
+    torch.testing.assert_close(outs[0].motion, outs[1].motion)
+    assert outs[0].prefix_frames == 8
+    assert not torch.equal(outs[0].speech[8:12], outs[2].speech[8:12])  # the prefix's words are read
+    with pytest.raises(RequestError, match="prefix_text is what a prefix says, but there is no prefix"):
+        gen.generate(TalkerRequest(mode="tts", text="x", prefix_text="alpha", ref_audio=voice))
