@@ -14,7 +14,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # ... and never see (or write into) the person's own weight cache: registry names resolve in an empty one
 os.environ["HF_HOME"] = os.path.join(__import__("tempfile").gettempdir(), f"avspeech-tests-hf-{os.getpid()}")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# under pytest-xdist (-n 2, as the README runs them) each worker process gets one thread: one core each
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
 def compose(*overrides: str):
@@ -75,3 +76,12 @@ def tiny_runs(tmp_path_factory):
     for name, overrides in TINY_RUN_RECIPES.items():
         build_trainer(compose(*overrides, *TINY_RUN_COMMON, f"trainer.out_dir={root / name}")).fit()
     return {name: root / name for name in TINY_RUN_RECIPES}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow tests first (each file's tests kept together and in order): with ``-n 2 --dist
+    loadfile`` the two end-to-end benchmarks start at once on the two workers instead of one of them
+    being left to run alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    heavy = {item.path for item in items if "benchmark_runs_end_to_end" in item.name}  # the longest two
+    items.sort(key=lambda item: (item.path not in heavy, item.path not in slow_files))
