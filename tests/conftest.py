@@ -80,8 +80,9 @@ def tiny_runs(tmp_path_factory):
 
 def pytest_collection_modifyitems(config, items):
     """Files with slow tests first (each file's tests kept together and in order): with ``-n 2 --dist
-    loadfile`` the two end-to-end benchmarks start at once on the two workers instead of one of them
-    being left to run alone at the end."""
+    loadfile --no-loadscope-reorder`` (xdist would otherwise send the files with the most tests first) the
+    two end-to-end benchmarks start at once on the two workers instead of one of them running alone at
+    the end."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     heavy = {item.path for item in items if "benchmark_runs_end_to_end" in item.name}  # the longest two
     items.sort(key=lambda item: (item.path not in heavy, item.path not in slow_files))
