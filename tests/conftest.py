@@ -14,8 +14,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # ... and never see (or write into) the person's own weight cache: registry names resolve in an empty one
 os.environ["HF_HOME"] = os.path.join(__import__("tempfile").gettempdir(), f"avspeech-tests-hf-{os.getpid()}")
-# under pytest-xdist (-n 2, as the README runs them) each worker process gets one thread: one core each
-os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def compose(*overrides: str):
@@ -76,6 +75,18 @@ def tiny_runs(tmp_path_factory):
     for name, overrides in TINY_RUN_RECIPES.items():
         build_trainer(compose(*overrides, *TINY_RUN_COMMON, f"trainer.out_dir={root / name}")).fit()
     return {name: root / name for name in TINY_RUN_RECIPES}
+
+
+def pytest_configure(config):
+    """A pytest-xdist worker (the README runs ``-n 2``: one per core) computes on one thread, and so do the
+    processes its tests start: two workers of two threads each on two cores wait on each other's spinning
+    threads (tests 5-20x slower). The controller's default above reaches the workers through their
+    environment, so it is overridden here."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
