@@ -117,6 +117,9 @@ def test_bad_requests_stop_with_one_line(files, capsys):
     assert error("--mode", "tts", "--ref-audio", str(files / "voice.wav"), "--prefix-seconds", "5",
                  "--out", str(files / "e4")).endswith("--prefix-seconds 5.0 leaves nothing to generate within "
                                                       "--max-seconds 1.0")
+    assert error("--mode", "tts", "--ref-audio", str(files / "voice.wav"), "--prefix-text", "alpha",
+                 "--out", str(files / "e5")).endswith("--prefix-text is what a prefix says, but there is no prefix "
+                                                      "(--prefix-seconds 0)")
     assert not list(files.glob("e*.*"))  # nothing half-written
 
 
