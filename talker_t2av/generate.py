@@ -41,7 +41,7 @@ from talker_t2av.conditioning import (
     prepare,
 )
 from talker_t2av.model import TalkerT2AV
-from talker_t2av.patching import whole_patch_frames
+from talker_t2av.patching import frames_in, whole_patch_frames
 from talker_t2av.tokenizer import ChatLayout
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class TalkerGenerator:
         sampler = sampler or self.sampler
         generator = generator or torch.Generator(self.device).manual_seed(seed)
         max_patches = self.max_patches(max_seconds)
-        max_frames = int(max_seconds * self.frame_rate)
+        max_frames = frames_in(max_seconds, self.frame_rate)
         for mode in dict.fromkeys(r.mode for r in requests):  # one mode per batch, in order of appearance
             same = [r for r in requests if r.mode == mode]
             self.codecs.build_for(mode, render=render)  # refused weights stop us before any output

@@ -18,10 +18,15 @@ import torch
 import torch.nn.functional as F
 
 
+def frames_in(seconds: float, frame_rate: float) -> int:
+    """Whole frames in ``seconds``; a time written in decimals counts in full (4.64 s at 25 Hz is 116
+    frames, though 4.64 * 25 is a hair under 116 in floating point)."""
+    return int(round(seconds * frame_rate, 6))
+
+
 def whole_patch_frames(seconds: float, frame_rate: float, patch: int) -> int:
-    """Frames in ``seconds``, rounded down to whole patches; a time written in decimals counts in full
-    (4.64 s at 25 Hz is 116 frames, though 4.64 * 25 is a hair under 116 in floating point)."""
-    return int(round(seconds * frame_rate, 6)) // patch * patch
+    """Frames in ``seconds`` (:func:`frames_in`), rounded down to whole patches."""
+    return frames_in(seconds, frame_rate) // patch * patch
 
 
 def ceil_div(a: torch.Tensor, b: int) -> torch.Tensor:

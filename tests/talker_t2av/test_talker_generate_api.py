@@ -88,3 +88,14 @@ def test_a_prefix_from_another_sentence_is_read_before_the_text(talker):
     assert not torch.equal(outs[0].speech[8:12], outs[2].speech[8:12])  # the prefix's words are read
     with pytest.raises(RequestError, match="prefix_text is what a prefix says, but there is no prefix"):
         gen.generate(TalkerRequest(mode="tts", text="x", prefix_text="alpha", ref_audio=voice))
+
+
+def test_a_motion_exactly_as_long_as_max_seconds_written_in_decimals_is_taken_whole(talker, tmp_path):
+    """1.16 * 25 is 28.999999999999996 in floating point: the 29-frame motion of a 1.16-s cap is still
+    within it (not refused as too long, nor cut by a frame)."""
+    gen, root = talker
+    np.save(tmp_path / "motion.npy", np.zeros((29, gen.model.cfg.motion_dim), np.float32))
+    request = TalkerRequest(mode="v2a", text="alpha", motion=str(tmp_path / "motion.npy"),
+                            ref_audio=str(root / "voice.wav"))
+    out = gen.generate(request, max_seconds=1.16, seed=0, render=False)
+    assert len(out.motion) == 29
