@@ -225,8 +225,7 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
         results["speaker"] = speaker_numbers(paths, names, held_out)
     if "f0" in preset.report.judges:
         results["emotion"] = emotion_numbers(paths, names, held_out)
-    timings = paths.root / "timings.json"
-    results["timings_s"] = json.loads(timings.read_text()) if timings.is_file() else {}
+    results.update(paths.stage_times())
     if paths.codec_retry_warmup.is_file():
         results["codec_retry_warmup_steps"] = int(paths.codec_retry_warmup.read_text())
     return results

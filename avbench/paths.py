@@ -11,6 +11,7 @@ other run module reads and which imports nothing of avbench.
                                                                   <run>/talker/      the joint run
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,18 @@ class RunPaths:
 
     def marker(self, stage: str) -> Path:
         return self.root / ".done" / stage
+
+    def sittings(self, stage: str) -> Path:
+        """How many runs ``stage`` took (a stage cut off and resumed is timed only in its last)."""
+        return self.root / ".done" / f"{stage}.sittings"
+
+    def stage_times(self) -> dict:
+        """``timings_s`` (each stage's seconds in its last sitting) and ``resumed_stages`` (those that took
+        more than one, whose earlier time is lost), for the report."""
+        timings = self.root / "timings.json"
+        seconds = json.loads(timings.read_text()) if timings.is_file() else {}
+        resumed = [s for s in seconds if self.sittings(s).is_file() and int(self.sittings(s).read_text()) > 1]
+        return {"timings_s": seconds, "resumed_stages": resumed}
 
     def portable(self, args: list[str]) -> list[str]:
         """A command with the paths inside the run folder written relative to it (``<run>/...``), so a

@@ -171,6 +171,7 @@ def _discard(paths: RunPaths, stages: tuple[str, ...], outputs: bool) -> None:
         paths.marker(stage).unlink(missing_ok=True)
         if outputs:
             shutil.rmtree(stage_output(paths, stage), ignore_errors=True)
+            paths.sittings(stage).unlink(missing_ok=True)
 
 
 def _changed(preset: BenchPreset, paths: RunPaths, stage: str) -> bool:
@@ -180,6 +181,16 @@ def _changed(preset: BenchPreset, paths: RunPaths, stage: str) -> bool:
     if not recorded:
         return stage in INCREMENTAL
     return json.loads(recorded) != stage_settings(preset, stage)
+
+
+def _count_sitting(paths: RunPaths, stage: str) -> None:
+    """One more run of ``stage``: if an earlier one was cut off, its time is lost and the report says so
+    instead of judging the preset's time from the last sitting alone."""
+    file = paths.sittings(stage)
+    count = int(file.read_text()) + 1 if file.is_file() else 1
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(file) as tmp:
+        tmp.write_text(str(count))
 
 
 def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, stop: str | None = None) -> dict:
@@ -204,6 +215,7 @@ def run_stages(preset: BenchPreset, paths: RunPaths, start: str | None = None, s
                         "redoing it and the stages after it", stage)
             _discard(paths, stages[index:], outputs=stage not in INCREMENTAL)
         log.info("stage %d/%d: %s", index + 1, len(stages), stage)
+        _count_sitting(paths, stage)
         began = time.perf_counter()
         runners[stage](preset, paths)
         timings[stage] = round(time.perf_counter() - began, 1)

@@ -17,7 +17,6 @@ benchmark judges (WER by Whisper tiny.en with digits as words and the GRID promp
             moved from t2av's on the same clip, against that emotion's effect in the ground truth
 """
 
-import json
 import logging
 
 import numpy as np
@@ -185,6 +184,5 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     results["duration"] = duration_numbers(paths, held_out, names, preset.talker.sampling.max_seconds)
     if "f0" in preset.report.judges and {"t2av", "t2av_prefix", "ground_truth"} <= set(names):
         results["prefix_emotion"] = prefix_emotion_numbers(paths, held_out)
-    timings = paths.root / "timings.json"
-    results["timings_s"] = json.loads(timings.read_text()) if timings.is_file() else {}
+    results.update(paths.stage_times())
     return results

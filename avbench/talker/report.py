@@ -8,7 +8,7 @@ import numpy as np
 from avbench.analysis import write_results
 from avbench.paths import TALKER_STAGES, RunPaths
 from avbench.presets import BenchPreset
-from avbench.report import _fmt
+from avbench.report import _fmt, time_goal, time_table
 from avbench.talker.analysis import collect
 from avbench.talker.codecs import motion_config, motion_weights
 from avbench.talker.systems import held_out_rows
@@ -92,12 +92,9 @@ def goals(results: dict) -> list[tuple[str, str, bool | None]]:
                          f"{d['within_25_percent']:.0%}, median ratio {d['median_ratio']:.2f}, "
                          f"{d['ran_to_limit']} ran to the limit",
                          d["within_25_percent"] >= DURATION_SHARE and d["ran_to_limit"] == 0))
-    timings = results.get("timings_s", {})
-    budget = MINUTES.get(results["preset"])
-    if budget and all(stage in timings for stage in TALKER_STAGES[:-1]):
-        minutes = sum(timings.values()) / 60
-        rows.append((f"the {results['preset']} preset within {budget} minutes on this machine", f"{minutes:.1f} min",
-                     minutes <= budget))
+    timed = time_goal(results, TALKER_STAGES, MINUTES.get(results["preset"]))
+    if timed:
+        rows.append(timed)
     return rows
 
 
@@ -147,11 +144,7 @@ def markdown(results: dict, videos: list[Path]) -> str:
                   f"| {prefix['clips']} | {100 * prefix['same_direction']:.0f}% | "
                   f"{prefix['mean_abs_shift_st']:.2f} st | {prefix['mean_abs_expected_st']:.2f} st | "
                   f"{_fmt(prefix.get('correlation'), '{:.2f}')} |"]
-    timings = results.get("timings_s", {})
-    if timings:
-        lines += ["", "## Time", "", "| stage | minutes |", "|---|---|"]
-        lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in timings.items()]
-        lines.append(f"| **total** | **{sum(timings.values()) / 60:.1f}** |")
+    lines += time_table(results)
     lines += ["", "## Files", "",
               "- `results.json`: every number above; `../eval/<system>/results.json`: per utterance"]
     if videos:

@@ -300,6 +300,35 @@ def test_stages_resume_and_redo_from_a_stage(tmp_path, monkeypatch):
     assert set(json.loads((tmp_path / "timings.json").read_text())) == set(STAGES)
 
 
+def test_a_stage_cut_off_and_resumed_leaves_the_preset_time_unjudged(tmp_path, monkeypatch):
+    """A resumed stage is timed only in its last sitting: the report says so instead of claiming the budget
+    was met; redoing the stage from scratch times it whole again."""
+    from avbench import stages
+
+    cut = {"hicodit": True}
+
+    def runner(stage):
+        def run(preset, paths):
+            if cut.pop(stage, False):
+                raise KeyboardInterrupt  # the machine went away mid-training
+        return run
+
+    monkeypatch.setattr(stages, "RUNNERS", {s: runner(s) for s in STAGES})
+    paths = RunPaths(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(load_preset("quick"), paths)
+    run_stages(load_preset("quick"), paths)
+    times = paths.stage_times()
+    assert times["resumed_stages"] == ["hicodit"]
+    results = {"preset": "quick", "held_out_clips": 1, "systems": {}, **times}
+    (timed,) = [row for row in goals(results) if "minutes" in row[0]]
+    assert timed[2] is None and "hicodit resumed, earlier time lost" in timed[1]
+    assert "| hicodit (resumed: last sitting) |" in markdown(results, paths, [])
+
+    run_stages(load_preset("quick"), paths, start="hicodit")
+    assert paths.stage_times()["resumed_stages"] == []
+
+
 def test_redoing_a_stage_leaves_nothing_stale(tmp_path, monkeypatch):
     """--from and a changed setting redo a training stage from scratch, and drop what was made from it."""
     from avbench import stages
