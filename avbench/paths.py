@@ -98,12 +98,16 @@ class RunPaths:
         """How many runs ``stage`` took (a stage cut off and resumed is timed only in its last)."""
         return self.root / ".done" / f"{stage}.sittings"
 
+    def sitting_count(self, stage: str) -> int:
+        file = self.sittings(stage)
+        return int(file.read_text()) if file.is_file() else 0
+
     def stage_times(self) -> dict:
         """``timings_s`` (each stage's seconds in its last sitting) and ``resumed_stages`` (those that took
         more than one, whose earlier time is lost), for the report."""
         timings = self.root / "timings.json"
         seconds = json.loads(timings.read_text()) if timings.is_file() else {}
-        resumed = [s for s in seconds if self.sittings(s).is_file() and int(self.sittings(s).read_text()) > 1]
+        resumed = [s for s in seconds if self.sitting_count(s) > 1]
         return {"timings_s": seconds, "resumed_stages": resumed}
 
     def portable(self, args: list[str]) -> list[str]:

@@ -122,11 +122,11 @@ def time_goal(results: dict, stages: tuple[str, ...], budget: float | None,
     if not budget or not all(stage in timings for stage in stages[:-1]):
         return None
     goal = f"the {results['preset']} preset within {'about ' if slack > 1 else ''}{budget} minutes on this machine"
-    minutes = f"{sum(timings.values()) / 60:.1f} min"
+    minutes = sum(timings.values()) / 60
     resumed = results.get("resumed_stages", [])
     if resumed:
-        return goal, f"{minutes} in the last sittings; {', '.join(resumed)} resumed, earlier time lost", None
-    return goal, minutes, sum(timings.values()) / 60 <= budget * slack
+        return goal, f"{minutes:.1f} min in the last sittings; {', '.join(resumed)} resumed, earlier time lost", None
+    return goal, f"{minutes:.1f} min", minutes <= budget * slack
 
 
 def time_table(results: dict) -> list[str]:

@@ -186,10 +186,9 @@ def _changed(preset: BenchPreset, paths: RunPaths, stage: str) -> bool:
 def _count_sitting(paths: RunPaths, stage: str) -> None:
     """One more run of ``stage``: if an earlier one was cut off, its time is lost and the report says so
     instead of judging the preset's time from the last sitting alone."""
-    file = paths.sittings(stage)
-    count = int(file.read_text()) + 1 if file.is_file() else 1
-    file.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(file) as tmp:
+    count = paths.sitting_count(stage) + 1
+    paths.sittings(stage).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(paths.sittings(stage)) as tmp:
         tmp.write_text(str(count))
 
 

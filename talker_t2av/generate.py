@@ -41,7 +41,7 @@ from talker_t2av.conditioning import (
     prepare,
 )
 from talker_t2av.model import TalkerT2AV
-from talker_t2av.patching import frames_in, whole_patch_frames
+from talker_t2av.patching import frames_in, max_patches, whole_patch_frames
 from talker_t2av.tokenizer import ChatLayout
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class TalkerGenerator:
         return whole_patch_frames(request.prefix_seconds, self.frame_rate, self.model.patch_size)
 
     def max_patches(self, max_seconds: float) -> int:
-        return max(1, whole_patch_frames(max_seconds, self.frame_rate, self.model.patch_size) // self.model.patch_size)
+        return max_patches(max_seconds, self.frame_rate, self.model.patch_size)
 
     def prefix_fits(self, request: TalkerRequest, max_seconds: float) -> bool:
         """Whether the request's prefix leaves something to generate within ``max_seconds``."""

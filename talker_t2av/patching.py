@@ -29,6 +29,11 @@ def whole_patch_frames(seconds: float, frame_rate: float, patch: int) -> int:
     return frames_in(seconds, frame_rate) // patch * patch
 
 
+def max_patches(seconds: float, frame_rate: float, patch: int) -> int:
+    """The patch budget of a ``seconds`` cap (:func:`frames_in`): whole patches, at least one."""
+    return max(1, frames_in(seconds, frame_rate) // patch)
+
+
 def ceil_div(a: torch.Tensor, b: int) -> torch.Tensor:
     return torch.div(a + b - 1, b, rounding_mode="floor")
 

@@ -26,7 +26,7 @@ from talker_t2av.cfm import (
 from talker_t2av.conditioning import FeatureEncoder
 from talker_t2av.data import FEATURE_SOURCES, OnTheFlyDataset, TalkerCollator, TalkerDataConfig, TalkerDataset
 from talker_t2av.model import TalkerConfig, TalkerT2AV
-from talker_t2av.patching import whole_patch_frames
+from talker_t2av.patching import max_patches
 from talker_t2av.synthetic import SyntheticTalkerDataset
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,9 @@ class TalkerTask(Task):
         cond = TalkerConditions(batch["text_ids"][sel], batch["text_mask"][sel], batch["speaker"][sel],
                           batch["motion"][sel, 0] if bool(batch["is_av"][b]) else None)
         mode = "t2av" if bool(batch["is_av"][b]) else "tts"
-        max_patches = max(1, whole_patch_frames(self.val_max_seconds, model.cfg.frame_rate, model.patch_size)
-                          // model.patch_size)
+        budget = max_patches(self.val_max_seconds, model.cfg.frame_rate, model.patch_size)
         out = generate(model, cond, GenerationConfig(mode=mode, speech=self.sampler, motion=self.sampler,
-                                                     max_patches=max_patches))
+                                                     max_patches=budget))
         speech = out.speech[0].cpu().numpy()
         np.save(out_dir / "speech_generated.npy", speech)
         np.save(out_dir / "speech_reference.npy", batch["speech"][b, :frames].cpu().numpy())
