@@ -162,11 +162,13 @@ class TalkerTask(Task):
 
 
 def warm_start(model: TalkerT2AV, source: str, modules: tuple[str, ...]) -> None:
-    """Copy the parameters under ``modules`` (name prefixes) from one of our checkpoints."""
+    """Copy the parameters under ``modules`` (name prefixes) from one of our checkpoints: its EMA weights
+    when it saved them (the weights it generates with), else its raw ones."""
     folder = ckpt.resolve_checkpoint(source)
-    state = ckpt.load_weights(folder)
+    state = ckpt.load_weights(folder, ema=True)
     state = {k.removeprefix("model."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if k.startswith(modules)}
-    load_checked(model, state, source=f"{folder} (warm start: {', '.join(modules)})",
+    weights = "EMA" if (folder / ckpt.EMA_FILE).is_file() else "raw"
+    load_checked(model, state, source=f"{folder} ({weights} weights, warm start: {', '.join(modules)})",
                  allow_missing=lambda n: not n.startswith(modules))
 

@@ -63,8 +63,13 @@ def speech_systems(paths: RunPaths) -> list[str]:
     return [n for n in SPEECH_SYSTEMS if any((paths.samples / n).glob("*.wav"))]
 
 
+# the systems whose F0 the report reads (the prefix-emotion numbers); F0 elsewhere cost ~20 s a system unread
+F0_SYSTEMS = ("ground_truth", "t2av", "t2av_prefix")
+
+
 def judge_systems(preset: BenchPreset, paths: RunPaths) -> None:
-    """The harness over every speech system (cached per judge and utterance: a rerun adds only what is new)."""
+    """The harness over every speech system (cached per judge and utterance: a rerun adds only what is new);
+    the F0 judge on ``F0_SYSTEMS`` only."""
     held_out = held_out_rows(preset, paths)
     truth = paths.samples / "ground_truth"
     for name in speech_systems(paths):
@@ -74,7 +79,8 @@ def judge_systems(preset: BenchPreset, paths: RunPaths) -> None:
                              "reference": str(truth / f"{r['id']}.wav")}) for r in rows]
         log.info("judging %s (%d utterances)", name, len(clips))
         remember_inputs(paths.evaluation / name, clips)
-        evaluate(clips, list(preset.report.judges), paths.evaluation / name, judge_options(),
+        judges = [j for j in preset.report.judges if j != "f0" or name in F0_SYSTEMS]
+        evaluate(clips, judges, paths.evaluation / name, judge_options(),
                  workers=preset.workers, progress=True)
 
 

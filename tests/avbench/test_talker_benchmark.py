@@ -48,6 +48,8 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert results["sync"]["systems"]["ground_truth"]["mean"] > 0.5  # the corpus's mouth follows its speech
     assert set(results["duration"]) == {"t2av", "t2av_prefix", "continuation", "v2a"}
     assert "prefix_emotion" in results  # F0 judged (the tiny model's noise may have no voiced F0 to compare)
+    # ... on the systems the prefix-emotion numbers read, and no others (its time is unread elsewhere)
+    assert {n for n, s in systems.items() if "voiced_fraction" in s} == {"ground_truth", "t2av", "t2av_prefix"}
     prefixed = [json.loads(line) for line in (report.parent / "samples" / "t2av_prefix" / "manifest.jsonl").open()]
     # each clip's prefix is another sentence of its speaker in the corpus's other emotion
     assert {r["emotion_label"] for r in prefixed} == {"neutral", "sadness"}

@@ -1,8 +1,11 @@
 """Talker-T2AV on the shared trainer: a tiny run, its checkpoint for inference, and stage-1 warm start."""
 
+import shutil
+
 import pytest
 import torch
 from hydra.utils import instantiate
+from safetensors.torch import save_file
 
 from engine import checkpoint as ckpt
 from talker_t2av.checkpoints import load_checkpoint
@@ -49,3 +52,20 @@ def test_warm_start_copies_only_the_stage1_modules(run_dir):
             continue  # initialised to constants: equal anyway
         else:
             assert not same, name  # motion side, task tag: fresh
+
+
+def test_warm_start_takes_the_stage1_ema_when_saved(run_dir, tmp_path):
+    """Stage 1 generates with its EMA weights, so the joint stage starts from them, not from the raw ones."""
+    source = ckpt.find_latest(run_dir / "checkpoints")
+    folder = tmp_path / "checkpoints" / source.name
+    shutil.copytree(source, folder)
+    raw = ckpt.load_weights(folder)
+    ema = {k: v + 1.0 for k, v in raw.items() if k.startswith("model.llm.") and v.is_floating_point()}
+    save_file(ema, str(folder / ckpt.EMA_FILE))
+    cfg = compose(*TINY, f"task.init_from={tmp_path}")
+    model = instantiate(cfg.task).build_module().model
+    state = model.state_dict()
+    for name, tensor in ema.items():
+        torch.testing.assert_close(state[name.removeprefix("model.")], tensor)
+    untouched = "model.speech_cfm." + next(k for k in model.speech_cfm.state_dict())
+    torch.testing.assert_close(state[untouched.removeprefix("model.")], raw[untouched])  # no EMA saved: raw
