@@ -151,6 +151,11 @@ def load_ema_weights(folder: str | Path) -> dict[str, torch.Tensor] | None:
     return _read_safetensors(path) if path.is_file() else None
 
 
+def weights_kind(folder: str | Path, ema: bool = True) -> str:
+    """Which weights ``load_weights(folder, ema)`` gives, for log lines: "EMA" or "raw"."""
+    return "EMA" if ema and (Path(folder) / EMA_FILE).is_file() else "raw"
+
+
 def load_weights(folder: str | Path, ema: bool = False) -> dict[str, torch.Tensor]:
     """All weights of the module; with ``ema`` the trainable ones replaced by their EMA, if saved."""
     weights = _read_safetensors(Path(folder) / MODEL_FILE)
@@ -304,5 +309,5 @@ def load_module(path: str | Path, ema: bool = True, device: str | torch.device =
     check_lazy_parts(task, stale)
     module = task.build_module()
     load_checked(module, load_weights(folder, ema=ema), source=f"{folder} (weights vs. the model its config builds)")
-    log.info("loaded %s (%s weights)", folder, "EMA" if ema and (folder / EMA_FILE).is_file() else "raw")
+    log.info("loaded %s (%s weights)", folder, weights_kind(folder, ema))
     return module.to(device).eval(), task, config

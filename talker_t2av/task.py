@@ -168,7 +168,7 @@ def warm_start(model: TalkerT2AV, source: str, modules: tuple[str, ...]) -> None
     state = ckpt.load_weights(folder, ema=True)
     state = {k.removeprefix("model."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if k.startswith(modules)}
-    weights = "EMA" if (folder / ckpt.EMA_FILE).is_file() else "raw"
-    load_checked(model, state, source=f"{folder} ({weights} weights, warm start: {', '.join(modules)})",
+    source = f"{folder} ({ckpt.weights_kind(folder)} weights, warm start: {', '.join(modules)})"
+    load_checked(model, state, source=source,
                  allow_missing=lambda n: not n.startswith(modules))
 

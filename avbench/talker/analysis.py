@@ -188,7 +188,7 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     motion_codec = build_codec(str(motion_config(paths)), weights=str(motion_weights(paths)))
     results["sync"] = sync_numbers(paths, held_out, motion_codec)
     results["duration"] = duration_numbers(paths, held_out, names, preset.talker.sampling.max_seconds)
-    if "f0" in preset.report.judges and {"t2av", "t2av_prefix", "ground_truth"} <= set(names):
+    if "f0" in preset.report.judges and set(F0_SYSTEMS) <= set(names):
         results["prefix_emotion"] = prefix_emotion_numbers(paths, held_out)
     results.update(paths.stage_times())
     return results
