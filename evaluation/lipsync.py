@@ -2,12 +2,20 @@
 
     envelope = energy_envelope(wav, sample_rate, fps=25)     # (T,) RMS per video frame
     r, lag = lagged_correlation(mouth_open, envelope, max_lag=2)
+    r_syllable = syllable_correlation(mouth_open, envelope)  # the slow shape out, lag 0
 
 The mouth opens on the vowels, where speech is loudest, and closes in the pauses, so the per-frame
 mouth opening and the per-frame RMS of the speech correlate in a clip where they belong together and
 not in one where they do not. The best lag within ``max_lag`` frames absorbs the few tens of ms by which
 articulation leads the sound. Used by the offline benchmark for Talker-T2AV's A2V and T2AV, whose
 motion latents give the mouth opening directly (avbench.motion); the paper's judges (SyncNet) read pixels.
+
+Two clips that do not belong together still share a sentence's slow shape (silence, speech, silence) and,
+in a corpus of evenly paced sentences, its rhythm, and a per-clip search over +-2 frames (half a syllable)
+finds an in-phase alignment in almost any pair: on the benchmark's ground truth the best-lag r is 0.64 for
+a clip's own speech and 0.41 for another clip's. ``syllable_correlation`` asks the stricter question: with
+each track's moving average over ``window`` frames taken out, at lag 0, does the mouth open on this
+speech's syllables? The ground truth's own gives 0.45 there and another clip's 0.03 (docs/benchmark_talker.md).
 """
 
 import numpy as np
@@ -38,3 +46,16 @@ def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 2) -> tuple[
         if not np.isfinite(best) or r > best:
             best, best_lag = r, lag
     return best, best_lag
+
+
+def detrended(track: np.ndarray, window: int) -> np.ndarray:
+    """The track less its centred moving average over ``window`` frames (edges padded with the end values)."""
+    track = np.asarray(track, dtype=np.float64)
+    smooth = np.convolve(np.pad(track, window // 2, mode="edge"), np.ones(window) / window, mode="valid")
+    return track - smooth[: len(track)]
+
+
+def syllable_correlation(mouth: np.ndarray, envelope: np.ndarray, window: int = 9) -> float:
+    """Pearson r of the two tracks at lag 0 after ``detrended`` (the module's docstring says why): near 0
+    for unrelated clips however alike their pacing. NaN as ``lagged_correlation``."""
+    return lagged_correlation(detrended(mouth, window), detrended(envelope, window), max_lag=0)[0]

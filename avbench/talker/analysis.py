@@ -8,7 +8,8 @@ benchmark judges (WER by Whisper tiny.en with digits as words and the GRID promp
   sync      per clip, the correlation of the mouth opening (from the motion latents) with the speech's
             energy envelope, best lag within +-2 frames (evaluation.lipsync): the ground truth's own, A2V's
             against the given speech and, as the control, against another clip's speech (shuffled), and
-            T2AV's motion against its own speech
+            T2AV's motion against its own speech; beside each, the syllable-level r (both tracks less their
+            9-frame moving average, lag 0), where another clip's speech collapses to ~0
   mouth     A2V's L1 to the ground-truth mouth-opening track (0..1 units), beside the L1 between two
             different held-out clips' tracks (what no sync gives)
   duration  generated seconds over the ground truth's, per clip; outputs that ran to --max-seconds (never
@@ -31,7 +32,7 @@ from engine.data import read_manifest
 from engine.media import read_audio, write_wav
 from engine.pipeline.corpus import Clip
 from evaluation.harness import aggregate, evaluate, remember_inputs
-from evaluation.lipsync import energy_envelope, lagged_correlation
+from evaluation.lipsync import energy_envelope, lagged_correlation, syllable_correlation
 from talker_t2av.patching import whole_patch_frames
 
 log = logging.getLogger(__name__)
@@ -100,19 +101,26 @@ def _summary(values: list[float]) -> dict:
     return {"clips": int(len(values)), "mean": float(values.mean()), "median": float(np.median(values))}
 
 
+def _sync_summary(pairs: list[tuple[float, float]]) -> dict:
+    """Per-clip (best-lag r, syllable-level r) pairs -> the best-lag summary with the syllable-level one inside."""
+    return _summary([r for r, _ in pairs]) | {"syllable": _summary([r for _, r in pairs])}
+
+
 def sync_numbers(paths: RunPaths, held_out: list[dict], motion_codec) -> dict:
-    """Lip sync per system (mean and median over clips) and A2V's mouth error (see the module's docstring)."""
+    """Lip sync per system (mean and median over clips, best-lag and syllable-level) and A2V's mouth error
+    (see the module's docstring)."""
     truth_wav = {r["id"]: read_audio(paths.samples / "ground_truth" / f"{r['id']}.wav", SAMPLE_RATE)
                  for r in held_out}
     truth_mouth = {r["id"]: motion_codec.mouth_opening(np.load(r["motion"]), normalized=True) for r in held_out}
     ids = [r["id"] for r in held_out]
     other = {i: ids[(k + 1) % len(ids)] for k, i in enumerate(ids)}  # another clip: another sentence
 
-    def sync(mouth: np.ndarray, wav: np.ndarray) -> float:
-        return lagged_correlation(mouth, energy_envelope(wav, SAMPLE_RATE, FPS), MAX_LAG)[0]
+    def sync(mouth: np.ndarray, wav: np.ndarray) -> tuple[float, float]:
+        envelope = energy_envelope(wav, SAMPLE_RATE, FPS)
+        return lagged_correlation(mouth, envelope, MAX_LAG)[0], syllable_correlation(mouth, envelope)
 
-    out = {"ground_truth": _summary([sync(truth_mouth[i], truth_wav[i]) for i in ids]),
-           "ground_truth_shuffled": _summary([sync(truth_mouth[i], truth_wav[other[i]]) for i in ids])}
+    out = {"ground_truth": _sync_summary([sync(truth_mouth[i], truth_wav[i]) for i in ids]),
+           "ground_truth_shuffled": _sync_summary([sync(truth_mouth[i], truth_wav[other[i]]) for i in ids])}
     mouth_l1, shuffled_l1 = [], []
     for name in MOTION_SYSTEMS:
         if not (paths.samples / name / "manifest.jsonl").is_file():
@@ -132,9 +140,9 @@ def sync_numbers(paths: RunPaths, held_out: list[dict], motion_codec) -> dict:
                 mouth_l1.append(float(np.abs(mouth[:n] - truth_mouth[row["id"]][:n]).mean()))
                 m = min(len(truth_mouth[row["id"]]), len(truth_mouth[other[row["id"]]]))
                 shuffled_l1.append(float(np.abs(truth_mouth[row["id"]][:m] - truth_mouth[other[row["id"]]][:m]).mean()))
-        out[name] = _summary(own)
+        out[name] = _sync_summary(own)
         if shuffled:
-            out[f"{name}_shuffled"] = _summary(shuffled)
+            out[f"{name}_shuffled"] = _sync_summary(shuffled)
     result = {"systems": out}
     if mouth_l1:
         result["a2v_mouth_l1"] = _summary(mouth_l1)

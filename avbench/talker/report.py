@@ -122,9 +122,17 @@ def markdown(results: dict, videos: list[Path]) -> str:
     if sync.get("systems"):
         lines += ["", "## Lip sync", "", "Per clip, the correlation of the mouth opening with the speech's energy "
                   "envelope (best lag within +-2 frames); A2V against the given speech, `_shuffled` against another "
-                  "clip's.", "", "| motion | clips | mean r | median r |", "|---|---|---|---|"]
-        lines += [f"| {n} | {s.get('clips', 0)} | {_fmt(s.get('mean'), '{:.2f}')} | {_fmt(s.get('median'), '{:.2f}')} |"
-                  for n, s in sync["systems"].items()]
+                  "clip's. Syllable-level: both tracks less their 9-frame moving average, at lag 0 "
+                  "(evaluation/lipsync.py), where another clip's speech gives ~0.", "",
+                  "| motion | clips | mean r | median r | syllable-level mean r |", "|---|---|---|---|---|"]
+        lines += [f"| {n} | {s.get('clips', 0)} | {_fmt(s.get('mean'), '{:.2f}')} | {_fmt(s.get('median'), '{:.2f}')} "
+                  f"| {_fmt(s.get('syllable', {}).get('mean'), '{:.2f}')} |" for n, s in sync["systems"].items()]
+        syllable = {n: s.get("syllable", {}).get("mean") for n, s in sync["systems"].items()}
+        if syllable.get("a2v") is not None:  # the control that can collapse (the best-lag one cannot, even the truth's)
+            lines += ["", f"At the syllable level A2V gives {_fmt(syllable['a2v'], '{:.2f}')} against the ground "
+                          f"truth's {_fmt(syllable.get('ground_truth'), '{:.2f}')}; against another clip's speech "
+                          f"{_fmt(syllable.get('a2v_shuffled'), '{:.2f}')} (the ground truth's "
+                          f"{_fmt(syllable.get('ground_truth_shuffled'), '{:.2f}')})."]
         if "a2v_mouth_l1" in sync:
             lines += ["", f"A2V mouth-opening L1 to the ground truth: {sync['a2v_mouth_l1']['mean']:.3f} (between two "
                           f"different clips' tracks: {sync['other_clip_mouth_l1']['mean']:.3f})."]

@@ -15,7 +15,7 @@ from avbench.paths import RunPaths
 from avbench.talker.analysis import prefix_emotion_numbers
 from avbench.talker.systems import FPS, PATCH, prefix_between_words, system_requests
 from engine.data import write_manifest
-from evaluation.lipsync import energy_envelope, lagged_correlation
+from evaluation.lipsync import energy_envelope, lagged_correlation, syllable_correlation
 from talker_t2av.patching import whole_patch_frames
 from tests.avbench.conftest import need
 from tests.avbench.test_benchmark_run import write_f0_cache
@@ -46,6 +46,7 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
             assert z["speech"].shape[1] == 32 and z["motion"].shape == (len(z["speech"]), 40), name
     assert set(results["sync"]["systems"]) >= {"ground_truth", "ground_truth_shuffled", "a2v", "a2v_shuffled", "t2av"}
     assert results["sync"]["systems"]["ground_truth"]["mean"] > 0.5  # the corpus's mouth follows its speech
+    assert all(s["syllable"]["clips"] == s["clips"] for s in results["sync"]["systems"].values())
     assert set(results["duration"]) == {"t2av", "t2av_prefix", "continuation", "v2a"}
     assert "prefix_emotion" in results  # F0 judged (the tiny model's noise may have no voiced F0 to compare)
     # ... on the systems the prefix-emotion numbers read, and no others (its time is unread elsewhere)
@@ -118,6 +119,32 @@ def test_lip_sync_finds_a_mouth_that_follows_the_speech_within_two_frames_and_no
     other = carrier * np.repeat(np.clip(np.convolve(rng.random(120), np.ones(5) / 5, mode="same") - 0.3, 0, None), 960)
     assert lagged_correlation(opening, energy_envelope(other, rate, fps), max_lag=2)[0] < 0.5
     assert np.isnan(lagged_correlation(np.zeros(10), np.arange(10.0))[0])  # a still mouth: no correlation
+
+
+def _paced_sentence(rng, frames=150):
+    """A mouth-opening track of evenly paced syllables (one every 6-10 frames) between silences: the corpus's
+    shape, each clip's syllables at its own times."""
+    opening, t = np.zeros(frames), 15 + rng.integers(0, 8)
+    while t < frames - 25:
+        opening[t:t + 4] += rng.uniform(0.5, 1.0) * np.hanning(6)[1:5]
+        t += rng.integers(6, 11)
+    return opening
+
+
+def test_syllable_level_sync_collapses_for_another_clips_speech_where_the_best_lag_r_does_not():
+    rate, fps, hop = 24000, 25, 960
+    rng = np.random.default_rng(0)
+    best_lag, syllable, own = [], [], []
+    for _ in range(30):
+        mouth, other = _paced_sentence(rng), _paced_sentence(rng)
+        speech = energy_envelope(rng.standard_normal(len(mouth) * hop) * np.repeat(mouth, hop), rate, fps)
+        others = energy_envelope(rng.standard_normal(len(other) * hop) * np.repeat(other, hop), rate, fps)
+        best_lag.append(lagged_correlation(mouth, others, max_lag=2)[0])
+        syllable.append(syllable_correlation(mouth, others))
+        own.append(syllable_correlation(mouth, speech))
+    assert np.mean(best_lag) > 0.25  # the shared slow shape and pacing: unrelated clips still correlate
+    assert abs(np.mean(syllable)) < 0.1  # less each track's moving average, at lag 0: they do not
+    assert min(own) > 0.95  # and a mouth with its own speech still does
 
 
 def test_a_talker_preset_runs_the_talker_stages_and_refuses_another_familys(tmp_path):
