@@ -13,7 +13,7 @@ motion latents give the mouth opening directly (avbench.motion); the paper's jud
 Two clips that do not belong together still share a sentence's slow shape (silence, speech, silence) and,
 in a corpus of evenly paced sentences, its rhythm, and a per-clip search over +-2 frames (half a syllable)
 finds an in-phase alignment in almost any pair: on the benchmark's ground truth the best-lag r is 0.64 for
-a clip's own speech and 0.41 for another clip's. ``syllable_correlation`` asks the stricter question: with
+a clip's own speech and 0.39 for another clip's. ``syllable_correlation`` asks the stricter question: with
 each track's moving average over ``window`` frames taken out, at lag 0, does the mouth open on this
 speech's syllables? The ground truth's own gives 0.45 there and another clip's 0.03 (docs/benchmark_talker.md).
 """
