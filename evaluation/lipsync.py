@@ -20,6 +20,8 @@ speech's syllables? The ground truth's own gives 0.45 there and another clip's 0
 
 import numpy as np
 
+SYLLABLE_WINDOW = 9  # frames of the moving average syllable_correlation takes out (360 ms at 25 fps)
+
 
 def energy_envelope(wav: np.ndarray, sample_rate: int, fps: float = 25.0) -> np.ndarray:
     """(N,) -> (ceil(N / hop),) RMS of each video frame's samples (hop = sample_rate / fps)."""
@@ -55,7 +57,7 @@ def detrended(track: np.ndarray, window: int) -> np.ndarray:
     return track - smooth[: len(track)]
 
 
-def syllable_correlation(mouth: np.ndarray, envelope: np.ndarray, window: int = 9) -> float:
+def syllable_correlation(mouth: np.ndarray, envelope: np.ndarray, window: int = SYLLABLE_WINDOW) -> float:
     """Pearson r of the two tracks at lag 0 after ``detrended`` (the module's docstring says why): near 0
     for unrelated clips however alike their pacing. NaN as ``lagged_correlation``."""
     return lagged_correlation(detrended(mouth, window), detrended(envelope, window), max_lag=0)[0]

@@ -16,6 +16,7 @@ from engine.atomic import atomic_path
 from engine.configs import build_codec
 from engine.media import read_audio, read_video
 from evaluation.harness import coverage
+from evaluation.lipsync import SYLLABLE_WINDOW
 
 # The goals: points of WER, correlations, shares of clips, minutes on 2 CPU cores.
 TTS_WER_MARGIN = 8.0
@@ -122,12 +123,12 @@ def markdown(results: dict, videos: list[Path]) -> str:
     if sync.get("systems"):
         lines += ["", "## Lip sync", "", "Per clip, the correlation of the mouth opening with the speech's energy "
                   "envelope (best lag within +-2 frames); A2V against the given speech, `_shuffled` against another "
-                  "clip's. Syllable-level: both tracks less their 9-frame moving average, at lag 0 "
+                  f"clip's. Syllable-level: both tracks less their {SYLLABLE_WINDOW}-frame moving average, at lag 0 "
                   "(evaluation/lipsync.py), where another clip's speech gives ~0.", "",
                   "| motion | clips | mean r | median r | syllable-level mean r |", "|---|---|---|---|---|"]
-        lines += [f"| {n} | {s.get('clips', 0)} | {_fmt(s.get('mean'), '{:.2f}')} | {_fmt(s.get('median'), '{:.2f}')} "
-                  f"| {_fmt(s.get('syllable', {}).get('mean'), '{:.2f}')} |" for n, s in sync["systems"].items()]
         syllable = {n: s.get("syllable", {}).get("mean") for n, s in sync["systems"].items()}
+        lines += [f"| {n} | {s.get('clips', 0)} | {_fmt(s.get('mean'), '{:.2f}')} | {_fmt(s.get('median'), '{:.2f}')} "
+                  f"| {_fmt(syllable[n], '{:.2f}')} |" for n, s in sync["systems"].items()]
         if syllable.get("a2v") is not None:  # the control that can collapse (the best-lag one cannot, even the truth's)
             lines += ["", f"At the syllable level A2V gives {_fmt(syllable['a2v'], '{:.2f}')} against the ground "
                           f"truth's {_fmt(syllable.get('ground_truth'), '{:.2f}')}; against another clip's speech "
