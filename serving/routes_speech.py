@@ -158,9 +158,10 @@ async def audio_pieces(talker: TalkerService, job: Job, event: tuple, request: R
             _, speech, motion = event
             if motion_out is not None and motion is not None:
                 motion_out.append(motion)
-            samples = await asyncio.to_thread(decoder.push, speech)
-            if len(samples):
-                yield samples
+            if speech is not None:  # None: a delayed layout's last motion patches, after the speech
+                samples = await asyncio.to_thread(decoder.push, speech)
+                if len(samples):
+                    yield samples
         else:
             result = event[1]
             if isinstance(result, BaseException | ItemFailure):

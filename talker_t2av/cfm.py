@@ -35,7 +35,9 @@ Autoregressive generation (a KV cache, a batch, four modes)
 Sequence: [task tag, prompt (text up to the assistant turn), prefix patches, generated patches].
 The prefix (``prefix_frames`` > 0) is the start of a reference clip, both streams, fed through the
 backbone first: the continuation picks up its voice, prosody and motion style. Slot k (counted
-from the first patch after the text) holds speech patch k and motion patch k - delay.
+from the first patch after the text) holds speech patch k and motion patch k - delay; with
+delay > 0 the speech stops (the stop head's target is there) `delay` slots before the motion, whose
+last patches come in slots with an empty speech patch, as in training.
 
 Per step: the backbone state before slot k conditions the speech head (context: the previous
 speech patch; global: speaker embedding) and the motion head (context: the previous motion patch;
@@ -292,7 +294,11 @@ class TalkerObjective(nn.Module):
         loss_motion = self.head_loss(m.motion_cfm, motion_rows, motion_rows + m.cfg.delay, motion, motion[:, 0],
                                      mu_table, width, noise.get("motion"))
 
-        labels, weight, pos_weight = stop_labels(batch["n_slots"], batch["ends"], width, self.n_ignore)
+        # with the motion `delay` patches behind, an audio-video clip's last `delay` slots only carry the
+        # tail of its motion: the stop is after the slot before them, where the sampler stops the speech
+        # (it then emits those slots itself); delay 0 (released): the last slot
+        n_stop = batch["n_slots"] - m.cfg.delay * batch["is_av"].long()
+        labels, weight, pos_weight = stop_labels(n_stop, batch["ends"], width, self.n_ignore)
         logits = m.stop_logits(after).float()  # (B, Np)
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none",
                                                  pos_weight=pos_weight * cfg.stop_pos_weight_scale)
@@ -345,7 +351,8 @@ class TalkerConditions:
         return self.text_ids.shape[0]
 
 
-PatchHook = Callable[[int, torch.Tensor, "torch.Tensor | None", torch.Tensor], None]  # generate's on_patch
+# generate's on_patch(k, speech, motion or None, speech_live, motion_live)
+PatchHook = Callable[[int, torch.Tensor, "torch.Tensor | None", torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
@@ -397,10 +404,10 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
     CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches).
 
-    ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, live (B,) bool)`` is called after each
-    patch k (streaming): ``live[b]`` is False for rows that stopped before this patch; for live rows the
-    patches are the ones the result holds (a2v / v2a: the given stream's, possibly past its last frame;
-    motion: also the slots before the motion stream starts, which the result drops)."""
+    ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, speech_live (B,), motion_live (B,))`` is
+    called after each step k (streaming). Step k makes speech patch k and motion patch k - delay of the
+    generated part; ``speech_live[b]`` / ``motion_live[b]`` say whether row b's patch is one the result
+    holds (a2v / v2a: the given stream's, possibly past its last frame)."""
     m, mode = model, cfg.mode
     P, delay = m.patch_size, m.cfg.delay
     B, L = cond.text_ids.shape
@@ -413,6 +420,9 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
         raise ValueError(f"mode {mode} needs the given {'speech' if mode == 'a2v' else 'motion'} stream")
     Cs, Cm = m.cfg.speech_dim, m.cfg.motion_dim
     first_motion = cond.first_motion if cond.first_motion is not None else cond.speaker.new_zeros(B, Cm)
+    # with the motion `delay` patches behind, the last motion patches come in `flush` slots after the
+    # speech has ended (empty speech patches there, as in training)
+    flush = delay if has_motion else 0
 
     state = _prefill(m, cond, has_motion)
     h, cache, key_mask, next_pos, n_pre = state.h, state.cache, state.key_mask, state.next_pos, state.n_pre
@@ -424,15 +434,15 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
         given_frames = cond.given_frames if cond.given_frames is not None else torch.full(
             (B,), given.shape[1], device=dev)
         given_patches = torch.div(given_frames + P - 1, P, rounding_mode="floor")  # (B,)
-        steps = -(-given.shape[1] // P)
+        steps = -(-given.shape[1] // P) + flush
         given = F.pad(given, (0, 0, 0, steps * P - given.shape[1]))
         given = given * frame_mask(given_frames, steps * P)[..., None]
     else:
-        steps = cfg.max_patches - int(n_pre.min())
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
-    n_gen = torch.full((B,), steps, dtype=torch.long, device=dev)
+        steps = cfg.max_patches - int(n_pre.min()) + flush
+    speech_done = torch.zeros(B, dtype=torch.bool, device=dev)
+    n_gen = torch.full((B,), steps - flush, dtype=torch.long, device=dev)  # speech patches per row
     streak = torch.zeros(B, dtype=torch.long, device=dev)
-    out_speech, out_motion, out_live = [], [], []
+    out_speech, out_motion = [], []
     heads = _heads_step(m, cfg, gen_speech, gen_motion, compile)
     flag = _DoneFlag(torch.device(dev))
     bar = tqdm(total=steps, desc=f"{mode} patches", disable=not progress, leave=False)
@@ -444,53 +454,66 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
             if k >= cfg.min_patches:
                 p_stop = torch.sigmoid(m.stop_logits(h).float())
                 streak = torch.where(p_stop >= cfg.stop_threshold, streak + 1, 0)
-            stop_now = (streak >= cfg.stop_streak) & ~done
-            limit = (n_pre + k) >= cfg.max_patches
-            n_gen = torch.where(stop_now | (limit & ~done), k, n_gen)
-            done = done | stop_now | limit
+            ended = ((streak >= cfg.stop_streak) | ((n_pre + k) >= cfg.max_patches)) & ~speech_done
         else:
-            finished = (k >= given_patches) & ~done
-            n_gen = torch.where(finished, k, n_gen)
-            done = done | finished
-        flag.push(done)
+            ended = (k >= given_patches) & ~speech_done
+        n_gen = torch.where(ended, k, n_gen)
+        speech_done = speech_done | ended
+        finished = speech_done & (k >= n_gen + flush)
+        flag.push(finished)
 
-        slot = n_pre + k  # (B,) global slot of this patch
+        slot = n_pre + k  # (B,) global slot of this step
         z_s = torch.randn((B, P, Cs), generator=generator, device=dev) if gen_speech else None
         z_m = torch.randn((B, P, Cm), generator=generator, device=dev) if gen_motion else None
         speech, motion = heads(h, speech_ctx, motion_ctx, cond.speaker, first_motion, z_s, z_m)
         if not gen_speech:
             speech = given[:, k * P : (k + 1) * P]
-        motion_live = None
+        motion_started = None
         if has_motion:
-            motion_live = slot >= delay  # (B,) the motion stream has started
+            # this slot holds motion patch slot - delay: none before the stream starts, then the prefix's
+            # last `delay` patches (its own slots held the ones before them), then the generated part's
             if not gen_motion:
-                motion = given[:, k * P : (k + 1) * P]
-            motion = motion * motion_live[:, None, None]
-            motion_ctx = torch.where(motion_live[:, None, None], _rolling(motion_ctx, motion), motion_ctx)
+                motion = given[:, (k - delay) * P : (k - delay + 1) * P] if k >= delay else given.new_zeros(B, P, Cm)
+            if k < delay and cond.prefix_motion is not None:
+                motion = _prefix_motion_patch(cond.prefix_motion, n_pre - delay + k, P)
+            motion_started = slot >= delay  # (B,) the motion stream has started
+            motion = motion * motion_started[:, None, None]
+            motion_ctx = torch.where(motion_started[:, None, None], _rolling(motion_ctx, motion), motion_ctx)
             out_motion.append(motion.float())
-            out_live.append(motion_live)
         speech_ctx = _rolling(speech_ctx, speech)
         out_speech.append(speech.float())
         if on_patch is not None:
             # streaming hands each patch out as it is made: the hook reads device values (a host sync per
             # patch), which is why the loop without a hook never calls it
-            on_patch(k, out_speech[-1], out_motion[-1] if has_motion else None, ~done)
+            motion_out = ~finished if k >= delay else torch.zeros_like(finished)
+            on_patch(k, out_speech[-1], out_motion[-1] if has_motion else None, ~speech_done, motion_out)
         if k == steps - 1:
             break
-        mask_rows = None if motion_live is None else motion_live[:, None].expand(B, P)
-        token = _slot_tokens(m, speech.to(h.dtype), None if motion is None else (motion.to(h.dtype), mask_rows),
-                             has_motion)[:, None]  # (B, 1, D)
+        # a row past its speech feeds an empty speech patch (delay > 0: its flush slots)
+        speech_mask = None if not flush else (~speech_done)[:, None].expand(B, P)
+        motion_mask = None if motion_started is None else motion_started[:, None].expand(B, P)
+        token = _slot_tokens(m, speech.to(h.dtype), speech_mask,
+                             None if motion is None else (motion.to(h.dtype), motion_mask), has_motion)[:, None]
         key_mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)
         hidden, cache = m.backbone(token.to(tag_dtype), key_mask if padded else None, next_pos[:, None], cache,
                                    use_cache=True)
         h = hidden[:, -1]
         next_pos = next_pos + 1
     bar.close()
-    n_gen = torch.where(done, n_gen, len(out_speech))
     gen_frames = n_gen * P
     if mode in ("a2v", "v2a"):  # the given stream fixes the length to the frame
         gen_frames = torch.minimum(gen_frames, given_frames)
-    return _assemble(cond, out_speech, out_motion, out_live, n_gen, gen_frames, n_pre, P, has_motion)
+    return _assemble(cond, out_speech, out_motion[delay:], n_gen, gen_frames, n_pre, P, has_motion)
+
+
+def _prefix_motion_patch(prefix_motion: torch.Tensor, index: torch.Tensor, P: int) -> torch.Tensor:
+    """Motion patch ``index[b]`` of each row's prefix, zeros where index < 0: (B, Fp, Cm) -> (B, P, Cm)."""
+    B, frames, C = prefix_motion.shape
+    patches = prefix_motion[:, : frames // P * P].reshape(B, frames // P, P, C)
+    if patches.shape[1] == 0:
+        return prefix_motion.new_zeros(B, P, C)
+    picked = patches[torch.arange(B, device=index.device), index.clamp(0, patches.shape[1] - 1)]
+    return picked * (index >= 0)[:, None, None]
 
 
 @dataclass
@@ -523,7 +546,7 @@ def _prefill(m: "TalkerT2AV", cond: TalkerConditions, has_motion: bool) -> _Pref
         frames = width_pre * P
         pre_speech = cond.prefix_speech[:, :frames] * frame_mask(pre_frames, frames)[..., None]
         pre_motion = cond.prefix_motion[:, :frames] if has_motion else None
-        tokens = _slot_tokens(m, pre_speech.reshape(B * width_pre, P, Cs),
+        tokens = _slot_tokens(m, pre_speech.reshape(B * width_pre, P, Cs), None,
                               None if pre_motion is None else _delayed(pre_motion, pre_frames, delay, P),
                               has_motion).view(B, width_pre, -1)
         parts.append(tokens.to(tag.dtype))
@@ -577,23 +600,23 @@ def _delayed(motion: torch.Tensor, prefix_frames: torch.Tensor, delay: int, P: i
     return shifted.reshape(-1, P, C), mask.reshape(-1, P)
 
 
-def _slot_tokens(m: "TalkerT2AV", speech: torch.Tensor, motion, has_motion: bool) -> torch.Tensor:
-    """speech (N, P, Cs); motion = (frames (N, P, Cm), frame mask (N, P) or None) -> (N, D)."""
-    tokens = m.speech_tokens(speech)
+def _slot_tokens(m: "TalkerT2AV", speech: torch.Tensor, speech_mask: torch.Tensor | None, motion,
+                 has_motion: bool) -> torch.Tensor:
+    """speech (N, P, Cs) with its frame mask (N, P) or None; motion = (frames (N, P, Cm), frame mask
+    (N, P) or None) -> (N, D)."""
+    tokens = m.speech_tokens(speech, speech_mask)
     if not has_motion:
         return tokens + m.motion_pad().to(tokens.dtype)
     frames, mask = motion
     return tokens + m.motion_tokens(frames, mask).to(tokens.dtype)
 
 
-def _assemble(cond: TalkerConditions, out_speech, out_motion, out_live, n_gen, gen_frames, n_pre, P,
-              has_motion) -> Generated:
-    """Prefix + generated frames per sample (host side, once). Motion patches of slots before
-    the motion stream starts (delay > 0) are dropped."""
+def _assemble(cond: TalkerConditions, out_speech, out_motion, n_gen, gen_frames, n_pre, P, has_motion) -> Generated:
+    """Prefix + generated frames per sample (host side, once); ``out_motion``: the generated part's
+    motion patches in order (the steps before a delayed motion stream reaches them left out)."""
     B = n_gen.shape[0]
     speech = torch.cat(out_speech, dim=1) if out_speech else None  # (B, K*P, Cs)
     motion = torch.cat(out_motion, dim=1) if out_motion else None
-    live = torch.stack(out_live, dim=1).repeat_interleave(P, dim=1) if out_live else None  # (B, K*P)
     gen_h, n_pre_h = gen_frames.tolist(), n_pre.tolist()
     res_s, res_m = [], []
     for b in range(B):
@@ -603,7 +626,7 @@ def _assemble(cond: TalkerConditions, out_speech, out_motion, out_live, n_gen, g
         res_s.append(torch.cat([t for t in (pre_s, s) if t is not None]))
         if has_motion:
             pre_m = cond.prefix_motion[b, :pf].float() if pf else None
-            mm = motion[b, :g][live[b, :g]] if motion is not None else None
+            mm = motion[b, :g] if motion is not None else None
             res_m.append(torch.cat([t for t in (pre_m, mm) if t is not None]))
         else:
             res_m.append(None)

@@ -65,7 +65,7 @@ class TalkerOutput:
     prefix_frames: int  # latent frames of ``speech`` / ``motion`` that came from the prefix
 
 
-PatchCallback = Callable[[TalkerRequest, torch.Tensor, "torch.Tensor | None"], None]  # generate_each's on_patch
+PatchCallback = Callable[[TalkerRequest, "torch.Tensor | None", "torch.Tensor | None"], None]  # generate_each's
 
 
 class _PerRequest:
@@ -74,26 +74,30 @@ class _PerRequest:
 
     def __init__(self, on_patch: PatchCallback, prepared: list[Prepared], cond: TalkerConditions, patch: int,
                  delay: int):
-        self.on_patch, self.requests, self.patch = on_patch, [p.request for p in prepared], patch
+        self.on_patch, self.requests, self.patch, self.delay = on_patch, [p.request for p in prepared], patch, delay
         rows = len(prepared)
         # host copies of per-request sizes, read once before the loop starts
-        prefix = cond.prefix_frames.tolist() if cond.prefix_frames is not None else [0] * rows
-        self.motion_from = [max(0, delay - f // patch) for f in prefix]  # first generated patch with motion
         given = cond.given_frames
         self.frames = given.tolist() if given is not None else [None] * rows  # a2v / v2a: the given length
         self.muted = [False] * rows
 
-    def __call__(self, k: int, speech: torch.Tensor, motion: torch.Tensor | None, live: torch.Tensor) -> None:
+    def _piece(self, patches: torch.Tensor, b: int, index: int) -> torch.Tensor:
+        """Row b's patch ``index`` of the generated part, the last one cut to a given stream's length."""
+        length = self.patch if self.frames[b] is None else min(self.patch, self.frames[b] - index * self.patch)
+        return patches[b, :length]
+
+    def __call__(self, k: int, speech: torch.Tensor, motion: torch.Tensor | None, speech_live: torch.Tensor,
+                 motion_live: torch.Tensor) -> None:
         # one host copy per patch: the caller streams the patch now (see cfm.generate)
-        live, speech = live.tolist(), speech.float().cpu()
+        speech_live, motion_live, speech = speech_live.tolist(), motion_live.tolist(), speech.float().cpu()
         motion = None if motion is None else motion.float().cpu()
         for b, request in enumerate(self.requests):
-            if not live[b] or self.muted[b]:
+            if self.muted[b] or not (speech_live[b] or motion_live[b]):
                 continue
-            length = self.patch if self.frames[b] is None else min(self.patch, self.frames[b] - k * self.patch)
-            part = None if motion is None or k < self.motion_from[b] else motion[b, :length]
+            speech_part = self._piece(speech, b, k) if speech_live[b] else None
+            motion_part = self._piece(motion, b, k - self.delay) if motion is not None and motion_live[b] else None
             try:
-                self.on_patch(request, speech[b, :length], part)
+                self.on_patch(request, speech_part, motion_part)
             except Exception as error:  # one consumer's failure must not end the others' batch
                 self.muted[b] = True
                 log.warning("%s: on_patch failed at patch %d (%s); its stream stops, the batch goes on",
@@ -213,10 +217,11 @@ class TalkerGenerator:
         with ``seed``) draws every sample's noise in turn; ``render``: LIA-X frames for the motion;
         ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU).
 
-        ``on_patch(request, speech (P, Cs), motion (P, Cm) or None)`` (streaming) is called, in patch order,
-        for each request of the batch still generating, after each patch, with float32 CPU tensors: for each
-        request the speech pieces concatenate to its output's ``speech[prefix_frames:]`` and the motion pieces
-        to ``motion[prefix_frames:]`` (motion None: tts, or a slot before a delayed motion stream starts;
+        ``on_patch(request, speech (P, Cs) or None, motion (P, Cm) or None)`` (streaming) is called, in patch
+        order, for each request of the batch still generating, after each patch, with float32 CPU tensors: for
+        each request the speech pieces concatenate to its output's ``speech[prefix_frames:]`` and the motion
+        pieces to ``motion[prefix_frames:]`` (motion None: tts, or a step before a delayed motion stream
+        reaches the generated part; speech None: the last ``delay`` steps of a delayed layout, motion only;
         a2v / v2a pass the given stream's patches as they are used, the last one cut to its length). The
         prefix is not passed. Decode the speech with :class:`avcodecs.streaming.StreamingDecoder`. A callback
         that raises is not called again for that request (logged); the batch and its outputs go on."""

@@ -90,7 +90,8 @@ def stop_ignore_patches(ignore_seconds: float, frame_rate: float, patch_size: in
 
 
 def stop_labels(n_slots: torch.Tensor, ends: torch.Tensor, width: int, n_ignore: int):
-    """Per-slot stop targets for the state after patch j.
+    """Per-slot stop targets for the state after patch j; ``n_slots`` (B,): the slots up to the stop
+    (slots after it are left out).
 
     A clip that ends (not cut from a longer one): 0 for j < n - 1 - n_ignore, ignored up to the
     last patch, 1 at j = n - 1. A cut clip: 0 for every j < n (it does not stop there).

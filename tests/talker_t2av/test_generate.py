@@ -9,11 +9,12 @@ from tests.talker_t2av.helpers import layout, left_pad, tiny_model
 DETERMINISTIC = CFMSamplerConfig(temperature=0.0)  # x starts at 0: the ODE path is deterministic
 
 
-@pytest.fixture(scope="module")
-def model():
-    m = tiny_model(seed=3).eval()
+@pytest.fixture(scope="module", params=[0, 1], ids=["delay0", "delay1"])
+def model(request):
+    """delay 1: the motion one patch behind the speech, its last patch made after the speech stops."""
+    m = tiny_model(seed=3, delay=request.param).eval()
     with torch.no_grad():  # a stop head that fires after a few patches, at different steps per sample
-        m.head_stop.proj.bias.add_(3.5)
+        m.head_stop.proj.bias.add_(3.0)
     return m
 
 
@@ -67,6 +68,7 @@ def test_lengths(model):
                              min_patches=10**6)
     out = generate(model, conditions([0, 1, 2], "t2av"), never)
     assert [len(s) for s in out.speech] == [9 * 4] * 3  # capped at max_patches, prefix included
+    assert [len(m) for m in out.motion] == [9 * 4] * 3  # a delayed motion as long as its speech
 
 
 def test_missing_inputs_are_reported(model):

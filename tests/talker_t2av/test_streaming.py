@@ -20,10 +20,10 @@ TINY_CODECS = Codecs(vae_config="whisperx_vae_tiny", speaker_config="speaker_wav
 
 
 @functools.cache
-def stopping_model(**overrides):
+def stopping_model(stop_bias: float = 3.5, **overrides):
     m = tiny_model(seed=3, **overrides).eval()
     with torch.no_grad():  # a stop head that fires after a few patches, at different steps per sample
-        m.head_stop.proj.bias.add_(3.5)
+        m.head_stop.proj.bias.add_(stop_bias)
     return m
 
 
@@ -38,26 +38,27 @@ def conditions() -> TalkerConditions:
 
 @pytest.mark.parametrize("mode", ["t2av", "tts"])  # a2v: in the generate_each test
 def test_hook_patches_are_the_final_output(mode):
-    delay = 1  # the motion stream starts a patch late: its first slot is not part of the result
-    model = stopping_model(delay=delay)
+    delay = 1  # the motion one patch behind: step k makes speech patch k and motion patch k - 1
+    model = stopping_model(stop_bias=3.0, delay=delay)  # one row stops on its stop head, two at their budget
     calls = []
     cfg = GenerationConfig(mode=mode, speech=DETERMINISTIC, motion=DETERMINISTIC, max_patches=10, min_patches=2)
     out = generate(model, conditions(), cfg,
-                   on_patch=lambda k, s, m, live: calls.append((k, s.clone(), None if m is None else m.clone(),
-                                                                live.clone())))
+                   on_patch=lambda k, s, m, s_live, m_live: calls.append(
+                       (k, s.clone(), None if m is None else m.clone(), s_live.clone(), m_live.clone())))
     assert [c[0] for c in calls] == list(range(len(calls)))  # every patch once, in order
-    n_pre = [2, 0, 3]  # prefix patches of the three rows
     assert len(set(out.patches.tolist())) > 1  # the rows stop at different patches
     for b in range(3):
-        live_at = [k for k, _, _, live in calls if live[b]]
-        assert live_at == list(range(int(out.patches[b])))  # live exactly while the row generates
-        speech = torch.cat([s[b] for _, s, _, live in calls if live[b]])
+        speech_at = [k for k, _, _, live, _ in calls if live[b]]
+        assert speech_at == list(range(int(out.patches[b])))  # live exactly while the row speaks
+        speech = torch.cat([s[b] for _, s, _, live, _ in calls if live[b]])
         torch.testing.assert_close(speech, out.speech[b][out.prefix_frames[b]:], rtol=0, atol=0)
         if mode == "tts":
-            assert all(m is None for _, _, m, _ in calls)
+            assert all(m is None for _, _, m, _, _ in calls)
             continue
-        # motion of the slots before the (delayed) motion stream starts is not part of the result
-        motion = torch.cat([m[b] for k, _, m, live in calls if live[b] and n_pre[b] + k >= delay])
+        # the motion's patches come a step later, the last one after the speech has stopped
+        motion_at = [k for k, _, _, _, live in calls if live[b]]
+        assert motion_at == [k + delay for k in speech_at]
+        motion = torch.cat([m[b] for _, _, m, _, live in calls if live[b]])
         torch.testing.assert_close(motion, out.motion[b][out.prefix_frames[b]:], rtol=0, atol=0)
 
 
@@ -116,3 +117,21 @@ def test_each_request_gets_its_own_patches_in_order_while_live(talker):
     last_short = max(i for i, rid in enumerate(order) if rid == "short")
     assert order[: last_short + 1] == ["long", "short"] * (last_short // 2 + 1)
     assert set(order[last_short + 1 : order.index("a2v")]) == {"long"}
+
+
+def test_a_delayed_motion_streams_its_last_patch_after_the_speech(talker):
+    """delay 1, a2v: each step passes the given speech's patch k and the motion's patch k - 1, so the
+    first call has no motion and the last no speech; both concatenate to the output, cut to its 13 frames."""
+    gen, root = talker
+    delayed = TalkerGenerator(stopping_model(speaker_dim=16, delay=1), layout(), DETERMINISTIC, TINY_CODECS,
+                              torch.device("cpu"))
+    calls = []
+    request = TalkerRequest(mode="a2v", audio=str(root / "short.wav"), ref_motion=str(root / "face.npy"), id="a2v")
+    [out] = delayed.generate_each([request], max_seconds=1.0, render=False,
+                                  on_patch=lambda r, s, m: calls.append((s, m)))
+    assert len(calls) == 5 and calls[0][1] is None and calls[-1][0] is None  # 4 patches of 13 frames, 1 step late
+    speech = torch.cat([s for s, _ in calls if s is not None])
+    motion = torch.cat([m for _, m in calls if m is not None])
+    assert len(out.speech) == len(out.motion) == 13
+    torch.testing.assert_close(speech, out.speech, rtol=0, atol=0)
+    torch.testing.assert_close(motion, out.motion, rtol=0, atol=0)
