@@ -62,7 +62,7 @@ from torch import nn
 from tqdm import tqdm
 
 from talker_t2av.backbone import position_ids
-from talker_t2av.patching import context_windows, frame_mask, stop_ignore_patches, stop_labels
+from talker_t2av.patching import context_windows, frame_mask, speech_slots, stop_ignore_patches, stop_labels
 
 if TYPE_CHECKING:  # the network builds its heads from this module
     from talker_t2av.model import TalkerT2AV
@@ -294,10 +294,9 @@ class TalkerObjective(nn.Module):
         loss_motion = self.head_loss(m.motion_cfm, motion_rows, motion_rows + m.cfg.delay, motion, motion[:, 0],
                                      mu_table, width, noise.get("motion"))
 
-        # with the motion `delay` patches behind, an audio-video clip's last `delay` slots only carry the
-        # tail of its motion: the stop is after the slot before them, where the sampler stops the speech
-        # (it then emits those slots itself); delay 0 (released): the last slot
-        n_stop = batch["n_slots"] - m.cfg.delay * batch["is_av"].long()
+        # delay 0 (released): the stop is after the last slot; delay > 0: after the last one before the
+        # motion's tail, where the sampler stops the speech (and then makes the tail's slots itself)
+        n_stop = speech_slots(batch["n_slots"], batch["is_av"], m.cfg.delay)
         labels, weight, pos_weight = stop_labels(n_stop, batch["ends"], width, self.n_ignore)
         logits = m.stop_logits(after).float()  # (B, Np)
         bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none",

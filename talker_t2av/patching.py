@@ -89,6 +89,12 @@ def stop_ignore_patches(ignore_seconds: float, frame_rate: float, patch_size: in
     return max(1, round(ignore_seconds * frame_rate / patch_size))
 
 
+def speech_slots(n_slots: torch.Tensor, is_av: torch.Tensor, delay: int) -> torch.Tensor:
+    """(B,) slots up to where the speech stops: with the motion ``delay`` patches behind, an audio-video
+    clip's last ``delay`` slots only carry its motion's tail (the sampler makes them after the stop)."""
+    return n_slots - delay * is_av.long()
+
+
 def stop_labels(n_slots: torch.Tensor, ends: torch.Tensor, width: int, n_ignore: int):
     """Per-slot stop targets for the state after patch j; ``n_slots`` (B,): the slots up to the stop
     (slots after it are left out).

@@ -26,7 +26,7 @@ from talker_t2av.cfm import (
 from talker_t2av.conditioning import FeatureEncoder
 from talker_t2av.data import FEATURE_SOURCES, OnTheFlyDataset, TalkerCollator, TalkerDataConfig, TalkerDataset
 from talker_t2av.model import TalkerConfig, TalkerT2AV
-from talker_t2av.patching import max_patches
+from talker_t2av.patching import max_patches, speech_slots
 from talker_t2av.synthetic import SyntheticTalkerDataset
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,9 @@ class TalkerTask(Task):
         np.save(out_dir / "speech_generated.npy", speech)
         np.save(out_dir / "speech_reference.npy", batch["speech"][b, :frames].cpu().numpy())
         n = min(len(speech), frames)
+        true_patches = speech_slots(batch["n_slots"], batch["is_av"], model.cfg.delay)[b]  # where it should stop
         result = {"sample_speech_mse": float(((batch["speech"][b, :n].cpu().numpy() - speech[:n]) ** 2).mean()),
-                  "sample_patches_error": float(out.patches[0]) - float(batch["n_slots"][b])}
+                  "sample_patches_error": float(out.patches[0]) - float(true_patches)}
         if out.motion[0] is not None:
             motion = out.motion[0].cpu().numpy()
             np.save(out_dir / "motion_generated.npy", motion)
