@@ -434,8 +434,9 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
             (B,), given.shape[1], device=dev)
         given_patches = torch.div(given_frames + P - 1, P, rounding_mode="floor")  # (B,)
         steps = -(-given.shape[1] // P) + flush
-        given = F.pad(given, (0, 0, 0, steps * P - given.shape[1]))
-        given = given * frame_mask(given_frames, steps * P)[..., None]
+        shift = delay * P if mode == "v2a" else 0  # v2a: step k feeds given motion patch k - delay, as in training
+        given = F.pad(given, (0, 0, shift, steps * P - given.shape[1] - shift))
+        given = given * frame_mask(given_frames, steps * P, offset=shift)[..., None]
     else:
         steps = cfg.max_patches - int(n_pre.min()) + flush
     speech_done = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -472,7 +473,7 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
             # this slot holds motion patch slot - delay: none before the stream starts, then the prefix's
             # last `delay` patches (its own slots held the ones before them), then the generated part's
             if not gen_motion:
-                motion = given[:, (k - delay) * P : (k - delay + 1) * P] if k >= delay else given.new_zeros(B, P, Cm)
+                motion = given[:, k * P : (k + 1) * P]
             if k < delay and cond.prefix_motion is not None:
                 motion = _prefix_motion_patch(cond.prefix_motion, n_pre - delay + k, P)
             motion_started = slot >= delay  # (B,) the motion stream has started
