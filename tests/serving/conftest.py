@@ -3,6 +3,7 @@ app under uvicorn on a free loopback port (in a thread), made once per session a
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,32 +53,66 @@ def serve_media(tmp_path_factory):
     return {p.stem: p for p in root.iterdir()} | {"face": FACE_CLIP}
 
 
-@pytest.fixture(scope="session")
-def server(tiny_runs, serve_media, tmp_path_factory):
-    from hicodit.generate import HiCoDiTGenerator
-    from serving.app import create_app
-    from serving.config import ServeConfig
-    from talker_t2av.generate import Codecs, TalkerGenerator
-    from visual.frontend import extractor_config
-
-    codecs = Codecs(vae_config="whisperx_vae_tiny", speaker_config="speaker_wavlm_ecapa_tiny",
-                    liax_config="lia_x_tiny")
-    hicodit = HiCoDiTGenerator.from_checkpoint(tiny_runs["hicodit"], device="cpu",
-                                               frontend=extractor_config(random_extractors=True))
-    talker = TalkerGenerator.from_checkpoint(tiny_runs["talker"], device="cpu", codecs=codecs)
-    work = tmp_path_factory.mktemp("serve_work") / "work"
-    # a wide window: requests sent together by a test land in one batch
-    config = ServeConfig(port=free_port(), max_batch=4, max_wait_ms=300, max_upload_mb=0.5, max_clip_seconds=3.0,
-                         max_text_chars=200, max_output_seconds=0.64, work_dir=work,
-                         voices={"sine": str(serve_media["voice"])})
-    app = create_app(config, hicodit=hicodit, talker=talker)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning"))
+@contextmanager
+def serving(app, port: int):
+    """The app under uvicorn on loopback ``port``, in a thread, until the block ends."""
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not uv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{config.port}", app, work, hicodit, talker, config)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def tiny_talker(tiny_runs):
+    from talker_t2av.generate import Codecs, TalkerGenerator
+
+    codecs = Codecs(vae_config="whisperx_vae_tiny", speaker_config="speaker_wavlm_ecapa_tiny",
+                    liax_config="lia_x_tiny")
+    return TalkerGenerator.from_checkpoint(tiny_runs["talker"], device="cpu", codecs=codecs)
+
+
+def serve_config(serve_media, work: Path):
+    from serving.config import ServeConfig
+
+    # a wide window: requests sent together by a test land in one batch
+    return ServeConfig(port=free_port(), max_batch=4, max_wait_ms=300, max_upload_mb=0.5, max_clip_seconds=3.0,
+                       max_text_chars=200, max_output_seconds=0.64, work_dir=work,
+                       voices={"sine": str(serve_media["voice"])})
+
+
+@pytest.fixture(scope="session")
+def server(tiny_runs, serve_media, tmp_path_factory):
+    from hicodit.generate import HiCoDiTGenerator
+    from serving.app import create_app
+    from visual.frontend import extractor_config
+
+    hicodit = HiCoDiTGenerator.from_checkpoint(tiny_runs["hicodit"], device="cpu",
+                                               frontend=extractor_config(random_extractors=True))
+    talker = tiny_talker(tiny_runs)
+    work = tmp_path_factory.mktemp("serve_work") / "work"
+    config = serve_config(serve_media, work)
+    app = create_app(config, hicodit=hicodit, talker=talker)
+    with serving(app, config.port) as url:
+        yield Server(url, app, work, hicodit, talker, config)
+
+
+@pytest.fixture(scope="module")
+def delayed_server(tiny_runs, serve_media, tmp_path_factory):
+    """A Talker server whose model lays the motion one patch behind the speech (``model.delay=1``): the tiny
+    checkpoint read in that layout (the weights do not depend on it), for what the layout changes in a stream."""
+    from serving.app import create_app
+
+    talker = tiny_talker(tiny_runs)
+    talker.model.cfg.delay = 1
+    work = tmp_path_factory.mktemp("serve_delayed") / "work"
+    config = serve_config(serve_media, work)
+    app = create_app(config, talker=talker)
+    with serving(app, config.port) as url:
+        yield Server(url, app, work, None, talker, config)

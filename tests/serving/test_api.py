@@ -154,26 +154,45 @@ def test_talking_head_from_a_clip_or_an_image_and_from_speech(server, serve_medi
         assert len(clip.frames) == 16 and clip.audio is not None  # 0.64 s at 25 fps, with its speech
 
 
-def test_streamed_talking_head_sends_audio_and_motion_then_the_mp4(server, serve_media, tmp_path):
-    form = {"text": "hi", "voice": "sine", "stream": "true"}
+def stream_talking_head(server, serve_media, tmp_path, text="hi"):
+    """A streamed ``/v1/video/talking-head``: its event kinds, the audio and motion it streamed, the library's
+    answer to the same request alone (the server's seed), and the frames of the mp4 it ends with."""
+    form = {"text": text, "voice": "sine", "stream": "true"}
     with server.client() as client:
         with client.stream("POST", "/v1/video/talking-head", data=form,
                            files={"face": ("face.mp4", serve_media["face"].read_bytes(), "video/mp4")}) as streamed:
             assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
             events = [(block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1][6:]))
                       for block in streamed.read().decode().strip().split("\n\n")]
-        kinds = [kind for kind, _ in events]
-        assert kinds[-1] == "done" and kinds.count("audio") > 1 and kinds.count("motion") == 4  # per patch
         final = client.get(events[-1][1]["url"])
+    assert final.status_code == 200
     audio = np.concatenate([pcm(base64.b64decode(data["pcm16"])) for kind, data in events if kind == "audio"])
     motion = np.concatenate([data["frames"] for kind, data in events if kind == "motion"])
     (tmp_path / "final.mp4").write_bytes(final.content)
-    assert final.status_code == 200 and len(read_video(tmp_path / "final.mp4", fps=25).frames) == 16
-    # the library on the same request alone, with the server's seed: the stream is its audio and motion
     voice = str(server.app.state.server.talker.voices["sine"])
-    alone = server.talker.generate(TalkerRequest(mode="t2av", text="hi", ref_audio=voice,
+    alone = server.talker.generate(TalkerRequest(mode="t2av", text=text, ref_audio=voice,
                                                  ref_video=str(serve_media["face"])),
                                    max_seconds=server.config.max_output_seconds, seed=server.config.seed)
+    frames = len(read_video(tmp_path / "final.mp4", fps=25).frames)
+    return [kind for kind, _ in events], audio, motion, alone, frames
+
+
+def test_streamed_talking_head_sends_audio_and_motion_then_the_mp4(server, serve_media, tmp_path):
+    kinds, audio, motion, alone, frames = stream_talking_head(server, serve_media, tmp_path)
+    assert kinds[-1] == "done" and kinds.count("audio") > 1 and kinds.count("motion") == 4  # per patch
+    assert frames == 16
+    # the stream is the library's audio and motion on the same request alone
     assert motion.shape == tuple(alone.motion.shape) == (16, 40)
+    np.testing.assert_allclose(motion, alone.motion.numpy(), atol=1e-4)
+    assert len(audio) == len(alone.waveform) and np.abs(audio - alone.waveform).max() <= STREAM_BOUND
+
+
+def test_a_delayed_layout_streams_its_motion_a_patch_late_and_whole(delayed_server, serve_media, tmp_path):
+    """motion one patch behind the speech: the first step makes speech alone and the last (after the speech's
+    end) motion alone, and the stream is still the library's answer, every motion patch once, the mp4 as
+    long as the speech."""
+    kinds, audio, motion, alone, frames = stream_talking_head(delayed_server, serve_media, tmp_path)
+    assert kinds[-1] == "done" and kinds.count("motion") == len(alone.motion) // 4 and frames == len(alone.motion)
+    assert motion.shape == tuple(alone.motion.shape)
     np.testing.assert_allclose(motion, alone.motion.numpy(), atol=1e-4)
     assert len(audio) == len(alone.waveform) and np.abs(audio - alone.waveform).max() <= STREAM_BOUND
