@@ -69,6 +69,21 @@ def test_generated_clips_are_deterministic_and_follow_their_conditions():
     assert not np.array_equal(clip["tokens"][:, 0::2], clip["tokens"][:, 1::2])  # two tokens per frame differ
 
 
+
+def test_the_teacher_is_the_argmax_its_docstring_states_and_is_made_once_per_clip():
+    """token (q, r k + j) = argmax_v (A_{q,j} lip_k + B_q ge2e)_v, from the maps themselves; a clip's tokens
+    come back the same on every read (they are kept, not redrawn), and a caller's edit does not reach them."""
+    cfg = tiny_data_config(2)
+    synth = SyntheticClips(cfg)
+    clip = synth.clip(1)
+    q, r, v = cfg.num_levels, cfg.tokens_per_frame, cfg.codebook_size
+    lip_map = synth.lip_matrix.reshape(cfg.lip_dim, q, r, v)  # (D, Q, r, V)
+    for level, k, j in [(0, 0, 0), (3, 5, 1), (q - 1, len(clip["lip"]) - 1, r - 1)]:
+        scores = clip["lip"][k] @ lip_map[:, level, j] + clip["ge2e"] @ synth.speaker_map[level]
+        assert clip["tokens"][level, r * k + j] == scores.argmax()
+    clip["tokens"][:] = -1
+    assert np.array_equal(synth.clip(1)["tokens"], SyntheticClips(cfg).clip(1)["tokens"])
+
 def test_tokens_for_a_manifest_that_has_its_features(tmp_path, repo):
     """The corpus runner's HiCoDiT recipe with no visual work: codec tokens of each clip's audio, the
     manifest's other keys kept (paths to existing files made absolute, so the new manifest finds them)."""
