@@ -69,7 +69,6 @@ def test_generated_clips_are_deterministic_and_follow_their_conditions():
     assert not np.array_equal(clip["tokens"][:, 0::2], clip["tokens"][:, 1::2])  # two tokens per frame differ
 
 
-
 def test_the_teacher_is_the_argmax_its_docstring_states_and_is_made_once_per_clip():
     """token (q, r k + j) = argmax_v (A_{q,j} lip_k + B_q ge2e)_v, from the maps themselves; a clip's tokens
     come back the same on every read (they are kept, not redrawn), and a caller's edit does not reach them."""
@@ -83,6 +82,7 @@ def test_the_teacher_is_the_argmax_its_docstring_states_and_is_made_once_per_cli
         assert clip["tokens"][level, r * k + j] == scores.argmax()
     clip["tokens"][:] = -1
     assert np.array_equal(synth.clip(1)["tokens"], SyntheticClips(cfg).clip(1)["tokens"])
+
 
 def test_tokens_for_a_manifest_that_has_its_features(tmp_path, repo):
     """The corpus runner's HiCoDiT recipe with no visual work: codec tokens of each clip's audio, the
