@@ -155,8 +155,8 @@ def test_talking_head_from_a_clip_or_an_image_and_from_speech(server, serve_medi
 
 
 def stream_talking_head(server, serve_media, tmp_path, text="hi"):
-    """A streamed ``/v1/video/talking-head``: its event kinds, the audio and motion it streamed, the library's
-    answer to the same request alone (the server's seed), and the frames of the mp4 it ends with."""
+    """A streamed ``/v1/video/talking-head``, checked to be the library's answer to the same request alone (the
+    server's seed): motion to 1e-4, audio to the streaming bound. -> (event kinds, that answer, mp4 frames)."""
     form = {"text": text, "voice": "sine", "stream": "true"}
     with server.client() as client:
         with client.stream("POST", "/v1/video/talking-head", data=form,
@@ -173,26 +173,21 @@ def stream_talking_head(server, serve_media, tmp_path, text="hi"):
     alone = server.talker.generate(TalkerRequest(mode="t2av", text=text, ref_audio=voice,
                                                  ref_video=str(serve_media["face"])),
                                    max_seconds=server.config.max_output_seconds, seed=server.config.seed)
-    frames = len(read_video(tmp_path / "final.mp4", fps=25).frames)
-    return [kind for kind, _ in events], audio, motion, alone, frames
+    assert motion.shape == tuple(alone.motion.shape)
+    np.testing.assert_allclose(motion, alone.motion.numpy(), atol=1e-4)
+    assert len(audio) == len(alone.waveform) and np.abs(audio - alone.waveform).max() <= STREAM_BOUND
+    return [kind for kind, _ in events], alone, len(read_video(tmp_path / "final.mp4", fps=25).frames)
 
 
 def test_streamed_talking_head_sends_audio_and_motion_then_the_mp4(server, serve_media, tmp_path):
-    kinds, audio, motion, alone, frames = stream_talking_head(server, serve_media, tmp_path)
+    kinds, alone, frames = stream_talking_head(server, serve_media, tmp_path)
     assert kinds[-1] == "done" and kinds.count("audio") > 1 and kinds.count("motion") == 4  # per patch
-    assert frames == 16
-    # the stream is the library's audio and motion on the same request alone
-    assert motion.shape == tuple(alone.motion.shape) == (16, 40)
-    np.testing.assert_allclose(motion, alone.motion.numpy(), atol=1e-4)
-    assert len(audio) == len(alone.waveform) and np.abs(audio - alone.waveform).max() <= STREAM_BOUND
+    assert frames == 16 and tuple(alone.motion.shape) == (16, 40)
 
 
 def test_a_delayed_layout_streams_its_motion_a_patch_late_and_whole(delayed_server, serve_media, tmp_path):
     """motion one patch behind the speech: the first step makes speech alone and the last (after the speech's
     end) motion alone, and the stream is still the library's answer, every motion patch once, the mp4 as
     long as the speech."""
-    kinds, audio, motion, alone, frames = stream_talking_head(delayed_server, serve_media, tmp_path)
+    kinds, alone, frames = stream_talking_head(delayed_server, serve_media, tmp_path)
     assert kinds[-1] == "done" and kinds.count("motion") == len(alone.motion) // 4 and frames == len(alone.motion)
-    assert motion.shape == tuple(alone.motion.shape)
-    np.testing.assert_allclose(motion, alone.motion.numpy(), atol=1e-4)
-    assert len(audio) == len(alone.waveform) and np.abs(audio - alone.waveform).max() <= STREAM_BOUND
