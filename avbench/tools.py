@@ -70,14 +70,19 @@ def run_tool(args: list[str], what: str) -> None:
                          f"command alone to see why: {shlex.join(cmd)}")
 
 
+def media_path(row: dict) -> Path:
+    """A corpus row's media file, absolute: its mp4, or the .m4a of a clip written without its face."""
+    return resolve_path(row, "video" if "video" in row else "audio").resolve()
+
+
 def codec_manifest(path: Path, rows: list[dict]) -> Path:
-    """The manifest a codec training reads (avcodecs.maskgct.data: id, video, num_frames in 50 Hz frames) for
-    corpus-list rows; both families' audio codecs train on it."""
+    """The manifest a codec training reads (avcodecs.maskgct.data: id, audio, num_frames in 50 Hz frames) for
+    corpus-list rows, each clip's audio read from its mp4 or its .m4a; both families' audio codecs train on it."""
     lines = []
     for row in rows:
-        video = resolve_path(row, "video").resolve()
-        seconds = row.get("duration") or len(read_audio(video, 16000)) / 16000
-        lines.append({"id": row["id"], "video": str(video), "num_frames": max(1, int(seconds * 50))})
+        audio = media_path(row)
+        seconds = row.get("duration") or len(read_audio(audio, 16000)) / 16000
+        lines.append({"id": row["id"], "audio": str(audio), "num_frames": max(1, int(seconds * 50))})
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_manifest(path, lines)
 

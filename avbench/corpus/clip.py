@@ -58,9 +58,9 @@ class ClipSpec:
 
 @dataclass
 class GeneratedClip:
-    """One made clip: what ClipMaker.make returns and the corpus writes (its mp4, .txt and corpus row)."""
+    """One made clip: what ClipMaker.make returns and the corpus writes (its mp4 or m4a, .txt and corpus row)."""
 
-    frames: np.ndarray  # (T, S, S, 3) uint8
+    frames: np.ndarray | None  # (T, S, S, 3) uint8; None when made without its face
     audio: np.ndarray   # (N,) float32 at ClipConfig.sample_rate, N = T / fps * rate
     record: dict        # the clip's corpus.jsonl row
     transcript: str     # the LRS3-style .txt
@@ -93,7 +93,9 @@ class ClipMaker:
         self.synth = synthesizer or PiperSynthesizer(voice, threads=threads)
         self.renderer = FaceRenderer(self.config.face)
 
-    def make(self, spec: ClipSpec) -> GeneratedClip:
+    def make(self, spec: ClipSpec, render: bool = True) -> GeneratedClip:
+        """The clip of ``spec``; with ``render`` False its face is not drawn (frames None, the record names an
+        .m4a "audio" instead of the .mp4 "video"): the face state stays in the record all the same."""
         c = self.config
         rng = np.random.default_rng(spec.seed)
         who, style = speaker(spec.speaker), emotion_style(spec.emotion)
@@ -116,10 +118,11 @@ class ClipMaker:
         spoken = [w.shifted(offset) for w in utt.words]
         mouth = mouth_track(phones, frames, c.fps)
         motion = head_motion(frames, rng, c.fps, c.head_degrees, c.head_pixels, blink_interval=c.blink_interval)
-        video = self.renderer.render(mouth, who.look, style.expression, motion)
+        video = self.renderer.render(mouth, who.look, style.expression, motion) if render else None
         text = sentence_text(spec.sentence)
+        media = {"video": f"{spec.relative}.mp4"} if render else {"audio": f"{spec.relative}.m4a"}
         record = {
-            "id": clip_id(spec.relative), "video": f"{spec.relative}.mp4", "text": text, "speaker": who.name,
+            "id": clip_id(spec.relative), **media, "text": text, "speaker": who.name,
             "subset": spec.subset, "emotion": spec.emotion, "emotion_index": EMOTIONS.index(spec.emotion),
             "sentence": spec.sentence,
             "num_frames": frames, "duration": round(duration, 4), "seed": spec.seed,

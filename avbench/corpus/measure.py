@@ -29,6 +29,7 @@ from avcodecs.speaker.ge2e_weights import load_ge2e
 from engine.atomic import atomic_path
 from engine.cli import run_main
 from engine.data import read_manifest
+from engine.errors import UserFacingError
 from engine.media import read_video
 from evaluation.prosody import ProsodyJudge
 from visual.mouth import crop_mouths
@@ -39,8 +40,15 @@ log = logging.getLogger("avbench.corpus.measure")
 SPEECH_RATE = 16_000
 
 
+class CorpusMeasureError(UserFacingError, ValueError):
+    pass
+
+
 def _rows(root: Path, clips: int | None) -> list[dict]:
-    rows = read_manifest(root / "corpus.jsonl", required=("video", "speaker", "emotion"))
+    rows = read_manifest(root / "corpus.jsonl", required=("speaker", "emotion"))
+    if any("video" not in row for row in rows):
+        raise CorpusMeasureError(f"{root}: some clips were written without their faces (--video-subsets); "
+                                 "the measures read every clip's video")
     if clips is not None and clips < len(rows):
         rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, clips).round()]
     return rows

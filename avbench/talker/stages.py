@@ -33,7 +33,7 @@ VAE_VAL_CLIPS = 8
 
 
 def vae(preset: BenchPreset, paths: RunPaths) -> None:
-    rows = read_manifest(paths.corpus_list, required=("id", "video", "subset"))
+    rows = read_manifest(paths.corpus_list, required=("id", "subset"))  # training clips: audio alone (.m4a)
     train = codec_manifest(paths.vae / "train.jsonl", [r for r in rows if r["subset"] == "trainval"])
     val = codec_manifest(paths.vae / "val.jsonl", [r for r in rows if r["subset"] == "test"][:VAE_VAL_CLIPS])
     stage = preset.talker.vae
@@ -48,7 +48,9 @@ def prepare(preset: BenchPreset, paths: RunPaths) -> None:
     then the corpus pipeline's Talker recipe on the corpus list with that column."""
     write_motion_config(paths)
     rows = write_motion_files(paths.corpus_list, paths.motion)
-    rows = [{**row, "video": str(resolve_path({**row, "_root": str(paths.corpus)}, "video").resolve())}
+    media = ("video", "audio")
+    rows = [{**row, **{key: str(resolve_path({**row, "_root": str(paths.corpus)}, key).resolve())
+                       for key in media if key in row}}
             for row in rows]  # the list moves next to the motion: its paths become absolute
     corpus_with_motion = write_manifest(paths.motion / "corpus.jsonl", rows)
     run_tool(["scripts/prepare_corpus.py", "talker", "--corpus", "list", "--root", str(corpus_with_motion),

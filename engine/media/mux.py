@@ -14,9 +14,17 @@ from engine.atomic import atomic_path
 from engine.media.audio import _check_exists, write_wav
 from engine.media.errors import MediaError
 
+AAC = ["-c:a", "aac", "-b:a", "192k"]  # every audio track written here: the same encoder, the same samples back
+
 
 def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _as_samples(audio) -> np.ndarray:
+    if hasattr(audio, "detach"):
+        audio = audio.detach().float().cpu().numpy()
+    return np.asarray(audio, dtype=np.float32).reshape(-1)
 
 
 def write_video(path: str | os.PathLike, frames, fps: float, audio=None, sample_rate: int | None = None,
@@ -43,13 +51,11 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio=None, sample_
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}",
                "-i", "pipe:0"]
         if audio is not None:
-            if hasattr(audio, "detach"):
-                audio = audio.detach().float().cpu().numpy()
-            audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+            audio = _as_samples(audio)
             wanted = int(round(count / fps * sample_rate))
             audio = np.pad(audio[:wanted], (0, max(0, wanted - len(audio))))
             wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
-            cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "192k"]
+            cmd += ["-i", str(wav), *AAC]
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p",
                 "-crf", str(crf), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         _run_ffmpeg(cmd, path, frames.tobytes())
@@ -67,9 +73,7 @@ def replace_audio(path: str | os.PathLike, video: str | os.PathLike, audio, samp
     source = Path(video)
     _check_exists(source)
     duration = _video_duration(source)
-    if hasattr(audio, "detach"):
-        audio = audio.detach().float().cpu().numpy()
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    audio = _as_samples(audio)
     wanted = int(round(duration * sample_rate))
     # Both inputs start at 0 in the output (ffmpeg offsets each input by its mapped streams' start):
     # sample 0 goes with the first video frame whatever the source's timestamps.
@@ -78,13 +82,27 @@ def replace_audio(path: str | os.PathLike, video: str | os.PathLike, audio, samp
     with tempfile.TemporaryDirectory() as scratch, atomic_path(path) as tmp:
         wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
         inputs = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-i", str(wav),
-                  "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "192k"]
+                  "-map", "0:v:0", "-map", "1:a:0", *AAC]
         output = ["-movflags", "+faststart", "-f", "mp4", str(tmp)]
         try:
             _run_ffmpeg(inputs + ["-c:v", "copy"] + output, path)
         except MediaError:  # a video codec mp4 cannot hold: re-encode, keeping the source's frame rate
             _run_ffmpeg(inputs + ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
                                   "-crf", "18"] + output, path)
+    return path
+
+
+def write_audio(path: str | os.PathLike, audio, sample_rate: int) -> Path:
+    """(N,) float in [-1, 1] -> an audio-only mp4 (.m4a) with write_video's AAC track, written atomically:
+    the same samples come back as from a video written with that audio."""
+    audio = _as_samples(audio)
+    if not len(audio):
+        raise MediaError(path, "no audio samples to write")
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as scratch, atomic_path(path) as tmp:
+        wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
+        _run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(wav), *AAC,
+                     "-movflags", "+faststart", "-f", "mp4", str(tmp)], path)
     return path
 
 
@@ -111,4 +129,4 @@ def _run_ffmpeg(cmd: list[str], path: Path, stdin: bytes | None = None) -> None:
     proc = subprocess.run(cmd, input=stdin, capture_output=True)
     if proc.returncode != 0:
         last = (proc.stderr.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
-        raise MediaError(path, f"ffmpeg failed to write the video: {last}")
+        raise MediaError(path, f"ffmpeg failed to write the file: {last}")

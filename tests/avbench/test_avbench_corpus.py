@@ -114,6 +114,39 @@ def test_rerun_resumes_and_other_settings_are_refused(tiny_corpus):
         generate_corpus(root, workers=1, progress=False, **{**TINY, "seed": 6})
 
 
+def test_training_clips_without_faces_are_the_same_clips_as_audio(tiny_corpus, tmp_path):
+    """Talker-T2AV's benchmark writes its training clips as .m4a: the same rows (face state included), the same
+    samples, the test clips' mp4s as they were; the pipeline's list reader takes the audio; the setting is
+    part of the folder's, and a folder from before it counts as all-video."""
+    from engine.media import read_audio as read
+
+    root, _ = tiny_corpus
+    audio_only = tmp_path / "corpus"
+    summary = generate_corpus(audio_only, workers=1, progress=False, video_subsets=("test",), **TINY)
+    assert summary.clips == 5
+    for full, alone in zip(read_rows(root), read_rows(audio_only), strict=True):
+        if full["subset"] == "test":
+            assert alone == full and (audio_only / alone["video"]).is_file()
+            continue
+        assert "video" not in alone and alone["audio"] == full["video"].replace(".mp4", ".m4a")
+        assert {k: v for k, v in alone.items() if k != "audio"} == {k: v for k, v in full.items() if k != "video"}
+        np.testing.assert_array_equal(read(audio_only / alone["audio"], 24000), read(root / full["video"], 24000))
+    assert [p.parent.parent.name for p in audio_only.rglob("*.mp4")] == ["test"]
+    listed = walk_corpus("list", audio_only / "corpus.jsonl")
+    assert sorted(c.subset for c in listed if c.video is None and c.audio.endswith(".m4a")) == ["trainval"] * 4
+    with pytest.raises(CorpusSettingsError, match=r"video_subsets \['trainval', 'test'\] -> \['test'\]"):
+        generate_corpus(root, workers=1, progress=False, video_subsets=("test",), **TINY)
+    settings_file = root / "avbench.json"
+    written = settings_file.read_text()
+    try:
+        settings_file.write_text(json.dumps({k: v for k, v in json.loads(written).items() if k != "video_subsets"}))
+        assert generate_corpus(root, workers=1, progress=False, **TINY).made == 0
+    finally:
+        settings_file.write_text(written)
+    with pytest.raises(CorpusSettingsError, match="--video-subsets: unknown train"):
+        generate_corpus(tmp_path / "bad", workers=1, progress=False, video_subsets=("train",), **TINY)
+
+
 def test_ge2e_tells_the_speakers_apart_across_emotions(tiny_corpus):
     if importlib.util.find_spec("resemblyzer") is None:
         pytest.skip("needs GE2E's weights: pip install --no-deps resemblyzer")

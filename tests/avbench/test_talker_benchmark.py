@@ -38,6 +38,10 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert set(systems) == {"ground_truth", "resynthesis", "t2av", "t2av_prefix", "continuation", "v2a"}
     assert all(s["utterances"] == 4 for s in systems.values())
     assert systems["ground_truth"]["wer"] < 50  # real Piper speech: the judge reads it
+    # the training clips were written as audio alone (their motion comes from the face state), the held-out as mp4
+    corpus = out / "corpus"
+    assert len(list((corpus / "trainval").rglob("*.m4a"))) == 6 and not list((corpus / "trainval").rglob("*.mp4"))
+    assert len(list((corpus / "test").rglob("*.mp4"))) == 4
     # every mode wrote its latents: speech and motion
     for name in ("t2av", "a2v", "v2a", "continuation"):
         npz = sorted((out / "samples" / name / "raw").glob("*.npz"))

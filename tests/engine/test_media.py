@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.media import MediaError, read_audio, read_video, replace_audio, write_video, write_wav
+from engine.media import MediaError, read_audio, read_video, replace_audio, write_audio, write_video, write_wav
 from engine.media.mux import ffmpeg_exe
 
 
@@ -75,10 +75,20 @@ def test_failed_video_write_leaves_nothing(tmp_path):
 def test_encoder_preset_keeps_the_frames_and_a_bad_one_fails_cleanly(tmp_path):
     fast = read_video(write_video(tmp_path / "fast.mp4", ramp_frames(20), 25, preset="veryfast"), fps=25)
     assert np.abs(np.rint(fast.frames[:, 24, 32, 0] / 4.0) - np.arange(20)).max() == 0
-    with pytest.raises(MediaError, match="slow.mp4: ffmpeg failed to write the video"):
+    with pytest.raises(MediaError, match="slow.mp4: ffmpeg failed to write the file"):
         write_video(tmp_path / "slow.mp4", ramp_frames(5), 25, preset="glacial")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.mp4"]
 
+def test_an_audio_file_gives_back_the_samples_of_a_video_written_with_that_audio(tmp_path):
+    """The corpus writes clips whose faces nobody watches as .m4a: training on them must be training on the
+    same samples as on the mp4s."""
+    audio = tone(0.6, 24000, 330) * np.linspace(0.1, 0.9, 14400, dtype=np.float32)
+    video = write_video(tmp_path / "clip.mp4", ramp_frames(15), 25, audio, 24000, preset="veryfast")
+    alone = write_audio(tmp_path / "clip.m4a", audio, 24000)
+    np.testing.assert_array_equal(read_audio(alone, 24000), read_audio(video, 24000))
+    with pytest.raises(MediaError, match="empty.m4a: no audio samples"):
+        write_audio(tmp_path / "empty.m4a", np.zeros(0), 24000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.m4a", "clip.mp4"]
 
 
 def video_packets(path) -> tuple[float, list[bytes]]:
