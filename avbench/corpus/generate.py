@@ -10,12 +10,14 @@ Layout (what the pipeline's ``lrs3`` and ``list`` layouts read):
     <root>/test/<speaker>/<clip>.mp4 + <clip>.txt        held-out SENTENCES only (never in trainval)
     <root>/corpus.jsonl                                   one row per clip: video (relative), text, speaker,
                                                           subset, emotion, words, phones, visemes, F0, ...
+    <root>/avbench.json                                   the settings (a rerun must use the same ones)
+    <root>/.parts/<subset>__<speaker>__<clip>.json        per-clip rows while generating (resume)
+
 A subset left out of ``video_subsets`` is written without its face: <clip>.m4a (the same AAC track an mp4
 would hold, the same samples back) and an "audio" column instead of "video"; its row keeps the face state
 (mouth track, seed). Talker-T2AV's benchmark reads its training clips' motion from that state and never
-looks at their frames, so it leaves them undrawn: about half of a clip's generation time.
-    <root>/avbench.json                                   the settings (a rerun must use the same ones)
-    <root>/.parts/<subset>__<speaker>__<clip>.json        per-clip rows while generating (resume)
+looks at their frames, so it leaves them undrawn: about half of a clip's generation time. The ``list``
+layout reads such clips (as audio); the ``lrs3`` layout sees the mp4s alone.
 
 Plan: N training and M test sentences drawn from their pools by the seed; each sentence is one clip, its
 (speaker, emotion) taken from shuffled rounds of all pairs, so speakers and emotions are balanced and

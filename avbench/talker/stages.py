@@ -48,10 +48,9 @@ def prepare(preset: BenchPreset, paths: RunPaths) -> None:
     then the corpus pipeline's Talker recipe on the corpus list with that column."""
     write_motion_config(paths)
     rows = write_motion_files(paths.corpus_list, paths.motion)
-    media = ("video", "audio")
     rows = [{**row, **{key: str(resolve_path({**row, "_root": str(paths.corpus)}, key).resolve())
-                       for key in media if key in row}}
-            for row in rows]  # the list moves next to the motion: its paths become absolute
+                       for key in ("video", "audio") if key in row}}
+            for row in rows]  # the list moves next to the motion: its paths become absolute (mp4, or m4a)
     corpus_with_motion = write_manifest(paths.motion / "corpus.jsonl", rows)
     run_tool(["scripts/prepare_corpus.py", "talker", "--corpus", "list", "--root", str(corpus_with_motion),
               "--out-dir", str(paths.prepared), *codec_flags(preset, paths),
