@@ -70,9 +70,15 @@ def run_tool(args: list[str], what: str) -> None:
                          f"command alone to see why: {shlex.join(cmd)}")
 
 
+def media_key(row: dict) -> str:
+    """The column naming a corpus row's media file: "video" (its mp4), or "audio" (the .m4a of a clip written
+    without its face)."""
+    return "video" if "video" in row else "audio"
+
+
 def media_path(row: dict) -> Path:
-    """A corpus row's media file, absolute: its mp4, or the .m4a of a clip written without its face."""
-    return resolve_path(row, "video" if "video" in row else "audio").resolve()
+    """A corpus row's media file, absolute."""
+    return resolve_path(row, media_key(row)).resolve()
 
 
 def codec_manifest(path: Path, rows: list[dict]) -> Path:

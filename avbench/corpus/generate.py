@@ -147,7 +147,7 @@ def _start_worker(config: ClipConfig, voice, single_thread: bool = True) -> None
 def _write_clip(root: Path, spec: ClipSpec, with_video: bool = True) -> dict:
     """Make one clip and write its mp4 (or, without video, m4a), txt and part row together (all or nothing)."""
     clip = _MAKER.make(spec, render=with_video)
-    media = root / f"{spec.relative}.{'mp4' if with_video else 'm4a'}"
+    media = root / clip.record["video" if with_video else "audio"]  # the file its row names
     with atomic_files(media, media.with_suffix(".txt"), _part_path(root, spec)) as (tmp_media, tmp_txt, tmp_part):
         config = _MAKER.config
         if with_video:

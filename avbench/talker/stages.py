@@ -24,9 +24,9 @@ from avbench.talker.analysis import judge_systems, write_judged_speech
 from avbench.talker.codecs import codec_flags, vae_weights, write_motion_config
 from avbench.talker.report import write_report
 from avbench.talker.systems import held_out_rows, sampling_systems
-from avbench.tools import codec_manifest, run_tool, sample_system
+from avbench.tools import codec_manifest, media_key, media_path, run_tool, sample_system
 from engine.configs import build_codec
-from engine.data import read_manifest, resolve_path, write_manifest
+from engine.data import read_manifest, write_manifest
 from engine.media import read_audio, write_wav
 
 VAE_VAL_CLIPS = 8
@@ -48,8 +48,7 @@ def prepare(preset: BenchPreset, paths: RunPaths) -> None:
     then the corpus pipeline's Talker recipe on the corpus list with that column."""
     write_motion_config(paths)
     rows = write_motion_files(paths.corpus_list, paths.motion)
-    rows = [{**row, **{key: str(resolve_path({**row, "_root": str(paths.corpus)}, key).resolve())
-                       for key in ("video", "audio") if key in row}}
+    rows = [{**row, media_key(row): str(media_path({**row, "_root": str(paths.corpus)}))}
             for row in rows]  # the list moves next to the motion: its paths become absolute (mp4, or m4a)
     corpus_with_motion = write_manifest(paths.motion / "corpus.jsonl", rows)
     run_tool(["scripts/prepare_corpus.py", "talker", "--corpus", "list", "--root", str(corpus_with_motion),

@@ -21,6 +21,11 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _ffmpeg(*args: str) -> list[str]:
+    """An ffmpeg command line that overwrites its output and prints errors only."""
+    return [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args]
+
+
 def _as_samples(audio) -> np.ndarray:
     if hasattr(audio, "detach"):
         audio = audio.detach().float().cpu().numpy()
@@ -47,9 +52,8 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio=None, sample_
     count, height, width, _ = frames.shape
     path = Path(path)
     with tempfile.TemporaryDirectory() as scratch, atomic_path(path) as tmp:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}",
-               "-i", "pipe:0"]
+        cmd = _ffmpeg("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}",
+                      "-i", "pipe:0")
         if audio is not None:
             audio = _as_samples(audio)
             wanted = int(round(count / fps * sample_rate))
@@ -81,8 +85,7 @@ def replace_audio(path: str | os.PathLike, video: str | os.PathLike, audio, samp
     path = Path(path)
     with tempfile.TemporaryDirectory() as scratch, atomic_path(path) as tmp:
         wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
-        inputs = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-i", str(wav),
-                  "-map", "0:v:0", "-map", "1:a:0", *AAC]
+        inputs = _ffmpeg("-i", str(source), "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", *AAC)
         output = ["-movflags", "+faststart", "-f", "mp4", str(tmp)]
         try:
             _run_ffmpeg(inputs + ["-c:v", "copy"] + output, path)
@@ -101,8 +104,7 @@ def write_audio(path: str | os.PathLike, audio, sample_rate: int) -> Path:
     path = Path(path)
     with tempfile.TemporaryDirectory() as scratch, atomic_path(path) as tmp:
         wav = write_wav(Path(scratch) / "audio.wav", audio, sample_rate)
-        _run_ffmpeg([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(wav), *AAC,
-                     "-movflags", "+faststart", "-f", "mp4", str(tmp)], path)
+        _run_ffmpeg(_ffmpeg("-i", str(wav), *AAC, "-movflags", "+faststart", "-f", "mp4", str(tmp)), path)
     return path
 
 
