@@ -169,7 +169,7 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
                      f"{_fmt(s.get('dnsmos_ovrl'), '{:.2f}')}{coverage(s, 'dnsmos')} | "
                      f"{_fmt(s.get('f0_mean_hz'))}{coverage(s, 'f0')} | {_percent(s.get('voiced_fraction'))} | "
                      f"{s.get('utterances', 0)} | {what} |")
-    lines += _slot_lines(results.get("slots", {}))
+    lines += slot_lines(results.get("slots", {}))
     speaker = results.get("speaker", {})
     if speaker.get("systems"):
         lines += ["", "## Identity", "",
@@ -215,7 +215,8 @@ def markdown(results: dict, paths: RunPaths, videos: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _slot_lines(slots: dict) -> list[str]:
+def slot_lines(slots: dict) -> list[str]:
+    """The per-slot error table (both families' reports)."""
     if not slots.get("systems"):
         return []
     classes = ", ".join(" ".join(letter.upper() for letter in group) for group in slots["shared_letters"]) or "none"
@@ -228,6 +229,8 @@ def _slot_lines(slots: dict) -> list[str]:
              "| system | clips | " + " | ".join(SLOTS) + " | letters sharing visemes wrong | letters of their own "
              "wrong | swaps inside a class |", "|---|---|" + "---|" * (len(SLOTS) + 3)]
     for name, s in slots["systems"].items():
+        if not s["clips"]:  # e.g. t2av_prefix, judged on the words after its prefix: never six
+            continue
         lines.append(f"| {name} | {s['clips']} | " + " | ".join(_percent(v) for v in s["wrong"].values())
                      + f" | {_percent(s['letters_shared_wrong'])} of {s['letters_shared']} | "
                      f"{_percent(s['letters_own_wrong'])} of {s['letters_own']} | {s['swaps_within_class']} |")

@@ -22,7 +22,7 @@ import logging
 
 import numpy as np
 
-from avbench.analysis import f0_shift, judge_options, label_effects, speaker_numbers, system_rows
+from avbench.analysis import f0_shift, judge_options, label_effects, slot_numbers, speaker_numbers, system_rows
 from avbench.paths import RunPaths
 from avbench.presets import BenchPreset
 from avbench.talker.codecs import motion_config, motion_weights
@@ -191,6 +191,8 @@ def collect(preset: BenchPreset, paths: RunPaths) -> dict:
     names = [n for n in speech_systems(paths) if (paths.evaluation / n).is_dir()]
     results = {"preset": preset.name, "family": "talker", "held_out_clips": len(held_out),
                "systems": {name: aggregate(paths.evaluation / name) for name in names}}
+    if "wer" in preset.report.judges:  # where the words are lost: the letter and the digit, mostly
+        results["slots"] = slot_numbers(paths, names, held_out)
     if "spksim" in preset.report.judges:
         results["speaker"] = speaker_numbers(paths, names, held_out)
     motion_codec = build_codec(str(motion_config(paths)), weights=str(motion_weights(paths)))

@@ -8,7 +8,7 @@ import numpy as np
 from avbench.analysis import write_results
 from avbench.paths import TALKER_STAGES, RunPaths
 from avbench.presets import BenchPreset
-from avbench.report import _fmt, time_goal, time_table
+from avbench.report import _fmt, slot_lines, time_goal, time_table
 from avbench.talker.analysis import collect
 from avbench.talker.codecs import motion_config, motion_weights
 from avbench.talker.systems import held_out_rows
@@ -111,6 +111,7 @@ def markdown(results: dict, videos: list[Path]) -> str:
     for name, s in results["systems"].items():
         lines.append(f"| {name} | {_fmt(s.get('wer'))}{coverage(s, 'wer')} | {_fmt(s.get('spksim'), '{:.3f}')}"
                      f"{coverage(s, 'spksim')} | {s.get('utterances', 0)} | {SYSTEM_NOTES.get(name, '')} |")
+    lines += slot_lines(results.get("slots", {}))
     speaker = results.get("speaker", {})
     if speaker.get("systems"):
         lines += ["", "## Voice", "", "GE2E cosine to the speaker centroids of the ground truth "

@@ -2,6 +2,7 @@
 
 import pytest
 
+from avbench.report import slot_lines
 from avbench.slots import letter_floor, shared_letter_classes, slot_errors, word_visemes
 
 
@@ -39,3 +40,14 @@ def test_slot_errors_count_six_word_transcripts_and_swaps_inside_a_class():
     assert (out["letters_shared"], out["letters_shared_wrong"], out["swaps_within_class"]) == (2, 0.5, 1)
     assert (out["letters_own"], out["letters_own_wrong"]) == (1, 1.0)
     assert slot_errors([], classes)["wrong"]["letter"] is None
+
+
+def test_the_slot_table_shows_each_system_with_six_word_clips_and_skips_one_without():
+    classes = [["b", "p"]]
+    systems = {"tts": slot_errors([("set blue at b two now", "set blue at p two now")], classes),
+               "t2av_prefix": slot_errors([("two now", "two now")], classes)}  # judged after a prefix: not six
+    lines = slot_lines({"shared_letters": classes, "letter_floor": 0.04, "systems": systems})
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| system")]
+    assert [row.split(" | ")[0] for row in rows] == ["| tts"]
+    assert "| 100% |" in rows[0] and "B P" in "\n".join(lines)  # the letter slot wrong; the class named
+    assert slot_lines({}) == []

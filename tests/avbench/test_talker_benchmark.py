@@ -62,6 +62,8 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert set(results["speaker"]["systems"]) == set(systems)
     text = (report / "report.md").read_text()
     assert "## Goals" in text and "## Lip sync" in text and "| t2av |" in text and "## Time" in text
+    # where the words are lost, per GRID slot, for every system judged (a prefix's system has no six-word clips)
+    assert "## Errors per GRID slot" in text and set(results["slots"]["systems"]) == set(systems)
     assert sorted(p.name for p in (report / "videos").glob("*.mp4"))
     # a rerun finds every stage done: nothing is redone
     written = (report / "report.md").stat().st_mtime_ns
