@@ -45,7 +45,7 @@ log = logging.getLogger("hicodit.cli")
 COMMAND = "infer.py hicodit"
 SAMPLER_FLAGS = ("steps", "greedy", "temperature", "unmask_order", "order_noise", "w_all", "w_id", "w_emo", "w_lip",
                  "guidance_convention", "guidance_schedule", "guidance_start", "guidance_on_rates", "level_schedule",
-                 "high_level_guidance", "high_level_temperature")
+                 "high_level_guidance", "high_level_temperature", "cuda_graph")
 
 
 FLAG_NAMES = {"identity": "--identity", "given_levels": "--given-levels", "read_lips": "--read-lips"}

@@ -64,6 +64,7 @@ batch. The rule, its two conventions, its schedule and its per-level scale are w
 ``hicodit/guidance.py``.
 """
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -72,6 +73,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from engine.cuda_graph import StaticGraph
 from engine.errors import ConfigError
 from hicodit.guidance import (
     CONVENTIONS,
@@ -204,6 +206,10 @@ class DiffusionSamplerConfig:
     # share of the guidance levels 3-12 get (1: all of it, 0: the conditional model)
     high_level_guidance: float = field(default=1.0, metadata={"min": 0})
     high_level_temperature: float | None = field(default=None, metadata={"above": 0})  # temperature of levels 3-12
+    # On CUDA, each step's network forward (all guidance passes) is captured once as a CUDA graph and
+    # replayed: one launch per step instead of hundreds, which is what bounds small batches. Same
+    # kernels, same tokens (checked by scripts/gpu_suite.py); ignored on CPU.
+    cuda_graph: bool = False
 
     def __post_init__(self):
         if self.steps < 1:
@@ -458,18 +464,22 @@ class MaskedDiffusion(nn.Module):
         x = torch.where(real, self.mask_id if known is None else known, 0)  # (B, Q, L)
         drawn = x == self.mask_id  # (B, Q, L) the positions the sampler fills
         # The guided passes, and the conditional pass alone for unguided steps (late schedule).
-        variants = {}
-        for guided in (True, False):
-            passes = guidance_passes(cfg) if guided else ["all"]
-            n = len(passes)
-            variants[guided] = (passes, cond.repeat(n),  # conditions encoded once, reused every step
-                                # without padding, no mask at all: SDPA / flash-attn take their fastest kernels
-                                None if bool(token_mask.all()) else token_mask.repeat(n, 1),
-                                torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0))
         levels = torch.arange(q, device=device)
         high = levels >= n_low  # (Q,)
         level_scale = None if cfg.high_level_guidance == 1.0 else \
             torch.where(high, cfg.high_level_guidance, 1.0).to(device)  # (Q,)
+        step_logits = {}  # guided -> fn(x, t) -> (logits, log rate)
+        for guided in (True, False):
+            passes = guidance_passes(cfg) if guided else ["all"]
+            n = len(passes)
+            step_logits[guided] = functools.partial(
+                self.guided_logits, cond_n=cond.repeat(n),  # conditions encoded once, reused every step
+                # without padding, no mask at all: SDPA / flash-attn take their fastest kernels
+                mask_n=None if bool(token_mask.all()) else token_mask.repeat(n, 1),
+                drop_n=torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0),
+                passes=passes, cfg=cfg, level_scale=level_scale)
+            if cfg.cuda_graph:
+                step_logits[guided] = StaticGraph(step_logits[guided])  # captured at its first step
         temperature = cfg.temperature if cfg.high_level_temperature is None else \
             torch.where(high, cfg.high_level_temperature, cfg.temperature).to(device)[:, None, None]  # (Q, 1, 1)
         if cfg.level_schedule == "joint":
@@ -487,9 +497,8 @@ class MaskedDiffusion(nn.Module):
             times = [1.0 - k / steps for k in range(steps + 1)]  # host floats: no device syncs
             for k in range(steps):
                 t, s = times[k], times[k + 1]
-                passes, cond_n, mask_n, drop_n = variants[guides_at(cfg, t)]
-                logits, log_rate = self.guided_logits(x, torch.full((b,), t, device=device), cond_n, mask_n, drop_n,
-                                                      passes, cfg, level_scale)  # (B, L, Q, V)
+                t_b = torch.full((b,), t, device=device)
+                logits, log_rate = step_logits[guides_at(cfg, t)](x, t_b)  # (B, L, Q, V)
                 logits = logits.transpose(1, 2)  # (B, Q, L, V)
                 masked = (x == self.mask_id) & phase  # (B, Q, L)
                 if not cfg.greedy:

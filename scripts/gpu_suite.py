@@ -283,6 +283,45 @@ def verdict(res: dict, limits: dict) -> dict:
     return res
 
 
+def hardware_ceilings(args, device) -> dict:
+    """The two ceilings every figure is read against, measured on this card: a large bf16 matmul's rate
+    (random operands; zeros run faster) and a device-to-device copy's bandwidth (bytes read + written)."""
+    n = 1024 if args.smoke else 8192
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    src = torch.randn(2**22 if args.smoke else 2**30, device=device)  # 4 GiB of fp32 on the GPU
+    dst = torch.empty_like(src)
+    res = {"matmul_n": n, "copy_bytes": 2 * src.numel() * 4}
+    res["matmul_tflops"] = 2 * n**3 / median_time(lambda: a @ b, device, 10) / 1e12
+    res["copy_tb_per_s"] = res["copy_bytes"] / median_time(lambda: dst.copy_(src), device, 10) / 1e12
+    res["status"] = "ok"
+    return res
+
+
+def ceiling_tflops(args) -> float:
+    """The measured bf16 matmul rate where hw.ceilings ran, else the datasheet peak."""
+    return getattr(args, "matmul_tflops", None) or args.peak_tflops
+
+
+def median_time(fn, device, reps: int) -> float:
+    """Median seconds of ``fn`` after two warm-ups (device events on CUDA)."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(reps):
+        if torch.device(device).type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            tick = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - tick)
+    return sorted(times)[len(times) // 2]
+
+
 # ------------------------------------------------------------------------------------------ part b
 class GpuMemPoller:
     """nvidia-smi's used memory, polled while a subprocess runs (the trainer does not log its peak)."""
@@ -312,22 +351,23 @@ class GpuMemPoller:
 
 
 def train_run(args, device, out: Path, family: str, parallel: str, compile_: bool, steps: int, batch: int,
-              frames: int) -> dict:
-    name = f"{family}_{parallel}{'_compile' if compile_ else ''}"
-    run_dir = out / "runs" / name
+              frames: int, checkpointing: bool = False) -> dict:
+    name = f"{family}_{parallel}{'_compile' if compile_ else ''}{'_ckpt' if checkpointing else ''}"
+    run_dir = Path(args.work_dir or out) / "runs" / name  # checkpoints land here (GBs at paper size)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", str(ROOT / "train.py")]
     if family == "hicodit":
         model = "hicodit_tiny" if args.smoke else "hicodit_paper"
         cmd += ["experiment=hicodit_tiny", f"model={model}", f"data.synthetic_min_frames={frames}",
-                f"data.synthetic_max_frames={frames}", f"data.synthetic_clips={max(2 * batch, 8)}",
+                f"data.synthetic_max_frames={frames}", f"data.synthetic_clips={max(batch, 8)}",
                 "task.sampler.steps=4"]
     else:
         model = "talker_t2av_tiny" if args.smoke else "talker_t2av_paper"
-        cmd += ["experiment=talker_tiny", f"model={model}", f"data.synthetic_clips={max(batch, 4)}",
-                "task.val_max_seconds=1.0"]
+        cmd += ["experiment=talker_tiny", f"model={model}", "model.tokenizer=char",  # synthetic text: no Qwen3 files
+                f"data.synthetic_clips={max(batch, 4)}", "task.val_max_seconds=1.0", "trainer.lr=1e-4"]
     precision = "fp32" if args.smoke else "bf16"
     cmd += [f"trainer.parallel={parallel}", f"trainer.precision={precision}",
             f"trainer.compile={str(compile_).lower()}",
+            f"trainer.activation_checkpointing={str(checkpointing).lower()}",
             f"trainer.max_steps={steps}", f"trainer.batch_size={batch}", "trainer.max_frames=null",
             "trainer.log_every=1", "trainer.warmup_steps=2", f"trainer.out_dir={run_dir}",
             f"trainer.save_every={10 * steps}", "trainer.keep_last=1", "trainer.progress=false",
@@ -349,7 +389,8 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
                                                if isinstance(e.stderr, bytes) else (e.stderr or ""))
     wall = time.perf_counter() - tick
     res = {"command": "torchrun --nproc_per_node=1 train.py " + " ".join(cmd[5:]), "wall_s": wall, "batch": batch,
-           "frames": frames, "steps": steps, "parallel": parallel, "compile": compile_, "precision": precision}
+           "frames": frames, "steps": steps, "parallel": parallel, "compile": compile_, "precision": precision,
+           "activation_checkpointing": checkpointing}
     if mem.peak_mib is not None:
         res["peak_mem_gib_nvidia_smi"] = mem.peak_mib / 1024
     (out / f"train_{name}.log").write_text(proc.stdout[-20000:] + "\n--- stderr ---\n" + proc.stderr[-40000:])
@@ -393,6 +434,8 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
                    flops_method="6 x params x sequence positions (first cut: ignores attention and the heads' "
                                 "K-fold row repetition)")
     res["model_tflops_per_s"] = flops / step_s / 1e12
+    res["floor_s"] = flops / (ceiling_tflops(args) * 1e12)  # the step at the measured matmul rate
+    res["step_over_floor"] = step_s / res["floor_s"]
     if not args.smoke:
         res["mfu"] = res["model_tflops_per_s"] / args.peak_tflops
     res["status"] = "ok" if times and all(math.isfinite(t) for t in times) else "fail"
@@ -401,19 +444,20 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
 
 # ------------------------------------------------------------------------------------------ part c
 @torch.no_grad()
-def sample_hicodit(args, device, batch: int, steps: int, frames: int) -> dict:
+def sample_hicodit(args, device, batch: int, steps: int, frames: int, graph: bool = False) -> dict:
     from hicodit.diffusion import DiffusionSamplerConfig
     from hicodit.guidance import guidance_passes
 
     cfg, model = hicodit_parts(args.smoke)
     model = model.to(device).eval()
     data = to_dev(hicodit_batch(cfg, batch, frames), device)
-    sampler = DiffusionSamplerConfig(steps=steps)
+    sampler = DiffusionSamplerConfig(steps=steps, cuda_graph=graph)
     amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not args.smoke)
     g = torch.Generator(device=device).manual_seed(0)
     with amp:
         cond = model.conditions(data)[0]
         model.sample(cond, data["token_mask"], DiffusionSamplerConfig(steps=2), generator=g)  # warm-up
+        # (a graph is captured at the first step of each sample call: its capture is inside the timing)
         sync(device)
         reset_peak(device)
         tick = time.perf_counter()
@@ -422,16 +466,66 @@ def sample_hicodit(args, device, batch: int, steps: int, frames: int) -> dict:
         sync(device)
         wall = time.perf_counter() - tick
     seconds = frames / 25
-    res = {"batch": batch, "steps": steps, "speech_s": seconds, "guidance_passes": len(guidance_passes(sampler)),
+    res = {"batch": batch, "steps": steps, "cuda_graph": graph, "speech_s": seconds,
+           "guidance_passes": len(guidance_passes(sampler)),
            "wall_s": wall, "rtf_per_clip": wall / seconds, "speech_s_per_s": batch * seconds / wall,
            "peak_mem_gib": peak_mem_gib(device), "bf16": not args.smoke,
            "status": "ok" if tokens.shape[0] == batch else "fail"}
+    from bench_hicodit import matmul_flops_per_frame
+
+    length = frames * cfg.tokens_per_frame  # every step runs every pass over every token frame (late: fewer)
+    res["flops"] = steps * res["guidance_passes"] * batch * length * matmul_flops_per_frame(cfg, length)
+    res["floor_s"] = res["flops"] / (ceiling_tflops(args) * 1e12)  # the hardware's limit for these FLOPs
+    res["wall_over_floor"] = wall / res["floor_s"]
     model.cpu()
     return res
 
 
 @torch.no_grad()
-def sample_talker(args, device, batch: int, seconds: float) -> dict:
+def check_hicodit_graph(args, device) -> dict:
+    """The CUDA-graph sampler against the eager one, paper size, bf16, 10 s, 16 steps, same noise: one step's
+    guided logits (gated) and the drawn tokens (agreement reported: one flipped draw changes what follows)."""
+    from engine.cuda_graph import StaticGraph
+    from hicodit.diffusion import DiffusionSamplerConfig
+    from hicodit.guidance import PASS_DROPS, guidance_passes
+
+    cfg, model = hicodit_parts(args.smoke)
+    model = model.to(device).eval()
+    frames = 25 if args.smoke else 250
+    data = to_dev(hicodit_batch(cfg, 2, frames), device)
+    res = {"batch": 2, "frames": frames}
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not args.smoke):
+        cond = model.conditions(data)[0]
+        x = torch.randint(0, cfg.codebook_size, data["tokens"].shape, device=device)
+        x = torch.where(torch.rand(x.shape, device=device) < 0.5, model.mask_id, x)
+        t = torch.full((2,), 0.6, device=device)
+        samp = DiffusionSamplerConfig(steps=16)
+        names = guidance_passes(samp)
+        kw = {"cond_n": cond.repeat(len(names)), "mask_n": None, "passes": names, "cfg": samp, "level_scale": None,
+              "drop_n": torch.tensor([PASS_DROPS[p] for p in names], device=device).repeat_interleave(2, 0)}
+        eager = model.guided_logits(x, t, **kw)[0].float().cpu()
+        graphed = StaticGraph(lambda x_, t_: model.guided_logits(x_, t_, **kw))
+        graphed(x, t)  # capture
+        x2 = torch.where(torch.rand(x.shape, device=device) < 0.3, model.mask_id, x)  # new inputs: replay reads them
+        eager2 = model.guided_logits(x2, t, **kw)[0].float().cpu()
+        replay2 = graphed(x2, t)[0].float().cpu()
+        res["graph_logits_err"] = rel_err(replay2, eager2)
+        res["inputs_changed_logits"] = rel_err(eager, eager2)  # > 0: the replay did not just return the capture
+        toks = {}
+        for graph in (False, True):
+            g = torch.Generator(device=device).manual_seed(5)
+            toks[graph] = model.sample(cond, data["token_mask"], DiffusionSamplerConfig(steps=16, cuda_graph=graph),
+                                       generator=g).cpu()
+        res["token_agreement"] = float((toks[False] == toks[True]).float().mean())
+    model.cpu()
+    return verdict(res, {"graph_logits_err": 1e-3})
+
+
+@torch.no_grad()
+def sample_talker(args, device, batch: int, seconds: float, compiled: bool = True) -> dict:
+    """T2AV, eager, then (``compiled``) the heads through torch.compile with CUDA graphs on the same noise:
+    RTF and first-patch latency of each, the compile time, and compiled against eager (the first patch is
+    gated; the whole output is reported, since the loop feeds each patch back and rounding compounds)."""
     from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
     from talker_t2av.checkpoints import set_inference_dtype
     from talker_t2av.model import TalkerT2AV
@@ -447,27 +541,45 @@ def sample_talker(args, device, batch: int, seconds: float) -> dict:
                             torch.randn(batch, cfg.speaker_dim, device=device),
                             torch.randn(batch, cfg.motion_dim, device=device))
     sampler = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.7)
+
+    def run(compile_: bool, patches: int):
+        gen = GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches, min_patches=10**9)
+        first = {}
+
+        def on_patch(k, *_):
+            if k == 0 and "t" not in first:
+                sync(device)
+                first["t"] = time.perf_counter()
+
+        g = torch.Generator(device=device).manual_seed(7)
+        sync(device)
+        tick = time.perf_counter()
+        out = generate(model, cond, gen, generator=g, compile=compile_, on_patch=on_patch)
+        sync(device)
+        return out, time.perf_counter() - tick, first["t"] - tick if "t" in first else None
+
     patches = int(seconds * 25) // 4
-    gen = GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches, min_patches=10**9)
-    first = {}
-
-    def on_patch(k, *_):
-        if k == 0 and "t" not in first:
-            sync(device)
-            first["t"] = time.perf_counter()
-
-    generate(model, cond, GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=2,
-                                           min_patches=10**9))  # warm-up
-    sync(device)
+    run(False, 2)  # warm-up
     reset_peak(device)
-    tick = time.perf_counter()
-    out = generate(model, cond, gen, on_patch=on_patch)
-    sync(device)
-    wall = time.perf_counter() - tick
-    audio = len(out.speech[0]) / 25
+    eager, wall, latency = run(False, patches)
+    audio = len(eager.speech[0]) / 25
     res = {"batch": batch, "speech_s": audio, "wall_s": wall, "rtf_per_clip": wall / audio,
-           "first_patch_latency_s": first["t"] - tick if "t" in first else None,
-           "peak_mem_gib": peak_mem_gib(device), "mode": "eager", "status": "ok" if audio > 0 else "fail"}
+           "first_patch_latency_s": latency, "peak_mem_gib": peak_mem_gib(device),
+           "status": "ok" if audio > 0 else "fail"}
+    if compiled:
+        tick = time.perf_counter()
+        run(True, 2)  # compile and capture (cached on the model)
+        res["compile_s"] = time.perf_counter() - tick
+        reset_peak(device)
+        comp, wall, latency = run(True, patches)
+        res.update(compiled_wall_s=wall, compiled_rtf_per_clip=wall / audio, compiled_first_patch_latency_s=latency,
+                   compiled_peak_mem_gib=peak_mem_gib(device), compiled_speedup=res["wall_s"] / wall)
+        p = model.patch_size
+        res["compiled_first_patch_err"] = rel_err(torch.stack([s[:p] for s in comp.speech]),
+                                                  torch.stack([s[:p] for s in eager.speech]))
+        n = min(len(comp.speech[0]), len(eager.speech[0]))
+        res["compiled_whole_speech_err"] = rel_err(comp.speech[0][:n], eager.speech[0][:n])
+        res = {**verdict(res, {"compiled_first_patch_err": 1e-3}), "status": res["status"]}
     model.cpu()
     return res
 
@@ -476,27 +588,41 @@ def sample_talker(args, device, batch: int, seconds: float) -> dict:
 def plan(args, device, out: Path):
     """(part name, callable) in run order: the cheap correctness checks first, then sampling, then training."""
     s = args.smoke
+    hb = 2 if s else args.hicodit_batch
+    tsteps = 3 if s else 20
     parts = [
+        ("hw.ceilings", lambda: hardware_ceilings(args, device)),
         ("correct.hicodit", lambda: check_hicodit(args, device)),
         ("correct.talker", lambda: check_talker(args, device)),
         ("correct.attention", lambda: check_attention(args, device)),
         ("correct.checkpoint", lambda: check_checkpoint(args, device, out)),
+        ("correct.hicodit_graph", lambda: check_hicodit_graph(args, device)),
         ("sample.hicodit_b1", lambda: sample_hicodit(args, device, 1, 4 if s else 64, 25 if s else 250)),
+        ("sample.hicodit_b1_graph", lambda: sample_hicodit(args, device, 1, 4 if s else 64, 25 if s else 250, True)),
         ("sample.hicodit_b8", lambda: sample_hicodit(args, device, 2 if s else 8, 4 if s else 64, 25 if s else 250)),
-        ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0)),
-        ("train.hicodit_ddp", lambda: train_run(args, device, out, "hicodit", "ddp", False, 3 if s else 20,
-                                                2 if s else args.hicodit_batch, 25 if s else 250)),
-        ("train.hicodit_fsdp", lambda: train_run(args, device, out, "hicodit", "fsdp", False, 3 if s else 20,
-                                                 2 if s else args.hicodit_batch, 25 if s else 250)),
-        ("sample.hicodit_b32", lambda: sample_hicodit(args, device, 2 if s else 32, 4 if s else 64, 25 if s else 250)),
-        ("train.hicodit_ddp_compile", lambda: train_run(args, device, out, "hicodit", "ddp", True, 3 if s else 20,
-                                                        2 if s else args.hicodit_batch, 25 if s else 250)),
-        ("train.talker_ddp", lambda: train_run(args, device, out, "talker", "ddp", False, 3 if s else 20,
-                                               2 if s else 8, 40 if s else 250)),
+        ("sample.hicodit_b8_graph", lambda: sample_hicodit(args, device, 2 if s else 8, 4 if s else 64,
+                                                           25 if s else 250, True)),
+        ("sample.hicodit_b32_graph", lambda: sample_hicodit(args, device, 2 if s else 32, 4 if s else 64,
+                                                            25 if s else 250, True)),
+        ("train.hicodit_ddp", lambda: train_run(args, device, out, "hicodit", "ddp", False, tsteps, hb,
+                                                25 if s else 250)),
+        ("train.talker_ddp", lambda: train_run(args, device, out, "talker", "ddp", False, tsteps, 2 if s else 8,
+                                               40 if s else 250)),
+        # smoke: eager only (inductor takes ~80 s on 2 cores; the compiled heads agree on CPU to 2e-7, measured)
+        ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0, compiled=not s)),
+        ("train.hicodit_fsdp", lambda: train_run(args, device, out, "hicodit", "fsdp", False, tsteps, hb,
+                                                 25 if s else 250)),
+        ("train.hicodit_ddp_ckpt", lambda: train_run(args, device, out, "hicodit", "ddp", False, tsteps, hb,
+                                                     25 if s else 250, checkpointing=True)),
+        ("train.hicodit_ddp_compile", lambda: train_run(args, device, out, "hicodit", "ddp", True, tsteps, hb,
+                                                        25 if s else 250)),
+        ("sample.talker_b8", lambda: sample_talker(args, device, 2 if s else 8, 0.5 if s else 10.0)),
+        ("train.talker_fsdp", lambda: train_run(args, device, out, "talker", "fsdp", False, tsteps, 2 if s else 8,
+                                                40 if s else 250)),
     ]
     if s:  # smoke: one of each kind is enough to keep the code from rotting
-        keep = {"correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint", "sample.hicodit_b1",
-                "sample.talker_b1", "train.hicodit_ddp"}
+        keep = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "train.hicodit_ddp"}
         parts = [p for p in parts if p[0] in keep]
     if args.only:
         parts = [p for p in parts if any(p[0].startswith(o) for o in args.only.split(","))]
@@ -511,17 +637,23 @@ def headline(results: dict, device_name: str) -> dict:
 
     checks_total = sum(p.get("checks_total", 0) for p in parts.values())
     checks_passed = sum(p.get("checks_passed", 0) for p in parts.values())
-    mfus = [p["mfu"] for k, p in parts.items() if k.startswith("train.hicodit") and p.get("mfu") is not None]
-    thr = [p["speech_s_per_s"] for k, p in parts.items() if k.startswith("sample.hicodit") and "speech_s_per_s" in p]
+    def best(prefix, key, pick=max):
+        vals = [p[key] for k, p in parts.items() if k.startswith(prefix) and isinstance(p.get(key), float)]
+        return pick(vals) if vals else None
+
+    talker_rtf = [v for v in (get("sample.talker_b1", "rtf_per_clip"), get("sample.talker_b1", "compiled_rtf_per_clip"))
+                  if v is not None]
     return {
         "device": device_name,
-        "hicodit_train_mfu": max(mfus) if mfus else None,
-        "hicodit_sample_rtf_b1": get("sample.hicodit_b1", "rtf_per_clip"),
-        "hicodit_sample_speech_s_per_s": max(thr) if thr else None,
+        "hicodit_train_mfu": best("train.hicodit", "mfu"),
+        "hicodit_sample_rtf_b1": best("sample.hicodit_b1", "rtf_per_clip", min),
+        "hicodit_sample_speech_s_per_s": best("sample.hicodit", "speech_s_per_s"),
         "talker_train_speedup_vs_released": None,  # part 4 (released code) not built in this slice
-        "talker_generate_rtf_b1": get("sample.talker_b1", "rtf_per_clip"),
+        "talker_generate_rtf_b1": min(talker_rtf) if talker_rtf else None,
         "talker_generate_speedup_vs_released": None,
-        "talker_train_mfu": get("train.talker_ddp", "mfu"),
+        "talker_train_mfu": best("train.talker", "mfu"),
+        "matmul_tflops_measured": get("hw.ceilings", "matmul_tflops"),
+        "copy_tb_per_s_measured": get("hw.ceilings", "copy_tb_per_s"),
         "checks_passed": checks_passed,
         "checks_total": checks_total,
     }
@@ -535,11 +667,14 @@ def fmt(v) -> str:
     return str(v)
 
 
-SUMMARY_KEYS = ("fp32_logits_err", "bf16_logits_err", "fp32_loss_err", "bf16_loss_err", "fp32_grad_norm_err",
+SUMMARY_KEYS = ("matmul_tflops", "copy_tb_per_s", "graph_logits_err", "token_agreement",
+                "fp32_logits_err", "bf16_logits_err", "fp32_loss_err", "bf16_loss_err", "fp32_grad_norm_err",
                 "bf16_grad_norm_err", "fp32_grad_err", "bf16_grad_err", "sdpa_default_vs_math_err",
                 "efficient_vs_math_err", "cudnn_vs_math_err", "cpu_vs_device_err", "step_s_median_second_half",
                 "codec_tokens_per_s", "model_tflops_per_s", "mfu", "peak_mem_gib_nvidia_smi", "rtf_per_clip",
-                "speech_s_per_s", "first_patch_latency_s", "peak_mem_gib", "error")
+                "speech_s_per_s", "wall_over_floor", "step_over_floor", "first_patch_latency_s", "peak_mem_gib",
+                "compile_s", "compiled_rtf_per_clip", "compiled_first_patch_latency_s", "compiled_first_patch_err",
+                "compiled_whole_speech_err", "error")
 
 
 def markdown(results: dict) -> str:
@@ -547,7 +682,7 @@ def markdown(results: dict) -> str:
     lines = [f"# GPU suite: {results['device_name']}", "",
              f"- date: {results['date']}, torch {results['torch']}, CUDA {results['cuda']}, smoke: {results['smoke']}",
              f"- command: `{results['command']}`",
-             f"- MFU peak used: {results['peak_tflops']} TFLOP/s (H100 SXM dense bf16)",
+             f"- MFU peak used: {results['peak_tflops']} TFLOP/s (H100 / H200 SXM dense bf16, datasheet)",
              f"- wall: {results['wall_s']:.0f} s", "", "| part | status | figures |", "|---|---|---|"]
     for name, p in results["parts"].items():
         figs = ", ".join(f"{k}={fmt(p[k])}" for k in SUMMARY_KEYS if k in p and k != "error")
@@ -566,6 +701,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     ap.add_argument("--hicodit-batch", type=int, default=16, help="per-GPU batch of 10 s clips in training")
     ap.add_argument("--only", default=None, help="comma-separated part-name prefixes")
+    ap.add_argument("--work-dir", default=None, help="where the trainer runs write checkpoints (default: --out-dir)")
     args = ap.parse_args(argv)
     args.budget_s = args.budget_s or (110.0 if args.smoke else 330.0)
     if args.smoke:

@@ -13,8 +13,8 @@ def test_gpu_suite_smoke(tmp_path):
                            "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "gpu_suite.json").read_text())
-    expected = {"correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
-                "sample.hicodit_b1", "sample.talker_b1", "train.hicodit_ddp"}
+    expected = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "train.hicodit_ddp"}
     assert expected <= set(result["parts"])
     bad = {k: (p["status"], p.get("error")) for k, p in result["parts"].items() if p["status"] != "ok"}
     assert not bad, bad
