@@ -4,9 +4,10 @@ the hundreds of kernel launches of a transformer forward, which is what bounds a
     graphed = StaticGraph(fn)          # fn(*tensors) -> tensor or tuple of tensors (None allowed)
     out = graphed(x, t)                # first call: warm-up and capture; later calls: copy in, replay
 
-The outputs live in the graph's own memory and are overwritten by the next replay: read (or clone) them
-before calling again. Everything ``fn`` closes over (weights, encoded conditions) must stay alive and
-in place. On a CPU tensor the function is simply called.
+Arguments may be None (passed on as None every time). The outputs live in the graph's own memory and
+are overwritten by the next replay: read (or clone) them before calling again. Everything ``fn`` closes
+over (weights, encoded conditions) must stay alive and in place. Without a CUDA tensor among the
+arguments, the function is simply called.
 """
 
 from collections.abc import Callable
@@ -18,24 +19,27 @@ class StaticGraph:
     def __init__(self, fn: Callable, warmup: int = 2):
         self.fn, self.warmup = fn, warmup
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.inputs: tuple[torch.Tensor, ...] = ()
+        self.inputs: tuple[torch.Tensor | None, ...] = ()
         self.outputs = None
 
-    def __call__(self, *args: torch.Tensor):
-        if not args[0].is_cuda:
+    def __call__(self, *args: torch.Tensor | None):
+        if not any(a is not None and a.is_cuda for a in args):
             return self.fn(*args)
         if self.graph is None:
             self._capture(args)
-        elif any(a.shape != s.shape or a.dtype != s.dtype for a, s in zip(args, self.inputs)):
-            raise ValueError("StaticGraph: the inputs' shapes or dtypes changed since the capture")
         else:
+            if len(args) != len(self.inputs) or any(
+                    (a is None) != (s is None) or a is not None and (a.shape != s.shape or a.dtype != s.dtype)
+                    for a, s in zip(args, self.inputs)):
+                raise ValueError("StaticGraph: the inputs' shapes or dtypes changed since the capture")
             for static, a in zip(self.inputs, args):
-                static.copy_(a)
+                if a is not None:
+                    static.copy_(a)
         self.graph.replay()
         return self.outputs
 
     def _capture(self, args) -> None:
-        self.inputs = tuple(a.clone() for a in args)
+        self.inputs = tuple(None if a is None else a.clone() for a in args)
         # warm-up on a side stream (cuBLAS / cuDNN handles and workspaces are made outside the capture)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -44,5 +48,6 @@ class StaticGraph:
                 self.fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: another thread's kernels (a server's other request) do not break this capture
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = self.fn(*self.inputs)

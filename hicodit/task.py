@@ -11,6 +11,7 @@ until validation writes audio, and ``infer.py`` can swap the weights path of a c
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,9 @@ class HiCoDiTTask(Task):
             torch.manual_seed(self.val_seed)
             loss, logs = module(batch)
             cond, _, lip_features = module.encode(batch)
-            tokens = module.sample(cond, batch["token_mask"], self.sampler_cfg)  # (B, Q, L)
+            # eager: each validation batch has its own shapes (a capture per call would cost more than it
+            # saves), and an FSDP module gathers its weights inside the forward
+            tokens = module.sample(cond, batch["token_mask"], replace(self.sampler_cfg, cuda_graph=False))
         metrics = {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}
         metrics.update(token_accuracy(tokens, batch["tokens"], batch["token_mask"], self.model_cfg.num_low_levels))
         if out_dir is not None:

@@ -294,6 +294,7 @@ def hardware_ceilings(args, device) -> dict:
     res["matmul_tflops"] = 2 * n**3 / median_time(lambda: a @ b, device, 10) / 1e12
     res["copy_tb_per_s"] = res["copy_bytes"] / median_time(lambda: dst.copy_(src), device, 10) / 1e12
     res["status"] = "ok"
+    args.matmul_tflops = res["matmul_tflops"]  # the floors below are read against this rate
     return res
 
 
@@ -351,8 +352,8 @@ class GpuMemPoller:
 
 
 def train_run(args, device, out: Path, family: str, parallel: str, compile_: bool, steps: int, batch: int,
-              frames: int, checkpointing: bool = False) -> dict:
-    name = f"{family}_{parallel}{'_compile' if compile_ else ''}{'_ckpt' if checkpointing else ''}"
+              frames: int, checkpointing: bool = False, name_suffix: str = "") -> dict:
+    name = f"{family}_{parallel}{'_compile' if compile_ else ''}{'_ckpt' if checkpointing else ''}{name_suffix}"
     run_dir = Path(args.work_dir or out) / "runs" / name  # checkpoints land here (GBs at paper size)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", str(ROOT / "train.py")]
     if family == "hicodit":
@@ -362,8 +363,10 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
                 "task.sampler.steps=4"]
     else:
         model = "talker_t2av_tiny" if args.smoke else "talker_t2av_paper"
+        n_clips = max(batch, 4)
         cmd += ["experiment=talker_tiny", f"model={model}", "model.tokenizer=char",  # synthetic text: no Qwen3 files
-                f"data.synthetic_clips={max(batch, 4)}", "task.val_max_seconds=1.0", "trainer.lr=1e-4"]
+                f"data.synthetic_clips={n_clips}", f"data.synthetic_frames={frames}", "task.val_max_seconds=1.0",
+                "trainer.lr=1e-4"]
     precision = "fp32" if args.smoke else "bf16"
     cmd += [f"trainer.parallel={parallel}", f"trainer.precision={precision}",
             f"trainer.compile={str(compile_).lower()}",
@@ -427,11 +430,13 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
 
         cfg = talker_config(args.smoke)
         with torch.device("meta"):
-            params = sum(p.numel() for p in TalkerT2AV(cfg).parameters())
-        positions = batch * (frames // 4 + 40)  # patches + text tokens per sequence (approximate)
+            net = TalkerT2AV(cfg)
+        # the text embedding table is read, not multiplied: it is no matmul weight
+        params = sum(p.numel() for p in net.parameters()) - net.llm.get_input_embeddings().weight.numel()
+        positions = batch * talker_positions_per_item(cfg, n_clips, frames)
         flops = 6 * params * positions
-        res.update(sequence_positions_per_s=positions / step_s, flops_per_step=flops,
-                   flops_method="6 x params x sequence positions (first cut: ignores attention and the heads' "
+        res.update(sequence_positions=positions, sequence_positions_per_s=positions / step_s, flops_per_step=flops,
+                   flops_method="6 x matmul params x sequence positions (ignores attention and the heads' "
                                 "K-fold row repetition)")
     res["model_tflops_per_s"] = flops / step_s / 1e12
     res["floor_s"] = flops / (ceiling_tflops(args) * 1e12)  # the step at the measured matmul rate
@@ -440,6 +445,18 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
         res["mfu"] = res["model_tflops_per_s"] / args.peak_tflops
     res["status"] = "ok" if times and all(math.isfinite(t) for t in times) else "fail"
     return res
+
+
+def talker_positions_per_item(cfg, n_clips: int, frames: int) -> float:
+    """Mean backbone positions of the synthetic training items (task tag + prompt + one per patch)."""
+    from talker_t2av.data import TalkerDataConfig
+    from talker_t2av.synthetic import SyntheticTalkerDataset
+
+    data = TalkerDataConfig(synthetic_clips=n_clips, synthetic_frames=frames, speech_dim=cfg.speech_dim,
+                            motion_dim=cfg.motion_dim, speaker_dim=cfg.speaker_dim)
+    items = SyntheticTalkerDataset(data, "char", 4, n_clips)
+    sizes = [1 + len(items[i]["text_ids"]) + -(-len(items[i]["speech"]) // 4) for i in range(len(items))]
+    return sum(sizes) / len(sizes)
 
 
 # ------------------------------------------------------------------------------------------ part c
@@ -522,10 +539,11 @@ def check_hicodit_graph(args, device) -> dict:
 
 
 @torch.no_grad()
-def sample_talker(args, device, batch: int, seconds: float, compiled: bool = True) -> dict:
-    """T2AV, eager, then (``compiled``) the heads through torch.compile with CUDA graphs on the same noise:
-    RTF and first-patch latency of each, the compile time, and compiled against eager (the first patch is
-    gated; the whole output is reported, since the loop feeds each patch back and rounding compounds)."""
+def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...] = ("graph",)) -> dict:
+    """T2AV, eager, then each of ``fast`` ("graph": the heads' loop captured as a CUDA graph; "compile":
+    torch.compile with CUDA graphs) on the same noise: RTF and first-patch latency of each, compile or capture
+    time, and each against eager (the first patch is gated; the whole output is reported, since the loop
+    feeds each patch back through the bf16 backbone and rounding compounds)."""
     from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
     from talker_t2av.checkpoints import set_inference_dtype
     from talker_t2av.model import TalkerT2AV
@@ -542,7 +560,7 @@ def sample_talker(args, device, batch: int, seconds: float, compiled: bool = Tru
                             torch.randn(batch, cfg.motion_dim, device=device))
     sampler = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.7)
 
-    def run(compile_: bool, patches: int):
+    def run(how: str, patches: int):
         gen = GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches, min_patches=10**9)
         first = {}
 
@@ -554,33 +572,37 @@ def sample_talker(args, device, batch: int, seconds: float, compiled: bool = Tru
         g = torch.Generator(device=device).manual_seed(7)
         sync(device)
         tick = time.perf_counter()
-        out = generate(model, cond, gen, generator=g, compile=compile_, on_patch=on_patch)
+        out = generate(model, cond, gen, generator=g, compile=how == "compile", cuda_graph=how == "graph",
+                       on_patch=on_patch)
         sync(device)
         return out, time.perf_counter() - tick, first["t"] - tick if "t" in first else None
 
     patches = int(seconds * 25) // 4
-    run(False, 2)  # warm-up
+    run("eager", 2)  # warm-up
     reset_peak(device)
-    eager, wall, latency = run(False, patches)
+    eager, wall, latency = run("eager", patches)
     audio = len(eager.speech[0]) / 25
     res = {"batch": batch, "speech_s": audio, "wall_s": wall, "rtf_per_clip": wall / audio,
-           "first_patch_latency_s": latency, "peak_mem_gib": peak_mem_gib(device),
-           "status": "ok" if audio > 0 else "fail"}
-    if compiled:
-        tick = time.perf_counter()
-        run(True, 2)  # compile and capture (cached on the model)
-        res["compile_s"] = time.perf_counter() - tick
+           "first_patch_latency_s": latency, "peak_mem_gib": peak_mem_gib(device)}
+    limits, p = {}, model.patch_size
+    for how in fast:
+        if how == "compile":  # compiled once, cached on the model; a graph is captured at each call's first patch
+            tick = time.perf_counter()
+            run(how, 2)
+            res["compile_s"] = time.perf_counter() - tick
         reset_peak(device)
-        comp, wall, latency = run(True, patches)
-        res.update(compiled_wall_s=wall, compiled_rtf_per_clip=wall / audio, compiled_first_patch_latency_s=latency,
-                   compiled_peak_mem_gib=peak_mem_gib(device), compiled_speedup=res["wall_s"] / wall)
-        p = model.patch_size
-        res["compiled_first_patch_err"] = rel_err(torch.stack([s[:p] for s in comp.speech]),
-                                                  torch.stack([s[:p] for s in eager.speech]))
-        n = min(len(comp.speech[0]), len(eager.speech[0]))
-        res["compiled_whole_speech_err"] = rel_err(comp.speech[0][:n], eager.speech[0][:n])
-        res = {**verdict(res, {"compiled_first_patch_err": 1e-3}), "status": res["status"]}
+        out, wall, latency = run(how, patches)
+        res.update({f"{how}_wall_s": wall, f"{how}_rtf_per_clip": wall / audio, f"{how}_first_patch_latency_s": latency,
+                    f"{how}_peak_mem_gib": peak_mem_gib(device), f"{how}_speedup": res["wall_s"] / wall})
+        res[f"{how}_first_patch_err"] = rel_err(torch.stack([s[:p] for s in out.speech]),
+                                                torch.stack([s[:p] for s in eager.speech]))
+        n = min(len(out.speech[0]), len(eager.speech[0]))
+        res[f"{how}_whole_speech_err"] = rel_err(out.speech[0][:n], eager.speech[0][:n])
+        limits[f"{how}_first_patch_err"] = 1e-3
     model.cpu()
+    res = verdict(res, limits)
+    if audio <= 0:
+        res["status"] = "fail"
     return res
 
 
@@ -588,8 +610,15 @@ def sample_talker(args, device, batch: int, seconds: float, compiled: bool = Tru
 def plan(args, device, out: Path):
     """(part name, callable) in run order: the cheap correctness checks first, then sampling, then training."""
     s = args.smoke
-    hb = 2 if s else args.hicodit_batch
-    tsteps = 3 if s else 20
+    hb, hb_big = (2, 2) if s else (args.hicodit_batch, args.hicodit_big_batch)
+    tb, tb_big = (2, 2) if s else (8, args.talker_big_batch)
+    tsteps, hf, tf = (3, 25, 40) if s else (16, 250, 250)  # steps; frames (10 s clips at 25 fps)
+    sample_steps = 4 if s else 64
+
+    def train(family, parallel, compile_, batch, name_suffix="", **kw):
+        return lambda: train_run(args, device, out, family, parallel, compile_, tsteps, batch,
+                                 hf if family == "hicodit" else tf, name_suffix=name_suffix, **kw)
+
     parts = [
         ("hw.ceilings", lambda: hardware_ceilings(args, device)),
         ("correct.hicodit", lambda: check_hicodit(args, device)),
@@ -597,32 +626,33 @@ def plan(args, device, out: Path):
         ("correct.attention", lambda: check_attention(args, device)),
         ("correct.checkpoint", lambda: check_checkpoint(args, device, out)),
         ("correct.hicodit_graph", lambda: check_hicodit_graph(args, device)),
-        ("sample.hicodit_b1", lambda: sample_hicodit(args, device, 1, 4 if s else 64, 25 if s else 250)),
-        ("sample.hicodit_b1_graph", lambda: sample_hicodit(args, device, 1, 4 if s else 64, 25 if s else 250, True)),
-        ("sample.hicodit_b8", lambda: sample_hicodit(args, device, 2 if s else 8, 4 if s else 64, 25 if s else 250)),
-        ("sample.hicodit_b8_graph", lambda: sample_hicodit(args, device, 2 if s else 8, 4 if s else 64,
-                                                           25 if s else 250, True)),
-        ("sample.hicodit_b32_graph", lambda: sample_hicodit(args, device, 2 if s else 32, 4 if s else 64,
-                                                            25 if s else 250, True)),
-        ("train.hicodit_ddp", lambda: train_run(args, device, out, "hicodit", "ddp", False, tsteps, hb,
-                                                25 if s else 250)),
-        ("train.talker_ddp", lambda: train_run(args, device, out, "talker", "ddp", False, tsteps, 2 if s else 8,
-                                               40 if s else 250)),
-        # smoke: eager only (inductor takes ~80 s on 2 cores; the compiled heads agree on CPU to 2e-7, measured)
-        ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0, compiled=not s)),
-        ("train.hicodit_fsdp", lambda: train_run(args, device, out, "hicodit", "fsdp", False, tsteps, hb,
-                                                 25 if s else 250)),
-        ("train.hicodit_ddp_ckpt", lambda: train_run(args, device, out, "hicodit", "ddp", False, tsteps, hb,
-                                                     25 if s else 250, checkpointing=True)),
-        ("train.hicodit_ddp_compile", lambda: train_run(args, device, out, "hicodit", "ddp", True, tsteps, hb,
-                                                        25 if s else 250)),
+        ("sample.hicodit_b1", lambda: sample_hicodit(args, device, 1, sample_steps, hf, graph=False)),
+        ("sample.hicodit_b1_graph", lambda: sample_hicodit(args, device, 1, sample_steps, hf, graph=True)),
+        ("sample.hicodit_b8_graph", lambda: sample_hicodit(args, device, 2 if s else 8, sample_steps, hf, graph=True)),
+        ("sample.hicodit_b32_graph", lambda: sample_hicodit(args, device, 2 if s else 32, sample_steps, hf,
+                                                            graph=True)),
+        ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0)),
         ("sample.talker_b8", lambda: sample_talker(args, device, 2 if s else 8, 0.5 if s else 10.0)),
-        ("train.talker_fsdp", lambda: train_run(args, device, out, "talker", "fsdp", False, tsteps, 2 if s else 8,
-                                                40 if s else 250)),
+        ("train.hicodit_ddp", train("hicodit", "ddp", False, hb)),
+        ("train.hicodit_ddp_compile_big", train("hicodit", "ddp", True, hb_big, "_big")),
+        ("train.talker_ddp", train("talker", "ddp", False, tb)),
+        ("train.talker_ddp_big", train("talker", "ddp", False, tb_big, "_big")),
+        ("train.hicodit_fsdp", train("hicodit", "fsdp", False, hb)),
+        ("train.hicodit_ddp_big", train("hicodit", "ddp", False, hb_big, "_big")),
     ]
+    extended = [  # measured on 2026-11-28 (docs/gpu.md); --extended runs them again
+        ("train.hicodit_ddp_ckpt", train("hicodit", "ddp", False, hb, checkpointing=True)),
+        ("train.hicodit_ddp_compile", train("hicodit", "ddp", True, hb)),
+        ("train.talker_fsdp", train("talker", "fsdp", False, tb)),
+        # inductor compiles the heads for ~140 s on an H200 (the CUDA graph alone captures them in ~1 s)
+        ("sample.talker_b1_compile", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0, ("compile",))),
+    ]
+    if args.extended:
+        parts += extended
     if s:  # smoke: one of each kind is enough to keep the code from rotting
         keep = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
-                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "train.hicodit_ddp"}
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "train.hicodit_ddp",
+                "train.talker_ddp"}
         parts = [p for p in parts if p[0] in keep]
     if args.only:
         parts = [p for p in parts if any(p[0].startswith(o) for o in args.only.split(","))]
@@ -641,8 +671,8 @@ def headline(results: dict, device_name: str) -> dict:
         vals = [p[key] for k, p in parts.items() if k.startswith(prefix) and isinstance(p.get(key), float)]
         return pick(vals) if vals else None
 
-    talker_rtf = [v for v in (get("sample.talker_b1", "rtf_per_clip"), get("sample.talker_b1", "compiled_rtf_per_clip"))
-                  if v is not None]
+    talker_rtf = [v for k in ("rtf_per_clip", "graph_rtf_per_clip") if (v := get("sample.talker_b1", k)) is not None]
+    talker_rtf += [v for v in [get("sample.talker_b1_compile", "compile_rtf_per_clip")] if v is not None]
     return {
         "device": device_name,
         "hicodit_train_mfu": best("train.hicodit", "mfu"),
@@ -673,8 +703,9 @@ SUMMARY_KEYS = ("matmul_tflops", "copy_tb_per_s", "graph_logits_err", "token_agr
                 "efficient_vs_math_err", "cudnn_vs_math_err", "cpu_vs_device_err", "step_s_median_second_half",
                 "codec_tokens_per_s", "model_tflops_per_s", "mfu", "peak_mem_gib_nvidia_smi", "rtf_per_clip",
                 "speech_s_per_s", "wall_over_floor", "step_over_floor", "first_patch_latency_s", "peak_mem_gib",
-                "compile_s", "compiled_rtf_per_clip", "compiled_first_patch_latency_s", "compiled_first_patch_err",
-                "compiled_whole_speech_err", "error")
+                "graph_rtf_per_clip", "graph_first_patch_latency_s", "graph_first_patch_err", "graph_whole_speech_err",
+                "compile_s", "compile_rtf_per_clip", "compile_first_patch_latency_s", "compile_first_patch_err",
+                "compile_whole_speech_err", "error")
 
 
 def markdown(results: dict) -> str:
@@ -697,13 +728,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny configs, tiny step counts")
-    ap.add_argument("--budget-s", type=float, default=None, help="skip parts started after this (default 330 / 110)")
+    ap.add_argument("--budget-s", type=float, default=None, help="skip parts started after this (default 450 / 110)")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     ap.add_argument("--hicodit-batch", type=int, default=16, help="per-GPU batch of 10 s clips in training")
+    ap.add_argument("--hicodit-big-batch", type=int, default=64, help="the large per-GPU batch (10 s clips)")
+    ap.add_argument("--talker-big-batch", type=int, default=32, help="the Talker's large per-GPU batch (10 s clips)")
+    ap.add_argument("--extended", action="store_true",
+                    help="also the parts measured once (activation checkpointing, compile at batch 16, Talker "
+                         "FSDP, the compiled Talker heads: ~5 more minutes)")
     ap.add_argument("--only", default=None, help="comma-separated part-name prefixes")
     ap.add_argument("--work-dir", default=None, help="where the trainer runs write checkpoints (default: --out-dir)")
     args = ap.parse_args(argv)
-    args.budget_s = args.budget_s or (110.0 if args.smoke else 330.0)
+    args.budget_s = args.budget_s or (110.0 if args.smoke else 450.0)
     if args.smoke:
         device = "cpu"
         torch.set_num_threads(min(4, os.cpu_count() or 1))

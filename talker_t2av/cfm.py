@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from engine.cuda_graph import StaticGraph
 from talker_t2av.backbone import position_ids
 from talker_t2av.patching import context_windows, frame_mask, speech_slots, stop_ignore_patches, stop_labels
 
@@ -399,9 +400,11 @@ def _rolling(context: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
              generator: torch.Generator | None = None, progress: bool = False, compile: bool = False,
-             on_patch: "PatchHook | None" = None) -> Generated:
+             on_patch: "PatchHook | None" = None, cuda_graph: bool = False) -> Generated:
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
-    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches).
+    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches). ``cuda_graph``
+    (CUDA, without ``compile``): the same loops captured as a CUDA graph at the first patch and replayed,
+    the same kernels as eager, without the minutes of compiling.
 
     ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, speech_live (B,), motion_live (B,))`` is
     called after each step k (streaming). Step k makes speech patch k and motion patch k - delay of the
@@ -443,7 +446,7 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     n_gen = torch.full((B,), steps - flush, dtype=torch.long, device=dev)  # speech patches per row
     streak = torch.zeros(B, dtype=torch.long, device=dev)
     out_speech, out_motion = [], []
-    heads = _heads_step(m, cfg, gen_speech, gen_motion, compile)
+    heads = _heads_step(m, cfg, gen_speech, gen_motion, compile, cuda_graph)
     flag = _DoneFlag(torch.device(dev))
     bar = tqdm(total=steps, desc=f"{mode} patches", disable=not progress, leave=False)
     for k in range(steps):
@@ -566,15 +569,24 @@ def _prefill(m: "TalkerT2AV", cond: TalkerConditions, has_motion: bool) -> _Pref
     return _Prefilled(h, cache, key_mask, key_mask.long().sum(1), n_pre, speech_ctx, motion_ctx, padded, tag.dtype)
 
 
-def _heads_step(m: "TalkerT2AV", cfg: GenerationConfig, gen_speech: bool, gen_motion: bool, compile: bool):
+def _heads_step(m: "TalkerT2AV", cfg: GenerationConfig, gen_speech: bool, gen_motion: bool, compile: bool,
+                cuda_graph: bool = False):
     """The per-patch work of the flow-matching heads as one function of tensors (noise passed in),
-    so that it can be compiled and captured whole. Compiled versions are cached on the model."""
+    so that it can be compiled and captured whole. Compiled versions are cached on the model; a CUDA
+    graph lives for one generate call (its shapes are the batch's)."""
 
     def step(h, speech_ctx, motion_ctx, speaker, first_motion, z_s, z_m):
         speech = m.speech_cfm.sample(h, speech_ctx, speaker, cfg.speech, z=z_s) if gen_speech else None
         motion = m.motion_cfm.sample(h, motion_ctx, first_motion, cfg.motion, z=z_m) if gen_motion else None
         return speech, motion
 
+    if not compile and cuda_graph:
+        graphed = StaticGraph(step)
+
+        def replay_graph(*args):  # the graph's outputs are overwritten by the next replay: keep copies
+            return tuple(None if t is None else t.clone() for t in graphed(*args))
+
+        return replay_graph
     if not compile:
         return step
     cache = m.__dict__.setdefault("_compiled_heads", {})

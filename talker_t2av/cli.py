@@ -89,6 +89,8 @@ def add_arguments(parser) -> None:
     add_execution_flags(parser)
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the heads' per-patch sampling (CUDA graphs on GPU; slow first patch)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="capture the heads' per-patch sampling as a CUDA graph (GPU; no compile time)")
 
 
 def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:
@@ -171,7 +173,8 @@ def run(args) -> int:
                       overwrite=args.overwrite or not args.manifest, noun="request")  # one --out: always written
     results = talker.generate_each([requests[request_id][0] for request_id in todo], sampler,
                                    max_seconds=args.max_seconds, batch_size=args.batch_size, seed=args.seed,
-                                   render=not args.no_render, compile=args.compile, progress=not args.quiet)
+                                   render=not args.no_render, compile=args.compile, cuda_graph=args.cuda_graph,
+                                   progress=not args.quiet)
     failures = []
     for result in results:
         if isinstance(result, ItemFailure):

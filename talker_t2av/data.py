@@ -76,6 +76,8 @@ class TalkerDataConfig:
     # Demo / tests: this many synthetic clips (talker_t2av.synthetic) instead of manifests.
     synthetic_clips: int = 0
     synthetic_seed: int = 0
+    # their length in frames (None: 48-68, short for the CPU demo; GPU benchmarks set a real clip's 250)
+    synthetic_frames: int | None = None
 
 
 def _load_array(entry: dict, key: str, width: int, per_frame: bool = True) -> np.ndarray:

@@ -208,14 +208,15 @@ class TalkerGenerator:
     def generate_each(self, requests: Sequence[TalkerRequest], sampler: CFMSamplerConfig | None = None, *,
                       max_seconds: float = 30.0, batch_size: int = 8, seed: int = 0,
                       generator: torch.Generator | None = None, render: bool = True, compile: bool = False,
-                      progress: bool = False,
+                      cuda_graph: bool = False, progress: bool = False,
                       on_patch: PatchCallback | None = None) -> Iterator["TalkerOutput | ItemFailure"]:
         """Each request's :class:`TalkerOutput`, or its :class:`ItemFailure`, as its batch finishes.
 
         ``sampler``: the heads' settings (default: the model's own); ``max_seconds``: the longest output,
         prefix included (a2v / v2a: at most this much of the input is used); ``generator`` (else one seeded
         with ``seed``) draws every sample's noise in turn; ``render``: LIA-X frames for the motion;
-        ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU).
+        ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU);
+        ``cuda_graph`` (CUDA): the same sampling captured as a CUDA graph per batch, with no compile time.
 
         ``on_patch(request, speech (P, Cs) or None, motion (P, Cm) or None)`` (streaming) is called, in patch
         order, for each request of the batch still generating, after each patch, with float32 CPU tensors: for
@@ -245,17 +246,17 @@ class TalkerGenerator:
                         yield ItemFailure(request.id, error)
                 if prepared:
                     yield from self._generate_batch(prepared, mode, gen_cfg, generator, render, compile, progress,
-                                                    on_patch)
+                                                    on_patch, cuda_graph)
 
     def _generate_batch(self, prepared: list[Prepared], mode: str, gen_cfg: GenerationConfig,
                         generator: torch.Generator, render: bool, compile: bool, progress: bool,
-                        on_patch: PatchCallback | None = None) -> Iterator[TalkerOutput]:
+                        on_patch: PatchCallback | None = None, cuda_graph: bool = False) -> Iterator[TalkerOutput]:
         cfg = self.model.cfg
         cond = batch_conditions(prepared, mode, cfg.speech_dim, cfg.motion_dim, self.device)
         hook = None if on_patch is None else _PerRequest(on_patch, prepared, cond, self.model.patch_size, cfg.delay)
         tick = time.perf_counter()
         out = generate(self.model, cond, gen_cfg, generator=generator, progress=progress, compile=compile,
-                       on_patch=hook)
+                       on_patch=hook, cuda_graph=cuda_graph)
         seconds = time.perf_counter() - tick
         audio_seconds = sum(len(s) for s in out.speech) / self.frame_rate
         log.info("generated %.2f s in %.2f s (real-time factor %.3f, batch %d)", audio_seconds, seconds,

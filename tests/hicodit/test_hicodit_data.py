@@ -129,3 +129,17 @@ def test_acoustic_emotion_labels_by_name_index_or_file(tmp_path):
         acoustic_emotion({"id": "a", "e": "bored"}, "e", 7)
     with pytest.raises(ClipDataError, match="outside 0..6"):
         acoustic_emotion({"id": "a", "e": 9}, "e", 7)
+
+
+@pytest.mark.parametrize("cache_bytes", [SyntheticClips.CACHE_BYTES, 0])  # whole clips cached, or tokens only
+def test_a_synthetic_clip_reads_the_same_every_time_whatever_a_caller_did_to_it(monkeypatch, cache_bytes):
+    monkeypatch.setattr(SyntheticClips, "CACHE_BYTES", cache_bytes)
+    synth = SyntheticClips(tiny_data_config(2, (10, 12)))
+    first = synth.clip(1)
+    for array in first.values():
+        array[...] = 0  # a caller working in place
+    again, fresh = synth.clip(1), SyntheticClips(tiny_data_config(2, (10, 12))).clip(1)
+    assert set(again) == set(fresh)
+    for key in fresh:
+        np.testing.assert_array_equal(again[key], fresh[key])
+    assert again["lip"].std() > 0.5
