@@ -63,6 +63,7 @@ from tqdm import tqdm
 
 from engine.cuda_graph import StaticGraph
 from talker_t2av.backbone import position_ids
+from talker_t2av.decode import StaticDecoder, supports_static_decoding
 from talker_t2av.patching import context_windows, frame_mask, speech_slots, stop_ignore_patches, stop_labels
 
 if TYPE_CHECKING:  # the network builds its heads from this module
@@ -402,9 +403,10 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
              generator: torch.Generator | None = None, progress: bool = False, compile: bool = False,
              on_patch: "PatchHook | None" = None, cuda_graph: bool = False) -> Generated:
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
-    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches). ``cuda_graph``
-    (CUDA, without ``compile``): the same loops captured as a CUDA graph at the first patch and replayed,
-    the same kernels as eager, without the minutes of compiling.
+    CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches). ``cuda_graph``:
+    the backbone decodes into a fixed-size cache (talker_t2av/decode.py), and on CUDA each patch's decoding
+    step (patch encoders + backbone) and, without ``compile``, the heads' loops are captured as CUDA graphs at
+    the first patch and replayed: the same kernels as eager, without the minutes of compiling.
 
     ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, speech_live (B,), motion_live (B,))`` is
     called after each step k (streaming). Step k makes speech patch k and motion patch k - delay of the
@@ -426,7 +428,13 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     # speech has ended (empty speech patches there, as in training)
     flush = delay if has_motion else 0
 
-    state = _prefill(m, cond, has_motion)
+    decoder = None
+    if cuda_graph and supports_static_decoding(m.llm):  # a fixed-size cache: each step has fixed shapes
+        prompt = 1 + L + (0 if cond.prefix_speech is None else cond.prefix_speech.shape[1] // P)
+        given_len = {"a2v": cond.given_speech, "v2a": cond.given_motion}.get(mode)
+        most_steps = (cfg.max_patches if given_len is None else -(-given_len.shape[1] // P)) + flush
+        decoder = StaticDecoder(m.llm, B, prompt + most_steps)
+    state = _prefill(m, cond, has_motion, decoder)
     h, cache, key_mask, next_pos, n_pre = state.h, state.cache, state.key_mask, state.next_pos, state.n_pre
     speech_ctx, motion_ctx, padded, tag_dtype = state.speech_ctx, state.motion_ctx, state.padded, state.dtype
 
@@ -447,6 +455,7 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     streak = torch.zeros(B, dtype=torch.long, device=dev)
     out_speech, out_motion = [], []
     heads = _heads_step(m, cfg, gen_speech, gen_motion, compile, cuda_graph)
+    next_token = None if decoder is None else _decode_step(m, decoder, has_motion, h.dtype, tag_dtype, cuda_graph)
     flag = _DoneFlag(torch.device(dev))
     bar = tqdm(total=steps, desc=f"{mode} patches", disable=not progress, leave=False)
     for k in range(steps):
@@ -495,6 +504,11 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
         # a row past its speech feeds an empty speech patch (delay > 0: its flush slots)
         speech_mask = None if not flush else (~speech_done)[:, None].expand(B, P)
         motion_mask = None if motion_started is None else motion_started[:, None].expand(B, P)
+        if next_token is not None:
+            h = next_token(speech, speech_mask, motion, motion_mask, next_pos)
+            decoder.advance(1)
+            next_pos = next_pos + 1
+            continue
         token = _slot_tokens(m, speech.to(h.dtype), speech_mask,
                              None if motion is None else (motion.to(h.dtype), motion_mask), has_motion)[:, None]
         key_mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)
@@ -532,8 +546,10 @@ class _Prefilled:
     dtype: torch.dtype
 
 
-def _prefill(m: "TalkerT2AV", cond: TalkerConditions, has_motion: bool) -> _Prefilled:
-    """Run [task tag | prompt (left-padded) | prefix patches (right-padded)] through the backbone."""
+def _prefill(m: "TalkerT2AV", cond: TalkerConditions, has_motion: bool,
+             decoder: StaticDecoder | None = None) -> _Prefilled:
+    """Run [task tag | prompt (left-padded) | prefix patches (right-padded)] through the backbone (into
+    ``decoder``'s fixed cache when given, else transformers' own)."""
     P, p, delay = m.patch_size, m.cfg.context_patches, m.cfg.delay
     B, L = cond.text_ids.shape
     dev = cond.text_ids.device
@@ -562,8 +578,11 @@ def _prefill(m: "TalkerT2AV", cond: TalkerConditions, has_motion: bool) -> _Pref
     key_mask = torch.cat(masks, dim=1)  # (B, 1 + L + Wp)
     # read once from the inputs: a batch without padding runs the backbone without a mask
     padded = not bool(cond.text_mask.all()) or bool(width_pre and (n_pre != width_pre).any())
-    hidden, cache = m.backbone(torch.cat(parts, dim=1), key_mask if padded else None, position_ids(key_mask),
-                               use_cache=True)
+    if decoder is not None:
+        hidden, cache = decoder(m.backbone_input(torch.cat(parts, dim=1)), key_mask, position_ids(key_mask)), None
+    else:
+        hidden, cache = m.backbone(torch.cat(parts, dim=1), key_mask if padded else None, position_ids(key_mask),
+                                   use_cache=True)
     last = (L + n_pre) if width_pre else torch.full((B,), L, device=dev)  # last real position
     h = hidden[torch.arange(B, device=dev), last]
     return _Prefilled(h, cache, key_mask, key_mask.long().sum(1), n_pre, speech_ctx, motion_ctx, padded, tag.dtype)
@@ -602,6 +621,21 @@ def _heads_step(m: "TalkerT2AV", cfg: GenerationConfig, gen_speech: bool, gen_mo
         return tuple(None if t is None else t.clone() for t in compiled(*args))
 
     return replay
+
+
+def _decode_step(m: "TalkerT2AV", decoder: StaticDecoder, has_motion: bool, dtype: torch.dtype,
+                 tag_dtype: torch.dtype, graph: bool):
+    """One slot through the patch encoders and the backbone into ``decoder``'s cache: (speech (B, P, Cs),
+    its mask or None, motion (B, P, Cm) or None, its mask or None, position (B,)) -> hidden (B, D); captured
+    as one CUDA graph at its first call on CUDA when ``graph``."""
+
+    def step(speech, speech_mask, motion, motion_mask, position):
+        frames = None if motion is None else (motion.to(dtype), motion_mask)
+        token = _slot_tokens(m, speech.to(dtype), speech_mask, frames, has_motion)[:, None]  # (B, 1, D)
+        key_mask = torch.ones(token.shape[:2], dtype=torch.bool, device=token.device)
+        return decoder.forward(m.backbone_input(token.to(tag_dtype)), key_mask, position[:, None])[:, -1]
+
+    return StaticGraph(step) if graph else step
 
 
 def _delayed(motion: torch.Tensor, prefix_frames: torch.Tensor, delay: int, P: int):

@@ -90,7 +90,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the heads' per-patch sampling (CUDA graphs on GPU; slow first patch)")
     parser.add_argument("--cuda-graph", action="store_true",
-                        help="capture the heads' per-patch sampling as a CUDA graph (GPU; no compile time)")
+                        help="capture each patch's backbone step and heads as CUDA graphs (GPU; no compile time)")
 
 
 def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:

@@ -216,7 +216,8 @@ class TalkerGenerator:
         prefix included (a2v / v2a: at most this much of the input is used); ``generator`` (else one seeded
         with ``seed``) draws every sample's noise in turn; ``render``: LIA-X frames for the motion;
         ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU);
-        ``cuda_graph`` (CUDA): the same sampling captured as a CUDA graph per batch, with no compile time.
+        ``cuda_graph``: each patch's backbone step and heads captured as CUDA graphs per batch (on CUDA; a
+        fixed-size KV cache on any device), with no compile time.
 
         ``on_patch(request, speech (P, Cs) or None, motion (P, Cm) or None)`` (streaming) is called, in patch
         order, for each request of the batch still generating, after each patch, with float32 CPU tensors: for

@@ -122,8 +122,11 @@ class TalkerT2AV(nn.Module):
     def backbone(self, embeds: torch.Tensor, key_mask: torch.Tensor | None, position_ids: torch.Tensor | None,
                  cache=None, use_cache: bool = False):
         """embeds (B, Q, D) -> (hidden (B, Q, D), cache); see backbone.run_backbone for the masks."""
-        embeds = embeds.to(self.llm.get_input_embeddings().weight.dtype)
-        return run_backbone(self.llm, embeds, key_mask, position_ids, cache, use_cache)
+        return run_backbone(self.llm, self.backbone_input(embeds), key_mask, position_ids, cache, use_cache)
+
+    def backbone_input(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Embeddings in the backbone's dtype (bf16 at inference on CUDA, as released)."""
+        return embeds.to(self.llm.get_input_embeddings().weight.dtype)
 
     def stop_logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (...)
         return self.head_stop(hidden.to(self.head_stop.proj.weight.dtype))

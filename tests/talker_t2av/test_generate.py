@@ -56,6 +56,21 @@ def test_batch_equals_one_by_one(model, mode):
             assert batch.motion[b] is None
 
 
+@pytest.mark.parametrize("mode", ["t2av", "tts", "a2v", "v2a"])
+def test_the_fixed_size_cache_generates_what_the_growing_one_does(model, mode):
+    """``cuda_graph=True`` decodes into talker_t2av.decode's fixed cache (on CUDA each step is then one graph
+    replay): padded prompts, prefixes, per-sample stops, the same noise, the same output."""
+    cfg = GenerationConfig(mode=mode, speech=CFMSamplerConfig(temperature=0.7), motion=CFMSamplerConfig(),
+                           max_patches=14, min_patches=2)
+    out = {graph: generate(model, conditions([0, 1, 2], mode), cfg, generator=torch.Generator().manual_seed(4),
+                           cuda_graph=graph) for graph in (False, True)}
+    assert out[True].patches.tolist() == out[False].patches.tolist()
+    for b in range(3):
+        torch.testing.assert_close(out[True].speech[b], out[False].speech[b], atol=1e-5, rtol=1e-5)
+        if mode != "tts":
+            torch.testing.assert_close(out[True].motion[b], out[False].motion[b], atol=1e-5, rtol=1e-5)
+
+
 def test_lengths(model):
     cfg = GenerationConfig(mode="a2v", speech=DETERMINISTIC, motion=DETERMINISTIC)
     out = generate(model, conditions([0, 1, 2], "a2v"), cfg)
