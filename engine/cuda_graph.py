@@ -7,12 +7,16 @@ the hundreds of kernel launches of a transformer forward, which is what bounds a
 Arguments may be None (passed on as None every time). The outputs live in the graph's own memory and
 are overwritten by the next replay: read (or clone) them before calling again. Everything ``fn`` closes
 over (weights, encoded conditions) must stay alive and in place. Without a CUDA tensor among the
-arguments, the function is simply called.
+arguments, the function is simply called; a function that cannot be captured (it reads a value on the
+host, say) is logged once and then simply called.
 """
 
+import logging
 from collections.abc import Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class StaticGraph:
@@ -21,12 +25,19 @@ class StaticGraph:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: tuple[torch.Tensor | None, ...] = ()
         self.outputs = None
+        self.eager = False  # the capture failed: call the function
 
     def __call__(self, *args: torch.Tensor | None):
-        if not any(a is not None and a.is_cuda for a in args):
+        if self.eager or not any(a is not None and a.is_cuda for a in args):
             return self.fn(*args)
         if self.graph is None:
-            self._capture(args)
+            try:
+                self._capture(args)
+            except RuntimeError as error:  # e.g. a host sync inside fn: correct, only slower, eagerly
+                log.warning("CUDA graph capture of %s failed, running it eagerly: %s",
+                            getattr(self.fn, "__qualname__", self.fn), str(error).splitlines()[0][:200])
+                self.graph, self.outputs, self.eager = None, None, True
+                return self.fn(*args)
         else:
             if len(args) != len(self.inputs) or any(
                     (a is None) != (s is None) or a is not None and (a.shape != s.shape or a.dtype != s.dtype)

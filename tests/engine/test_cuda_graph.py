@@ -26,3 +26,16 @@ def test_replays_follow_new_inputs_and_match_eager():
             torch.testing.assert_close(total, ref_total)
         with pytest.raises(ValueError, match="shapes or dtypes changed"):
             graphed(torch.randn(5, 16, device="cuda"), bias, None)
+
+
+@cuda
+def test_a_function_that_cannot_be_captured_runs_eagerly():
+    def reads_the_host(x):
+        return x * float(x.sum())  # a device -> host copy: not capturable
+
+    graphed = StaticGraph(reads_the_host)
+    x = torch.randn(8, device="cuda")
+    torch.testing.assert_close(graphed(x), reads_the_host(x))
+    assert graphed.eager
+    y = torch.randn(8, device="cuda")
+    torch.testing.assert_close(graphed(y), reads_the_host(y))
