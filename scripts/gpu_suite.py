@@ -728,7 +728,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny configs, tiny step counts")
-    ap.add_argument("--budget-s", type=float, default=None, help="skip parts started after this (default 450 / 110)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="skip parts started after this (default 450; 240 with --smoke)")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     ap.add_argument("--hicodit-batch", type=int, default=16, help="per-GPU batch of 10 s clips in training")
     ap.add_argument("--hicodit-big-batch", type=int, default=64, help="the large per-GPU batch (10 s clips)")
@@ -739,7 +740,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated part-name prefixes")
     ap.add_argument("--work-dir", default=None, help="where the trainer runs write checkpoints (default: --out-dir)")
     args = ap.parse_args(argv)
-    args.budget_s = args.budget_s or (110.0 if args.smoke else 450.0)
+    args.budget_s = args.budget_s or (240.0 if args.smoke else 450.0)  # smoke: ~20 s idle, room for a busy CI
     if args.smoke:
         device = "cpu"
         torch.set_num_threads(min(4, os.cpu_count() or 1))
