@@ -1,9 +1,10 @@
-"""GPU suite (issue 45, first slice): correctness against the fp32 CPU reference, training through the
-real trainer (torchrun), and sampling speed, on one CUDA GPU. Writes ``gpu_suite.json`` and
-``gpu_suite.md`` to ``--out-dir`` and prints a summary table last.
+"""GPU suite (issue 45): the card's ceilings, correctness against the fp32 CPU reference, training through
+the real trainer (torchrun), and sampling speed, on one CUDA GPU. Writes ``gpu_suite.json`` and
+``gpu_suite.md`` to ``--out-dir`` and prints a summary table last (docs/gpu.md, docs/performance.md).
 
-    python scripts/gpu_suite.py --out-dir out/gpu            # one CUDA GPU, paper sizes (~5 min on an H100)
-    python scripts/gpu_suite.py --out-dir /tmp/s --smoke     # the same code on CPU, tiny sizes (< 2 min)
+    python scripts/gpu_suite.py --out-dir out/gpu            # one CUDA GPU, paper sizes (~8 min)
+    python scripts/gpu_suite.py --out-dir out/gpu --extended # + the parts measured once (~5 min more)
+    python scripts/gpu_suite.py --out-dir /tmp/s --smoke     # the same code on CPU, tiny sizes (~20 s)
 
 Each part is guarded: a failure is recorded (status ``fail`` or ``error`` with the exception) and the
 rest still runs. Parts past ``--budget-s`` are recorded as ``skipped`` (not measured).
