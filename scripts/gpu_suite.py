@@ -14,8 +14,9 @@ randomness inside the losses (mask draws, times, CFM noise, condition dropout) i
 from one seeded generator on both sides, so both see the same draws. Any NaN fails a check.
 
 FLOPs for MFU: HiCoDiT uses scripts/bench_hicodit.py's analytic count (matmul weights touched per
-token frame + attention scores, x3 for forward + backward); Talker uses 6 x parameters x sequence
-positions (a first cut: it ignores attention and counts every parameter as a matmul weight).
+token frame + attention scores, x3 for forward + backward); Talker uses 6 x matmul parameters (the text
+embedding table is read, not multiplied) x the synthetic items' real backbone positions (it ignores attention
+and the heads' K-fold rows). The floors are those FLOPs at the matmul rate hw.ceilings measured.
 """
 
 import argparse
