@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 log = logging.getLogger(__name__)
+capture_failures: list[str] = []  # every failed capture in this process (the GPU suite reports them)
 
 
 class StaticGraph:
@@ -34,8 +35,9 @@ class StaticGraph:
             try:
                 self._capture(args)
             except RuntimeError as error:  # e.g. a host sync inside fn: correct, only slower, eagerly
-                log.warning("CUDA graph capture of %s failed, running it eagerly: %s",
-                            getattr(self.fn, "__qualname__", self.fn), str(error).splitlines()[0][:200])
+                what = f"{getattr(self.fn, '__qualname__', self.fn)}: {str(error).splitlines()[0][:200]}"
+                capture_failures.append(what)
+                log.warning("CUDA graph capture failed, running eagerly: %s", what)
                 self.graph, self.outputs, self.eager = None, None, True
                 return self.fn(*args)
         else:

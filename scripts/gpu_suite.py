@@ -528,7 +528,8 @@ def check_hicodit_graph(args, device) -> dict:
         x2 = torch.where(torch.rand(x.shape, device=device) < 0.3, model.mask_id, x)  # new inputs: replay reads them
         eager2 = model.guided_logits(x2, t, **kw)[0].float().cpu()
         replay2 = graphed(x2, t)[0].float().cpu()
-        res["graph_logits_err"] = rel_err(replay2, eager2)
+        res["captured"] = graphed.graph is not None or torch.device(device).type != "cuda"  # not an eager fallback
+        res["graph_logits_err"] = rel_err(replay2, eager2) if res["captured"] else float("nan")
         res["inputs_changed_logits"] = rel_err(eager, eager2)  # > 0: the replay did not just return the capture
         toks = {}
         for graph in (False, True):
@@ -752,6 +753,7 @@ def main(argv=None) -> int:
         print("gpu_suite: no CUDA device (use --smoke on a CPU)", file=sys.stderr)
         return 2
     from engine.atomic import check_output_dir
+    from engine.cuda_graph import capture_failures
     from engine.errors import UserFacingError
 
     try:  # a file in the way or a read-only folder: one line, before minutes of work
@@ -776,12 +778,17 @@ def main(argv=None) -> int:
             continue
         say(f"{part}: start")
         tick = time.perf_counter()
+        failed_before = len(capture_failures)
         try:
             res = fn()
         except Exception as e:  # noqa: BLE001 - record and go on
             res = {"status": "error", "error": f"{type(e).__name__}: {e}"[:2000],
                    "traceback": traceback.format_exc()[-4000:]}
         res["part_s"] = time.perf_counter() - tick
+        if len(capture_failures) > failed_before:  # a graph fell back to eager: its timing is not the graph's
+            res["graph_capture_failures"] = capture_failures[failed_before:]
+            res["status"] = "fail"
+            res.setdefault("error", "CUDA graph capture failed (ran eagerly): " + "; ".join(res["graph_capture_failures"]))
         results["parts"][part] = res
         if device == "cuda":
             torch.cuda.empty_cache()
