@@ -788,7 +788,8 @@ def main(argv=None) -> int:
         if len(capture_failures) > failed_before:  # a graph fell back to eager: its timing is not the graph's
             res["graph_capture_failures"] = capture_failures[failed_before:]
             res["status"] = "fail"
-            res.setdefault("error", "CUDA graph capture failed (ran eagerly): " + "; ".join(res["graph_capture_failures"]))
+            res.setdefault("error", "CUDA graph capture failed (ran eagerly): "
+                           + "; ".join(res["graph_capture_failures"]))
         results["parts"][part] = res
         if device == "cuda":
             torch.cuda.empty_cache()
