@@ -806,7 +806,9 @@ def main(argv=None) -> int:
 def write(results: dict, out: Path) -> None:
     results["wall_s"] = time.perf_counter() - T0
     results.setdefault("headline", {})
-    (out / "gpu_suite.json").write_text(json.dumps(results, indent=2, default=str))
+    # the headline keys also at the top level (issue 45's layout), ahead of the parts
+    top = {**results["headline"], **{k: v for k, v in results.items() if k not in results["headline"]}}
+    (out / "gpu_suite.json").write_text(json.dumps(top, indent=2, default=str))
     (out / "gpu_suite.md").write_text(markdown(results))
 
 

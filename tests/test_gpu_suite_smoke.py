@@ -22,7 +22,7 @@ def test_gpu_suite_smoke(tmp_path):
     for key in ("device", "hicodit_train_mfu", "hicodit_sample_rtf_b1", "hicodit_sample_speech_s_per_s",
                 "talker_train_speedup_vs_released", "talker_generate_rtf_b1", "talker_generate_speedup_vs_released",
                 "talker_train_mfu", "checks_passed", "checks_total"):
-        assert key in head
+        assert key in head and result[key] == head[key]  # also at the top level
     assert head["checks_total"] > 0 and head["checks_passed"] == head["checks_total"]
     assert (tmp_path / "gpu_suite.md").read_text().startswith("# GPU suite")
     assert "| headline | value |" in proc.stdout  # the summary table is printed last
