@@ -509,11 +509,9 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
             decoder.advance(1)
             next_pos = next_pos + 1
             continue
-        token = _slot_tokens(m, speech.to(h.dtype), speech_mask,
-                             None if motion is None else (motion.to(h.dtype), motion_mask), has_motion)[:, None]
+        token = _next_token(m, speech, speech_mask, motion, motion_mask, has_motion, h.dtype, tag_dtype)
         key_mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)
-        hidden, cache = m.backbone(token.to(tag_dtype), key_mask if padded else None, next_pos[:, None], cache,
-                                   use_cache=True)
+        hidden, cache = m.backbone(token, key_mask if padded else None, next_pos[:, None], cache, use_cache=True)
         h = hidden[:, -1]
         next_pos = next_pos + 1
     bar.close()
@@ -599,26 +597,24 @@ def _heads_step(m: "TalkerT2AV", cfg: GenerationConfig, gen_speech: bool, gen_mo
         motion = m.motion_cfm.sample(h, motion_ctx, first_motion, cfg.motion, z=z_m) if gen_motion else None
         return speech, motion
 
-    if not compile and cuda_graph:
-        graphed = StaticGraph(step)
+    if compile:
+        cache = m.__dict__.setdefault("_compiled_heads", {})
+        key = (gen_speech, gen_motion, repr(cfg.speech), repr(cfg.motion))
+        if key not in cache:
+            mode = "reduce-overhead" if next(m.parameters()).is_cuda else "default"
+            cache[key] = torch.compile(step, mode=mode, dynamic=False)
+        compiled = cache[key]
 
-        def replay_graph(*args):  # the graph's outputs are overwritten by the next replay: keep copies
-            return tuple(None if t is None else t.clone() for t in graphed(*args))
-
-        return replay_graph
-    if not compile:
+        def captured(*args):
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(*args)
+    elif cuda_graph:
+        captured = StaticGraph(step)
+    else:
         return step
-    cache = m.__dict__.setdefault("_compiled_heads", {})
-    key = (gen_speech, gen_motion, repr(cfg.speech), repr(cfg.motion))
-    if key not in cache:
-        mode = "reduce-overhead" if next(m.parameters()).is_cuda else "default"
-        cache[key] = torch.compile(step, mode=mode, dynamic=False)
-    compiled = cache[key]
 
-    def replay(*args):
-        # CUDA-graph outputs live in memory the next replay overwrites: mark the step, keep copies
-        torch.compiler.cudagraph_mark_step_begin()
-        return tuple(None if t is None else t.clone() for t in compiled(*args))
+    def replay(*args):  # graph outputs live in memory the next replay overwrites: keep copies
+        return tuple(None if t is None else t.clone() for t in captured(*args))
 
     return replay
 
@@ -630,10 +626,9 @@ def _decode_step(m: "TalkerT2AV", decoder: StaticDecoder, has_motion: bool, dtyp
     as one CUDA graph at its first call on CUDA when ``graph``."""
 
     def step(speech, speech_mask, motion, motion_mask, position):
-        frames = None if motion is None else (motion.to(dtype), motion_mask)
-        token = _slot_tokens(m, speech.to(dtype), speech_mask, frames, has_motion)[:, None]  # (B, 1, D)
+        token = _next_token(m, speech, speech_mask, motion, motion_mask, has_motion, dtype, tag_dtype)
         key_mask = torch.ones(token.shape[:2], dtype=torch.bool, device=token.device)
-        return decoder.forward(m.backbone_input(token.to(tag_dtype)), key_mask, position[:, None])[:, -1]
+        return decoder.forward(m.backbone_input(token), key_mask, position[:, None])[:, -1]
 
     return StaticGraph(step) if graph else step
 
@@ -644,6 +639,14 @@ def _delayed(motion: torch.Tensor, prefix_frames: torch.Tensor, delay: int, P: i
     shifted = F.pad(motion, (0, 0, delay * P, 0))[:, :frames]
     mask = frame_mask((prefix_frames - delay * P).clamp(min=0), frames, offset=delay * P)
     return shifted.reshape(-1, P, C), mask.reshape(-1, P)
+
+
+def _next_token(m: "TalkerT2AV", speech: torch.Tensor, speech_mask: torch.Tensor | None, motion: torch.Tensor | None,
+                motion_mask: torch.Tensor | None, has_motion: bool, dtype: torch.dtype,
+                tag_dtype: torch.dtype) -> torch.Tensor:
+    """The slot a generated patch feeds back: (B, P, Cs) speech and (B, P, Cm) motion -> (B, 1, D)."""
+    frames = None if motion is None else (motion.to(dtype), motion_mask)
+    return _slot_tokens(m, speech.to(dtype), speech_mask, frames, has_motion)[:, None].to(tag_dtype)
 
 
 def _slot_tokens(m: "TalkerT2AV", speech: torch.Tensor, speech_mask: torch.Tensor | None, motion,
