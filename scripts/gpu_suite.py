@@ -475,7 +475,8 @@ def sample_hicodit(args, device, batch: int, steps: int, frames: int, graph: boo
     g = torch.Generator(device=device).manual_seed(0)
     with amp:
         cond = model.conditions(data)[0]
-        model.sample(cond, data["token_mask"], DiffusionSamplerConfig(steps=2), generator=g)  # warm-up
+        warm = DiffusionSamplerConfig(steps=2, cuda_graph=graph)
+        model.sample(cond, data["token_mask"], warm, generator=g)  # warm-up
         # (a graph is captured at the first step of each sample call: its capture is inside the timing)
         sync(device)
         reset_peak(device)
@@ -758,6 +759,8 @@ def main(argv=None) -> int:
 
     try:  # a file in the way or a read-only folder: one line, before minutes of work
         out = check_output_dir(args.out_dir)
+        if args.work_dir:
+            check_output_dir(args.work_dir)
     except UserFacingError as e:
         print(f"gpu_suite: {e}", file=sys.stderr)
         return 2
