@@ -602,7 +602,10 @@ def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...
                                                 torch.stack([s[:p] for s in eager.speech]))
         n = min(len(out.speech[0]), len(eager.speech[0]))
         res[f"{how}_whole_speech_err"] = rel_err(out.speech[0][:n], eager.speech[0][:n])
-        limits[f"{how}_first_patch_err"] = 1e-3
+        # compile runs the same backbone forward as eager; the graph path prefills and decodes through the
+        # fixed-size cache (another attention kernel over a masked cache), so the two differ at bf16 rounding
+        # (4.7e-3 on an H200); the fp32 equality of the two caches is a CPU test (tests/talker_t2av/test_decode.py)
+        limits[f"{how}_first_patch_err"] = 1e-2 if how == "graph" else 1e-3
     model.cpu()
     res = verdict(res, limits)
     if audio <= 0:
@@ -641,6 +644,7 @@ def plan(args, device, out: Path):
         ("train.hicodit_ddp_compile_big", train("hicodit", "ddp", True, hb_big, "_big")),
         ("train.talker_ddp", train("talker", "ddp", False, tb)),
         ("train.talker_ddp_big", train("talker", "ddp", False, tb_big, "_big")),
+        ("train.talker_ddp_compile_big", train("talker", "ddp", True, tb_big, "_big")),
         ("train.hicodit_fsdp", train("hicodit", "fsdp", False, hb)),
         ("train.hicodit_ddp_big", train("hicodit", "ddp", False, hb_big, "_big")),
     ]
