@@ -123,7 +123,8 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     wall = sorted(times)[len(times) // 2]
     audio = len(out.speech[0]) / 25
     del model
-    return {"batch": batch, "compile": args.compile, "cuda_graph": args.cuda_graph, "audio_seconds_per_sample": audio, "wall_s": wall, "rtf_per_sample": wall / audio,
+    return {"batch": batch, "compile": args.compile, "cuda_graph": args.cuda_graph, "audio_seconds_per_sample": audio,
+            "wall_s": wall, "rtf_per_sample": wall / audio,
             "rtf_throughput": wall / (audio * batch)}
 
 

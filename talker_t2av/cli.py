@@ -13,6 +13,7 @@ given speech), ``<out>.mp4`` when there is motion (LIA-X renders it on the refer
 the audio), ``<out>.npz`` (latents). Every input is checked before anything is generated.
 """
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -89,8 +90,8 @@ def add_arguments(parser) -> None:
     add_execution_flags(parser)
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the heads' per-patch sampling (CUDA graphs on GPU; slow first patch)")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="capture each patch's backbone step and heads as CUDA graphs (GPU; no compile time)")
+    parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                        help="capture each patch's backbone step and heads as CUDA graphs (default: on a GPU)")
 
 
 def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:

@@ -47,6 +47,11 @@ class StaticDecoder:
         self.advance(embeds.shape[1])
         return hidden
 
+    def reset(self) -> None:
+        """Empty the cache for a new sequence (the buffers stay where they are: graphs read them there)."""
+        self.write_pos.zero_()
+        self.key_mask.zero_()
+
     def advance(self, n: int) -> None:
         """Move the write position on (outside a captured step: the step itself must be repeatable)."""
         self.write_pos.add_(n)

@@ -208,7 +208,7 @@ class TalkerGenerator:
     def generate_each(self, requests: Sequence[TalkerRequest], sampler: CFMSamplerConfig | None = None, *,
                       max_seconds: float = 30.0, batch_size: int = 8, seed: int = 0,
                       generator: torch.Generator | None = None, render: bool = True, compile: bool = False,
-                      cuda_graph: bool = False, progress: bool = False,
+                      cuda_graph: bool | None = None, progress: bool = False,
                       on_patch: PatchCallback | None = None) -> Iterator["TalkerOutput | ItemFailure"]:
         """Each request's :class:`TalkerOutput`, or its :class:`ItemFailure`, as its batch finishes.
 
@@ -216,8 +216,8 @@ class TalkerGenerator:
         prefix included (a2v / v2a: at most this much of the input is used); ``generator`` (else one seeded
         with ``seed``) draws every sample's noise in turn; ``render``: LIA-X frames for the motion;
         ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU);
-        ``cuda_graph``: each patch's backbone step and heads captured as CUDA graphs per batch (on CUDA; a
-        fixed-size KV cache on any device), with no compile time.
+        ``cuda_graph``: each patch's backbone step and heads captured as CUDA graphs (a fixed-size KV cache;
+        kept for the next batch of the same size), with no compile time; None: on CUDA only.
 
         ``on_patch(request, speech (P, Cs) or None, motion (P, Cm) or None)`` (streaming) is called, in patch
         order, for each request of the batch still generating, after each patch, with float32 CPU tensors: for
@@ -251,7 +251,8 @@ class TalkerGenerator:
 
     def _generate_batch(self, prepared: list[Prepared], mode: str, gen_cfg: GenerationConfig,
                         generator: torch.Generator, render: bool, compile: bool, progress: bool,
-                        on_patch: PatchCallback | None = None, cuda_graph: bool = False) -> Iterator[TalkerOutput]:
+                        on_patch: PatchCallback | None = None,
+                        cuda_graph: bool | None = None) -> Iterator[TalkerOutput]:
         cfg = self.model.cfg
         cond = batch_conditions(prepared, mode, cfg.speech_dim, cfg.motion_dim, self.device)
         hook = None if on_patch is None else _PerRequest(on_patch, prepared, cond, self.model.patch_size, cfg.delay)

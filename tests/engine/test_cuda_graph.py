@@ -39,3 +39,36 @@ def test_a_function_that_cannot_be_captured_runs_eagerly():
     assert graphed.eager
     y = torch.randn(8, device="cuda")
     torch.testing.assert_close(graphed(y), reads_the_host(y))
+
+
+@cuda
+def test_talker_graphs_kept_between_calls_replay_new_requests():
+    """Talker generation with cuda_graph=True captures at its first call and replays in the next (no new
+    capture), each call equal to eager on the same noise (tiny fp32 model, so to rounding)."""
+    from engine import cuda_graph
+    from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, generate
+    from tests.talker_t2av.helpers import tiny_model
+    from tests.talker_t2av.test_generate import conditions
+
+    model = tiny_model(seed=5, delay=1).cuda().eval()
+    cfg = GenerationConfig(mode="t2av", speech=CFMSamplerConfig(temperature=0.7), motion=CFMSamplerConfig(),
+                           max_patches=9, min_patches=2)
+    failures = len(cuda_graph.capture_failures)
+    for sel, seed in (([0, 1, 2], 4), ([2, 0, 1], 5)):
+        cond = conditions(sel, "t2av")
+        for name in ("text_ids", "text_mask", "speaker", "first_motion", "prefix_speech", "prefix_motion",
+                     "prefix_frames"):
+            setattr(cond, name, getattr(cond, name).cuda())
+        out = {graph: generate(model, cond, cfg, generator=torch.Generator("cuda").manual_seed(seed),
+                               cuda_graph=graph) for graph in (False, True)}
+        assert out[True].patches.tolist() == out[False].patches.tolist()
+        for a, b in zip(out[True].speech + out[True].motion, out[False].speech + out[False].motion):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        (entry,) = model._captured_steps.values()
+        graphs = {key: g.graph for key, g in entry.graphs.items()}
+        assert all(g is not None for g in graphs.values())  # captured, not fallen back to eager
+        if seed == 4:
+            first = graphs
+        else:
+            assert graphs == first  # the same captured graphs replayed
+    assert len(cuda_graph.capture_failures) == failures
