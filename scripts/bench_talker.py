@@ -76,6 +76,9 @@ def bench_training(args, cfg, device) -> dict:
 
         for block in module.repeated_blocks():
             enable_activation_checkpointing(block)
+    if args.compile_train:  # as the trainer's trainer.compile=true: each repeated block through torch.compile
+        for block in module.repeated_blocks():
+            block.compile()
     opt = build_adamw(module, lr=1e-4, weight_decay=0.01)
     batch = make_batch(args.batch, int(args.seconds * 25), args.text_tokens, cfg.backbone["vocab_size"])
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -93,7 +96,8 @@ def bench_training(args, cfg, device) -> dict:
         sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
-    result = {"train_step_ms": 1000 * sorted(times)[len(times) // 2], "batch": args.batch, "seconds": args.seconds}
+    result = {"train_step_ms": 1000 * sorted(times)[len(times) // 2], "batch": args.batch, "seconds": args.seconds,
+              "compile": args.compile_train, "activation_checkpointing": args.activation_checkpointing}
     if device.type == "cuda":
         result["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     del module, opt
@@ -142,6 +146,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--activation-checkpointing", action="store_true")
+    ap.add_argument("--compile-train", action="store_true", help="compile each repeated block, as trainer.compile")
     ap.add_argument("--gen-seconds", type=float, default=10.0)
     ap.add_argument("--gen-batch", type=int, default=8)
     ap.add_argument("--gen-warmup", type=int, default=1)

@@ -34,3 +34,31 @@ def test_static_decoder_matches_transformers_over_a_padded_prompt_and_each_step(
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
             next_pos = next_pos + 1
     assert int(decoder.write_pos) == s + steps
+
+
+def test_the_backbone_norms_are_fused_and_compute_what_transformers_does():
+    """build_backbone swaps Qwen3's RMSNorm for torch's rms_norm (one fused kernel each way on CUDA): the same
+    parameters and names, the same output and gradients as transformers' own norm."""
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+
+    from talker_t2av.backbone import FusedRMSNorm
+
+    llm = build_backbone(config=CONFIG, attention="sdpa")
+    norms = [m for m in llm.modules() if isinstance(m, Qwen3RMSNorm)]
+    assert len(norms) == 2 * 4 + 1 and all(type(m) is FusedRMSNorm for m in norms)  # 2 layers x 4, the final
+    fused = llm.model.layers[0].input_layernorm
+    with torch.no_grad():
+        fused.weight.normal_()
+    plain = Qwen3RMSNorm(64, eps=fused.variance_epsilon)
+    plain.load_state_dict(fused.state_dict())
+    x = (torch.randn(3, 5, 64) * 4).requires_grad_()
+    for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 2e-2)):
+        a, b = fused.to(dtype), plain.to(dtype)
+        xa, xb = x.detach().to(dtype).requires_grad_(), x.detach().to(dtype).requires_grad_()
+        out_a, out_b = a(xa), b(xb)
+        torch.testing.assert_close(out_a, out_b, rtol=tol, atol=tol)
+        (out_a.float() ** 2).sum().backward()
+        (out_b.float() ** 2).sum().backward()
+        torch.testing.assert_close(xa.grad.float(), xb.grad.float(), rtol=tol, atol=tol * 10)
+        torch.testing.assert_close(a.weight.grad.float(), b.weight.grad.float(), rtol=tol, atol=tol * 10)
+        a.weight.grad = b.weight.grad = None
