@@ -25,6 +25,7 @@ import datetime
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -353,6 +354,67 @@ class GpuMemPoller:
         self._thread.join(timeout=6)
 
 
+def run_within_budget(args, cmd: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``cmd`` from the repository with what is left of the suite's budget (at least 30 s); a run cut off
+    keeps the output it wrote (returncode -9). Returns the process and the time limit it had."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "4")}
+    limit = max(30, args.budget_s - (time.perf_counter() - T0))
+    try:
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit), limit
+    except subprocess.TimeoutExpired as e:
+        def text(stream):
+            return stream.decode(errors="replace") if isinstance(stream, bytes) else (stream or "")
+
+        return subprocess.CompletedProcess(cmd, -9, text(e.stdout), text(e.stderr)), limit
+
+
+# what a user pays at inference (issue 45 part 4): part -> (script, its arguments on the GPU, with --smoke on CPU)
+INFERENCE_BENCHES = {
+    "infer.avhubert": ("bench_avhubert.py", "--device cuda --precision bf16 --batch 8 --frames 250",
+                       "--model tiny --batch 1 --frames 25 --repeats 1"),
+    "infer.maskgct_codec": ("bench_maskgct_codec.py", "--device cuda --dtype bf16 --batch 1 --seconds 10",
+                            "--size tiny --device cpu --seconds 1 --repeats 1"),
+    "infer.whisperx_vae": ("bench_whisperx_vae.py", "--device cuda --amp bf16 --batch 1 --seconds 10",
+                           "--size tiny --seconds 1 --repeats 1"),
+    "infer.lia_x": ("bench_lia_x.py", "--device cuda --dtype bf16 --frames 64 --chunk 16",
+                    "--tiny --frames 2 --chunk 2"),
+}
+
+
+def bench_inference(args, part: str) -> dict:
+    """One of scripts/bench_*.py in its own process (random weights at the released sizes): its figures."""
+    script, gpu_args, smoke_args = INFERENCE_BENCHES[part]
+    cmd = [sys.executable, str(ROOT / "scripts" / script), *(smoke_args if args.smoke else gpu_args).split()]
+    proc, limit = run_within_budget(args, cmd)
+    res = {"command": f"python scripts/{script} " + " ".join(cmd[2:])}
+    if proc.returncode != 0:
+        tail = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln][-8:]
+        if proc.returncode == -9:
+            tail.append(f"timed out after {limit:.0f} s (the suite's budget)")
+        return {**res, "status": "error", "returncode": proc.returncode, "error": "\n".join(tail)}
+    figures = parse_bench_output(proc.stdout)
+    return {**res, **figures, "status": "ok" if figures else "fail"}
+
+
+def parse_bench_output(text: str) -> dict:
+    """The figures the bench scripts print: JSON lines (AV-HuBERT, LIA-X), ``  encode: 0.05 s -> 19.0 s of audio
+    per s (x real time), RTF 0.0526`` (MaskGCT), ``| decode | 0.023 | 43.60 |`` rows (WhisperX-VAE: seconds per
+    call, seconds of audio per second)."""
+    figures = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            figures.update(json.loads(line))
+            continue
+        m = (re.match(r"(\w+): ([\d.]+) s -> +([\d.]+) s of audio per s", line)
+             or re.match(r"\| (\w+) \| ([\d.]+) \| ([\d.]+) \|$", line))
+        if m and float(m[3]) > 0:
+            speed = float(m[3])
+            figures.update({f"{m[1]}_s": float(m[2]), f"{m[1]}_audio_s_per_s": speed, f"{m[1]}_rtf": 1 / speed})
+    return figures
+
+
 def train_run(args, device, out: Path, family: str, parallel: str, compile_: bool, steps: int, batch: int,
               frames: int, checkpointing: bool = False, name_suffix: str = "") -> dict:
     name = f"{family}_{parallel}{'_compile' if compile_ else ''}{'_ckpt' if checkpointing else ''}{name_suffix}"
@@ -379,19 +441,10 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
             "trainer.num_workers=0", "trainer.resume=none", "trainer.val_batch_size=1"]
     if args.smoke:
         cmd.append("trainer.device=cpu")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "4")}
     say(f"train {name}: {' '.join(cmd[3:])}")
     tick = time.perf_counter()
-    limit = max(30, args.budget_s - (time.perf_counter() - T0))
     with GpuMemPoller() as mem:
-        try:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired as e:  # keep what the run logged before the budget ran out
-            proc = subprocess.CompletedProcess(cmd, -9, (e.stdout or b"").decode(errors="replace")
-                                               if isinstance(e.stdout, bytes) else (e.stdout or ""),
-                                               (e.stderr or b"").decode(errors="replace")
-                                               if isinstance(e.stderr, bytes) else (e.stderr or ""))
+        proc, limit = run_within_budget(args, cmd)
     wall = time.perf_counter() - tick
     res = {"command": "torchrun --nproc_per_node=1 train.py " + " ".join(cmd[5:]), "wall_s": wall, "batch": batch,
            "frames": frames, "steps": steps, "parallel": parallel, "compile": compile_, "precision": precision,
@@ -645,6 +698,7 @@ def plan(args, device, out: Path):
                                                             graph=True)),
         ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0)),
         ("sample.talker_b8", lambda: sample_talker(args, device, 2 if s else 8, 0.5 if s else 10.0)),
+        *[(part, lambda part=part: bench_inference(args, part)) for part in INFERENCE_BENCHES],
         ("train.hicodit_ddp", train("hicodit", "ddp", False, hb)),
         ("train.hicodit_ddp_compile_big", train("hicodit", "ddp", True, hb_big, "_big")),
         ("train.talker_ddp", train("talker", "ddp", False, tb)),
@@ -664,8 +718,8 @@ def plan(args, device, out: Path):
         parts += extended
     if s:  # smoke: one of each kind is enough to keep the code from rotting
         keep = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
-                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "train.hicodit_ddp",
-                "train.talker_ddp"}
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "infer.maskgct_codec",
+                "infer.lia_x", "train.hicodit_ddp", "train.talker_ddp"}
         parts = [p for p in parts if p[0] in keep]
     if args.only:
         parts = [p for p in parts if any(p[0].startswith(o) for o in args.only.split(","))]
@@ -718,7 +772,8 @@ SUMMARY_KEYS = ("matmul_tflops", "copy_tb_per_s", "graph_logits_err", "token_agr
                 "speech_s_per_s", "wall_over_floor", "step_over_floor", "first_patch_latency_s", "peak_mem_gib",
                 "graph_rtf_per_clip", "graph_first_patch_latency_s", "graph_first_patch_err", "graph_whole_speech_err",
                 "compile_s", "compile_rtf_per_clip", "compile_first_patch_latency_s", "compile_first_patch_err",
-                "compile_whole_speech_err", "error")
+                "compile_whole_speech_err", "graph_capture_call_wall_s", "frames_per_s", "encode_rtf", "decode_rtf",
+                "speaker_rtf", "encode_frames_per_s", "render_frames_per_s", "error")
 
 
 def markdown(results: dict) -> str:

@@ -14,8 +14,11 @@ def test_gpu_suite_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "gpu_suite.json").read_text())
     expected = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
-                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "train.hicodit_ddp"}
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "infer.maskgct_codec",
+                "infer.lia_x", "train.hicodit_ddp"}
     assert expected <= set(result["parts"])
+    assert result["parts"]["infer.maskgct_codec"]["decode_rtf"] > 0  # the codec's figures read off its output
+    assert result["parts"]["infer.lia_x"]["render_frames_per_s"] > 0
     bad = {k: (p["status"], p.get("error")) for k, p in result["parts"].items() if p["status"] != "ok"}
     assert not bad, bad
     head = result["headline"]
@@ -26,3 +29,20 @@ def test_gpu_suite_smoke(tmp_path):
     assert head["checks_total"] > 0 and head["checks_passed"] == head["checks_total"]
     assert (tmp_path / "gpu_suite.md").read_text().startswith("# GPU suite")
     assert "| headline | value |" in proc.stdout  # the summary table is printed last
+
+
+def test_the_bench_scripts_figures_are_read_in_each_format():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gpu_suite import parse_bench_output
+
+    text = """MaskGCT codec (tiny, predicted phase), cpu fp32, 2 thread(s), batch 1 x 1 s, codes (1, 12, 50)
+  encode: 0.050 s ->    20.0 s of audio per s (x real time), RTF 0.0500
+| part | s per call | s of audio / s |
+|---|---|---|
+| decode | 0.025 | 40.00 |
+{"frames_per_s": 630.5, "device": "cpu x2"}"""
+    figures = parse_bench_output(text)
+    assert figures["encode_s"] == 0.05 and abs(figures["encode_rtf"] - 0.05) < 1e-9
+    assert figures["decode_audio_s_per_s"] == 40.0 and abs(figures["decode_rtf"] - 0.025) < 1e-9
+    assert figures["frames_per_s"] == 630.5 and figures["device"] == "cpu x2"
+    assert parse_bench_output("| part | s per call | s of audio / s |\nnothing here") == {}
