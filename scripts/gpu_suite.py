@@ -481,18 +481,13 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
                    speech_s_per_s=batch * frames / 25 / step_s, flops_per_step=flops,
                    flops_method="analytic: 3 x (2 x matmul weights per token frame + attention scores)")
     else:
-        from talker_t2av.model import TalkerT2AV
-
-        cfg = talker_config(args.smoke)
-        with torch.device("meta"):
-            net = TalkerT2AV(cfg)
-        # the text embedding table is read, not multiplied: it is no matmul weight
-        params = sum(p.numel() for p in net.parameters()) - net.llm.get_input_embeddings().weight.numel()
-        positions = batch * talker_positions_per_item(cfg, n_clips, frames)
-        flops = 6 * params * positions
+        flops, tokens = talker_step_flops(talker_config(args.smoke), n_clips, frames, batch)
+        positions = tokens["backbone"]
         res.update(sequence_positions=positions, sequence_positions_per_s=positions / step_s, flops_per_step=flops,
-                   flops_method="6 x matmul params x sequence positions (ignores attention and the heads' "
-                                "K-fold row repetition)")
+                   tokens_per_step=tokens,
+                   flops_method="6 x matmul weights x the tokens through them, per module: the backbone's positions, "
+                                "the patch encoders' P + 1 tokens a slot, the heads' 2 + (p + 1) P tokens a row, K "
+                                "rows a target (attention scores left out)")
     res["model_tflops_per_s"] = flops / step_s / 1e12
     res["floor_s"] = flops / (ceiling_tflops(args) * 1e12)  # the step at the measured matmul rate
     res["step_over_floor"] = step_s / res["floor_s"]
@@ -502,16 +497,55 @@ def train_run(args, device, out: Path, family: str, parallel: str, compile_: boo
     return res
 
 
-def talker_positions_per_item(cfg, n_clips: int, frames: int) -> float:
-    """Mean backbone positions of the synthetic training items (task tag + prompt + one per patch)."""
+def talker_step_flops(cfg, n_clips: int, frames: int, batch: int) -> tuple[float, dict]:
+    """Matmul FLOPs of one Talker training step on the suite's synthetic items (their mean, x ``batch``): 6 x each
+    weight x the tokens it sees (attention scores left out); and the tokens per module. Per slot (patch) the
+    backbone sees one position; the speech (and, for audio-video items, the motion) patch encoder a CLS and P
+    frames; each head, for each target patch, K = cfg.cfm.repeats rows of 2 + (p + 1) P tokens (mu + t, the
+    global condition, p context patches, the noisy patch)."""
     from talker_t2av.data import TalkerDataConfig
+    from talker_t2av.model import TalkerT2AV
     from talker_t2av.synthetic import SyntheticTalkerDataset
 
+    with torch.device("meta"):
+        net = TalkerT2AV(cfg)
+
+    def weights(*modules) -> int:
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    P, p, K = cfg.patch_size, cfg.context_patches, cfg.cfm.repeats
+    row = 2 + (p + 1) * P
+
+    def head(cfm) -> int:  # matmul weight-uses per row
+        e = cfm.estimator
+        return (weights(e.decoder) * row + weights(e.in_proj, e.out_proj) * P + weights(e.cond_proj) * p * P
+                + weights(e.global_cond_proj, e.time_mlp, e.delta_time_mlp))
+
+    def encoder(enc, projector) -> int:  # per slot
+        return weights(enc.blocks) * (P + 1) + weights(enc.input_proj, projector) * P
+
+    # the text embedding table is read, not multiplied (the tied LM head is never run)
+    backbone = weights(net.llm, net.head_stop) - net.llm.get_input_embeddings().weight.numel()
     data = TalkerDataConfig(synthetic_clips=n_clips, synthetic_frames=frames, speech_dim=cfg.speech_dim,
                             motion_dim=cfg.motion_dim, speaker_dim=cfg.speaker_dim)
-    items = SyntheticTalkerDataset(data, "char", 4, n_clips)
-    sizes = [1 + len(items[i]["text_ids"]) + -(-len(items[i]["speech"]) // 4) for i in range(len(items))]
-    return sum(sizes) / len(sizes)
+    items = SyntheticTalkerDataset(data, "char", P, n_clips)
+    tokens = {"backbone": 0.0, "speech_encoder": 0.0, "motion_encoder": 0.0, "speech_head": 0.0, "motion_head": 0.0}
+    uses = 0.0
+    for i in range(len(items)):
+        item = items[i]
+        slots = -(-len(item["speech"]) // P)
+        av = item["motion"] is not None
+        positions = 1 + len(item["text_ids"]) + slots  # task tag, prompt, one position per slot
+        tokens["backbone"] += positions
+        tokens["speech_encoder"] += slots * (P + 1)
+        tokens["motion_encoder"] += slots * (P + 1) * av
+        tokens["speech_head"] += K * slots * row
+        tokens["motion_head"] += K * slots * row * av
+        uses += (backbone * positions + encoder(net.speech_patch_encoder, net.projector_speech) * slots
+                 + encoder(net.motion_patch_encoder, net.projector_motion) * slots * av
+                 + head(net.speech_cfm) * K * slots + head(net.motion_cfm) * K * slots * av)
+    scale = batch / len(items)
+    return 6 * uses * scale, {k: v * scale for k, v in tokens.items()}
 
 
 # ------------------------------------------------------------------------------------------ part c

@@ -46,3 +46,33 @@ def test_the_bench_scripts_figures_are_read_in_each_format():
     assert figures["decode_audio_s_per_s"] == 40.0 and abs(figures["decode_rtf"] - 0.025) < 1e-9
     assert figures["frames_per_s"] == 630.5 and figures["device"] == "cpu x2"
     assert parse_bench_output("| part | s per call | s of audio / s |\nnothing here") == {}
+
+
+def test_the_talker_flop_count_matches_torchs_counter():
+    """The suite's analytic Talker FLOPs (each module's weights x the tokens it sees: the heads' K rows of
+    2 + (p + 1) P tokens per target patch, the encoders' P + 1 per slot) against torch's FlopCounterMode on a
+    real training step of the tiny model, forward and backward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gpu_suite import talker_config, talker_step_flops
+
+    from talker_t2av.cfm import TalkerObjective
+    from talker_t2av.data import TalkerCollator, TalkerDataConfig
+    from talker_t2av.model import TalkerT2AV
+    from talker_t2av.synthetic import SyntheticTalkerDataset
+
+    cfg, clips, frames = talker_config(smoke=True), 4, 40
+    data = TalkerDataConfig(synthetic_clips=clips, synthetic_frames=frames, speech_dim=cfg.speech_dim,
+                            motion_dim=cfg.motion_dim, speaker_dim=cfg.speaker_dim)
+    items = SyntheticTalkerDataset(data, "char", cfg.patch_size, clips)
+    batch = TalkerCollator(cfg.patch_size)([items[i] for i in range(len(items))])
+    torch.manual_seed(0)
+    objective = TalkerObjective(TalkerT2AV(cfg)).train()
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = objective(batch)
+        loss.backward()
+    analytic, tokens = talker_step_flops(cfg, clips, frames, len(items))
+    assert abs(analytic / counter.get_total_flops() - 1) < 0.05  # attention scores are left out of the count
+    assert tokens["speech_head"] == 2 * tokens["motion_head"]  # half the items are TTS-only: no motion targets
