@@ -12,7 +12,8 @@ The cache length is rounded up to a multiple of ``SLOT_BUCKET`` so that prompts 
 an entry (the extra slots are masked keys). An entry in use by another thread is not shared: that call gets
 a fresh one. At most ``MAX_ENTRIES`` are kept per model, the least recently used dropped first. Graphs read
 the weights where they were captured: the key holds the parameters' addresses, so a model moved or recast
-(``.to``, ``set_inference_dtype``) captures anew.
+(``.to``, ``set_inference_dtype``) captures anew, and the entries over its old weights are dropped (their
+buffers and graph memory freed).
 """
 
 import threading
@@ -57,10 +58,10 @@ def captured_steps(model, batch: int, length: int) -> Iterator[CapturedSteps]:
             entry.in_use.acquire()
             if key not in table:
                 table[key] = entry
-                for old in [k for k, e in table.items() if k != key and not e.in_use.locked()]:
-                    if len(table) <= MAX_ENTRIES:
-                        break
-                    del table[old]
+                for old, e in list(table.items()):  # the least recently used first
+                    stale = old[2] != key[2]  # captured over weights since moved or recast: never replayed again
+                    if old != key and not e.in_use.locked() and (stale or len(table) > MAX_ENTRIES):
+                        del table[old]
     try:
         entry.decoder.reset()
         yield entry
