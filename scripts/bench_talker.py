@@ -2,7 +2,7 @@
 
     python scripts/bench_talker.py --device cuda                      # paper size (Qwen3-0.6B shapes)
     python scripts/bench_talker.py --device cpu --size reduced         # a narrow model for CPUs
-    python scripts/bench_talker.py --device cuda --skip-train --cuda-graph   # generation as on a GPU it should run
+    python scripts/bench_talker.py --device cuda --skip-train --no-cuda-graph   # generation without the CUDA graphs
 
 training  batch of 8 clips (half audio-video, half TTS-only) of --seconds each, AdamW step, bf16
           autocast on CUDA; the time of one optimizer step (forward + backward + step).
@@ -127,7 +127,8 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     wall = sorted(times)[len(times) // 2]
     audio = len(out.speech[0]) / 25
     del model
-    return {"batch": batch, "compile": args.compile, "cuda_graph": args.cuda_graph, "audio_seconds_per_sample": audio,
+    graph = args.cuda_graph if args.cuda_graph is not None else device.type == "cuda"
+    return {"batch": batch, "compile": args.compile, "cuda_graph": graph, "audio_seconds_per_sample": audio,
             "wall_s": wall, "rtf_per_sample": wall / audio,
             "rtf_throughput": wall / (audio * batch)}
 
@@ -154,8 +155,9 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("auto", "fp32"), default="auto", help="auto: bf16 backbone on CUDA")
     ap.add_argument("--bf16-heads", action="store_true", help="also run the CFM heads in bf16 (CUDA)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the per-patch head sampling")
-    ap.add_argument("--cuda-graph", action="store_true",
-                    help="decode over the fixed-size cache; on CUDA, capture each patch's steps as CUDA graphs")
+    ap.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                    help="decode over the fixed-size cache, each patch's steps captured as CUDA graphs and kept "
+                         "between calls (default, as the library's: on CUDA only)")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--json", help="also write the results to this file")
