@@ -409,14 +409,15 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     step (patch encoders + backbone) and, without ``compile``, the heads' loops are captured as CUDA graphs at
     the first patch and replayed: the same kernels as eager, without the minutes of compiling (6-7x eager at
     batch 1 on an H200, equal to it at bf16 rounding). The cache and the graphs are kept for the next call of
-    the same batch size (talker_t2av/captured_steps.py). None (the default): on for CUDA inputs, off elsewhere.
+    the same batch size (talker_t2av/captured_steps.py). None (the default): on for CUDA inputs without
+    ``compile`` (whose heads have graphs of their own), off elsewhere.
 
     ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, speech_live (B,), motion_live (B,))`` is
     called after each step k (streaming). Step k makes speech patch k and motion patch k - delay of the
     generated part; ``speech_live[b]`` / ``motion_live[b]`` say whether row b's patch is one the result
     holds (a2v / v2a: the given stream's, possibly past its last frame)."""
     if cuda_graph is None:
-        cuda_graph = cond.text_ids.is_cuda
+        cuda_graph = cond.text_ids.is_cuda and not compile
     if not cuda_graph or not supports_static_decoding(model.llm):
         return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, None)
     with captured_steps(model, cond.text_ids.shape[0], _fixed_cache_length(model, cond, cfg)) as steps:

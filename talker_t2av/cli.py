@@ -91,7 +91,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the heads' per-patch sampling (CUDA graphs on GPU; slow first patch)")
     parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
-                        help="capture each patch's backbone step and heads as CUDA graphs (default: on a GPU)")
+                        help="capture each patch's backbone step and heads as CUDA graphs (default: on a GPU, "
+                             "unless --compile)")
 
 
 def build_requests(args) -> dict[str, tuple[TalkerRequest, Path]]:

@@ -217,7 +217,7 @@ class TalkerGenerator:
         with ``seed``) draws every sample's noise in turn; ``render``: LIA-X frames for the motion;
         ``compile``: the heads' per-patch sampling through torch.compile (CUDA graphs on GPU);
         ``cuda_graph``: each patch's backbone step and heads captured as CUDA graphs (a fixed-size KV cache;
-        kept for the next batch of the same size), with no compile time; None: on CUDA only.
+        kept for the next batch of the same size), with no compile time; None: on CUDA, unless ``compile``.
 
         ``on_patch(request, speech (P, Cs) or None, motion (P, Cm) or None)`` (streaming) is called, in patch
         order, for each request of the batch still generating, after each patch, with float32 CPU tensors: for

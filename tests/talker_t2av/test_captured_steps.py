@@ -62,3 +62,25 @@ def test_the_table_is_bounded_and_follows_the_weights(model, monkeypatch):
     run(model, [0, 1, 2])
     (key,) = model._captured_steps  # a new entry; the ones over the old weights dropped
     assert key[0] == 3
+
+
+def test_training_validation_samples_eagerly(monkeypatch, tmp_path):
+    """The default (graphs on CUDA) is for inference: a training run's validation sample asks for the eager
+    loop, since its model may be FSDP-sharded and its weights change between validations."""
+    import talker_t2av.task as task_module
+    from talker_t2av.task import TalkerTask
+    from tests.talker_t2av.helpers import tiny_config
+
+    calls = []
+    real = task_module.generate
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("cuda_graph"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(task_module, "generate", recording)
+    task = TalkerTask(tiny_config(), {"synthetic_clips": 2}, val_max_seconds=0.5)
+    module = task.build_module()
+    data = task.train_dataset()
+    task.validate(module, task.collate([data[i] for i in range(len(data))]), tmp_path, step=1)
+    assert calls == [False]
