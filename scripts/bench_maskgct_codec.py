@@ -10,6 +10,7 @@ over --repeats timed runs after --warmup runs.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -73,9 +74,13 @@ def main(argv=None) -> int:
     print(f"MaskGCT codec ({args.size}, {args.vocos_phase} phase), {device} {args.dtype}"
           + (f", {threads} thread(s)" if threads else "")
           + f", batch {args.batch} x {args.seconds:g} s, codes {tuple(codes.shape)}")
+    figures = {}  # also printed as one JSON line (scripts/gpu_suite.py reads it)
     for name, seconds in (("encode", encode_s), ("decode", decode_s)):
         print(f"  {name}: {seconds:.3f} s -> {audio_s / seconds:7.1f} s of audio per s (x real time), "
               f"RTF {seconds / audio_s:.4f}")
+        figures.update({f"{name}_s": seconds, f"{name}_audio_s_per_s": audio_s / seconds,
+                        f"{name}_rtf": seconds / audio_s})
+    print(json.dumps(figures))
     return 0
 
 

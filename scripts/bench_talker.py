@@ -30,6 +30,7 @@ from talker_t2av.cfm import (  # noqa: E402
     TalkerConditions,
     TalkerObjective,  # noqa: E402
     generate,
+    uses_cuda_graph,
 )
 from talker_t2av.checkpoints import paper_config, set_inference_dtype  # noqa: E402
 from talker_t2av.data import TalkerCollator  # noqa: E402
@@ -127,8 +128,8 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     wall = sorted(times)[len(times) // 2]
     audio = len(out.speech[0]) / 25
     del model
-    graph = args.cuda_graph if args.cuda_graph is not None else device.type == "cuda"
-    return {"batch": batch, "compile": args.compile, "cuda_graph": graph, "audio_seconds_per_sample": audio,
+    return {"batch": batch, "compile": args.compile,
+            "cuda_graph": uses_cuda_graph(args.cuda_graph, device, args.compile), "audio_seconds_per_sample": audio,
             "wall_s": wall, "rtf_per_sample": wall / audio,
             "rtf_throughput": wall / (audio * batch)}
 

@@ -10,6 +10,7 @@ random unless checkpoints are given (speed does not depend on them). Examples:
 
 import argparse
 import contextlib
+import json
 import logging
 import statistics
 import sys
@@ -112,6 +113,9 @@ def main() -> None:
     print("| part | s per call | s of audio / s |\n|---|---|---|")
     for part, wall, speed in results:
         print(f"| {part} | {wall:.3f} | {speed:.2f} |")
+    # the same figures as one JSON line (scripts/gpu_suite.py reads it)
+    print(json.dumps({k: v for part, wall, speed in results
+                      for k, v in ((f"{part}_s", wall), (f"{part}_audio_s_per_s", speed), (f"{part}_rtf", 1 / speed))}))
 
 
 if __name__ == "__main__":

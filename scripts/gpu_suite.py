@@ -25,7 +25,6 @@ import datetime
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -398,20 +397,11 @@ def bench_inference(args, part: str) -> dict:
 
 
 def parse_bench_output(text: str) -> dict:
-    """The figures the bench scripts print: JSON lines (AV-HuBERT, LIA-X), ``  encode: 0.05 s -> 19.0 s of audio
-    per s (x real time), RTF 0.0526`` (MaskGCT), ``| decode | 0.023 | 43.60 |`` rows (WhisperX-VAE: seconds per
-    call, seconds of audio per second)."""
+    """The figures the bench scripts print as JSON lines (each prints one, after its table for people)."""
     figures = {}
     for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
+        if line.strip().startswith("{"):
             figures.update(json.loads(line))
-            continue
-        m = (re.match(r"(\w+): ([\d.]+) s -> +([\d.]+) s of audio per s", line)
-             or re.match(r"\| (\w+) \| ([\d.]+) \| ([\d.]+) \|$", line))
-        if m and float(m[3]) > 0:
-            speed = float(m[3])
-            figures.update({f"{m[1]}_s": float(m[2]), f"{m[1]}_audio_s_per_s": speed, f"{m[1]}_rtf": 1 / speed})
     return figures
 
 

@@ -416,12 +416,16 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     called after each step k (streaming). Step k makes speech patch k and motion patch k - delay of the
     generated part; ``speech_live[b]`` / ``motion_live[b]`` say whether row b's patch is one the result
     holds (a2v / v2a: the given stream's, possibly past its last frame)."""
-    if cuda_graph is None:
-        cuda_graph = cond.text_ids.is_cuda and not compile
+    cuda_graph = uses_cuda_graph(cuda_graph, cond.text_ids.device, compile)
     if not cuda_graph or not supports_static_decoding(model.llm):
         return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, None)
     with captured_steps(model, cond.text_ids.shape[0], _fixed_cache_length(model, cond, cfg)) as steps:
         return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, steps)
+
+
+def uses_cuda_graph(cuda_graph: bool | None, device: torch.device, compile: bool) -> bool:
+    """``generate``'s ``cuda_graph`` resolved: None means on CUDA, unless ``compile`` (its own graphs)."""
+    return cuda_graph if cuda_graph is not None else device.type == "cuda" and not compile
 
 
 def _fixed_cache_length(m: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig) -> int:

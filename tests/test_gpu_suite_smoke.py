@@ -31,21 +31,30 @@ def test_gpu_suite_smoke(tmp_path):
     assert "| headline | value |" in proc.stdout  # the summary table is printed last
 
 
-def test_the_bench_scripts_figures_are_read_in_each_format():
+def test_the_bench_scripts_figures_are_read_off_their_json_lines():
     sys.path.insert(0, str(ROOT / "scripts"))
     from gpu_suite import parse_bench_output
 
     text = """MaskGCT codec (tiny, predicted phase), cpu fp32, 2 thread(s), batch 1 x 1 s, codes (1, 12, 50)
   encode: 0.050 s ->    20.0 s of audio per s (x real time), RTF 0.0500
+{"encode_s": 0.05, "encode_rtf": 0.05}
 | part | s per call | s of audio / s |
 |---|---|---|
 | decode | 0.025 | 40.00 |
+  {"decode_audio_s_per_s": 40.0, "decode_rtf": 0.025}
 {"frames_per_s": 630.5, "device": "cpu x2"}"""
     figures = parse_bench_output(text)
     assert figures["encode_s"] == 0.05 and abs(figures["encode_rtf"] - 0.05) < 1e-9
     assert figures["decode_audio_s_per_s"] == 40.0 and abs(figures["decode_rtf"] - 0.025) < 1e-9
     assert figures["frames_per_s"] == 630.5 and figures["device"] == "cpu x2"
     assert parse_bench_output("| part | s per call | s of audio / s |\nnothing here") == {}
+    # a script whose figures are otherwise a table for people prints them as JSON too
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_whisperx_vae.py"), "--size", "tiny",
+                           "--seconds", "1", "--repeats", "1", "--parts", "decode"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = parse_bench_output(proc.stdout)
+    assert "| decode |" in proc.stdout and abs(figures["decode_rtf"] * figures["decode_audio_s_per_s"] - 1) < 1e-9
 
 
 def test_the_talker_flop_count_matches_torchs_counter():
