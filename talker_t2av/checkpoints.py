@@ -73,7 +73,7 @@ def load_checkpoint(path: str | Path, qwen: str | None = None, ema: bool = True,
 
     module, task, _ = ckpt.load_module(path, ema=ema, edit_config=for_inference, task_type=TalkerTask,
                                        command=command)
-    return module.model, ChatLayout(load_tokenizer(task.tokenizer_source)), task.sampler
+    return module.model, task.chat_layout(), task.sampler
 
 
 def load_released_talker(folder: str | Path, qwen: str | None = None, config: TalkerConfig | None = None):

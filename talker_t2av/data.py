@@ -119,11 +119,11 @@ class TalkerDataset(Dataset):
 
     def __init__(self, cfg: TalkerDataConfig, tokenizer_source: str | None, patch_size: int,
                  manifests: list[str] | None = None, tts_manifests: list[str] | None = None, train: bool = True,
-                 entries: list[dict] | None = None):
+                 entries: list[dict] | None = None, lowercase_text: bool = False):
         """Reads ``manifests`` (audio-video, default cfg.manifests) and ``tts_manifests`` (TTS-only),
-        or takes ready ``entries``."""
+        or takes ready ``entries``. ``lowercase_text``: the model's (``ChatLayout``)."""
         self.cfg, self.patch_size, self.train = cfg, patch_size, train
-        self.tokenizer_source = tokenizer_source
+        self.tokenizer_source, self.lowercase_text = tokenizer_source, lowercase_text
         if entries is None:
             manifests = list(cfg.manifests if manifests is None else manifests)
             tts_manifests = list(cfg.tts_manifests if tts_manifests is None else tts_manifests)
@@ -157,7 +157,7 @@ class TalkerDataset(Dataset):
     @property
     def layout(self) -> ChatLayout:
         if self._layout is None:
-            self._layout = ChatLayout(load_tokenizer(self.tokenizer_source))
+            self._layout = ChatLayout(load_tokenizer(self.tokenizer_source), lowercase=self.lowercase_text)
         return self._layout
 
     def speaker_entry(self, i: int) -> dict:

@@ -34,6 +34,10 @@ class TalkerConfig:
     attention: str = "auto"  # backbone attention: auto (flash-attn when installed and on GPU) | sdpa | flash | eager
     # Tokenizer: a folder with the Qwen3 tokenizer (default: backbone_path) or "char" (tests, demo).
     tokenizer: str | None = None
+    # Lower-case every text before tokenising, in training and generation alike (the checkpoint keeps
+    # the setting). For all-caps corpora such as GRID: Qwen3's BPE splits upper-case words into pieces
+    # that are letters of the alphabet (EIGHT -> E + IGHT, NINE -> N + INE), lower-case words it keeps whole.
+    lowercase_text: bool = False
     speech_dim: int = 32
     motion_dim: int = 40
     speaker_dim: int = 256

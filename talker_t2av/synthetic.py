@@ -42,14 +42,14 @@ class SyntheticTalkerDataset(TalkerDataset):
     """``num_clips`` synthetic clips, each once as audio-video and once as TTS-only."""
 
     def __init__(self, cfg: TalkerDataConfig, tokenizer_source: str | None, patch_size: int, num_clips: int,
-                 seed: int = 0, train: bool = True):
+                 seed: int = 0, train: bool = True, lowercase_text: bool = False):
         if cfg.synthetic_frames is not None and cfg.synthetic_frames < 16:
             raise ConfigError(f"data.synthetic_frames={cfg.synthetic_frames}: must be >= 16 (each clip ends in "
                               "~0.5 s of silence)")
         clips = [synthetic_clip(i, seed, cfg.speech_dim, cfg.motion_dim, cfg.speaker_dim, cfg.synthetic_frames)
                  for i in range(num_clips)]
         entries = clips + [{**c, "id": c["id"] + "_tts", "motion": None} for c in clips]
-        super().__init__(cfg, tokenizer_source, patch_size, train=train, entries=entries)
+        super().__init__(cfg, tokenizer_source, patch_size, train=train, entries=entries, lowercase_text=lowercase_text)
 
     def features(self, i: int):
         e = self.entries[i]

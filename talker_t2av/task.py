@@ -28,6 +28,7 @@ from talker_t2av.data import FEATURE_SOURCES, OnTheFlyDataset, TalkerCollator, T
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.patching import max_patches, speech_slots
 from talker_t2av.synthetic import SyntheticTalkerDataset
+from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,20 @@ class TalkerTask(Task):
         return TalkerObjective(model, self.loss_cfg, feature_encoder=encoder)
 
     # ------------------------------------------------------------------ data
+    def chat_layout(self) -> ChatLayout:
+        return ChatLayout(load_tokenizer(self.tokenizer_source), lowercase=self.model_cfg.lowercase_text)
+
     def _dataset(self, train: bool, manifests=None, tts_manifests=None):
-        P = self.model_cfg.patch_size
+        P, text = self.model_cfg.patch_size, {"lowercase_text": self.model_cfg.lowercase_text}
         if self.data_cfg.synthetic_clips:
             return SyntheticTalkerDataset(self.data_cfg, self.tokenizer_source, P, self.data_cfg.synthetic_clips,
-                                          self.data_cfg.synthetic_seed, train=train)
+                                          self.data_cfg.synthetic_seed, train=train, **text)
         if self.data_cfg.features == "on_the_fly":
             vae, speaker = self.feature_codecs["vae"], self.feature_codecs["speaker"]
             return OnTheFlyDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train,
                                    audio_rate=vae.sample_rate, speaker_rate=speaker.sample_rate,
-                                   frame_rate=self.model_cfg.frame_rate)
-        return TalkerDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train)
+                                   frame_rate=self.model_cfg.frame_rate, **text)
+        return TalkerDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train, **text)
 
     def train_dataset(self):
         return self._dataset(train=True)

@@ -92,13 +92,17 @@ def load_tokenizer(source: str | None):
 
 
 class ChatLayout:
-    """Text -> the token ids that precede the first patch."""
+    """Text -> the token ids that precede the first patch. ``lowercase``: the model's
+    ``lowercase_text`` (the text is lower-cased before the template)."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, lowercase: bool = False):
         self.tokenizer = tokenizer
+        self.lowercase = lowercase
         self.speech_id = tokenizer.convert_tokens_to_ids(SPEECH_TOKEN)
 
     def prompt_ids(self, text: str) -> list[int]:
+        if self.lowercase:
+            text = text.lower()
         chat = [{"role": "user", "content": text}, {"role": "assistant", "content": SPEECH_TOKEN}]
         ids = self.tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=False,
                                                  enable_thinking=False)

@@ -55,3 +55,20 @@ def test_our_sequence_is_the_released_one_without_its_trailing_im_end(qwen3, tex
     # which no prediction can read (causal attention, and no loss is taken there)
     assert released[: len(ours)] == ours
     assert qwen3.convert_ids_to_tokens(released[len(ours):]) == ["<|im_end|>", "Ċ"]
+
+
+def test_lowercase_text_keeps_every_grid_word_one_token(qwen3):
+    """Why the offline benchmark's model lower-cases (model.lowercase_text): upper case, Qwen3's BPE
+    starts EIGHT with the token of the letter E, so "E EIGHT" opens with two equal tokens."""
+    as_is, lowered = ChatLayout(qwen3), ChatLayout(qwen3, lowercase=True)
+    text = "SET BLUE BY E EIGHT NOW"
+    words = len(text.split())
+
+    def spoken(layout, t):
+        return qwen3.convert_ids_to_tokens(layout.prompt_ids(t))[3:-9]  # between "user\n" and <|im_end|>
+
+    upper = spoken(as_is, text)
+    assert len(upper) > words and upper[3] == upper[4] == "ĠE"  # the letter, then EIGHT's first piece
+    lower = spoken(lowered, text)
+    assert lower == ["set", "Ġblue", "Ġby", "Ġe", "Ġeight", "Ġnow"]
+    assert lowered.prompt_ids(text) == as_is.prompt_ids(text.lower())

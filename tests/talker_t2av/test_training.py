@@ -11,6 +11,7 @@ from engine import checkpoint as ckpt
 from talker_t2av.checkpoints import load_checkpoint
 from talker_t2av.task import TalkerTask
 from tests.conftest import build_trainer, compose
+from tests.talker_t2av.helpers import layout
 
 TINY = ("experiment=talker_tiny", "trainer.progress=false", "trainer.num_workers=0", "trainer.max_steps=4",
         "trainer.save_every=4", "trainer.log_every=2", "data.synthetic_clips=2", "task.val_max_seconds=0.5")
@@ -35,6 +36,24 @@ def test_tiny_run_checkpoint_rebuilds_for_inference(run_dir):
                                                                         "<think>\n\n</think>\n\n")
     samples = list((run_dir / "samples").rglob("speech_generated.npy"))
     assert samples  # validation wrote a generated sample
+
+
+def test_a_model_trained_on_lowercased_text_generates_from_lowercased_text(run_dir, tmp_path):
+    """model.lowercase_text is the model's: its training items and its checkpoint's prompt agree."""
+    cfg = compose(*TINY, "model.lowercase_text=true")
+    task: TalkerTask = instantiate(cfg.task)
+    text = "Hello THERE"
+    data = task.train_dataset()
+    data.entries[0]["text"] = text
+    assert data[0]["text_ids"].tolist() == task.chat_layout().prompt_ids(text.lower()) \
+        == layout().prompt_ids(text.lower()) != layout().prompt_ids(text)
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", folder / "checkpoints")
+    config = ckpt.find_latest(folder / "checkpoints") / ckpt.CONFIG_FILE
+    config.write_text(config.read_text().replace("lowercase_text: false", "lowercase_text: true"))
+    _, lowered, _ = load_checkpoint(folder)
+    _, as_trained, _ = load_checkpoint(run_dir)
+    assert lowered.prompt_ids(text) == as_trained.prompt_ids(text.lower()) != as_trained.prompt_ids(text)
 
 
 def test_warm_start_copies_only_the_stage1_modules(run_dir):
