@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from avbench.corpus.grid import WORDS as GRID_WORDS
 from talker_t2av.tokenizer import MOTION_TOKEN, SPEECH_TOKEN, ChatLayout, load_tokenizer
 
 
@@ -58,17 +59,21 @@ def test_our_sequence_is_the_released_one_without_its_trailing_im_end(qwen3, tex
 
 
 def test_lowercase_text_keeps_every_grid_word_one_token(qwen3):
-    """Why the offline benchmark's model lower-cases (model.lowercase_text): upper case, Qwen3's BPE
-    starts EIGHT with the token of the letter E, so "E EIGHT" opens with two equal tokens."""
+    """Why the offline benchmark's model lower-cases (model.lowercase_text): in capitals Qwen3's BPE
+    starts EIGHT with the token of the letter E, so "E EIGHT" opens with two equal tokens; lower-cased,
+    every word of GRID's six slots is one token wherever it stands."""
     as_is, lowered = ChatLayout(qwen3), ChatLayout(qwen3, lowercase=True)
-    text = "SET BLUE BY E EIGHT NOW"
-    words = len(text.split())
 
     def spoken(layout, t):
         return qwen3.convert_ids_to_tokens(layout.prompt_ids(t))[3:-9]  # between "user\n" and <|im_end|>
 
+    text = "SET BLUE BY E EIGHT NOW"
     upper = spoken(as_is, text)
-    assert len(upper) > words and upper[3] == upper[4] == "ĠE"  # the letter, then EIGHT's first piece
-    lower = spoken(lowered, text)
-    assert lower == ["set", "Ġblue", "Ġby", "Ġe", "Ġeight", "Ġnow"]
+    assert len(upper) == 7 and upper[3] == upper[4] == "ĠE"  # the letter, then EIGHT's first piece
+    assert spoken(lowered, text) == ["set", "Ġblue", "Ġby", "Ġe", "Ġeight", "Ġnow"]
     assert lowered.prompt_ids(text) == as_is.prompt_ids(text.lower())
+    for slot, words in enumerate(GRID_WORDS):
+        for word in words:  # each word in its slot of a sentence of the first word of every other slot
+            sentence = [w[0] for w in GRID_WORDS]
+            sentence[slot] = word
+            assert len(spoken(lowered, " ".join(sentence).upper())) == 6, word
