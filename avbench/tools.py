@@ -96,18 +96,20 @@ def codec_manifest(path: Path, rows: list[dict]) -> Path:
 SAMPLE_OUTPUTS = ("*.wav", "*.npz", "*.mp4")  # what an infer.py command writes per request
 
 
-def sample_system(paths: RunPaths, name: str, command: list[str]) -> None:
-    """Sample one system (an infer.py command writing into ``<run>/samples/<name>/``), unless it already was
-    with this very command. The folder keeps the command its outputs came from (``command.json``, the run
-    folder's paths written relative to it); a changed command samples the system again and drops its
-    judgments."""
-    folder = paths.samples / name
+def sample_system(paths: RunPaths, name: str, command: list[str], folder: Path | None = None,
+                  judgments: Path | None = None) -> None:
+    """Sample one system (an infer.py command writing into ``folder``, by default ``<run>/samples/<name>/``),
+    unless it already was with this very command. The folder keeps the command its outputs came from
+    (``command.json``, the run folder's paths written relative to it); a changed command samples the system
+    again and drops its judgments (``judgments``, by default ``<run>/eval/<name>/``)."""
+    folder = folder or paths.samples / name
+    judgments = judgments or paths.evaluation / name
     recorded, done = folder / "command.json", folder / ".done"  # what the outputs were made with; finished
     if recorded.is_file() and paths.portable(json.loads(recorded.read_text())) != paths.portable(command):
         log.info("sampling (%s): its command changed, sampling it again", name)
         for path in (*(p for pattern in SAMPLE_OUTPUTS for p in folder.rglob(pattern)), done):
             path.unlink(missing_ok=True)
-        shutil.rmtree(paths.evaluation / name, ignore_errors=True)  # the judgments of those outputs
+        shutil.rmtree(judgments, ignore_errors=True)  # the judgments of those outputs
     if done.is_file():
         return
     with atomic_path(recorded) as tmp:

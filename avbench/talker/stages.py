@@ -13,6 +13,7 @@
 """
 
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from avbench.presets import BenchPreset, hicodit_precision
 from avbench.talker.analysis import judge_systems, write_judged_speech
 from avbench.talker.codecs import codec_flags, vae_weights, write_motion_config
 from avbench.talker.report import write_report
-from avbench.talker.systems import held_out_rows, sampling_systems
+from avbench.talker.systems import TalkerSystem, held_out_rows, sampling_systems
 from avbench.tools import codec_manifest, media_key, media_path, run_tool, sample_system
 from engine.configs import build_codec
 from engine.data import read_manifest, write_manifest
@@ -93,18 +94,22 @@ def write_references(preset: BenchPreset, paths: RunPaths) -> None:
                 write_wav(resynth / name, codec.decode(latent)[0].float().numpy(), codec.sample_rate)
 
 
+def infer_command(preset: BenchPreset, paths: RunPaths, system: TalkerSystem, out_dir: Path,
+                  checkpoint: Path | None = None, seed: int = 0) -> list[str]:
+    """The ``infer.py talker`` command of one system: the run's codecs, the preset's sampler, the joint stage's
+    checkpoint unless another is named (``avbench.talker.probe``)."""
+    sampling = preset.talker.sampling
+    return ["infer.py", "talker", "--checkpoint", str(checkpoint or paths.talker), "--manifest", str(system.requests),
+            "--out-dir", str(out_dir), "--mode", system.mode, "--prefix-seconds", str(system.prefix_seconds),
+            "--steps", str(sampling.steps), "--guidance", str(sampling.guidance),
+            "--temperature", str(sampling.temperature), "--max-seconds", str(sampling.max_seconds),
+            *codec_flags(preset, paths), "--no-render", "--seed", str(seed), "--precision", hicodit_precision(preset)]
+
+
 def sample(preset: BenchPreset, paths: RunPaths) -> None:
     write_references(preset, paths)
-    sampling = preset.talker.sampling
     for system in sampling_systems(preset, paths):
-        command = ["infer.py", "talker", "--checkpoint", str(paths.talker), "--manifest", str(system.requests),
-                   "--out-dir", str(paths.samples / system.name / "raw"), "--mode", system.mode,
-                   "--prefix-seconds", str(system.prefix_seconds), "--steps", str(sampling.steps),
-                   "--guidance", str(sampling.guidance), "--temperature", str(sampling.temperature),
-                   "--max-seconds", str(sampling.max_seconds),
-                   *codec_flags(preset, paths), "--no-render", "--seed", "0",
-                   "--precision", hicodit_precision(preset)]
-        sample_system(paths, system.name, command)
+        sample_system(paths, system.name, infer_command(preset, paths, system, paths.samples / system.name / "raw"))
         write_judged_speech(paths, system)
 
 

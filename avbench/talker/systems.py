@@ -24,6 +24,7 @@ from pathlib import Path
 
 from avbench.paths import RunPaths
 from avbench.presets import BenchPreset
+from avbench.tools import media_key
 from engine.data import read_manifest, resolve_path, write_manifest
 
 MODES = {"tts": "tts", "t2av": "t2av", "t2av_prefix": "t2av", "continuation": "t2av", "a2v": "a2v",
@@ -51,14 +52,21 @@ def held_out_rows(preset: BenchPreset, paths: RunPaths) -> list[dict]:
     """The prepared test clips generated from (``talker.sampling.clips`` of them, in turn from each speaker),
     with absolute paths: id, text, speaker, emotion, num_frames, video (the clip's mp4: its speech), speech
     (VAE latents), motion (normalised face-state motion), duration."""
+    return clip_rows(paths, "test", preset.talker.sampling.clips)
+
+
+def clip_rows(paths: RunPaths, split: str, limit: int | None = None) -> list[dict]:
+    """``limit`` prepared clips of a split ("test": held out; "train": what the Talker learnt from), in turn
+    from each speaker, as ``held_out_rows`` lists them (a training clip's ``video`` is its audio: an m4a)."""
     corpus = {r["id"]: r for r in read_manifest(paths.motion / "corpus.jsonl")}  # absolute paths
     by_speaker: dict[str, list[dict]] = {}
-    for row in read_manifest(paths.prepared / "test.jsonl"):
+    for row in read_manifest(paths.prepared / f"{split}.jsonl"):
         # the pipeline keeps a clip's features, not its media or its emotion label: from the corpus list
-        row["video"], row["emotion"] = corpus[row["id"]]["video"], corpus[row["id"]].get("emotion", "neutral")
+        clip = corpus[row["id"]]
+        row["video"], row["emotion"] = clip[media_key(clip)], clip.get("emotion", "neutral")
         by_speaker.setdefault(row.get("speaker_id") or row.get("speaker", ""), []).append(row)
     rows = [row for turn in itertools.zip_longest(*by_speaker.values()) for row in turn if row is not None]
-    limit = preset.talker.sampling.clips or len(rows)
+    limit = limit or len(rows)
     return [{"id": r["id"], "text": r.get("text", ""), "speaker": r.get("speaker_id") or r.get("speaker", ""),
              "emotion_label": r.get("emotion", "neutral"), "num_frames": int(r["num_frames"]),
              "duration": float(r["duration"]), "words": corpus[r["id"]].get("words", []),

@@ -70,6 +70,30 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert again.returncode == 0 and (report / "report.md").stat().st_mtime_ns == written
 
+    # one checkpoint's TTS judged apart (avbench.talker.probe): stage 1's, on sentences it was trained on
+    probe = [sys.executable, "-m", "avbench.talker.probe", str(out), "--checkpoint", str(out / "talker_tts"),
+             "--sentences", "train"]  # the tiny preset's VAE, precision and sampler: as its run recorded them
+    done = subprocess.run(probe, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = out / "probe" / "talker_tts_train"
+    numbers = json.loads((folder / "probe.json").read_text())
+    assert numbers["sentences"] == "train" and numbers["clips"] == 4 and numbers["wer"] >= 0
+    assert set(numbers["slots"]["wrong"]) == {"command", "colour", "preposition", "letter", "digit", "adverb"}
+    assert done.stdout.splitlines()[-2].startswith(f"WER {numbers['wer']:.1f} % over 4 clips (train sentences")
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").open()]
+    assert all(r["id"].startswith("trainval__") and r["reference"].startswith("trainval__") for r in rows)
+    assert all(r["reference"] != r["id"] and r["reference"].split("__")[1] == r["speaker"] for r in rows)
+    # the same command samples nothing again; another seed samples again
+    wav = folder / "raw" / f"{rows[0]['id']}.wav"
+    sampled = wav.stat().st_mtime_ns
+    assert subprocess.run(probe, capture_output=True, cwd=Path(__file__).parents[2]).returncode == 0
+    assert wav.stat().st_mtime_ns == sampled
+    assert subprocess.run([*probe, "--seed", "1"], capture_output=True, cwd=Path(__file__).parents[2]).returncode == 0
+    assert wav.stat().st_mtime_ns != sampled and json.loads((folder / "probe.json").read_text())["seed"] == 1
+    # two clips, one per speaker: no other clip of the speaker to take the voice from, one clear line
+    few = subprocess.run([*probe, "--clips", "2"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert few.returncode == 1 and "ask for more (--clips)" in few.stderr and "Traceback" not in few.stderr
+
 
 def _row(i: int, speaker: str, emotion: str = "neutral") -> dict:
     return {"id": f"c{i}", "text": f"text {i}", "speaker": speaker, "emotion_label": emotion, "num_frames": 60,

@@ -1,0 +1,150 @@
+"""One Talker checkpoint's TTS judged on a benchmark run's sentences: ``python -m avbench.talker.probe RUN``.
+
+The benchmark samples and judges the joint stage's checkpoint (``<run>/talker``). The words are mostly set
+before it, in stage 1 (``<run>/talker_tts``), and a checkpoint trained apart on the run's prepared features
+(another seed, another size) is judged the same way. This samples TTS as the sampling stage does (the run's
+codecs, the preset's sampler, the reference voice another clip of the speaker) on the run's held-out
+sentences, or on as many of its training sentences (``--sentences train``: does the model say what it was
+trained on better than what it was not?), and judges the words as the report does: WER, and the share of
+six-word clips with each GRID slot wrong.
+
+    python -m avbench.talker.probe runs/avbench_talker_full --checkpoint runs/avbench_talker_full/talker_tts
+    python -m avbench.talker.probe RUN --sentences train --out-dir RUN/probe/train
+    python -m avbench.talker.probe RUN --steps 32 --seed 1        # another sampler setting, another draw
+
+Writes ``<out-dir>/probe.json`` (and the outputs, their judgments cached: a rerun adds what is new) and
+prints one line per number.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from avbench.analysis import judge_options
+from avbench.paths import RunPaths
+from avbench.presets import BenchPreset, load_preset
+from avbench.slots import shared_letter_classes, slot_errors, word_visemes
+from avbench.talker.stages import infer_command
+from avbench.talker.systems import MODES, TalkerSystem, clip_rows, system_requests
+from avbench.tools import sample_system
+from engine.atomic import atomic_path
+from engine.cli import run_main
+from engine.data import read_manifest, write_manifest
+from engine.errors import UserFacingError
+from engine.logger import setup_logging
+from engine.pipeline.corpus import Clip
+from evaluation.harness import evaluate, per_utterance
+from evaluation.text_norm import normalize
+
+SENTENCES = ("test", "train")  # held out; trained on (the prepared manifests of those names)
+
+
+def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path, sentences: str = "test",
+          clips: int | None = None, seed: int = 0) -> dict:
+    """Sample TTS with ``checkpoint`` on ``clips`` of the run's sentences, judge the words -> the numbers."""
+    if not (checkpoint / "checkpoints").is_dir() and not (checkpoint / "config.yaml").is_file():
+        raise UserFacingError(f"{checkpoint}: not a Talker training run (no checkpoints/ or config.yaml)")
+    if not (paths.prepared / f"{sentences}.jsonl").is_file():
+        raise UserFacingError(f"{paths.root}: no prepared features (run its stages up to 'prepare' first)")
+    rows = clip_rows(paths, sentences, clips or preset.talker.sampling.clips)
+    requests, meta = system_requests("tts", rows)  # the voice: another of these clips of the speaker, as sampled
+    if not requests:
+        raise UserFacingError(f"{paths.root}: none of the {len(rows)} {sentences} clips has another of its speaker "
+                              "among them to take the voice from; ask for more (--clips)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    system = TalkerSystem("tts", write_manifest(out_dir / "requests.jsonl", requests), MODES["tts"], 0.0)
+    write_manifest(out_dir / "manifest.jsonl", meta)
+    raw = out_dir / "raw"  # sampled again, and judged again, when the command (checkpoint, sampler, seed) changes
+    if any(not (raw / f"{r['id']}.wav").is_file() for r in requests):
+        (out_dir / ".done").unlink(missing_ok=True)  # more clips asked for than a run before sampled
+    sample_system(paths, "probe", infer_command(preset, paths, system, raw, checkpoint=checkpoint, seed=seed),
+                  folder=out_dir, judgments=out_dir / "eval")
+    judged = [Clip(r["id"], text=r["text"], speaker=r["speaker"], extra={"generated": str(raw / f"{r['id']}.wav")})
+              for r in meta]
+    evaluate(judged, ["wer"], out_dir / "eval", judge_options(), workers=preset.workers, progress=True)
+    heard = per_utterance(out_dir / "eval")  # the cache may hold more clips than asked for now: these only
+    scored = [(r, heard[r["id"]]) for r in meta if "wer_errors" in heard.get(r["id"], {})]
+    if not scored:
+        raise UserFacingError(f"{out_dir / 'eval'}: the WER judge scored none of the {len(meta)} outputs")
+    mode = judge_options()["wer"]["normalization"]
+    pairs = [(normalize(r["text"], mode), normalize(h["hypothesis"], mode)) for r, h in scored]
+    wer = 100.0 * sum(h["wer_errors"] for _, h in scored) / max(1, sum(h["wer_ref_len"] for _, h in scored))
+    classes = shared_letter_classes(word_visemes(read_manifest(paths.corpus_list)))
+    result = {"checkpoint": str(checkpoint), "sentences": sentences, "clips": len(scored), "seed": seed,
+              "sampler": {k: getattr(preset.talker.sampling, k) for k in ("steps", "guidance", "temperature")},
+              "wer": wer, "slots": slot_errors(pairs, classes)}
+    with atomic_path(out_dir / "probe.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_settings(preset: BenchPreset, paths: RunPaths) -> BenchPreset:
+    """The preset with what the run's stages recorded when they ran (``<run>/.done/<stage>``: its VAE, its
+    precision, its sampler), so that the probe samples as the run's sampling stage did, whatever its preset."""
+    def recorded(stage: str) -> dict:
+        marker = paths.marker(stage)
+        return json.loads(marker.read_text() or "{}") if marker.is_file() else {}
+
+    talker, vae = preset.talker, recorded("vae")
+    if "config" in vae:
+        talker = replace(talker, vae=replace(talker.vae, config=vae["config"]))
+    sampling = {k: v for k, v in recorded("sample").items() if k in ("clips", "steps", "guidance", "temperature",
+                                                                      "max_seconds")}
+    talker = replace(talker, sampling=replace(talker.sampling, **sampling))
+    precision = recorded("talker").get("precision") or recorded("talker_tts").get("precision")
+    return replace(preset, talker=talker, **({"precision": precision} if precision else {}))
+
+
+def summary_lines(result: dict) -> list[str]:
+    slots = result["slots"]
+    wrong = " / ".join(f"{name} {100 * share:.0f}" for name, share in slots["wrong"].items() if share is not None)
+    return [f"WER {result['wer']:.1f} % over {result['clips']} clips ({result['sentences']} sentences, "
+            f"{result['checkpoint']})",
+            f"clips with the slot wrong, % of {slots['clips']} six-word clips: {wrong}"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m avbench.talker.probe", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a Talker benchmark run folder (its stages done up to 'prepare')")
+    p.add_argument("--checkpoint", type=Path, help="a Talker training run (default: <run>/talker, the joint stage)")
+    p.add_argument("--sentences", choices=SENTENCES, default="test",
+                   help="held-out sentences (test) or as many training ones (train)")
+    p.add_argument("--clips", type=int, help="how many (default: the preset's talker.sampling.clips)")
+    p.add_argument("--out-dir", type=Path, help="default: <run>/probe/<checkpoint folder>_<sentences>")
+    p.add_argument("--preset", default="talker_full",
+                   help="the run's preset, for what its stages did not record (they record their VAE, precision "
+                        "and sampler)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the preset's)")
+    p.add_argument("--guidance", type=float, help="CFG scale (default: the preset's)")
+    p.add_argument("--temperature", type=float, help="initial noise scale (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(0, logging.INFO)
+
+    def go() -> int:
+        paths = RunPaths(args.run.resolve())
+        preset = run_settings(load_preset(args.preset, []), paths)
+        changed = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
+                                     ("temperature", args.temperature)) if v is not None}
+        if changed:
+            preset = replace(preset, talker=replace(preset.talker, sampling=replace(preset.talker.sampling, **changed)))
+        checkpoint = (args.checkpoint or paths.talker).resolve()
+        out_dir = args.out_dir or paths.root / "probe" / f"{checkpoint.name}_{args.sentences}"
+        for line in summary_lines(probe(preset, paths, checkpoint, out_dir.resolve(), args.sentences,
+                                        args.clips, args.seed)):
+            print(line)
+        return 0
+
+    return run_main(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
