@@ -19,6 +19,7 @@ prints one line per number.
 import argparse
 import json
 import logging
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -59,7 +60,8 @@ def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path,
     write_manifest(out_dir / "manifest.jsonl", meta)
     raw = out_dir / "raw"  # sampled again, and judged again, when the command (checkpoint, sampler, seed) changes
     if any(not (raw / f"{r['id']}.wav").is_file() for r in requests):
-        (out_dir / ".done").unlink(missing_ok=True)  # more clips asked for than a run before sampled
+        (out_dir / ".done").unlink(missing_ok=True)  # more clips asked for than a run before sampled: all anew
+        shutil.rmtree(out_dir / "eval", ignore_errors=True)
     sample_system(paths, "probe", infer_command(preset, paths, system, raw, checkpoint=checkpoint, seed=seed),
                   folder=out_dir, judgments=out_dir / "eval")
     judged = [Clip(r["id"], text=r["text"], speaker=r["speaker"], extra={"generated": str(raw / f"{r['id']}.wav")})
