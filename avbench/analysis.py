@@ -193,13 +193,18 @@ def slot_numbers(paths: RunPaths, names: list[str], held_out: list[dict]) -> dic
     visemes = word_visemes(read_manifest(paths.corpus_list))
     classes = shared_letter_classes(visemes)
     out = {"shared_letters": classes, "letter_floor": letter_floor(visemes), "systems": {}}
-    mode = judge_options()["wer"]["normalization"]  # as the WER judge reads them
     for name in names:
-        heard = per_utterance(paths.evaluation / name)
-        pairs = [(normalize(r["text"], mode), normalize(heard[r["id"]]["hypothesis"], mode))
-                 for r in system_rows(paths, name, held_out) if "hypothesis" in heard.get(r["id"], {})]
+        pairs = transcript_pairs(per_utterance(paths.evaluation / name), system_rows(paths, name, held_out))
         out["systems"][name] = slot_errors(pairs, classes)
     return out
+
+
+def transcript_pairs(heard: dict, rows: list[dict]) -> list[tuple[str, str]]:
+    """(reference text, transcript) of each row the WER judge heard (``heard``: the harness's per-utterance
+    results), both normalised as the judge reads them."""
+    mode = judge_options()["wer"]["normalization"]
+    return [(normalize(r["text"], mode), normalize(heard[r["id"]]["hypothesis"], mode))
+            for r in rows if "hypothesis" in heard.get(r["id"], {})]
 
 
 def paired_numbers(paths: RunPaths, names: list[str], baseline: str = "generated") -> dict:

@@ -66,7 +66,7 @@ def run_tool(args: list[str], what: str) -> None:
     if code == TrainingDivergedError.exit_status:
         raise StageDivergedError(f"{what} diverged (exit status {code}; its error is above): {shlex.join(cmd)}")
     if code != 0:
-        raise StageError(f"{what} failed (exit status {code}); run the benchmark again to resume, or the "
+        raise StageError(f"{what} failed (exit status {code}); run it again to resume, or the "
                          f"command alone to see why: {shlex.join(cmd)}")
 
 

@@ -2,8 +2,9 @@
 
 The benchmark samples and judges the joint stage's checkpoint (``<run>/talker``). The words are mostly set
 before it, in stage 1 (``<run>/talker_tts``), and a checkpoint trained apart on the run's prepared features
-(another seed, another size) is judged the same way. This samples TTS as the sampling stage does (the run's
-codecs, the preset's sampler, the reference voice another clip of the speaker) on the run's held-out
+(another seed, another size) is judged the same way. This samples TTS as the run's sampling stage did (its
+codecs, the VAE, precision and sampler its stages recorded, the reference voice another clip of the speaker)
+on the run's held-out
 sentences, or on as many of its training sentences (``--sentences train``: does the model say what it was
 trained on better than what it was not?), and judges the words as the report does: WER, and the share of
 six-word clips with each GRID slot wrong.
@@ -12,8 +13,8 @@ six-word clips with each GRID slot wrong.
     python -m avbench.talker.probe RUN --sentences train --out-dir RUN/probe/train
     python -m avbench.talker.probe RUN --steps 32 --seed 1        # another sampler setting, another draw
 
-Writes ``<out-dir>/probe.json`` (and the outputs, their judgments cached: a rerun adds what is new) and
-prints one line per number.
+Writes ``<out-dir>/probe.json`` (and the outputs and their judgments: a rerun with the same command samples
+nothing again) and prints two lines: the WER, and the share of clips with each slot wrong.
 """
 
 import argparse
@@ -24,7 +25,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from avbench.analysis import judge_options
+from avbench.analysis import judge_options, transcript_pairs
 from avbench.paths import RunPaths
 from avbench.presets import BenchPreset, load_preset
 from avbench.slots import shared_letter_classes, slot_errors, word_visemes
@@ -32,13 +33,13 @@ from avbench.talker.stages import infer_command
 from avbench.talker.systems import MODES, TalkerSystem, clip_rows, system_requests
 from avbench.tools import sample_system
 from engine.atomic import atomic_path
-from engine.cli import run_main
+from engine.cli import add_config_flags, config_from_flags, positive_int, run_main
 from engine.data import read_manifest, write_manifest
 from engine.errors import UserFacingError
 from engine.logger import setup_logging
 from engine.pipeline.corpus import Clip
 from evaluation.harness import evaluate, per_utterance
-from evaluation.text_norm import normalize
+from talker_t2av.cfm import CFMSamplerConfig
 
 SENTENCES = ("test", "train")  # held out; trained on (the prepared manifests of those names)
 
@@ -46,24 +47,32 @@ SENTENCES = ("test", "train")  # held out; trained on (the prepared manifests of
 def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path, sentences: str = "test",
           clips: int | None = None, seed: int = 0) -> dict:
     """Sample TTS with ``checkpoint`` on ``clips`` of the run's sentences, judge the words -> the numbers."""
-    if not (checkpoint / "checkpoints").is_dir() and not (checkpoint / "config.yaml").is_file():
-        raise UserFacingError(f"{checkpoint}: not a Talker training run (no checkpoints/ or config.yaml)")
+    if not paths.root.is_dir():
+        raise UserFacingError(f"{paths.root}: no such run folder")
     if not (paths.prepared / f"{sentences}.jsonl").is_file():
         raise UserFacingError(f"{paths.root}: no prepared features (run its stages up to 'prepare' first)")
+    if not (checkpoint / "checkpoints").is_dir() and not (checkpoint / "config.yaml").is_file():
+        raise UserFacingError(f"{checkpoint}: not a Talker training run (no checkpoints/ or config.yaml)")
     rows = clip_rows(paths, sentences, clips or preset.talker.sampling.clips)
     requests, meta = system_requests("tts", rows)  # the voice: another of these clips of the speaker, as sampled
     if not requests:
         raise UserFacingError(f"{paths.root}: none of the {len(rows)} {sentences} clips has another of its speaker "
                               "among them to take the voice from; ask for more (--clips)")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    system = TalkerSystem("tts", write_manifest(out_dir / "requests.jsonl", requests), MODES["tts"], 0.0)
-    write_manifest(out_dir / "manifest.jsonl", meta)
-    raw = out_dir / "raw"  # sampled again, and judged again, when the command (checkpoint, sampler, seed) changes
-    if any(not (raw / f"{r['id']}.wav").is_file() for r in requests):
-        (out_dir / ".done").unlink(missing_ok=True)  # more clips asked for than a run before sampled: all anew
-        shutil.rmtree(out_dir / "eval", ignore_errors=True)
-    sample_system(paths, "probe", infer_command(preset, paths, system, raw, checkpoint=checkpoint, seed=seed),
-                  folder=out_dir, judgments=out_dir / "eval")
+    try:
+        system = TalkerSystem("tts", write_manifest(out_dir / "requests.jsonl", requests), MODES["tts"], 0.0)
+        write_manifest(out_dir / "manifest.jsonl", meta)
+        raw = out_dir / "raw"  # sampled again, and judged again, when the command (checkpoint, sampler, seed) changes
+        if any(not (raw / f"{r['id']}.wav").is_file() for r in requests):
+            (out_dir / ".done").unlink(missing_ok=True)  # more clips asked for than a run before sampled: all anew
+            shutil.rmtree(out_dir / "eval", ignore_errors=True)
+        sample_system(paths, "probe", infer_command(preset, paths, system, raw, checkpoint=checkpoint, seed=seed),
+                      folder=out_dir, judgments=out_dir / "eval")
+    except Exception:  # a failed first sampling leaves no folder behind; an interrupted one keeps it to resume
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     judged = [Clip(r["id"], text=r["text"], speaker=r["speaker"], extra={"generated": str(raw / f"{r['id']}.wav")})
               for r in meta]
     evaluate(judged, ["wer"], out_dir / "eval", judge_options(), workers=preset.workers, progress=True)
@@ -71,8 +80,7 @@ def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path,
     scored = [(r, heard[r["id"]]) for r in meta if "wer_errors" in heard.get(r["id"], {})]
     if not scored:
         raise UserFacingError(f"{out_dir / 'eval'}: the WER judge scored none of the {len(meta)} outputs")
-    mode = judge_options()["wer"]["normalization"]
-    pairs = [(normalize(r["text"], mode), normalize(h["hypothesis"], mode)) for r, h in scored]
+    pairs = transcript_pairs(heard, [r for r, _ in scored])
     wer = 100.0 * sum(h["wer_errors"] for _, h in scored) / max(1, sum(h["wer_ref_len"] for _, h in scored))
     classes = shared_letter_classes(word_visemes(read_manifest(paths.corpus_list)))
     result = {"checkpoint": str(checkpoint), "sentences": sentences, "clips": len(scored), "seed": seed,
@@ -83,6 +91,11 @@ def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path,
     return result
 
 
+def with_sampling(preset: BenchPreset, **fields) -> BenchPreset:
+    """The preset with these fields of its Talker sampling stage changed."""
+    return replace(preset, talker=replace(preset.talker, sampling=replace(preset.talker.sampling, **fields)))
+
+
 def run_settings(preset: BenchPreset, paths: RunPaths) -> BenchPreset:
     """The preset with what the run's stages recorded when they ran (``<run>/.done/<stage>``: its VAE, its
     precision, its sampler), so that the probe samples as the run's sampling stage did, whatever its preset."""
@@ -90,14 +103,14 @@ def run_settings(preset: BenchPreset, paths: RunPaths) -> BenchPreset:
         marker = paths.marker(stage)
         return json.loads(marker.read_text() or "{}") if marker.is_file() else {}
 
-    talker, vae = preset.talker, recorded("vae")
+    vae = recorded("vae")
     if "config" in vae:
-        talker = replace(talker, vae=replace(talker.vae, config=vae["config"]))
-    sampling = {k: v for k, v in recorded("sample").items() if k in ("clips", "steps", "guidance", "temperature",
-                                                                      "max_seconds")}
-    talker = replace(talker, sampling=replace(talker.sampling, **sampling))
+        preset = replace(preset, talker=replace(preset.talker, vae=replace(preset.talker.vae, config=vae["config"])))
     precision = recorded("talker").get("precision") or recorded("talker_tts").get("precision")
-    return replace(preset, talker=talker, **({"precision": precision} if precision else {}))
+    if precision:
+        preset = replace(preset, precision=precision)
+    return with_sampling(preset, **{k: v for k, v in recorded("sample").items()
+                                    if k in ("clips", "steps", "guidance", "temperature", "max_seconds")})
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -115,14 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="a Talker training run (default: <run>/talker, the joint stage)")
     p.add_argument("--sentences", choices=SENTENCES, default="test",
                    help="held-out sentences (test) or as many training ones (train)")
-    p.add_argument("--clips", type=int, help="how many (default: the preset's talker.sampling.clips)")
+    p.add_argument("--clips", type=positive_int, help="how many (default: the run's talker.sampling.clips)")
     p.add_argument("--out-dir", type=Path, help="default: <run>/probe/<checkpoint folder>_<sentences>")
     p.add_argument("--preset", default="talker_full",
                    help="the run's preset, for what its stages did not record (they record their VAE, precision "
                         "and sampler)")
-    p.add_argument("--steps", type=int, help="sampler steps (default: the preset's)")
-    p.add_argument("--guidance", type=float, help="CFG scale (default: the preset's)")
-    p.add_argument("--temperature", type=float, help="initial noise scale (default: the preset's)")
+    add_config_flags(p, CFMSamplerConfig, ("steps", "guidance", "temperature"))  # as infer.py talker (default: the run)
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -134,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         paths = RunPaths(args.run.resolve())
         preset = run_settings(load_preset(args.preset, []), paths)
-        changed = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
-                                     ("temperature", args.temperature)) if v is not None}
-        if changed:
-            preset = replace(preset, talker=replace(preset.talker, sampling=replace(preset.talker.sampling, **changed)))
+        run = preset.talker.sampling
+        sampler = config_from_flags(args, CFMSamplerConfig(steps=run.steps, guidance=run.guidance,
+                                                           temperature=run.temperature))
+        preset = with_sampling(preset, steps=sampler.steps, guidance=sampler.guidance, temperature=sampler.temperature)
         checkpoint = (args.checkpoint or paths.talker).resolve()
         out_dir = args.out_dir or paths.root / "probe" / f"{checkpoint.name}_{args.sentences}"
         for line in summary_lines(probe(preset, paths, checkpoint, out_dir.resolve(), args.sentences,
