@@ -35,6 +35,7 @@ from engine.errors import UserFacingError
 from engine.media import read_audio
 from talker_t2av.conditioning import load_array
 from talker_t2av.patching import flat_rows, patch_counts
+from talker_t2av.splicing import WordSplicer
 from talker_t2av.tokenizer import ChatLayout, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ class TalkerDataConfig:
     # validation), as at generation, where the voice comes from another utterance; on a small corpus the
     # clip's own embedding identifies the utterance (docs/talker_t2av.md).
     speaker_reference: str = "same_clip"
+    # The share of training TTS items (no motion) that are new sentences spliced from the words of clips of the
+    # same speaker, emotion and word count, cut in the pauses between words (talker_t2av.splicing; needs the
+    # manifest's `words` timings). 0: the released recipe. On a small corpus it teaches the words apart from
+    # the sentences they came in (docs/talker_t2av.md, "Two data options for small corpora").
+    splice_words: float = 0.0
     # Feature widths: the configs interpolate them from the model (${model.speech_dim} ...), and the
     # task checks they agree, so a mismatch is one line instead of a matmul error in the forward.
     speech_dim: int = 32
@@ -119,10 +125,11 @@ class TalkerDataset(Dataset):
 
     def __init__(self, cfg: TalkerDataConfig, tokenizer_source: str | None, patch_size: int,
                  manifests: list[str] | None = None, tts_manifests: list[str] | None = None, train: bool = True,
-                 entries: list[dict] | None = None, lowercase_text: bool = False):
+                 entries: list[dict] | None = None, lowercase_text: bool = False, frame_rate: float = 25.0):
         """Reads ``manifests`` (audio-video, default cfg.manifests) and ``tts_manifests`` (TTS-only),
-        or takes ready ``entries``. ``lowercase_text``: the model's (``ChatLayout``)."""
-        self.cfg, self.patch_size, self.train = cfg, patch_size, train
+        or takes ready ``entries``. ``lowercase_text``: the model's (``ChatLayout``); ``frame_rate``: the
+        features' frames per second (the model's)."""
+        self.cfg, self.patch_size, self.train, self.frame_rate = cfg, patch_size, train, frame_rate
         self.tokenizer_source, self.lowercase_text = tokenizer_source, lowercase_text
         if entries is None:
             manifests = list(cfg.manifests if manifests is None else manifests)
@@ -148,6 +155,13 @@ class TalkerDataset(Dataset):
                                   f"got {cfg.speaker_reference!r}")
         self.partners = (speaker_partners(self.entries, source) if cfg.speaker_reference == "other_clip"
                          else None)
+        if not 0.0 <= cfg.splice_words <= 1.0:
+            raise TalkerDataError(f"data.splice_words is a share of the items, in [0, 1]; got {cfg.splice_words}")
+        if cfg.splice_words > 0 and cfg.features != "precomputed":
+            raise TalkerDataError("data.splice_words splices precomputed features; with data.features="
+                                  f"{cfg.features} set it to 0")
+        self.splicer = (WordSplicer(self.entries, frame_rate, source) if cfg.splice_words > 0 and train
+                        else None)  # validation and generation see the corpus's own sentences
         self.lengths = [min(e["num_frames"], cfg.max_frames) for e in self.entries]
         self._layout = None  # built lazily: tokenizers do not pickle into workers everywhere
 
@@ -178,17 +192,29 @@ class TalkerDataset(Dataset):
             total = max(P, total // P * P)
         return start, total, cut
 
+    def speech_features(self, i: int) -> np.ndarray:
+        return _load_array(self.entries[i], "speech", self.cfg.speech_dim)
+
     def features(self, i: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(speech (T, Cs), motion (T, Cm) or None, speaker (G,)) of item ``i``."""
         e, cfg = self.entries[i], self.cfg
-        speech = _load_array(e, "speech", cfg.speech_dim)
+        speech = self.speech_features(i)
         speaker = _load_array(self.speaker_entry(i), "speaker", cfg.speaker_dim, per_frame=False)
         motion = _load_array(e, "motion", cfg.motion_dim) if e.get("motion") else None
         return speech, motion, speaker
 
+    def splices(self, i: int) -> bool:
+        """Whether item ``i`` is drawn as a spliced sentence this time (TTS items only: a face's head pose
+        would jump at every cut)."""
+        return (self.splicer is not None and not self.entries[i].get("motion") and self.splicer.can_splice(i)
+                and bool(torch.rand(()) < self.cfg.splice_words))
+
     def __getitem__(self, i: int) -> dict:
         e, cfg, P = self.entries[i], self.cfg, self.patch_size
         speech, motion, speaker = self.features(i)
+        text = e.get("text", "")
+        if self.splices(i):
+            speech, text = self.splicer.sentence(i, self.speech_features)
         start, total, cut = self.kept_frames(len(speech) if motion is None else min(len(speech), len(motion)))
         speech = speech[start : start + total]
         if motion is not None:
@@ -196,7 +222,7 @@ class TalkerDataset(Dataset):
             motion = motion[start : start + motion_frames]
         n_patches = -(-total // P)
         return {
-            "text_ids": torch.tensor(self.layout.prompt_ids(e.get("text", "")), dtype=torch.long),
+            "text_ids": torch.tensor(self.layout.prompt_ids(text), dtype=torch.long),
             "speech": torch.from_numpy(np.ascontiguousarray(speech)),
             "motion": None if motion is None else torch.from_numpy(np.ascontiguousarray(motion)),
             "speaker": torch.from_numpy(speaker),
@@ -219,7 +245,7 @@ class OnTheFlyDataset(TalkerDataset):
 
     def __init__(self, *args, audio_rate: int = 24000, speaker_rate: int = 16000, frame_rate: float = 25.0,
                  **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, frame_rate=frame_rate, **kwargs)
         self.audio_rate, self.speaker_rate = audio_rate, speaker_rate
         self.audio_hop = int(round(audio_rate / frame_rate))
         self.speaker_hop = int(round(speaker_rate / frame_rate))

@@ -5,7 +5,8 @@
     speaker  (256,) float32   WavLM-Large + ECAPA-TDNN embedding of the clip's audio
     motion   (T, 40) float32  LIA-X motion, normalised (x - mean) / std   (not with --tts)
 
-and the manifest row: id, num_frames, duration, text, speaker_id, subset. The released dataset
+and the manifest row: id, num_frames, duration, text, speaker_id, subset (and a list corpus's word timings
+and emotion, for word splicing). The released dataset
 (Talker-T2AV-Data's metadata CSV, ``wav_path`` / ``motion_pt_path`` / ``text``) is a ``list``
 corpus: its raw motion is read from the .pt file instead of encoding video.
 """
@@ -27,6 +28,11 @@ from talker_t2av.conditioning import Codecs
 from talker_t2av.data import load_raw_motion
 
 log = logging.getLogger(__name__)
+
+
+# A list corpus's columns the manifest row keeps: the word timings and emotion that word splicing
+# (data.splice_words, talker_t2av.splicing) reads.
+KEPT_COLUMNS = ("words", "emotion")
 
 
 @dataclass
@@ -100,7 +106,8 @@ class TalkerRecipe(Recipe):
             if not np.isfinite(array).all():
                 raise UserFacingError(f"{clip.source()}: {name} features contain NaN or inf")
         row = {"num_frames": int(frames), "duration": round(len(item["wav24"]) / 24000, 3), "text": clip.text,
-               "speaker_id": clip.speaker, "subset": clip.subset}
+               "speaker_id": clip.speaker, "subset": clip.subset,
+               **{k: clip.extra[k] for k in KEPT_COLUMNS if k in clip.extra}}
         return ClipResult(clip, arrays, row, seconds=len(item["wav24"]) / 24000)
 
 

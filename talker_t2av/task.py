@@ -108,7 +108,8 @@ class TalkerTask(Task):
             return OnTheFlyDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train,
                                    audio_rate=vae.sample_rate, speaker_rate=speaker.sample_rate,
                                    frame_rate=self.model_cfg.frame_rate, **text)
-        return TalkerDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train, **text)
+        return TalkerDataset(self.data_cfg, self.tokenizer_source, P, manifests, tts_manifests, train=train,
+                             frame_rate=self.model_cfg.frame_rate, **text)
 
     def train_dataset(self):
         return self._dataset(train=True)
