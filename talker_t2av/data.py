@@ -69,7 +69,7 @@ class TalkerDataConfig:
     # The share of training TTS items (no motion) that are new sentences spliced from the words of clips of the
     # same speaker, emotion and word count, cut in the pauses between words (talker_t2av.splicing; needs the
     # manifest's `words` timings). 0: the released recipe. On a small corpus it teaches the words apart from
-    # the sentences they came in (docs/talker_t2av.md, "Two data options for small corpora").
+    # the sentences they came in (docs/talker_t2av.md, "Data options for small corpora").
     splice_words: float = 0.0
     # Feature widths: the configs interpolate them from the model (${model.speech_dim} ...), and the
     # task checks they agree, so a mismatch is one line instead of a matmul error in the forward.

@@ -42,6 +42,10 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     corpus = out / "corpus"
     assert len(list((corpus / "trainval").rglob("*.m4a"))) == 6 and not list((corpus / "trainval").rglob("*.mp4"))
     assert len(list((corpus / "test").rglob("*.mp4"))) == 4
+    # the prepared rows keep the corpus's word timings and emotion: what word splicing (data.splice_words) reads
+    prepared = [json.loads(line) for line in (out / "prepared" / "train.jsonl").open()]
+    assert len(prepared) == 6 and all(r["emotion"] for r in prepared)
+    assert all([w[0].lower() for w in r["words"]] == r["text"].lower().split() for r in prepared)
     # every mode wrote its latents: speech and motion
     for name in ("t2av", "a2v", "v2a", "continuation"):
         npz = sorted((out / "samples" / name / "raw").glob("*.npz"))
