@@ -129,7 +129,7 @@ class TalkerDataset(Dataset):
         """Reads ``manifests`` (audio-video, default cfg.manifests) and ``tts_manifests`` (TTS-only),
         or takes ready ``entries``. ``lowercase_text``: the model's (``ChatLayout``); ``frame_rate``: the
         features' frames per second (the model's)."""
-        self.cfg, self.patch_size, self.train, self.frame_rate = cfg, patch_size, train, frame_rate
+        self.cfg, self.patch_size, self.train = cfg, patch_size, train
         self.tokenizer_source, self.lowercase_text = tokenizer_source, lowercase_text
         if entries is None:
             manifests = list(cfg.manifests if manifests is None else manifests)
