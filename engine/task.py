@@ -34,6 +34,11 @@ class Task(ABC):
         ``(loss, logs)``: a scalar loss tensor and a dict of detached scalar tensors to log.
         Objectives (diffusion, CFM) wrap the network here, so DDP/FSDP see one module."""
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter-name prefix (names as in ``build_module()``'s module; the
+        first prefix that matches): a warm-started part trained gentler than a new one, say. None by default."""
+        return {}
+
     @abstractmethod
     def train_dataset(self) -> Dataset:
         """Items for training. It must expose ``lengths`` (one int per item) for the batch sampler."""

@@ -96,7 +96,10 @@ class Trainer:
                                find_unused_parameters=cfg.find_unused_parameters)
         self.module = self.par.module
         self.params = [p for p in self.module.parameters() if p.requires_grad]
-        self.optimizer = build_adamw(self.module, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
+        lr_scales = self.task.lr_scales()
+        self.optimizer = build_adamw(self.module, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, lr_scales=lr_scales)
+        for prefix, scale in lr_scales.items():
+            log.info("learning rate x %g for %s*", scale, prefix)
         self.scheduler = build_scheduler(self.optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
         self.ema = EMA(self.module, cfg.ema_decay) if cfg.ema_decay else None
 

@@ -49,16 +49,18 @@ class TalkerTask(Task):
 
     def __init__(self, model: TalkerConfig, data: TalkerDataConfig, loss: LossConfig | dict | None = None,
                  init_from: str | None = None, init_modules: list[str] | tuple[str, ...] = STAGE1_MODULES,
-                 sampler: CFMSamplerConfig | dict | None = None, val_max_seconds: float = 30.0,
-                 feature_codecs: dict | None = None):
+                 init_lr_scale: float = 1.0, sampler: CFMSamplerConfig | dict | None = None,
+                 val_max_seconds: float = 30.0, feature_codecs: dict | None = None):
         """sampler: how validation samples are drawn, and the defaults of ``infer.py talker`` for this
         checkpoint; feature_codecs: {"vae": codec, "speaker": encoder} (built by Hydra) for on-the-fly
-        features."""
+        features; init_lr_scale: the warm-started modules' learning rate as a share of trainer.lr (the new
+        ones, the motion side in the joint stage, take all of it)."""
         self.model_cfg = _as(TalkerConfig, model)
         self.data_cfg = _as(TalkerDataConfig, data)
         self.loss_cfg = _as(LossConfig, loss)
         self.init_from = init_from
         self.init_modules = tuple(init_modules)
+        self.init_lr_scale = init_lr_scale
         self.sampler = _as(CFMSamplerConfig, sampler)
         self.val_max_seconds = val_max_seconds
         self.feature_codecs = feature_codecs
@@ -67,6 +69,8 @@ class TalkerTask(Task):
     def _check(self) -> None:
         """Data and model must agree on feature widths and on where the features come from."""
         m, d = self.model_cfg, self.data_cfg
+        if not self.init_lr_scale >= 0:
+            raise ConfigError(f"task.init_lr_scale must be >= 0, got {self.init_lr_scale}")
         for name in ("speech_dim", "motion_dim", "speaker_dim"):
             if getattr(m, name) != getattr(d, name):
                 raise ConfigError(f"data.{name}={getattr(d, name)} but model.{name}={getattr(m, name)}: the "
@@ -93,6 +97,11 @@ class TalkerTask(Task):
         if self.data_cfg.features == "on_the_fly":
             encoder = FeatureEncoder(self.feature_codecs["vae"], self.feature_codecs["speaker"])
         return TalkerObjective(model, self.loss_cfg, feature_encoder=encoder)
+
+    def lr_scales(self) -> dict[str, float]:
+        if not self.init_from or self.init_lr_scale == 1.0:
+            return {}
+        return {f"model.{prefix}": self.init_lr_scale for prefix in self.init_modules}  # TalkerObjective.model
 
     # ------------------------------------------------------------------ data
     def chat_layout(self) -> ChatLayout:

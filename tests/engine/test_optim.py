@@ -2,10 +2,11 @@
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
-from engine.optim import build_adamw, warmup_cosine
+from engine.optim import build_adamw, build_scheduler, warmup_cosine
 
 
 def _model() -> nn.Module:
@@ -44,3 +45,24 @@ def test_warmup_then_cosine_to_the_floor():
     assert warmup_cosine(9, 10, 100, 0.1) == 1.0
     assert math.isclose(warmup_cosine(55, 10, 100, 0.1), 0.55)
     assert math.isclose(warmup_cosine(100, 10, 100, 0.1), 0.1)
+
+
+def test_lr_scales_give_a_prefix_its_own_share_of_the_schedule():
+    model = _model()
+    optimizer = build_adamw(model, lr=1e-2, weight_decay=0.1, lr_scales={"0.": 0.25})
+    scheduler = build_scheduler(optimizer, warmup_steps=0, total_steps=10, min_ratio=0.1)
+    by_lr = {}
+    for group in optimizer.param_groups:
+        by_lr.setdefault(group["lr"], set()).update(id(p) for p in group["params"])
+    first = {id(p) for p in model[0].parameters()}
+    assert by_lr == {1e-2: {id(p) for p in model.parameters()} - first, 2.5e-3: first}
+    assert optimizer.param_groups[0]["lr"] == 1e-2  # the unscaled groups lead: the trainer logs the first
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert sorted(g["lr"] for g in optimizer.param_groups if g["params"]) == pytest.approx(
+        [2.5e-4, 2.5e-4, 1e-3, 1e-3])  # all at the floor, min_ratio of their own rate
+
+
+def test_no_lr_scales_keeps_the_two_groups():
+    assert len(build_adamw(_model(), lr=1e-3, weight_decay=0.1, lr_scales={}).param_groups) == 2

@@ -8,6 +8,8 @@ from hydra.utils import instantiate
 from safetensors.torch import save_file
 
 from engine import checkpoint as ckpt
+from engine.errors import find_user_error
+from engine.utils import seed_everything
 from talker_t2av.checkpoints import load_checkpoint
 from talker_t2av.task import TalkerTask
 from tests.conftest import build_trainer, compose
@@ -88,3 +90,28 @@ def test_warm_start_takes_the_stage1_ema_when_saved(run_dir, tmp_path):
         torch.testing.assert_close(state[name.removeprefix("model.")], tensor)
     untouched = "model.speech_cfm." + next(k for k in model.speech_cfm.state_dict())
     torch.testing.assert_close(state[untouched.removeprefix("model.")], raw[untouched])  # no EMA saved: raw
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_init_lr_scale_trains_the_warm_started_modules_gentler(run_dir, tmp_path, scale):
+    """task.init_lr_scale: the joint stage's warm-started modules at a share of the learning rate (0: kept as
+    stage 1 left them), the new motion side at all of it."""
+    out = tmp_path / "joint"
+    cfg = compose(*TINY, f"task.init_from={run_dir}", f"task.init_lr_scale={scale}", "trainer.max_steps=2",
+                  "trainer.save_every=2", "trainer.warmup_steps=1", f"trainer.out_dir={out}")
+    task = instantiate(cfg.task)
+    seed_everything(cfg.trainer.seed)  # as the trainer does before building the module: the same start
+    start = task.build_module().state_dict()
+    build_trainer(cfg, task).fit()
+    trained = ckpt.load_weights(ckpt.find_latest(out / "checkpoints"))
+    stage1 = ("model.llm.layers.", "model.speech_cfm.")
+    assert all(torch.equal(trained[k], start[k]) == (scale == 0.0) for k in start
+               if k.startswith(stage1) and k.endswith("weight"))
+    new = "model.motion_cfm.estimator.in_proj.weight"
+    assert not torch.equal(trained[new], start[new])
+
+
+def test_init_lr_scale_must_not_be_negative():
+    with pytest.raises(Exception) as raised:
+        instantiate(compose(*TINY, "task.init_lr_scale=-0.5").task)
+    assert str(find_user_error(raised.value)) == "task.init_lr_scale must be >= 0, got -0.5"
