@@ -69,6 +69,8 @@ class TalkerTask(Task):
     def _check(self) -> None:
         """Data and model must agree on feature widths and on where the features come from."""
         m, d = self.model_cfg, self.data_cfg
+        if isinstance(self.init_lr_scale, bool) or not isinstance(self.init_lr_scale, (int, float)):
+            raise ConfigError(f"task.init_lr_scale must be a number, got {self.init_lr_scale!r}")
         if not self.init_lr_scale >= 0:
             raise ConfigError(f"task.init_lr_scale must be >= 0, got {self.init_lr_scale}")
         for name in ("speech_dim", "motion_dim", "speaker_dim"):

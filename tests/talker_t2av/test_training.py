@@ -115,3 +115,6 @@ def test_init_lr_scale_must_not_be_negative():
     with pytest.raises(Exception) as raised:
         instantiate(compose(*TINY, "task.init_lr_scale=-0.5").task)
     assert str(find_user_error(raised.value)) == "task.init_lr_scale must be >= 0, got -0.5"
+    with pytest.raises(Exception) as raised:
+        instantiate(compose(*TINY, "task.init_lr_scale=abc").task)
+    assert str(find_user_error(raised.value)) == "task.init_lr_scale must be a number, got 'abc'"
