@@ -14,13 +14,13 @@ flash-attention takes the 2D mask (its varlen path).
 import logging
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
 
 from engine.errors import UserFacingError
 from engine.hub import resolve_weights
 from engine.layers.attention import transformers_attention
+from engine.layers.norm import rms_norm
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,12 @@ class FusedRMSNorm(Qwen3RMSNorm):
     """Qwen3's RMSNorm through torch's ``rms_norm``: on CUDA one fused kernel forward and one backward, where
     transformers' own is six kernels (casts, pow, mean, add, rsqrt, two multiplies) and a dozen, for each of the
     backbone's 113 norms (28 layers x input, post-attention, query and key; the final one). The same weight
-    and math (fp32 statistics; under autocast ``rms_norm`` runs in fp32, as transformers' upcast does)."""
+    and statistics (fp32, as transformers' upcast). Under autocast the query and key norms see bf16
+    activations: the weight is cast to bf16 so that they stay on the fused kernel (``engine.layers.rms_norm``),
+    and they return bf16 where transformers' returns fp32 (attention runs in bf16 either way)."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(hidden_states, (hidden_states.shape[-1],), self.weight, self.variance_epsilon)
+        return rms_norm(hidden_states, self.weight, self.variance_epsilon)
 
 
 def use_fused_norms(llm) -> None:

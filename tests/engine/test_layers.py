@@ -66,6 +66,27 @@ def test_rmsnorm_formula():
     assert torch.allclose(norm(x), expected, atol=1e-6)
 
 
+def test_rmsnorm_stays_on_the_fused_kernel_when_autocast_mixes_dtypes():
+    """Under autocast a bf16 activation meets the fp32 scale: torch's rms_norm would fall back to its six-op
+    composite (one fused CUDA kernel each way otherwise). The scale is cast instead: same values to bf16's
+    precision, and its gradient still reaches the fp32 parameter."""
+    from torch.profiler import profile
+
+    norm = RMSNorm(64)
+    with torch.no_grad():
+        norm.scale.normal_()
+    x = torch.randn(4, 7, 64).bfloat16().requires_grad_()
+    with profile() as prof:
+        out = norm(x)
+    assert "aten::_fused_rms_norm" in {e.key for e in prof.key_averages()}
+    assert out.dtype == torch.bfloat16
+    xf = x.detach().float()
+    expected = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6) * norm.scale.detach()
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+    out.float().sum().backward()
+    assert norm.scale.grad.dtype == torch.float32 and x.grad.dtype == torch.bfloat16
+
+
 def test_swiglu_formula_and_default_hidden():
     mlp = SwiGLU(1024)
     assert mlp.fc1.weight.shape == (2730, 1024) and mlp.proj.weight.shape == (1024, 2730)

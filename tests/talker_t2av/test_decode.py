@@ -62,3 +62,7 @@ def test_the_backbone_norms_are_fused_and_compute_what_transformers_does():
         torch.testing.assert_close(xa.grad.float(), xb.grad.float(), rtol=tol, atol=tol * 10)
         torch.testing.assert_close(a.weight.grad.float(), b.weight.grad.float(), rtol=tol, atol=tol * 10)
         a.weight.grad = b.weight.grad = None
+    # under autocast: a bf16 activation (the query and key norms) with the fp32 weight
+    a, b = fused.float(), plain.float()
+    xh = x.detach().bfloat16()
+    torch.testing.assert_close(a(xh).float(), b(xh).float(), rtol=2e-2, atol=2e-2)
