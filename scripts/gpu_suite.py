@@ -827,7 +827,8 @@ def main(argv=None) -> int:
                     help="skip parts started after this (default 450; 240 with --smoke)")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     ap.add_argument("--hicodit-batch", type=int, default=16, help="per-GPU batch of 10 s clips in training")
-    ap.add_argument("--hicodit-big-batch", type=int, default=64, help="the large per-GPU batch (10 s clips)")
+    ap.add_argument("--hicodit-big-batch", type=int, default=128,
+                    help="the large per-GPU batch (10 s clips; 46.5 GB compiled on an H200)")
     ap.add_argument("--talker-big-batch", type=int, default=32, help="the Talker's large per-GPU batch (10 s clips)")
     ap.add_argument("--extended", action="store_true",
                     help="also the parts measured once (activation checkpointing, compile at batch 16, Talker "
