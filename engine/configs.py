@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import importlib
 import importlib.resources
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from engine.errors import ConfigError
@@ -162,3 +164,51 @@ def build_codec(config: "DictConfig | str", weights: str | None = None):
         node.weights = weights
     built = instantiate(node)
     return built() if isinstance(built, functools.partial) else built
+
+
+SCALAR_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _scalar_types(hint) -> tuple[type, ...] | None:
+    """The scalar types an annotation admits (None among them for ``X | None``), or None where it admits
+    anything else too (a config node, a list, a callable): those are not checked here."""
+    if hint is type(None) or hint in SCALAR_KINDS:
+        return (hint,)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if all(a is type(None) or a in SCALAR_KINDS for a in args):
+            return args
+    return None
+
+
+def _admits(value, kinds: tuple[type, ...]) -> bool:
+    if value is None or isinstance(value, bool):  # bool is an int to Python, not to a config
+        return type(value) in kinds
+    if isinstance(value, (int, float)) and str in kinds:  # a folder named 2024 reaches us as an int
+        return True
+    if isinstance(value, int):
+        return int in kinds or float in kinds
+    if isinstance(value, float):  # NaN is a number: ranges are the task's own checks
+        return float in kinds
+    return isinstance(value, str) and str in kinds
+
+
+def check_scalar_arguments(node: DictConfig, where: str) -> None:
+    """The scalar keys of a ``_target_`` node against the annotations of its constructor, before it is built:
+    ``task.val_max_seconds=abc`` stops here with one line, not an hour later at the first validation. Keys
+    whose annotation is not a plain scalar (config nodes, lists) are left to their own schemas."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not target:
+        return
+    try:
+        hints = typing.get_type_hints(get_class(target).__init__)
+    except Exception:  # noqa: BLE001 - instantiate names a bad target (or a hint it cannot read) itself
+        return
+    for key in node:
+        kinds = _scalar_types(hints.get(key))
+        if kinds is None or OmegaConf.is_missing(node, key):
+            continue
+        value = node[key]
+        if not _admits(value, kinds):
+            wanted = " or ".join(["null" if k is type(None) else SCALAR_KINDS[k] for k in kinds])
+            raise ConfigError(f"{where}.{key} must be {wanted}, got {value!r}")

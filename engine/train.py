@@ -15,7 +15,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from engine.configs import config_dir, register_schemas
+from engine.configs import check_scalar_arguments, config_dir, register_schemas
 from engine.distributed import shutdown_distributed
 from engine.errors import find_user_error
 from engine.logger import setup_logging
@@ -28,6 +28,7 @@ log = logging.getLogger("train")
 def train(cfg: DictConfig) -> None:
     setup_logging(int(os.environ.get("RANK", 0)))
     try:
+        check_scalar_arguments(cfg.task, "task")
         task = instantiate(cfg.task)
         path = Trainer(TrainerConfig.from_node(cfg.trainer), task, run_config=cfg).fit()
     except Exception as e:  # noqa: BLE001 - a user-facing error is one line, anything else a traceback

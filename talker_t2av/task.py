@@ -73,6 +73,8 @@ class TalkerTask(Task):
             raise ConfigError(f"task.init_lr_scale must be a number, got {self.init_lr_scale!r}")
         if not self.init_lr_scale >= 0:
             raise ConfigError(f"task.init_lr_scale must be >= 0, got {self.init_lr_scale}")
+        if isinstance(self.val_max_seconds, (int, float)) and not self.val_max_seconds > 0:
+            raise ConfigError(f"task.val_max_seconds must be > 0, got {self.val_max_seconds}")
         for name in ("speech_dim", "motion_dim", "speaker_dim"):
             if getattr(m, name) != getattr(d, name):
                 raise ConfigError(f"data.{name}={getattr(d, name)} but model.{name}={getattr(m, name)}: the "

@@ -118,3 +118,9 @@ def test_init_lr_scale_must_not_be_negative():
     with pytest.raises(Exception) as raised:
         instantiate(compose(*TINY, "task.init_lr_scale=abc").task)
     assert str(find_user_error(raised.value)) == "task.init_lr_scale must be a number, got 'abc'"
+
+
+def test_validation_length_must_be_positive():
+    with pytest.raises(Exception) as raised:
+        instantiate(compose(*TINY, "task.val_max_seconds=0").task)
+    assert str(find_user_error(raised.value)) == "task.val_max_seconds must be > 0, got 0"
