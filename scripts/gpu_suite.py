@@ -378,6 +378,9 @@ INFERENCE_BENCHES = {
                            "--size tiny --seconds 1 --repeats 1"),
     "infer.lia_x": ("bench_lia_x.py", "--device cuda --dtype bf16 --frames 64 --chunk 16",
                     "--tiny --frames 2 --chunk 2"),
+    # rendering is 6 TFLOP a frame of convolutions, at 26 % of the matmul rate in NCHW (run G): the layout lever
+    "infer.lia_x_channels_last": ("bench_lia_x.py", "--device cuda --dtype bf16 --frames 64 --chunk 16 --channels-last",
+                                  "--tiny --frames 2 --chunk 2 --channels-last"),
 }
 
 
