@@ -21,7 +21,6 @@ from pathlib import Path
 
 from avbench.paths import ALL_STAGES, RunPaths
 from avbench.presets import load_preset
-from avbench.stages import run_stages
 from engine.atomic import check_output_dir, sweep_temporaries
 from engine.cli import run_main
 from engine.logger import setup_logging
@@ -55,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         swept = sweep_temporaries(paths.root)  # one run writes a run folder at a time
         if swept:
             log.info("%s: removed %d temporary file(s) an interrupted run left", paths.root, len(swept))
+        from avbench.stages import run_stages  # noqa: PLC0415 - the stages import the judges: not for --help
+
         timings = run_stages(preset, paths, args.start, args.stop)
         minutes = sum(timings.values()) / 60
         if args.stop not in (None, "report"):

@@ -12,17 +12,19 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from engine.cli import add_config_flags, add_execution_flags, config_from_flags, run_command
 from engine.errors import UserFacingError
-from hicodit.generate import HiCoDiTGenerator
-from serving.app import create_app
 from serving.config import ServeConfig
 from talker_t2av.conditioning import Codecs
-from talker_t2av.generate import TalkerGenerator
 from visual.frontend import extractor_config
+
+if TYPE_CHECKING:
+    from hicodit.generate import HiCoDiTGenerator
+    from talker_t2av.generate import TalkerGenerator
 
 log = logging.getLogger("serving")
 COMMAND = "infer.py serve"
@@ -78,7 +80,11 @@ def is_run_folder(spec: str) -> bool:
                                                                          "*/*/config.yaml"))
 
 
-def load_models(args, config: ServeConfig) -> tuple[HiCoDiTGenerator | None, TalkerGenerator | None]:
+def load_models(args, config: ServeConfig) -> "tuple[HiCoDiTGenerator | None, TalkerGenerator | None]":
+    # the models (transformers, the codecs) are imported here, so that --help answers in seconds
+    from hicodit.generate import HiCoDiTGenerator  # noqa: PLC0415
+    from talker_t2av.generate import TalkerGenerator  # noqa: PLC0415
+
     hicodit_run, codec_weights, random_extractors = args.hicodit, args.codec_weights, args.random_extractors
     if not args.hicodit and not args.talker:
         bench = finished_bench_run()
@@ -118,6 +124,8 @@ def run(args) -> int:
     # this process is the server: uploads over 1 MB that Starlette spools to disk go to the work folder too
     tempfile.tempdir = str(work / "spool")
     hicodit, talker = load_models(args, config)
+    from serving.app import create_app  # noqa: PLC0415 - FastAPI and the routes, only to serve
+
     app = create_app(config, hicodit=hicodit, talker=talker)
     log.info("serving on http://%s:%d (work folder %s)", config.host, config.port, work)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port,

@@ -94,6 +94,3 @@ def run_backbone(llm, embeds: torch.Tensor, key_mask: torch.Tensor | None, posit
     return out.last_hidden_state, out.past_key_values
 
 
-def position_ids(key_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip padding: (B, S) bool -> (B, S) long, real tokens numbered 0, 1, ..."""
-    return (key_mask.long().cumsum(1) - 1).clamp(min=0)

@@ -62,10 +62,16 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.cuda_graph import StaticGraph
-from talker_t2av.backbone import position_ids
 from talker_t2av.captured_steps import CapturedSteps, captured_steps
 from talker_t2av.decode import StaticDecoder, supports_static_decoding
-from talker_t2av.patching import context_windows, frame_mask, speech_slots, stop_ignore_patches, stop_labels
+from talker_t2av.patching import (
+    context_windows,
+    frame_mask,
+    position_ids,
+    speech_slots,
+    stop_ignore_patches,
+    stop_labels,
+)
 
 if TYPE_CHECKING:  # the network builds its heads from this module
     from talker_t2av.model import TalkerT2AV

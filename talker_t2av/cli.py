@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,8 +43,10 @@ from engine.data import read_manifest, resolve_path
 from engine.errors import ItemFailure, UserFacingError
 from engine.media import write_video, write_wav
 from talker_t2av.cfm import MODES, CFMSamplerConfig
-from talker_t2av.conditioning import MEDIA_FIELDS, REFERENCE_SECONDS, Codecs, check_request
-from talker_t2av.generate import TalkerGenerator, TalkerOutput, TalkerRequest
+from talker_t2av.conditioning import MEDIA_FIELDS, REFERENCE_SECONDS, Codecs, TalkerRequest, check_request
+
+if TYPE_CHECKING:
+    from talker_t2av.generate import TalkerOutput
 
 log = logging.getLogger(__name__)
 COMMAND = "infer.py talker"
@@ -133,7 +136,7 @@ def request_outputs(request: TalkerRequest, stem: Path, render: bool) -> dict[st
     return {kind: with_ext(stem, kind) for kind in kinds}
 
 
-def write_outputs(output: TalkerOutput, outputs: dict[str, Path]) -> list[Path]:
+def write_outputs(output: "TalkerOutput", outputs: dict[str, Path]) -> list[Path]:
     """One request's files (:func:`request_outputs`), renamed into place together (decoding and rendering
     happened first, in memory). -> the files written."""
     with atomic_files(*outputs.values()) as temps:
@@ -150,6 +153,8 @@ def write_outputs(output: TalkerOutput, outputs: dict[str, Path]) -> list[Path]:
 
 
 def run(args) -> int:
+    from talker_t2av.generate import TalkerGenerator  # noqa: PLC0415 - the model (transformers): not for --help
+
     requests = build_requests(args)
     for request, _ in requests.values():  # argument and file checks before anything is loaded
         check_request(request, FLAGS)

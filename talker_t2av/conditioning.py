@@ -14,6 +14,7 @@ import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,8 +25,10 @@ from engine.media import read_audio, read_video
 from engine.safe_load import CheckpointReadError, UnsafeCheckpointError, safe_torch_load
 from talker_t2av.cfm import MODES, TalkerConditions
 from talker_t2av.patching import frame_mask
-from talker_t2av.tokenizer import ChatLayout
 from visual.tracking import NoFaceError, build_tracker
+
+if TYPE_CHECKING:  # the tokenizer (transformers) is loaded only where text is tokenised
+    from talker_t2av.tokenizer import ChatLayout
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +279,7 @@ def _read_capped(path: str, sample_rate: int, seconds: float, what: str) -> np.n
 
 
 @torch.no_grad()
-def prepare(req: TalkerRequest, codecs: Codecs, layout: ChatLayout, prefix_frames: int, speaker_dim: int,
+def prepare(req: TalkerRequest, codecs: Codecs, layout: "ChatLayout", prefix_frames: int, speaker_dim: int,
             motion_dim: int, frame_rate: float, max_frames: int) -> Prepared:
     """Encode one request's references (``prefix_frames``: a multiple of the patch size; ``max_frames``:
     the most frames a sample may have, prefix included). Only what the model uses is decoded.

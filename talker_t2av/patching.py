@@ -117,3 +117,8 @@ def stop_labels(n_slots: torch.Tensor, ends: torch.Tensor, width: int, n_ignore:
     pos_weight = torch.where(n_end > 0, (negatives_per_clip * ends.squeeze(1)).sum() / n_end.clamp(min=1),
                              torch.ones((), device=n_slots.device))
     return labels, mask, pos_weight
+
+
+def position_ids(key_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip padding: (B, S) bool -> (B, S) long, real tokens numbered 0, 1, ..."""
+    return (key_mask.long().cumsum(1) - 1).clamp(min=0)

@@ -2,8 +2,9 @@
 
 import torch
 
-from talker_t2av.backbone import build_backbone, position_ids, run_backbone
+from talker_t2av.backbone import build_backbone, run_backbone
 from talker_t2av.decode import StaticDecoder, supports_static_decoding
+from talker_t2av.patching import position_ids
 
 CONFIG = {"vocab_size": 64, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 256}
