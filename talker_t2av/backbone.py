@@ -92,5 +92,3 @@ def run_backbone(llm, embeds: torch.Tensor, key_mask: torch.Tensor | None, posit
     out = llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
                     past_key_values=cache, use_cache=use_cache)
     return out.last_hidden_state, out.past_key_values
-
-
