@@ -48,6 +48,8 @@ def test_the_bench_scripts_figures_are_read_off_their_json_lines():
     assert figures["decode_audio_s_per_s"] == 40.0 and abs(figures["decode_rtf"] - 0.025) < 1e-9
     assert figures["frames_per_s"] == 630.5 and figures["device"] == "cpu x2"
     assert parse_bench_output("| part | s per call | s of audio / s |\nnothing here") == {}
+    nested = parse_bench_output('{"train": {"train_step_ms": 242.0, "batch": 8}}')  # bench_talker's lines
+    assert nested == {"train_step_ms": 242.0, "batch": 8}
     # a script whose figures are otherwise a table for people prints them as JSON too
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_whisperx_vae.py"), "--size", "tiny",
                            "--seconds", "1", "--repeats", "1", "--parts", "decode"], cwd=ROOT, capture_output=True,
