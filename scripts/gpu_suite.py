@@ -736,9 +736,9 @@ def plan(args, device, out: Path):
         # what the goals are read on first (MFU at the large batch), then the inference costs, then the rest:
         # a part that would start after the budget is skipped
         ("train.hicodit_ddp_compile_big", train("hicodit", "ddp", True, hb_big, "_big")),
+        ("train.talker_ddp_compile_big", train("talker", "ddp", True, tb_big, "_big")),
         ("train.talker_ddp_big", train("talker", "ddp", False, tb_big, "_big")),
         *[(part, lambda part=part: bench_script(args, part)) for part in BENCH_SCRIPTS],
-        ("train.talker_ddp_compile_big", train("talker", "ddp", True, tb_big, "_big")),
         ("train.hicodit_ddp", train("hicodit", "ddp", False, hb)),
         ("train.talker_ddp", train("talker", "ddp", False, tb)),
         ("train.hicodit_fsdp", train("hicodit", "fsdp", False, hb)),
