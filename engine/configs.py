@@ -193,22 +193,29 @@ def _admits(value, kinds: tuple[type, ...]) -> bool:
     return isinstance(value, str) and str in kinds
 
 
+def check_scalars(cls: type, values: dict, where: str) -> None:
+    """``values`` (argument name -> value) against the annotations of ``cls``'s constructor: a scalar argument
+    given something else is one line naming it (``task.val_max_seconds must be a number, got 'abc'``).
+    Arguments whose annotation is not a plain scalar (config nodes, lists) are left to their own schemas."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - a hint it cannot read: the constructor reports its own errors
+        return
+    for key, value in values.items():
+        kinds = _scalar_types(hints.get(key))
+        if kinds is not None and not _admits(value, kinds):
+            wanted = " or ".join(["null" if k is type(None) else SCALAR_KINDS[k] for k in kinds])
+            raise ConfigError(f"{where}.{key} must be {wanted}, got {value!r}")
+
+
 def check_scalar_arguments(node: DictConfig, where: str) -> None:
-    """The scalar keys of a ``_target_`` node against the annotations of its constructor, before it is built:
-    ``task.val_max_seconds=abc`` stops here with one line, not an hour later at the first validation. Keys
-    whose annotation is not a plain scalar (config nodes, lists) are left to their own schemas."""
+    """:func:`check_scalars` on a ``_target_`` node before it is built: ``task.val_max_seconds=abc`` stops here
+    with one line, not an hour later at the first validation."""
     target = node.get("_target_") if isinstance(node, DictConfig) else None
     if not target:
         return
     try:
-        hints = typing.get_type_hints(get_class(target).__init__)
-    except Exception:  # noqa: BLE001 - instantiate names a bad target (or a hint it cannot read) itself
+        cls = get_class(target)
+    except Exception:  # noqa: BLE001 - instantiate names a bad target itself
         return
-    for key in node:
-        kinds = _scalar_types(hints.get(key))
-        if kinds is None or OmegaConf.is_missing(node, key):
-            continue
-        value = node[key]
-        if not _admits(value, kinds):
-            wanted = " or ".join(["null" if k is type(None) else SCALAR_KINDS[k] for k in kinds])
-            raise ConfigError(f"{where}.{key} must be {wanted}, got {value!r}")
+    check_scalars(cls, {key: node[key] for key in node if not OmegaConf.is_missing(node, key)}, where)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from engine import checkpoint as ckpt
+from engine.configs import check_scalars
 from engine.errors import ConfigError
 from engine.task import Task
 from engine.weights import load_checked
@@ -69,11 +70,11 @@ class TalkerTask(Task):
     def _check(self) -> None:
         """Data and model must agree on feature widths and on where the features come from."""
         m, d = self.model_cfg, self.data_cfg
-        if isinstance(self.init_lr_scale, bool) or not isinstance(self.init_lr_scale, (int, float)):
-            raise ConfigError(f"task.init_lr_scale must be a number, got {self.init_lr_scale!r}")
+        check_scalars(type(self), {"init_from": self.init_from, "init_lr_scale": self.init_lr_scale,
+                                   "val_max_seconds": self.val_max_seconds}, "task")  # built from Python too
         if not self.init_lr_scale >= 0:
             raise ConfigError(f"task.init_lr_scale must be >= 0, got {self.init_lr_scale}")
-        if isinstance(self.val_max_seconds, (int, float)) and not self.val_max_seconds > 0:
+        if not self.val_max_seconds > 0:
             raise ConfigError(f"task.val_max_seconds must be > 0, got {self.val_max_seconds}")
         for name in ("speech_dim", "motion_dim", "speaker_dim"):
             if getattr(m, name) != getattr(d, name):
