@@ -128,10 +128,20 @@ class TalkerTask(Task):
     def train_dataset(self):
         return self._dataset(train=True)
 
+    @property
+    def trains_motion(self) -> bool:
+        """False for a TTS-only training (stage 1: no audio-video manifest): the motion side learns nothing."""
+        return bool(self.data_cfg.manifests or self.data_cfg.synthetic_clips)
+
     def val_dataset(self):
-        if self.data_cfg.val_manifest:
-            return self._dataset(train=False, manifests=[self.data_cfg.val_manifest], tts_manifests=[])
-        return None
+        """The held-out clips as the training sees them: a TTS-only training validates them as TTS, so its
+        loss and its sample are speech and stop alone, not an untrained motion head's."""
+        val = self.data_cfg.val_manifest
+        if not val:
+            return None
+        if self.trains_motion:
+            return self._dataset(train=False, manifests=[val], tts_manifests=[])
+        return self._dataset(train=False, manifests=[], tts_manifests=[val])
 
     def collate(self, items):
         return self.collator(items)

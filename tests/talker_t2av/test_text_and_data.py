@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from talker_t2av.data import TalkerCollator, TalkerDataConfig, TalkerDataError, TalkerDataset
 from talker_t2av.tokenizer import SPEECH_TOKEN, ChatLayout, build_char_tokenizer, load_tokenizer
+from tests.conftest import compose
 
 
 def test_prompt_is_the_qwen3_template_up_to_the_first_patch():
@@ -144,3 +146,17 @@ def test_other_clip_speaker_reference_needs_speakers_with_two_clips(tmp_path):
         TalkerDataset(TalkerDataConfig(manifests=[unnamed], speaker_reference="other_clip"), "char", 4)
     with pytest.raises(TalkerDataError, match="data.speaker_reference must be one of"):
         TalkerDataset(TalkerDataConfig(manifests=[unnamed], speaker_reference="speaker_mean"), "char", 4)
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_a_tts_only_training_validates_its_clips_as_tts(tmp_path, joint):
+    """Stage 1 learns no motion: its held-out audio-video clips are validated as TTS (speech and stop in the
+    loss, a TTS sample), while the joint stage validates them with their motion."""
+    val = write_manifest(tmp_path / "val.jsonl", [write_clip(tmp_path, "v", 20)])
+    train = write_manifest(tmp_path / "train.jsonl", [write_clip(tmp_path, "t", 20)])
+    data = ["data.synthetic_clips=0", f"data.tts_manifests=[{train}]", f"data.val_manifest={val}"]
+    task = instantiate(compose("experiment=talker_tiny", *data, *([f"data.manifests=[{train}]"] if joint else [])).task)
+    item = task.val_dataset()[0]
+    assert (item["motion"] is not None) == joint
+    batch = task.collate([item])
+    assert batch["is_av"].tolist() == [joint]
