@@ -83,7 +83,7 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     numbers = json.loads((folder / "probe.json").read_text())
     assert numbers["sentences"] == "train" and numbers["clips"] == 4 and numbers["wer"] >= 0
     assert set(numbers["slots"]["wrong"]) == {"command", "colour", "preposition", "letter", "digit", "adverb"}
-    assert done.stdout.splitlines()[-2].startswith(f"WER {numbers['wer']:.1f} % over 4 clips (train sentences")
+    assert done.stdout.splitlines()[-2].startswith(f"WER {numbers['wer']:.1f} % over 4 clips (tts, train sentences")
     rows = [json.loads(line) for line in (folder / "manifest.jsonl").open()]
     assert all(r["id"].startswith("trainval__") and r["reference"].startswith("trainval__") for r in rows)
     assert all(r["reference"] != r["id"] and r["reference"].split("__")[1] == r["speaker"] for r in rows)
@@ -94,6 +94,15 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert wav.stat().st_mtime_ns == sampled
     assert subprocess.run([*probe, "--seed", "1"], capture_output=True, cwd=Path(__file__).parents[2]).returncode == 0
     assert wav.stat().st_mtime_ns != sampled and json.loads((folder / "probe.json").read_text())["seed"] == 1
+    # the joint stage's T2AV judged the same way, in a folder of its own; stage 1 has no motion to judge
+    joint = [sys.executable, "-m", "avbench.talker.probe", str(out), "--sentences", "train", "--system", "t2av"]
+    done = subprocess.run(joint, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    numbers = json.loads((out / "probe" / "talker_train_t2av" / "probe.json").read_text())
+    assert numbers["system"] == "t2av" and numbers["clips"] == 4 and "(t2av, train sentences" in done.stdout
+    assert sorted(p.name for p in (out / "probe" / "talker_train_t2av" / "raw").glob("*.npz"))  # motion too
+    stage1 = subprocess.run([*probe, "--system", "t2av"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert stage1.returncode == 1 and "learnt no motion" in stage1.stderr and "Traceback" not in stage1.stderr
     # two clips, one per speaker: no other clip of the speaker to take the voice from, one clear line
     few = subprocess.run([*probe, "--clips", "2"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert few.returncode == 1 and "ask for more (--clips)" in few.stderr and "Traceback" not in few.stderr
