@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from avbench.paths import RunPaths
 from avbench.talker.analysis import prefix_emotion_numbers
@@ -46,6 +47,9 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     prepared = [json.loads(line) for line in (out / "prepared" / "train.jsonl").open()]
     assert len(prepared) == 6 and all(r["emotion"] for r in prepared)
     assert all([w[0].lower() for w in r["words"]] == r["text"].lower().split() for r in prepared)
+    # the joint stage trains what stage 1 learnt at the benchmark's quarter of the rate, the motion side at all of it
+    joint = OmegaConf.load(out / "talker" / "config.yaml").task
+    assert joint.init_lr_scale == 0.25 and joint.init_from == str(out / "talker_tts")
     # every mode wrote its latents: speech and motion
     for name in ("t2av", "a2v", "v2a", "continuation"):
         npz = sorted((out / "samples" / name / "raw").glob("*.npz"))
