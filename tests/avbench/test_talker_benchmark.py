@@ -99,8 +99,8 @@ def test_the_talker_benchmark_runs_end_to_end_and_resumes(tmp_path):
     assert subprocess.run([*probe, "--seed", "1"], capture_output=True, cwd=Path(__file__).parents[2]).returncode == 0
     assert wav.stat().st_mtime_ns != sampled and json.loads((folder / "probe.json").read_text())["seed"] == 1
     # the joint stage's T2AV judged the same way, in a folder of its own; stage 1 has no motion to judge
-    joint = [sys.executable, "-m", "avbench.talker.probe", str(out), "--sentences", "train", "--system", "t2av"]
-    done = subprocess.run(joint, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    t2av_probe = [sys.executable, "-m", "avbench.talker.probe", str(out), "--sentences", "train", "--system", "t2av"]
+    done = subprocess.run(t2av_probe, capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
     numbers = json.loads((out / "probe" / "talker_train_t2av" / "probe.json").read_text())
     assert numbers["system"] == "t2av" and numbers["clips"] == 4 and "(t2av, train sentences" in done.stdout
