@@ -86,6 +86,12 @@ class TalkerDataConfig:
     synthetic_frames: int | None = None
 
 
+def trains_motion(data) -> bool:
+    """Whether a training on this data config (a TalkerDataConfig, or a stored run's ``task.data`` node)
+    learns motion: False for TTS-only training (stage 1: no audio-video manifest, no synthetic clips)."""
+    return bool(data.manifests or data.synthetic_clips)
+
+
 def _load_array(entry: dict, key: str, width: int, per_frame: bool = True) -> np.ndarray:
     """A feature file (:func:`conditioning.load_array`: .npy or a torch-saved tensor) of shape (T, width)
     (``per_frame``) or (width,), as float32; checked."""

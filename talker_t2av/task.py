@@ -25,7 +25,14 @@ from talker_t2av.cfm import (
     generate,
 )
 from talker_t2av.conditioning import FeatureEncoder
-from talker_t2av.data import FEATURE_SOURCES, OnTheFlyDataset, TalkerCollator, TalkerDataConfig, TalkerDataset
+from talker_t2av.data import (
+    FEATURE_SOURCES,
+    OnTheFlyDataset,
+    TalkerCollator,
+    TalkerDataConfig,
+    TalkerDataset,
+    trains_motion,
+)
 from talker_t2av.model import TalkerConfig, TalkerT2AV
 from talker_t2av.patching import max_patches, speech_slots
 from talker_t2av.synthetic import SyntheticTalkerDataset
@@ -131,7 +138,7 @@ class TalkerTask(Task):
     @property
     def trains_motion(self) -> bool:
         """False for a TTS-only training (stage 1: no audio-video manifest): the motion side learns nothing."""
-        return bool(self.data_cfg.manifests or self.data_cfg.synthetic_clips)
+        return trains_motion(self.data_cfg)
 
     def val_dataset(self):
         """The held-out clips as the training sees them: a TTS-only training validates them as TTS, so its

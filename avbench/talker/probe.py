@@ -27,8 +27,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from avbench.analysis import judge_options, transcript_pairs
 from avbench.paths import RunPaths
 from avbench.presets import BenchPreset, load_preset
@@ -37,6 +35,7 @@ from avbench.talker.stages import infer_command
 from avbench.talker.systems import MODES, TalkerSystem, clip_rows, system_requests
 from avbench.tools import sample_system
 from engine.atomic import atomic_path
+from engine.checkpoint import CONFIG_FILE, check_task, load_config
 from engine.cli import add_config_flags, config_from_flags, positive_int, run_main
 from engine.data import read_manifest, write_manifest
 from engine.errors import UserFacingError
@@ -44,6 +43,8 @@ from engine.logger import setup_logging
 from engine.pipeline.corpus import Clip
 from evaluation.harness import evaluate, per_utterance
 from talker_t2av.cfm import CFMSamplerConfig
+from talker_t2av.data import trains_motion
+from talker_t2av.task import TalkerTask
 
 SENTENCES = ("test", "train")  # held out; trained on (the prepared manifests of those names)
 PROBED = ("tts", "t2av")  # the systems judged by their words alone, from a text with no prefix
@@ -59,9 +60,9 @@ def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path,
         raise UserFacingError(f"{paths.root}: no such run folder")
     if not (paths.prepared / f"{sentences}.jsonl").is_file():
         raise UserFacingError(f"{paths.root}: no prepared features (run its stages up to 'prepare' first)")
-    if not (checkpoint / "checkpoints").is_dir() and not (checkpoint / "config.yaml").is_file():
+    if not (checkpoint / "checkpoints").is_dir() and not (checkpoint / CONFIG_FILE).is_file():
         raise UserFacingError(f"{checkpoint}: not a Talker training run (no checkpoints/ or config.yaml)")
-    if system != "tts" and not learnt_motion(checkpoint):
+    if system != "tts" and not learnt_motion(checkpoint, system):
         raise UserFacingError(f"{checkpoint}: a TTS-only training (stage 1) has learnt no motion to judge "
                               f"--system {system} by; probe its tts, or the joint stage")
     rows = clip_rows(paths, sentences, clips or preset.talker.sampling.clips)
@@ -103,13 +104,14 @@ def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path,
     return result
 
 
-def learnt_motion(checkpoint: Path) -> bool:
-    """Whether a Talker training run trained the motion side (its config names audio-video clips)."""
-    config = checkpoint / "config.yaml"
-    if not config.is_file():  # a checkpoint folder alone: nothing says, so let it be sampled
+def learnt_motion(checkpoint: Path, system: str) -> bool:
+    """Whether a Talker training run trained the motion side, as its stored config says (a folder without
+    one says nothing, so it is sampled); one line for another family's run."""
+    if not (checkpoint / CONFIG_FILE).is_file():
         return True
-    data = OmegaConf.load(config).get("data", {})
-    return bool(data.get("manifests") or data.get("synthetic_clips"))
+    config = load_config(checkpoint)
+    check_task(checkpoint, config, TalkerTask, f"python -m avbench.talker.probe --system {system}")
+    return trains_motion(config.task.data)
 
 
 def with_sampling(preset: BenchPreset, **fields) -> BenchPreset:
