@@ -53,11 +53,13 @@ def register_schema(name: str, dataclass: type) -> None:
 def register_schemas(overrides: Sequence[str] = ()) -> None:
     """The schemas a composition of ``overrides`` may need: the trainer's, and those the selected task
     hands over (its class's ``config_schemas()``). Only the selected task's module is imported, so a
-    Talker or smoke run never imports HiCoDiT; a composition that selects no experiment (a model or data
-    config alone) gets every experiment's task's schemas."""
+    Talker or smoke run never imports HiCoDiT; a model config alone (whose ``/schema/`` entries may be
+    any task's) gets every experiment's task's schemas, and a codec or data config none: no task module
+    is imported for a CLI's ``--*-config`` flag (seconds of start-up in every ``infer.py``)."""
     ConfigStore.instance().store(group="trainer", name="schema", node=TrainerConfig)
     target = selected_task_target(overrides)
-    for task in [target] if target else experiment_task_targets():
+    tasks = [target] if target else experiment_task_targets() if _override_value(overrides, "model") else ()
+    for task in tasks:
         module, _, name = task.rpartition(".")
         try:
             task_class = getattr(importlib.import_module(module), name)

@@ -7,7 +7,6 @@ codec must learn on speech (pitch, formant structure, onsets, noise, silence) at
 """
 
 import numpy as np
-from scipy import signal
 
 
 def _resonator(freq: float, bandwidth: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +27,8 @@ def _envelope(n: int, sample_rate: int, ramp_s: float = 0.015) -> np.ndarray:
 
 
 def _voiced(n: int, sample_rate: int, rng: np.random.Generator, base_f0: float) -> np.ndarray:
+    from scipy import signal  # noqa: PLC0415 - ~0.5 s to import, for synthetic speech alone (not a codec's user)
+
     f0 = np.linspace(base_f0 * rng.uniform(0.8, 1.25), base_f0 * rng.uniform(0.8, 1.25), n)  # Hz, gliding
     f0 *= 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * np.arange(n) / sample_rate)  # vibrato/jitter
     phase = 2 * np.pi * np.cumsum(f0) / sample_rate  # (n,)
@@ -41,6 +42,8 @@ def _voiced(n: int, sample_rate: int, rng: np.random.Generator, base_f0: float) 
 
 
 def _fricative(n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    from scipy import signal  # noqa: PLC0415
+
     low = rng.uniform(1500, 5000)
     high = min(low * rng.uniform(1.5, 2.5), 0.45 * sample_rate)
     sos = signal.butter(4, [low, high], btype="bandpass", fs=sample_rate, output="sos")
