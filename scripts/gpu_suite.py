@@ -741,8 +741,8 @@ def plan(args, device, out: Path):
         ("sample.hicodit_b8_graph", lambda: sample_hicodit(args, device, 2 if s else 8, sample_steps, hf, graph=True)),
         ("sample.hicodit_b32_graph", lambda: sample_hicodit(args, device, 2 if s else 32, sample_steps, hf,
                                                             graph=True)),
-        # the graph took the launches away and left batch 1 at 7x its floor (RTF 0.042 against 0.006, run C):
-        # the many small kernels. Compiled before the capture, the graph replays inductor's fused ones instead
+        # the graph took the launches away and left batch 1 at 7x its floor (RTF 0.042 against 0.006, run C),
+        # most likely in the many small kernels: compiled before the capture, the graph replays fused ones
         ("sample.hicodit_b1_graph_compile", lambda: sample_hicodit(args, device, 1, sample_steps, hf, graph=True,
                                                                    compile_blocks=True)),
         ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0)),
