@@ -249,9 +249,10 @@ def task_target(config: DictConfig) -> str | None:
     return task.get("_target_") if isinstance(task, DictConfig) else None
 
 
-def check_task(folder: Path, config: DictConfig, task_type: type, command: str | None = None) -> None:
-    """One line when ``folder`` holds another kind of model than ``task_type``."""
-    wanted = f"{task_type.__module__}.{task_type.__qualname__}"
+def check_task(folder: Path, config: DictConfig, task_type: type | str, command: str | None = None) -> None:
+    """One line when ``folder`` holds another kind of model than ``task_type``: the task class, or its dotted
+    path where importing the class would cost the caller seconds of start-up."""
+    wanted = task_type if isinstance(task_type, str) else f"{task_type.__module__}.{task_type.__qualname__}"
     held = task_target(config)
     if held != wanted:
         needs = f"{command} needs" if command else "expected"

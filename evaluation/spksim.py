@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from avcodecs.speaker import load_speaker_encoder
 from avcodecs.speaker.ge2e import Ge2eConfig
 from avcodecs.speaker.ge2e_audio import resolve_vad
 from avcodecs.speaker.ge2e_weights import load_ge2e
@@ -37,8 +36,9 @@ class SpeakerJudge:
         if backend == "ge2e":
             self.model, self.report = load_ge2e(weights, Ge2eConfig(vad=vad))
         else:
-            weights = weights or "wavlm-ecapa"  # the registry's entry (fetched by hand)
+            from avcodecs.speaker import load_speaker_encoder  # noqa: PLC0415 - WavLM (transformers): seconds
 
+            weights = weights or "wavlm-ecapa"  # the registry's entry (fetched by hand)
             self.model, self.report = load_speaker_encoder(resolve_weights(weights, flag="--speaker-encoder"))
             self.model.requires_grad_(False)
         self.model.to(self.device).eval()

@@ -24,11 +24,11 @@ Modes:
 """
 
 import functools
+import importlib
+import importlib.util
 import json
 import re
 from pathlib import Path
-
-from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
 from evaluation.speech_common import SpeechJudgeError
 
@@ -46,13 +46,30 @@ _CURRENCY = {"$": ("dollar", "dollars"), "£": ("pound", "pounds"), "€": ("eur
 
 
 @functools.cache
+def _whisper_normalizers():
+    """transformers' Whisper normaliser module, read from its file. It needs only ``regex``, and importing it
+    by name first runs the set-up of ``transformers`` and ``transformers.models`` (1.3-1.9 s, more than all of
+    the judges' other imports but torch)."""
+    name = "transformers.models.whisper.english_normalizer"
+    package = importlib.util.find_spec("transformers")  # found, not imported
+    path = Path(package.origin).parent / "models" / "whisper" / "english_normalizer.py"
+    if not path.is_file():  # another layout: the ordinary import
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # not put in sys.modules: transformers' own import of it stays its own
+    return module
+
+
+@functools.cache
 def _english():
-    return EnglishTextNormalizer(json.loads(SPELLING_MAP.read_text(encoding="utf-8")))
+    mapping = json.loads(SPELLING_MAP.read_text(encoding="utf-8"))
+    return _whisper_normalizers().EnglishTextNormalizer(mapping)
 
 
 @functools.cache
 def _basic():
-    return BasicTextNormalizer()
+    return _whisper_normalizers().BasicTextNormalizer()
 
 
 def integer_to_words(n: int) -> str:

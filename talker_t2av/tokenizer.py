@@ -19,7 +19,6 @@ import logging
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from engine.errors import UserFacingError
 from engine.hub import resolve_weights
@@ -51,6 +50,8 @@ class TokenizerError(UserFacingError, ValueError):
 def build_char_tokenizer():
     """A byte-level tokenizer (256 byte symbols, no merges) with Qwen3's special tokens and chat
     layout: any text tokenizes offline. Vocabulary size 263."""
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415 - here, so the data module loads without it
+
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -77,11 +78,11 @@ def load_tokenizer(source: str | None):
         return build_char_tokenizer()
     if not source:
         raise TokenizerError("no tokenizer: set model.tokenizer (or model.backbone_path) to a local Qwen3 folder")
-
-
     source = str(resolve_weights(source, "model.tokenizer"))  # a folder, or a registry name such as qwen3-0.6b
     if not Path(source).is_dir():
         raise TokenizerError(f"{source}: not a tokenizer folder")
+    from transformers import AutoTokenizer  # noqa: PLC0415 - as above
+
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as e:

@@ -44,10 +44,10 @@ from engine.pipeline.corpus import Clip
 from evaluation.harness import evaluate, per_utterance
 from talker_t2av.cfm import CFMSamplerConfig
 from talker_t2av.data import trains_motion
-from talker_t2av.task import TalkerTask
 
 SENTENCES = ("test", "train")  # held out; trained on (the prepared manifests of those names)
 PROBED = ("tts", "t2av")  # the systems judged by their words alone, from a text with no prefix
+TALKER_TASK = "talker_t2av.task.TalkerTask"  # by its path: the class imports Qwen3 (transformers, seconds)
 
 
 def probe(preset: BenchPreset, paths: RunPaths, checkpoint: Path, out_dir: Path, sentences: str = "test",
@@ -110,7 +110,7 @@ def learnt_motion(checkpoint: Path, system: str) -> bool:
     if not (checkpoint / CONFIG_FILE).is_file():
         return True
     config = load_config(checkpoint)
-    check_task(checkpoint, config, TalkerTask, f"python -m avbench.talker.probe --system {system}")
+    check_task(checkpoint, config, TALKER_TASK, f"python -m avbench.talker.probe --system {system}")
     return trains_motion(config.task.data)
 
 
