@@ -39,7 +39,8 @@ JUDGES = """
 import json, sys
 import avbench.talker.probe, evaluation.harness
 from evaluation.text_norm import normalize
-words = [normalize("Set blue at F2, now!"), normalize("Colour me 10% happier", "whisper_en"), normalize("A (b)", "basic")]
+words = [normalize("Set blue at F2, now!"), normalize("Colour me 10% happier", "whisper_en"),
+         normalize("A (b)", "basic")]
 print(json.dumps({"words": words, "modules": sorted(sys.modules)}))
 """
 
