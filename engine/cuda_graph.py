@@ -9,6 +9,9 @@ are overwritten by the next replay: read (or clone) them before calling again. E
 over (weights, encoded conditions) must stay alive and in place. Without a CUDA tensor among the
 arguments, the function is simply called; a function that cannot be captured (it reads a value on the
 host, say) is logged once and then simply called.
+
+``side_by_side(first, second)`` runs two independent pieces of work on two CUDA streams; inside a captured
+function they become two parallel branches of the graph.
 """
 
 import logging
@@ -18,6 +21,7 @@ import torch
 
 log = logging.getLogger(__name__)
 capture_failures: list[str] = []  # every failed capture in this process (the GPU suite reports them)
+_side_streams: dict[torch.device, "torch.cuda.Stream"] = {}  # one per device, reused by every capture
 
 
 class StaticGraph:
@@ -64,3 +68,26 @@ class StaticGraph:
         # thread_local: another thread's kernels (a server's other request) do not break this capture
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = self.fn(*self.inputs)
+
+
+def side_by_side(first: Callable[[], object], second: Callable[[], object]) -> tuple[object, object]:
+    """``first()`` on the current CUDA stream and ``second()`` on a side stream, joined before returning; off
+    CUDA, one after the other. Captured in a CUDA graph, the two become parallel branches, so kernels that each
+    leave most of the GPU idle (the Talker's two flow-matching heads at batch 1) run at the same time. What
+    ``second`` returns is recorded on the current stream: the allocator does not give its memory back to the
+    side stream while the current one may still read it."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return first(), second()
+    main = torch.cuda.current_stream()
+    side = _side_streams.get(main.device)
+    if side is None:
+        side = _side_streams[main.device] = torch.cuda.Stream(main.device)
+    side.wait_stream(main)  # the inputs are ready
+    with torch.cuda.stream(side):
+        b = second()
+    a = first()
+    main.wait_stream(side)  # the join: what follows sees both
+    for t in b if isinstance(b, tuple) else (b,):
+        if isinstance(t, torch.Tensor) and t.is_cuda:
+            t.record_stream(main)
+    return a, b

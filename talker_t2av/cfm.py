@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from engine.cuda_graph import StaticGraph
+from engine.cuda_graph import StaticGraph, side_by_side
 from talker_t2av.captured_steps import CapturedSteps, captured_steps
 from talker_t2av.decode import StaticDecoder, supports_static_decoding
 from talker_t2av.patching import (
@@ -408,7 +408,8 @@ def _rolling(context: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
              generator: torch.Generator | None = None, progress: bool = False, compile: bool = False,
-             on_patch: "PatchHook | None" = None, cuda_graph: bool | None = None) -> Generated:
+             on_patch: "PatchHook | None" = None, cuda_graph: bool | None = None,
+             head_streams: bool = False) -> Generated:
     """Generate a batch; ``compile`` runs the two heads' sampling loops through torch.compile (with
     CUDA graphs on GPU: one replay per patch instead of thousands of kernel launches). ``cuda_graph``:
     the backbone decodes into a fixed-size cache (talker_t2av/decode.py), and on CUDA each patch's decoding
@@ -416,7 +417,9 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     the first patch and replayed: the same kernels as eager, without the minutes of compiling (6-7x eager at
     batch 1 on an H200, equal to it at bf16 rounding). The cache and the graphs are kept for the next call of
     the same batch size (talker_t2av/captured_steps.py). None (the default): on for CUDA inputs without
-    ``compile`` (whose heads have graphs of their own), off elsewhere.
+    ``compile`` (whose heads have graphs of their own), off elsewhere. ``head_streams``: with the heads captured,
+    the speech and the motion head on two CUDA streams, two parallel branches of the graph (their small kernels
+    side by side at small batch; not yet measured on a GPU, so off by default).
 
     ``on_patch(k, speech (B, P, Cs), motion (B, P, Cm) or None, speech_live (B,), motion_live (B,))`` is
     called after each step k (streaming). Step k makes speech patch k and motion patch k - delay of the
@@ -424,9 +427,9 @@ def generate(model: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig,
     holds (a2v / v2a: the given stream's, possibly past its last frame)."""
     cuda_graph = uses_cuda_graph(cuda_graph, cond.text_ids.device, compile)
     if not cuda_graph or not supports_static_decoding(model.llm):
-        return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, None)
+        return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, None, head_streams)
     with captured_steps(model, cond.text_ids.shape[0], _fixed_cache_length(model, cond, cfg)) as steps:
-        return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, steps)
+        return _generate(model, cond, cfg, generator, progress, compile, on_patch, cuda_graph, steps, head_streams)
 
 
 def uses_cuda_graph(cuda_graph: bool | None, device: torch.device, compile: bool) -> bool:
@@ -444,7 +447,8 @@ def _fixed_cache_length(m: "TalkerT2AV", cond: TalkerConditions, cfg: Generation
 
 
 def _generate(m: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig, generator, progress: bool,
-              compile: bool, on_patch, cuda_graph: bool, steps_cache: CapturedSteps | None) -> Generated:
+              compile: bool, on_patch, cuda_graph: bool, steps_cache: CapturedSteps | None,
+              head_streams: bool = False) -> Generated:
     mode = cfg.mode
     P, delay = m.patch_size, m.cfg.delay
     B, L = cond.text_ids.shape
@@ -482,7 +486,7 @@ def _generate(m: "TalkerT2AV", cond: TalkerConditions, cfg: GenerationConfig, ge
     n_gen = torch.full((B,), steps - flush, dtype=torch.long, device=dev)  # speech patches per row
     streak = torch.zeros(B, dtype=torch.long, device=dev)
     out_speech, out_motion = [], []
-    heads = _heads_step(m, cfg, gen_speech, gen_motion, compile, cuda_graph, steps_cache)
+    heads = _heads_step(m, cfg, gen_speech, gen_motion, compile, cuda_graph, steps_cache, head_streams)
     next_token = None if steps_cache is None else _decode_step(m, steps_cache, has_motion, h.dtype, tag_dtype)
     flag = _DoneFlag(torch.device(dev))
     bar = tqdm(total=steps, desc=f"{mode} patches", disable=not progress, leave=False)
@@ -615,15 +619,24 @@ def _prefill(m: "TalkerT2AV", cond: TalkerConditions, has_motion: bool,
 
 
 def _heads_step(m: "TalkerT2AV", cfg: GenerationConfig, gen_speech: bool, gen_motion: bool, compile: bool,
-                cuda_graph: bool = False, steps_cache: CapturedSteps | None = None):
+                cuda_graph: bool = False, steps_cache: CapturedSteps | None = None, streams: bool = False):
     """The per-patch work of the flow-matching heads as one function of tensors (noise passed in),
     so that it can be compiled and captured whole. Compiled versions are cached on the model; a CUDA
-    graph in ``steps_cache`` (its shapes are the batch's), or for this call where there is none."""
+    graph in ``steps_cache`` (its shapes are the batch's), or for this call where there is none; with
+    ``streams``, the graph's two heads on two streams (``engine.cuda_graph.side_by_side``)."""
+
+    def speech(h, speech_ctx, speaker, z_s):
+        return m.speech_cfm.sample(h, speech_ctx, speaker, cfg.speech, z=z_s) if gen_speech else None
+
+    def motion(h, motion_ctx, first_motion, z_m):
+        return m.motion_cfm.sample(h, motion_ctx, first_motion, cfg.motion, z=z_m) if gen_motion else None
 
     def step(h, speech_ctx, motion_ctx, speaker, first_motion, z_s, z_m):
-        speech = m.speech_cfm.sample(h, speech_ctx, speaker, cfg.speech, z=z_s) if gen_speech else None
-        motion = m.motion_cfm.sample(h, motion_ctx, first_motion, cfg.motion, z=z_m) if gen_motion else None
-        return speech, motion
+        return speech(h, speech_ctx, speaker, z_s), motion(h, motion_ctx, first_motion, z_m)
+
+    def step_on_two_streams(h, speech_ctx, motion_ctx, speaker, first_motion, z_s, z_m):
+        return side_by_side(lambda: speech(h, speech_ctx, speaker, z_s),
+                            lambda: motion(h, motion_ctx, first_motion, z_m))
 
     if compile:
         cache = m.__dict__.setdefault("_compiled_heads", {})
@@ -637,8 +650,9 @@ def _heads_step(m: "TalkerT2AV", cfg: GenerationConfig, gen_speech: bool, gen_mo
             torch.compiler.cudagraph_mark_step_begin()
             return compiled(*args)
     elif cuda_graph:
-        key = ("heads", gen_speech, gen_motion, repr(cfg.speech), repr(cfg.motion))  # all that `step` reads
-        captured = StaticGraph(step) if steps_cache is None else steps_cache.graph(key, lambda: StaticGraph(step))
+        fn = step_on_two_streams if streams and gen_speech and gen_motion else step
+        key = ("heads", gen_speech, gen_motion, repr(cfg.speech), repr(cfg.motion), fn.__name__)  # all `fn` reads
+        captured = StaticGraph(fn) if steps_cache is None else steps_cache.graph(key, lambda: StaticGraph(fn))
     else:
         return step
 

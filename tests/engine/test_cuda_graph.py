@@ -1,9 +1,10 @@
-"""StaticGraph (engine.cuda_graph): a replay computes what the function computes on the new inputs."""
+"""StaticGraph (engine.cuda_graph): a replay computes what the function computes on the new inputs; work split
+over two streams (side_by_side) is captured as two branches and replays alike."""
 
 import pytest
 import torch
 
-from engine.cuda_graph import StaticGraph
+from engine.cuda_graph import StaticGraph, side_by_side
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_suite.py runs it)")
 
@@ -26,6 +27,23 @@ def test_replays_follow_new_inputs_and_match_eager():
             torch.testing.assert_close(total, ref_total)
         with pytest.raises(ValueError, match="shapes or dtypes changed"):
             graphed(torch.randn(5, 16, device="cuda"), bias, None)
+
+
+@cuda
+def test_two_branches_on_two_streams_are_captured_and_replay_what_they_compute():
+    first, second = torch.nn.Linear(32, 32).cuda(), torch.nn.Linear(32, 16).cuda()
+
+    def fn(x, y):
+        return side_by_side(lambda: first(x).relu().sum(-1), lambda: second(y) * 2)
+
+    graphed = StaticGraph(fn)
+    with torch.no_grad():
+        for _ in range(3):
+            x, y = torch.randn(4, 32, device="cuda"), torch.randn(8, 32, device="cuda")
+            a, b = graphed(x, y)
+            torch.testing.assert_close(a, first(x).relu().sum(-1))
+            torch.testing.assert_close(b, second(y) * 2)
+    assert graphed.graph is not None and not graphed.eager  # captured, not fallen back to eager
 
 
 @cuda

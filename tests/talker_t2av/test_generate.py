@@ -59,16 +59,19 @@ def test_batch_equals_one_by_one(model, mode):
 @pytest.mark.parametrize("mode", ["t2av", "tts", "a2v", "v2a"])
 def test_the_fixed_size_cache_generates_what_the_growing_one_does(model, mode):
     """``cuda_graph=True`` decodes into talker_t2av.decode's fixed cache (on CUDA each step is then one graph
-    replay): padded prompts, prefixes, per-sample stops, the same noise, the same output."""
+    replay): padded prompts, prefixes, per-sample stops, the same noise, the same output; and so with the heads
+    as two branches (``head_streams``: on CUDA two streams, here the same two calls, each given its own inputs)."""
     cfg = GenerationConfig(mode=mode, speech=CFMSamplerConfig(temperature=0.7), motion=CFMSamplerConfig(),
                            max_patches=14, min_patches=2)
-    out = {graph: generate(model, conditions([0, 1, 2], mode), cfg, generator=torch.Generator().manual_seed(4),
-                           cuda_graph=graph) for graph in (False, True)}
-    assert out[True].patches.tolist() == out[False].patches.tolist()
-    for b in range(3):
-        torch.testing.assert_close(out[True].speech[b], out[False].speech[b], atol=1e-5, rtol=1e-5)
-        if mode != "tts":
-            torch.testing.assert_close(out[True].motion[b], out[False].motion[b], atol=1e-5, rtol=1e-5)
+    out = {how: generate(model, conditions([0, 1, 2], mode), cfg, generator=torch.Generator().manual_seed(4),
+                         cuda_graph=how != "eager", head_streams=how == "streams")
+           for how in ("eager", "graph", "streams")}
+    for how in ("graph", "streams"):
+        assert out[how].patches.tolist() == out["eager"].patches.tolist()
+        for b in range(3):
+            torch.testing.assert_close(out[how].speech[b], out["eager"].speech[b], atol=1e-5, rtol=1e-5)
+            if mode != "tts":
+                torch.testing.assert_close(out[how].motion[b], out["eager"].motion[b], atol=1e-5, rtol=1e-5)
 
 
 def test_lengths(model):
