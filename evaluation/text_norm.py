@@ -57,7 +57,10 @@ def _whisper_normalizers():
         return importlib.import_module(name)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # not put in sys.modules: transformers' own import of it stays its own
+    try:
+        spec.loader.exec_module(module)  # not put in sys.modules: transformers' own import of it stays its own
+    except ImportError:  # a later version reaching into its package: the ordinary import
+        return importlib.import_module(name)
     return module
 
 
