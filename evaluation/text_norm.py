@@ -53,15 +53,15 @@ def _whisper_normalizers():
     name = "transformers.models.whisper.english_normalizer"
     package = importlib.util.find_spec("transformers")  # found, not imported
     path = Path(package.origin).parent / "models" / "whisper" / "english_normalizer.py"
-    if not path.is_file():  # another layout: the ordinary import
-        return importlib.import_module(name)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)  # not put in sys.modules: transformers' own import of it stays its own
-    except ImportError:  # a later version reaching into its package: the ordinary import
-        return importlib.import_module(name)
-    return module
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)  # not put in sys.modules: transformers' own import of it stays its own
+            return module
+        except ImportError:  # a later version reaching into its package
+            pass
+    return importlib.import_module(name)  # another layout or version: the ordinary import
 
 
 @functools.cache
