@@ -15,7 +15,7 @@ from torch import nn
 from engine.checkpoint import load_module
 from engine.cli import add_execution_flags, positive_int
 from engine.data.sampler import pad_sequences
-from engine.layers import RMSNorm, RotaryEmbedding, TransformerBlock
+from engine.layers import RMSNorm, RotaryEmbedding, TransformerBlock, compute_dtype
 from engine.task import Task
 from engine.utils import resolve_device, to_device
 
@@ -83,8 +83,9 @@ class ToyRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.in_proj(x)
+        rotation = self.rope.rotation(h.shape[1], dtype=compute_dtype(h))
         for block in self.blocks:
-            h = block(h, self.rope, mask)
+            h = block(h, rotation, mask)
         return self.out_proj(self.norm(h))
 
 

@@ -39,9 +39,11 @@ from engine.layers import (
     AdaLNModulation,
     RMSNorm,
     RotaryEmbedding,
+    Rotation,
     SelfAttention,
     SwiGLU,
     TimestepMLP,
+    compute_dtype,
     gate,
     modulate,
     sinusoidal_embedding,
@@ -177,7 +179,7 @@ class HiCoDiTBlock(nn.Module):
         scales = 1 + g.repeat_interleave(self.window, dim=1)[:, :length]  # (B, L, 2)
         return scales[..., :1], scales[..., 1:]
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, rope: RotaryEmbedding, mask: torch.Tensor | None,
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, rotation: Rotation, mask: torch.Tensor | None,
                 emo: torch.Tensor | None = None) -> torch.Tensor:
         # x (B, L, C); cond (B, C); emo (B, E, C) for dual-scale blocks
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(cond)  # (B, C) each
@@ -185,7 +187,7 @@ class HiCoDiTBlock(nn.Module):
         if self.temporal is not None:
             t1, t2 = self._temporal_scales(emo, x.shape[1])
             h1 = h1 * t1
-        x = x + gate(self.attn(h1, rope, mask), gate1)
+        x = x + gate(self.attn(h1, rotation, mask), gate1)
         h2 = modulate(self.norm2(x), shift2, scale2)
         if self.temporal is not None:
             h2 = h2 * t2
@@ -337,14 +339,15 @@ class HiCoDiT(nn.Module):
         idx = (tokens + self.level_offset[:, None]).transpose(1, 2)  # (B, L, Q) table rows
         n_low = cfg.num_low_levels if cfg.hierarchy else q
         x = self.in_proj(torch.cat([self._embed_levels(idx[..., :n_low]), lip], dim=-1))  # (B, L, C)
+        rotation = self.rope.rotation(length, dtype=compute_dtype(x))  # built once, shared by every block
         for blk in self.low_blocks:
-            x = blk(x, c_low, self.rope, token_mask)
+            x = blk(x, c_low, rotation, token_mask)
         h_low = x  # (B, L, C)
         if cfg.hierarchy:
             high = self._embed_levels(idx[..., n_low:])  # (B, L, C)
             x = x + high if self.high_in is None else self.high_in(torch.cat([x, high], dim=-1))
         for blk in self.high_blocks:
-            x = blk(x, c_high, self.rope, token_mask, emo_t)
+            x = blk(x, c_high, rotation, token_mask, emo_t)
 
         v = cfg.codebook_size
         out = self.final(x, c_high)  # (B, L, C)

@@ -178,17 +178,6 @@ class FlowMatching(nn.Module):
         return (v_pred.float() - (z - x1).float()).square().mean()
 
     # ---------------------------------------------------------------- sampling
-    def velocity(self, x: torch.Tensor, t: float, mu: torch.Tensor, context: torch.Tensor,
-                 global_cond: torch.Tensor, guidance: float, zero_star: bool) -> torch.Tensor:
-        """Guided velocity at time t; the conditional and unconditional passes run as one batch."""
-        n = x.shape[0]
-        t_rows = x.new_full((1,), t)  # one time for every row: the estimator broadcasts it
-        if guidance == 1.0:  # w = 1 is exactly the conditional velocity
-            return self.estimator(x, mu, t_rows, context, global_cond).float()
-        v = self.estimator(torch.cat([x, x]), torch.cat([mu, torch.zeros_like(mu)]), t_rows,
-                           torch.cat([context, context]), torch.cat([global_cond, global_cond])).float()
-        return guided_velocity(v[:n], v[n:], guidance, zero_star)
-
     @torch.no_grad()
     def sample(self, mu: torch.Tensor, context: torch.Tensor, global_cond: torch.Tensor,
                sampler: CFMSamplerConfig | None = None, z: torch.Tensor | None = None,
@@ -196,19 +185,36 @@ class FlowMatching(nn.Module):
         """One patch per row: mu (N, D), context (N, p*P, C), global_cond (N, G) -> (N, P, C) float32.
 
         ``z`` (N, P, C) is the standard-normal start (scaled by the temperature here); drawn if absent.
+        What does not change over the Euler steps is computed once per patch, not once per step: the
+        global-condition and context tokens, the CFG batch's conditions, and the time embeddings of every
+        step (one batch through the time MLPs). The conditional and unconditional passes run as one batch.
         """
         sampler = sampler or CFMSamplerConfig()
+        n, estimator = mu.shape[0], self.estimator
         if z is None:
-            shape = (mu.shape[0], self.patch_size, self.estimator.channels)
+            shape = (n, self.patch_size, estimator.channels)
             z = torch.randn(shape, device=mu.device, generator=generator, dtype=torch.float32)
         x = z.float() * sampler.temperature
         ts = sway_schedule(sampler.steps, sampler.sway)
         skip = zero_init_steps(sampler.steps, sampler.zero_init_fraction) if sampler.cfg_zero_star else 0
+        if skip >= sampler.steps:
+            return x
         # the head may run in another dtype than the backbone (e.g. fp32 heads on a bf16 backbone)
-        dtype = next((p.dtype for p in self.estimator.parameters()), mu.dtype)
+        dtype = next((p.dtype for p in estimator.parameters()), mu.dtype)
         mu, context, global_cond = mu.to(dtype), context.to(dtype), global_cond.to(dtype)
-        for k in range(skip, sampler.steps):  # the first `skip` steps move x by zero velocity
-            v = self.velocity(x.to(dtype), ts[k], mu, context, global_cond, sampler.guidance, sampler.cfg_zero_star)
+        guided = sampler.guidance != 1.0  # w = 1 is exactly the conditional velocity
+        if guided:  # rows [conditional | unconditional]: the unconditional pass zeroes mu only
+            mu = torch.cat([mu, torch.zeros_like(mu)])
+            context, global_cond = torch.cat([context, context]), torch.cat([global_cond, global_cond])
+        fixed = estimator.fixed_tokens(context, global_cond)  # (N or 2N, 1 + p*P, D)
+        # each time a fill, not a host-to-device copy: the loop is captured as a CUDA graph
+        times = torch.cat([x.new_full((1,), ts[k]) for k in range(skip, sampler.steps)])  # (S,)
+        t_emb = estimator.time_embedding(times, dtype)  # (S, D)
+        for i, k in enumerate(range(skip, sampler.steps)):  # the first `skip` steps move x by zero velocity
+            rows = x.to(dtype)
+            v = estimator.estimate(torch.cat([rows, rows]) if guided else rows, mu + t_emb[i], fixed).float()
+            if guided:
+                v = guided_velocity(v[:n], v[n:], sampler.guidance, sampler.cfg_zero_star)
             x = x - (ts[k] - ts[k + 1]) * v
         return x
 

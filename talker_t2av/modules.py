@@ -13,7 +13,14 @@ Shape legend
 import torch
 from torch import nn
 
-from engine.layers import RMSNorm, RotaryEmbedding, TimestepMLP, TransformerBlock, sinusoidal_embedding
+from engine.layers import (
+    RMSNorm,
+    RotaryEmbedding,
+    TimestepMLP,
+    TransformerBlock,
+    compute_dtype,
+    sinusoidal_embedding,
+)
 
 
 class FrameProjector(nn.Module):
@@ -38,8 +45,9 @@ class BidirectionalTransformer(nn.Module):
         self.rope = RotaryEmbedding(dim // heads, max_len=rope_max_len)
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:  # (N, L, D) already projected -> (N, L, D)
+        rotation = self.rope.rotation(h.shape[1], dtype=compute_dtype(h))  # shared by every block
         for block in self.blocks:
-            h = block(h, self.rope)
+            h = block(h, rotation)
         return self.norm(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, L, D) -> (N, L, D)
@@ -88,15 +96,26 @@ class LocalDiT(nn.Module):
         zero = sinusoidal_embedding(t.new_zeros(1), dim).to(dtype)  # (1, D): dt = t - r = 0
         return emb + self.delta_time_mlp(zero)
 
+    def fixed_tokens(self, context: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
+        """The tokens that stay the same over a patch's Euler steps: context (N, p*P, C), global_cond (N, G)
+        -> [global_cond, context frames] (N, 1 + p*P, D)."""
+        return torch.cat([self.global_cond_proj(global_cond)[:, None], self.cond_proj(context)], dim=1)
+
+    def estimate(self, x: torch.Tensor, first: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """The velocity from prepared pieces: x (N, P, C), first = mu + t_emb (N or 1, D), fixed from
+        ``fixed_tokens`` (N, 1 + p*P, D) -> (N, P, C)."""
+        h_x = self.in_proj(x)  # (N, P, D)
+        first = first.to(h_x.dtype)[:, None].expand(h_x.shape[0], 1, -1)  # (N, 1, D)
+        h = self.decoder(torch.cat([first, fixed.to(h_x.dtype), h_x], dim=1))  # (N, 2 + p*P + P, D)
+        return self.out_proj(h[:, -x.shape[1]:])
+
     def forward(self, x: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
                 global_cond: torch.Tensor) -> torch.Tensor:
         # x: (N, P, C), mu: (N, D), t: (N,) or (1,) (shared), context: (N, p*P, C), global_cond: (N, G)
         # -> (N, P, C)
-        h_x = self.in_proj(x)  # (N, P, D)
-        first = (mu.to(h_x.dtype) + self.time_embedding(t, h_x.dtype))[:, None]  # (N, 1, D)
-        h = torch.cat([first, self.global_cond_proj(global_cond)[:, None], self.cond_proj(context), h_x], dim=1)
-        h = self.decoder(h)  # (N, 2 + p*P + P, D)
-        return self.out_proj(h[:, -x.shape[1]:])  # (N, P, C)
+        dtype = compute_dtype(x)  # what the projections give: autocast's, or x's (the weights')
+        first = mu.to(dtype) + self.time_embedding(t, dtype)  # (N, D)
+        return self.estimate(x, first, self.fixed_tokens(context, global_cond))
 
 
 class StopPredictor(nn.Module):

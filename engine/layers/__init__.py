@@ -11,17 +11,19 @@ from engine.layers.block import TransformerBlock
 from engine.layers.embedding import TimestepMLP, sinusoidal_embedding
 from engine.layers.mlp import SwiGLU
 from engine.layers.norm import RMSNorm
-from engine.layers.rope import RotaryEmbedding
+from engine.layers.rope import RotaryEmbedding, Rotation, compute_dtype
 
 __all__ = [
     "AdaLNModulation",
     "RMSNorm",
     "RotaryEmbedding",
+    "Rotation",
     "SelfAttention",
     "SwiGLU",
     "TimestepMLP",
     "TransformerBlock",
     "attention",
+    "compute_dtype",
     "flash_attn_available",
     "gate",
     "modulate",

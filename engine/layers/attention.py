@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from engine.errors import UserFacingError
 from engine.layers.norm import RMSNorm
-from engine.layers.rope import RotaryEmbedding
+from engine.layers.rope import Rotation, rotate, rotate_qkv
 
 ATTENTION_BACKENDS = ("auto", "sdpa", "flash", "eager")
 _backend = "sdpa"
@@ -121,14 +121,18 @@ class SelfAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim) if qk_norm else None
         self.k_norm = RMSNorm(self.head_dim) if qk_norm else None
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding | None = None,
+    def forward(self, x: torch.Tensor, rotation: Rotation | None = None,
                 mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
-        # x: (B, L, D)
-        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        # q, k, v: (B, H, L, Dh)
+        # x: (B, L, D); rotation: the model's RoPE tables for these L positions (RotaryEmbedding.rotation)
+        qkv = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).permute(2, 0, 3, 1, 4)  # (3, B, H, L, Dh)
         if self.q_norm is not None:
+            q, k, v = qkv.unbind(0)
             q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = rope(q), rope(k)
+            if rotation is not None:
+                q, k = rotate(q, rotation), rotate(k, rotation)
+        else:
+            if rotation is not None:  # q and k in one pass, v through the identity row
+                qkv = rotate_qkv(qkv, rotation)
+            q, k, v = qkv.unbind(0)  # (B, H, L, Dh) each
         y = attention(q, k, v, mask=mask, causal=causal)  # (B, H, L, Dh)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, L, D)

@@ -6,7 +6,7 @@ from torch import nn
 from engine.layers.attention import SelfAttention
 from engine.layers.mlp import SwiGLU
 from engine.layers.norm import RMSNorm
-from engine.layers.rope import RotaryEmbedding
+from engine.layers.rope import Rotation
 
 
 class TransformerBlock(nn.Module):
@@ -18,7 +18,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(dim, eps)
         self.mlp = SwiGLU(dim, mlp_hidden)
 
-    def forward(self, x: torch.Tensor, rope: RotaryEmbedding | None = None,
+    def forward(self, x: torch.Tensor, rotation: Rotation | None = None,
                 mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, mask, causal)
+        x = x + self.attn(self.norm1(x), rotation, mask, causal)
         return x + self.mlp(self.norm2(x))

@@ -12,6 +12,7 @@ from engine.layers import (
     SelfAttention,
     SwiGLU,
     TransformerBlock,
+    compute_dtype,
     gate,
     modulate,
     sinusoidal_embedding,
@@ -23,6 +24,7 @@ from engine.layers.attention import (
     set_attention_backend,
     transformers_attention,
 )
+from engine.layers.rope import rotate, rotate_qkv
 
 torch.manual_seed(0)
 
@@ -48,6 +50,27 @@ def test_rope_table_is_the_released_buffer_layout_and_extends_past_max_len():
     long = RotaryEmbedding(16, max_len=64)
     x = torch.randn(2, 3, 10, 16)
     assert torch.allclose(short(x), long(x), atol=1e-6)
+
+
+def test_shared_rotation_rotates_q_and_k_together_and_leaves_v_exact():
+    rope = RotaryEmbedding(16, max_len=64)
+    qkv = torch.randn(2, 3, 4, 10, 16).transpose(0, 1)  # (3, B, H, L, Dh), strided like a projection's view
+    for dtype in (torch.float32, torch.bfloat16):
+        x = qkv.to(dtype)
+        rotation = rope.rotation(10, dtype=dtype)
+        out = rotate_qkv(x, rotation)
+        assert out.dtype == dtype
+        assert torch.equal(out[0], rope(x[0])) and torch.equal(out[1], rope(x[1]))  # as each rotated alone
+        assert torch.equal(out[2], x[2])  # v: times 1, plus 0
+    # a table built for another dtype is cast to the activation's, never promoting it
+    assert rotate(qkv[0].bfloat16(), rope.rotation(10)).dtype == torch.bfloat16
+
+
+def test_rotation_is_built_in_the_dtype_the_projections_give():
+    x = torch.randn(2, 5, 8)
+    assert compute_dtype(x) == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert compute_dtype(x) == torch.bfloat16
 
 
 def test_rope_attention_scores_depend_on_relative_position_only():
@@ -101,8 +124,8 @@ def test_attention_key_padding_matches_unpadded_sequence():
     x = torch.randn(2, 9, 32)
     mask = torch.ones(2, 9, dtype=torch.bool)
     mask[1, 6:] = False
-    padded = attn(x, rope, mask)
-    alone = attn(x[1:, :6], rope)
+    padded = attn(x, rope.rotation(9), mask)
+    alone = attn(x[1:, :6], rope.rotation(6))
     assert torch.allclose(padded[1, :6], alone[0], atol=1e-5)
 
 

@@ -35,7 +35,11 @@ def test_cfg_zero_star_hand_values():
 
 
 class Recorder(nn.Module):
-    """An estimator that records its inputs; velocity = first channel of mu, broadcast."""
+    """An estimator that records its inputs; velocity = first channel of mu, broadcast.
+
+    Sampling uses the estimator's prepared pieces (LocalDiT's ``fixed_tokens``, ``time_embedding``,
+    ``estimate``): here the time embedding is [0, t], so the first token mu + t_emb carries mu's first
+    channel and t side by side (the tests' mu has a zero second channel)."""
 
     channels = 2
 
@@ -46,6 +50,18 @@ class Recorder(nn.Module):
     def forward(self, x, mu, t, context, global_cond):
         self.calls.append({"x": x.clone(), "mu": mu.clone(), "t": t.clone(), "context": context.clone()})
         return mu[:, :1, None].expand_as(x).clone()
+
+    def fixed_tokens(self, context, global_cond):
+        return context
+
+    def time_embedding(self, t, dtype):
+        return torch.stack([torch.zeros_like(t), t], dim=-1).to(dtype)  # (S, 2)
+
+    def estimate(self, x, first, fixed):
+        first = first.expand(x.shape[0], -1)
+        self.calls.append({"x": x.clone(), "mu": first[:, :1].clone(), "t": first[:1, 1].clone(),
+                           "context": fixed.clone()})
+        return first[:, :1, None].expand_as(x).clone()
 
 
 def test_training_target_and_dropout_hand_computed():
@@ -92,5 +108,31 @@ def test_euler_sampler_with_cfg_zero_star_hand_computed():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     assert len(est.calls) == 9  # one estimator call per guided step...
     assert est.calls[0]["x"].shape[0] == 4  # ... with the conditional and unconditional rows together
-    torch.testing.assert_close(est.calls[0]["mu"][2:], torch.zeros(2, 2))  # unconditional: mu = 0
+    torch.testing.assert_close(est.calls[0]["mu"][2:], torch.zeros(2, 1))  # unconditional: mu = 0
     assert est.calls[0]["t"].item() == pytest.approx(t1)
+
+
+@pytest.mark.parametrize("guidance", [2.0, 1.0])
+def test_sampler_equals_the_plain_euler_loop_over_the_estimators_forward(guidance):
+    # the sampler prepares per patch what does not change over the steps (the condition tokens, the CFG rows,
+    # every step's time embedding in one batch); the result is the loop that calls the estimator whole each step
+    from talker_t2av.modules import LocalDiT
+
+    torch.manual_seed(0)
+    est = LocalDiT(channels=3, global_dim=5, dim=16, layers=2, heads=2).eval()
+    cfm = FlowMatching(est, patch_size=4)
+    mu, ctx, gc, z = torch.randn(2, 16), torch.randn(2, 4, 3), torch.randn(2, 5), torch.randn(2, 4, 3)
+    cfg = CFMSamplerConfig(steps=6, guidance=guidance, temperature=0.7)
+    ts, skip = sway_schedule(cfg.steps, cfg.sway), zero_init_steps(cfg.steps)
+    x = z * cfg.temperature
+    with torch.no_grad():
+        for k in range(skip, cfg.steps):
+            t = torch.full((1,), ts[k])
+            if guidance == 1.0:
+                v = est(x, mu, t, ctx, gc)
+            else:
+                both = est(torch.cat([x, x]), torch.cat([mu, torch.zeros_like(mu)]), t, torch.cat([ctx, ctx]),
+                           torch.cat([gc, gc]))
+                v = guided_velocity(both[:2], both[2:], guidance)
+            x = x - (ts[k] - ts[k + 1]) * v
+    torch.testing.assert_close(cfm.sample(mu, ctx, gc, cfg, z=z), x, atol=1e-6, rtol=1e-5)

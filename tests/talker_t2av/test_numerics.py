@@ -61,6 +61,6 @@ def test_patch_encoder_pools_the_cls_position():
     enc = PatchEncoder(dim=8, layers=1, heads=2)
     frames = torch.randn(3, 4, 8)
     h = torch.cat([enc.cls_token[0].expand(3, 1, 8), enc.input_proj(frames)], dim=1)  # CLS not projected
-    expected = enc.norm(enc.blocks[0](h, enc.rope))[:, 0]
+    expected = enc.norm(enc.blocks[0](h, enc.rope.rotation(5)))[:, 0]
     torch.testing.assert_close(enc(frames), expected)
     assert not torch.allclose(enc(frames), enc(frames.flip(1)))  # positions matter (RoPE)
