@@ -121,14 +121,15 @@ def bench_generation(args, cfg, device, batch: int) -> dict:
     for i in range(args.gen_warmup + args.gen_iters):
         sync(device)
         start = time.perf_counter()
-        out = generate(model, cond, gen, compile=args.compile, cuda_graph=args.cuda_graph)
+        out = generate(model, cond, gen, compile=args.compile, cuda_graph=args.cuda_graph,
+                       paired_heads=args.paired_heads)
         sync(device)
         if i >= args.gen_warmup:
             times.append(time.perf_counter() - start)
     wall = sorted(times)[len(times) // 2]
     audio = len(out.speech[0]) / 25
     del model
-    return {"batch": batch, "compile": args.compile,
+    return {"batch": batch, "compile": args.compile, "paired_heads": args.paired_heads,
             "cuda_graph": uses_cuda_graph(args.cuda_graph, device, args.compile), "audio_seconds_per_sample": audio,
             "wall_s": wall, "rtf_per_sample": wall / audio,
             "rtf_throughput": wall / (audio * batch)}
@@ -159,6 +160,8 @@ def main() -> None:
     ap.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                     help="decode over the fixed-size cache, each patch's steps captured as CUDA graphs and kept "
                          "between calls (default, as the library's: on CUDA only)")
+    ap.add_argument("--paired-heads", action=argparse.BooleanOptionalAction, default=True,
+                    help="the two heads' decoders as one batched pass (default, as the library's)")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--json", help="also write the results to this file")

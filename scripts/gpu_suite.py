@@ -643,11 +643,12 @@ def check_hicodit_graph(args, device) -> dict:
 @torch.no_grad()
 def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...] = ("graph",)) -> dict:
     """T2AV, eager, then each of ``fast`` ("graph": the decoding step and the heads' loop captured as CUDA graphs,
-    kept between calls, so timed at the call that captures and at the next; "graph_streams": the same with the
-    two heads on two streams, parallel branches of the graph; "compile": torch.compile with CUDA graphs) on the
-    same noise: RTF and first-patch latency of each, compile or capture time, and each against eager (the first
-    patch is gated; the whole output is reported, since the loop feeds each patch back through the bf16 backbone
-    and rounding compounds)."""
+    kept between calls, so timed at the call that captures and at the next; the two heads' decoders paired, one
+    batched pass of both, as ``generate`` runs them by default; "graph_unpaired": the heads one by one;
+    "graph_streams": one by one on two streams, parallel branches of the graph; "compile": torch.compile with
+    CUDA graphs) on the same noise: RTF and first-patch latency of each, compile or capture time, and each against
+    eager (the first patch is gated; the whole output is reported, since the loop feeds each patch back through the
+    bf16 backbone and rounding compounds)."""
     from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
     from talker_t2av.checkpoints import set_inference_dtype
     from talker_t2av.model import TalkerT2AV
@@ -677,7 +678,7 @@ def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...
         sync(device)
         tick = time.perf_counter()
         out = generate(model, cond, gen, generator=g, compile=how == "compile", cuda_graph=how.startswith("graph"),
-                       head_streams=how == "graph_streams", on_patch=on_patch)
+                       head_streams=how == "graph_streams", paired_heads=how != "graph_unpaired", on_patch=on_patch)
         sync(device)
         return out, time.perf_counter() - tick, first["t"] - tick if "t" in first else None
 
@@ -750,9 +751,10 @@ def plan(args, device, out: Path):
         ("sample.talker_b1", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0)),
         ("sample.talker_b8", lambda: sample_talker(args, device, 2 if s else 8, 0.5 if s else 10.0)),
         # the kept graphs left batch 1 at 15 ms a patch (8 for RTF 0.05), most of it the two heads' 20 passes of
-        # small kernels one after the other: side by side on two streams, they could share the GPU
-        ("sample.talker_b1_streams", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0,
-                                                           ("graph", "graph_streams"))),  # read side by side
+        # small kernels one after the other: paired (the default: one batched pass of both heads' decoders), one
+        # by one as before, and one by one on two streams sharing the GPU, read side by side
+        ("sample.talker_b1_heads", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0,
+                                                         ("graph", "graph_unpaired", "graph_streams"))),
         # what the goals are read on first (MFU at the large batch), then the inference costs, then the rest:
         # a part that would start after the budget is skipped
         ("train.hicodit_ddp_compile_big", train("hicodit", "ddp", True, hb_big, "_big")),
@@ -775,7 +777,7 @@ def plan(args, device, out: Path):
         parts += extended
     if s:  # smoke: one of each kind is enough to keep the code from rotting
         keep = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
-                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "sample.talker_b1_streams",
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "sample.talker_b1_heads",
                 "infer.maskgct_codec",
                 "infer.lia_x", "train.hicodit_ddp", "train.talker_ddp"}
         parts = [p for p in parts if p[0] in keep]
@@ -798,7 +800,9 @@ def headline(results: dict, device_name: str) -> dict:
 
     talker_rtf = [v for k in ("rtf_per_clip", "graph_rtf_per_clip") if (v := get("sample.talker_b1", k)) is not None]
     talker_rtf += [v for part, key in (("sample.talker_b1_compile", "compile_rtf_per_clip"),
-                                       ("sample.talker_b1_streams", "graph_streams_rtf_per_clip"))
+                                       ("sample.talker_b1_heads", "graph_rtf_per_clip"),
+                                       ("sample.talker_b1_heads", "graph_unpaired_rtf_per_clip"),
+                                       ("sample.talker_b1_heads", "graph_streams_rtf_per_clip"))
                    if get(part, "status") == "ok" and (v := get(part, key)) is not None]  # a fast path counts if right
     return {
         "device": device_name,
@@ -831,9 +835,11 @@ SUMMARY_KEYS = ("matmul_tflops", "copy_tb_per_s", "graph_logits_err", "token_agr
                 "codec_tokens_per_s", "model_tflops_per_s", "mfu", "peak_mem_gib_nvidia_smi", "rtf_per_clip",
                 "speech_s_per_s", "wall_over_floor", "step_over_floor", "first_patch_latency_s", "peak_mem_gib",
                 "graph_rtf_per_clip", "graph_first_patch_latency_s", "graph_first_patch_err", "graph_whole_speech_err",
+                "graph_unpaired_rtf_per_clip", "graph_unpaired_first_patch_latency_s", "graph_unpaired_first_patch_err",
                 "graph_streams_rtf_per_clip", "graph_streams_first_patch_latency_s", "graph_streams_first_patch_err",
                 "compile_s", "compile_rtf_per_clip", "compile_first_patch_latency_s", "compile_first_patch_err",
-                "compile_whole_speech_err", "graph_capture_call_wall_s", "graph_streams_capture_call_wall_s",
+                "compile_whole_speech_err", "graph_capture_call_wall_s", "graph_unpaired_capture_call_wall_s",
+                "graph_streams_capture_call_wall_s",
                 "frames_per_s", "encode_rtf", "decode_rtf",
                 "speaker_rtf", "encode_frames_per_s", "render_frames_per_s", "train_step_ms", "error")
 

@@ -35,6 +35,7 @@ class CapturedSteps:
     def __init__(self, decoder: StaticDecoder):
         self.decoder = decoder
         self.graphs: dict[Hashable, StaticGraph] = {}
+        self.paired = None  # the heads' decoders as one pair (talker_t2av.paired_heads), once a call pairs them
         self.in_use = threading.Lock()
 
     def graph(self, key: Hashable, build: Callable[[], StaticGraph]) -> StaticGraph:

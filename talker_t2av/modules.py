@@ -101,13 +101,19 @@ class LocalDiT(nn.Module):
         -> [global_cond, context frames] (N, 1 + p*P, D)."""
         return torch.cat([self.global_cond_proj(global_cond)[:, None], self.cond_proj(context)], dim=1)
 
-    def estimate(self, x: torch.Tensor, first: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        """The velocity from prepared pieces: x (N, P, C), first = mu + t_emb (N or 1, D), fixed from
-        ``fixed_tokens`` (N, 1 + p*P, D) -> (N, P, C)."""
+    def tokens(self, x: torch.Tensor, first: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """The decoder's input from prepared pieces: x (N, P, C), first = mu + t_emb (N, D), fixed from
+        ``fixed_tokens`` (N, 1 + p*P, D) -> (N, 2 + p*P + P, D)."""
         h_x = self.in_proj(x)  # (N, P, D)
-        first = first.to(h_x.dtype)[:, None].expand(h_x.shape[0], 1, -1)  # (N, 1, D)
-        h = self.decoder(torch.cat([first, fixed.to(h_x.dtype), h_x], dim=1))  # (N, 2 + p*P + P, D)
-        return self.out_proj(h[:, -x.shape[1]:])
+        return torch.cat([first.to(h_x.dtype)[:, None], fixed.to(h_x.dtype), h_x], dim=1)
+
+    def velocity(self, h: torch.Tensor, frames: int) -> torch.Tensor:
+        """The decoder's output (N, L, D) -> the velocity at the last ``frames`` positions (N, P, C)."""
+        return self.out_proj(h[:, -frames:])
+
+    def estimate(self, x: torch.Tensor, first: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """The velocity from prepared pieces (``tokens``' arguments) -> (N, P, C)."""
+        return self.velocity(self.decoder(self.tokens(x, first, fixed)), x.shape[1])
 
     def forward(self, x: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
                 global_cond: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ def test_gpu_suite_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "gpu_suite.json").read_text())
     expected = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
-                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "sample.talker_b1_streams",
+                "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "sample.talker_b1_heads",
                 "infer.maskgct_codec",
                 "infer.lia_x", "train.hicodit_ddp"}
     assert expected <= set(result["parts"])

@@ -60,13 +60,17 @@ def test_batch_equals_one_by_one(model, mode):
 def test_the_fixed_size_cache_generates_what_the_growing_one_does(model, mode):
     """``cuda_graph=True`` decodes into talker_t2av.decode's fixed cache (on CUDA each step is then one graph
     replay): padded prompts, prefixes, per-sample stops, the same noise, the same output; and so with the heads
-    as two branches (``head_streams``: on CUDA two streams, here the same two calls, each given its own inputs)."""
+    as two branches (``head_streams``: on CUDA two streams, here the same two calls, each given its own inputs),
+    and with the heads one by one rather than paired (``paired_heads=False``), in either cache."""
     cfg = GenerationConfig(mode=mode, speech=CFMSamplerConfig(temperature=0.7), motion=CFMSamplerConfig(),
                            max_patches=14, min_patches=2)
-    out = {how: generate(model, conditions([0, 1, 2], mode), cfg, generator=torch.Generator().manual_seed(4),
-                         cuda_graph=how != "eager", head_streams=how == "streams")
-           for how in ("eager", "graph", "streams")}
-    for how in ("graph", "streams"):
+    ways = {"eager": {"cuda_graph": False}, "graph": {"cuda_graph": True},
+            "streams": {"cuda_graph": True, "head_streams": True},
+            "graph unpaired": {"cuda_graph": True, "paired_heads": False},
+            "eager unpaired": {"cuda_graph": False, "paired_heads": False}}
+    out = {how: generate(model, conditions([0, 1, 2], mode), cfg, generator=torch.Generator().manual_seed(4), **kw)
+           for how, kw in ways.items()}
+    for how in list(ways)[1:]:
         assert out[how].patches.tolist() == out["eager"].patches.tolist()
         for b in range(3):
             torch.testing.assert_close(out[how].speech[b], out["eager"].speech[b], atol=1e-5, rtol=1e-5)
