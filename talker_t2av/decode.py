@@ -66,6 +66,8 @@ class StaticDecoder:
         # query (left-padded text) has one key and stays finite (nothing reads its output or, masked, its key)
         visible = self.key_mask[:, None, None, :] & (self.slots[None, None, None, :] <= where[None, None, :, None])
         visible = visible | (self.slots[None, None, None, :] == where[None, None, :, None])
+        # as an additive mask once, not converted from booleans again inside every layer's attention
+        bias = torch.zeros(visible.shape, dtype=embeds.dtype, device=embeds.device).masked_fill_(~visible, -torch.inf)
         cos, sin = model.rotary_emb(embeds, positions)  # (B, Q, Dh)
         cos, sin = cos[:, None], sin[:, None]
         x = embeds
@@ -76,11 +78,11 @@ class StaticDecoder:
             query = attn.q_norm(attn.q_proj(h).view(b, q, -1, head_dim)).transpose(1, 2)  # (B, H, Q, Dh)
             key = attn.k_norm(attn.k_proj(h).view(b, q, -1, head_dim)).transpose(1, 2)  # (B, Hkv, Q, Dh)
             value = attn.v_proj(h).view(b, q, -1, head_dim).transpose(1, 2)
-            query = query * cos + rotate_half(query) * sin
-            key = key * cos + rotate_half(key) * sin
+            both = torch.cat([query, key], dim=1)  # (B, H + Hkv, Q, Dh): rotated in one pass
+            query, key = (both * cos + rotate_half(both) * sin).split([query.shape[1], key.shape[1]], dim=1)
             self.keys[i].index_copy_(2, where, key.to(self.keys.dtype))
             self.values[i].index_copy_(2, where, value.to(self.values.dtype))
-            out = F.scaled_dot_product_attention(query, self.keys[i], self.values[i], attn_mask=visible,
+            out = F.scaled_dot_product_attention(query, self.keys[i], self.values[i], attn_mask=bias,
                                                  scale=attn.scaling, enable_gqa=True)  # (B, H, Q, Dh)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(b, q, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
