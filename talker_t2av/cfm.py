@@ -239,12 +239,13 @@ class EulerRun:
 
 
 def pairable(first: CFMSamplerConfig, second: CFMSamplerConfig) -> bool:
-    """Whether two heads' Euler runs can step side by side: the same times, and guidance on for both or
-    neither (the scales and temperatures may differ)."""
-    def schedule(s: CFMSamplerConfig) -> tuple:
-        return s.guidance != 1.0, s.steps, s.sway, s.cfg_zero_star, s.zero_init_fraction
+    """Whether two heads' Euler runs can step side by side: as many estimator passes, over as many rows (guidance
+    on for both or neither). Their times, scales and temperatures may differ."""
+    def passes(s: CFMSamplerConfig) -> tuple[bool, int]:
+        skip = zero_init_steps(s.steps, s.zero_init_fraction) if s.cfg_zero_star else 0
+        return s.guidance != 1.0, max(s.steps - skip, 0)
 
-    return schedule(first) == schedule(second)
+    return passes(first) == passes(second)
 
 
 @torch.no_grad()
@@ -255,7 +256,7 @@ def sample_pair(decoders: PairedDecoders, flows: tuple[FlowMatching, FlowMatchin
     """``FlowMatching.sample`` of two heads on the same rows mu (N, D), their decoders run as one pair
     (``decoders``, talker_t2av/paired_heads.py): each step is one decoder pass over both heads' rows."""
     if not pairable(*samplers):
-        raise ValueError("the two heads' samplers do not share their steps: sample them one by one")
+        raise ValueError("the two heads' samplers differ in their passes: sample them one by one")
     runs = [EulerRun(flow, mu, c, g, s, z) for flow, c, g, s, z in zip(flows, contexts, global_conds, samplers, zs)]
     for i in range(runs[0].steps):
         h = decoders(torch.cat([flow.estimator.tokens(*run.inputs(i), run.fixed) for flow, run in zip(flows, runs)]))

@@ -54,10 +54,11 @@ def test_decoders_that_differ_are_refused_with_the_reason():
         PairedDecoders(first, BidirectionalTransformer(32, 2, 2))
 
 
-def test_samplers_pair_when_their_steps_agree():
+def test_samplers_pair_when_they_make_as_many_passes_over_as_many_rows():
     base = CFMSamplerConfig()
-    assert pairable(base, CFMSamplerConfig(temperature=0.3, guidance=3.0))  # scales may differ
+    assert pairable(base, CFMSamplerConfig(temperature=0.3, guidance=3.0, sway=0.0))  # times and scales may differ
     assert not pairable(base, CFMSamplerConfig(steps=12))
+    assert pairable(base, CFMSamplerConfig(steps=9, cfg_zero_star=False))  # 9 passes each
     assert not pairable(base, CFMSamplerConfig(guidance=1.0))  # no unconditional rows on one side
 
 
@@ -77,3 +78,22 @@ def test_generation_pairs_the_heads_and_refreshes_the_kept_pair():
     kept, unpaired = run(cuda_graph=True), run(cuda_graph=False, paired_heads=False)
     for a, b in zip(kept.motion + kept.speech, unpaired.motion + unpaired.speech):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_paired_sampling_equals_each_head_sampled_alone():
+    from talker_t2av.cfm import FlowMatching, sample_pair
+    from talker_t2av.modules import LocalDiT
+
+    torch.manual_seed(0)
+    flows = (FlowMatching(LocalDiT(3, 5, 16, 2, 2), 4), FlowMatching(LocalDiT(4, 4, 16, 2, 2), 4))
+    samplers = (CFMSamplerConfig(steps=6, sway=0.5, guidance=2.5), CFMSamplerConfig(steps=6, temperature=0.3))
+    mu = torch.randn(2, 16)
+    contexts, conds = (torch.randn(2, 4, 3), torch.randn(2, 4, 4)), (torch.randn(2, 5), torch.randn(2, 4))
+    zs = (torch.randn(2, 4, 3), torch.randn(2, 4, 4))
+    pair = PairedDecoders(flows[0].estimator.decoder, flows[1].estimator.decoder)
+    paired = sample_pair(pair, flows, mu, contexts, conds, samplers, zs)
+    for flow, out, c, g, s, z in zip(flows, paired, contexts, conds, samplers, zs):
+        torch.testing.assert_close(out, flow.sample(mu, c, g, s, z=z), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="differ in their passes"):
+        sample_pair(pair, flows, mu, contexts, conds, (samplers[0], CFMSamplerConfig(steps=4)), zs)
