@@ -9,8 +9,10 @@ fused kernel on CUDA; a composite of six on the CPU). Reported:
   - HiCoDiT (paper size, one guidance pass of a 4-s clip): a forward, and a forward and backward;
   - Talker-T2AV (paper size, T2AV at batch 1, 10 Euler steps and CFG per head): one generated patch, the
     decoding step and both heads, through the fixed-size cache as ``cuda_graph=True`` runs it (the difference
-    between two lengths, so the prompt's prefill is left out).
-Random weights; the counts do not depend on them, nor on the batch.
+    between two lengths, so the prompt's prefill is left out);
+  - Talker-T2AV's training loss, forward and backward (paper size, a batch of 8 one-second clips, half of
+    them audio-visual, as scripts/bench_talker.py makes them; fp32, so without autocast's casts).
+Random weights; the counts do not depend on them, nor on the batch (the training loss's, on the clips' length).
 """
 
 import argparse
@@ -24,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_talker's batches
 
 NOT_KERNELS = {"view", "_unsafe_view", "t", "slice", "select", "expand", "permute", "unbind", "transpose", "unsqueeze",
                "squeeze", "lift_fresh", "detach", "alias", "split", "split_with_sizes", "chunk", "unflatten",
@@ -113,9 +116,29 @@ def talker_counts(paired_heads: bool) -> dict:
     return {"talker_patch": (long.total - short.total) / 2, "paired_heads": paired_heads}
 
 
+def talker_training_counts() -> dict:
+    from bench_talker import make_batch
+
+    from talker_t2av.cfm import TalkerObjective
+    from talker_t2av.checkpoints import paper_config
+    from talker_t2av.model import TalkerT2AV
+
+    cfg = paper_config(attention="sdpa", load_backbone_weights=False)
+    cfg.backbone["vocab_size"] = 1000
+    torch.manual_seed(0)
+    objective = TalkerObjective(TalkerT2AV(cfg)).train()
+    batch = make_batch(8, 25, 40, 1000)
+
+    def step():
+        loss, _ = objective(batch)
+        loss.backward()
+
+    return {"talker_train_forward_backward": count(step).total}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("hicodit", "talker"))
+    ap.add_argument("--only", choices=("hicodit", "talker", "talker_train"))
     ap.add_argument("--paired-heads", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -124,6 +147,8 @@ def main() -> None:
         result.update(hicodit_counts())
     if args.only in (None, "talker"):
         result.update(talker_counts(args.paired_heads))
+    if args.only in (None, "talker_train"):
+        result.update(talker_training_counts())
     print(json.dumps(result))
 
 
