@@ -10,14 +10,12 @@ pair and the attention one call over both heads' rows, so a step of both heads i
     h = pair(torch.cat([speech_tokens, motion_tokens]))        # (2N, L, D): rows [speech | motion]
     pair.refresh()                                             # copy the heads' current weights in again
 
-The paired network is the decoders' own module tree with each ``nn.Linear`` and ``RMSNorm`` swapped for a paired
-one (``TransformerBlock``'s code runs unchanged over 2N rows), so it computes what the two decoders compute,
+The paired network is the decoders' module tree, built anew, with each ``nn.Linear`` and ``RMSNorm`` swapped for a
+paired one (``TransformerBlock``'s code runs unchanged over 2N rows), so it computes what the two decoders compute,
 each on its half of the rows. The stacked weights are copies (the released parameters stay as they are);
 ``generate`` refreshes them at each call, so a model trained between calls (validation samples) is never read
 stale. Shapes: 2 the pair, N rows per head, L tokens, D width.
 """
-
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -71,8 +69,8 @@ class PairedRMSNorm(nn.Module):
 
 def _settings(module: nn.Module) -> dict:
     """A module's own plain settings (heads, eps, ...): what two modules of one type may still differ in."""
-    return {k: v for k, v in vars(module).items()
-            if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"
+            and (v is None or isinstance(v, (bool, int, float, str)))}
 
 
 def pairing_problem(first: nn.Module, second: nn.Module) -> str | None:
@@ -105,8 +103,13 @@ def _paired(first: nn.Module, second: nn.Module) -> nn.Module:
         return PairedRMSNorm(first, second)
     if isinstance(first, RotaryEmbedding):
         return first
-    pair = copy.copy(first)  # the module's own settings (heads, ...); its children are replaced
-    pair._modules = {name: _paired(child, second._modules[name]) for name, child in first._modules.items()}
+    # a new instance with the module's own settings (heads, ...) and its children paired: nothing else of
+    # ``first`` (a forward patched for activation checkpointing, a compiled call, hooks) would run the pair
+    pair = type(first).__new__(type(first))
+    nn.Module.__init__(pair)
+    vars(pair).update(_settings(first))
+    for name, child in first._modules.items():
+        pair.add_module(name, _paired(child, second._modules[name]))
     return pair
 
 
@@ -119,10 +122,6 @@ class PairedDecoders:
             raise ValueError(f"the two decoders cannot run as a pair: {problem}")
         with torch.no_grad():
             self.network = _paired(first, second)
-
-    @staticmethod
-    def pairable(first: nn.Module, second: nn.Module) -> bool:
-        return pairing_problem(first, second) is None
 
     @torch.no_grad()
     def refresh(self) -> None:

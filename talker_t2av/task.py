@@ -181,9 +181,10 @@ class TalkerTask(Task):
                           batch["motion"][sel, 0] if bool(batch["is_av"][b]) else None)
         mode = "t2av" if bool(batch["is_av"][b]) else "tts"
         budget = max_patches(self.val_max_seconds, model.cfg.frame_rate, model.patch_size)
-        # eagerly, as HiCoDiT's validation: a training model's weights may be sharded (FSDP) and move
+        # eagerly, as HiCoDiT's validation, and with the heads one by one: a training model's weights may be
+        # sharded (FSDP) and move, its blocks wrapped (activation checkpointing, compile)
         out = generate(model, cond, GenerationConfig(mode=mode, speech=self.sampler, motion=self.sampler,
-                                                     max_patches=budget), cuda_graph=False)
+                                                     max_patches=budget), cuda_graph=False, paired_heads=False)
         speech = out.speech[0].cpu().numpy()
         np.save(out_dir / "speech_generated.npy", speech)
         np.save(out_dir / "speech_reference.npy", batch["speech"][b, :frames].cpu().numpy())

@@ -44,6 +44,18 @@ def test_a_refresh_reads_the_decoders_current_weights():
     torch.testing.assert_close(pair(x)[:2], first(x[:2]), atol=1e-6, rtol=1e-5)
 
 
+@torch.no_grad()
+def test_the_pair_runs_its_own_modules_not_a_wrapped_decoders_forward():
+    from engine.parallel import enable_activation_checkpointing
+
+    first, second = decoders()
+    for block in [*first.blocks, *second.blocks]:  # as a training run wraps its blocks
+        enable_activation_checkpointing(block)
+    pair = PairedDecoders(first, second)
+    x = torch.randn(4, 7, 16)
+    torch.testing.assert_close(pair(x)[2:], second(x[2:]), atol=1e-6, rtol=1e-5)
+
+
 def test_decoders_that_differ_are_refused_with_the_reason():
     first, _ = decoders()
     assert pairing_problem(*decoders()) is None
