@@ -93,15 +93,22 @@ def hicodit_counts() -> dict:
     return {"hicodit_forward": forward.total, "hicodit_forward_backward": count(step).total}
 
 
-def talker_counts(paired_heads: bool) -> dict:
-    from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
+def paper_talker():
+    """Talker-T2AV at paper size, random weights; a 1000-token vocabulary (the table's size changes no kernel)."""
     from talker_t2av.checkpoints import paper_config
     from talker_t2av.model import TalkerT2AV
 
     cfg = paper_config(attention="sdpa", load_backbone_weights=False)
-    cfg.backbone["vocab_size"] = 1000  # the embedding table's size changes no kernel
+    cfg.backbone["vocab_size"] = 1000
     torch.manual_seed(0)
-    model = TalkerT2AV(cfg).eval()
+    return TalkerT2AV(cfg)
+
+
+def talker_counts(paired_heads: bool) -> dict:
+    from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
+
+    model = paper_talker().eval()
+    cfg = model.cfg
     ids = torch.randint(0, 1000, (1, 40))
     cond = TalkerConditions(ids, torch.ones_like(ids, dtype=torch.bool), torch.randn(1, cfg.speaker_dim),
                             torch.randn(1, cfg.motion_dim))
@@ -120,13 +127,8 @@ def talker_training_counts() -> dict:
     from bench_talker import make_batch
 
     from talker_t2av.cfm import TalkerObjective
-    from talker_t2av.checkpoints import paper_config
-    from talker_t2av.model import TalkerT2AV
 
-    cfg = paper_config(attention="sdpa", load_backbone_weights=False)
-    cfg.backbone["vocab_size"] = 1000
-    torch.manual_seed(0)
-    objective = TalkerObjective(TalkerT2AV(cfg)).train()
+    objective = TalkerObjective(paper_talker()).train()
     batch = make_batch(8, 25, 40, 1000)
 
     def step():

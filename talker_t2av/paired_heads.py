@@ -18,10 +18,10 @@ stale. Shapes: 2 the pair, N rows per head, L tokens, D width.
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine.layers import RMSNorm, RotaryEmbedding
+from engine.layers.norm import rms_norm
 
 
 class PairedLinear(nn.Module):
@@ -61,7 +61,7 @@ class PairedRMSNorm(nn.Module):
                 self.scale[i, 0].copy_(source.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (2N, ..., D) -> (2N, ..., D)
-        out = F.rms_norm(x.reshape(2, -1, self.dim), (self.dim,), None, self.eps)  # (2, N..., D)
+        out = rms_norm(x.reshape(2, -1, self.dim), None, self.eps)  # (2, N..., D)
         if self.scale is not None:
             out = out * self.scale.to(out.dtype)
         return out.view_as(x)
