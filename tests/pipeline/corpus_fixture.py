@@ -18,7 +18,8 @@ def tone(seconds: float, f0: float, rate: int = 24000) -> np.ndarray:
 
 
 def make_lrs3(root: Path, clips_per_speaker: int = 3, frames: int = 30) -> dict[str, list[str]]:
-    """root/{trainval,test}/<speaker>/<clip>.mp4 + .txt; returns {"good": ids, "bad": ids}."""
+    """root/{trainval,test}/<speaker>/<clip>.mp4 + .txt, and three bad clips (corrupt, no audio stream, no face);
+    returns {"good": ids, "bad": ids}."""
     good, bad = [], []
     frames_rgb = astronaut_frames(astronaut_motion(frames, SIZE), SIZE)
     for subset, speakers in (("trainval", ("spkA", "spkB")), ("test", ("spkC",))):
@@ -34,5 +35,8 @@ def make_lrs3(root: Path, clips_per_speaker: int = 3, frames: int = 30) -> dict[
     broken = root / "trainval" / "spkA"
     (broken / "zz_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated garbage" * 40)
     write_video(broken / "zz_silent.mp4", frames_rgb, 25)  # no audio stream
-    bad += ["trainval__spkA__zz_corrupt", "trainval__spkA__zz_silent"]
+    grey = np.full((frames, SIZE, SIZE, 3), 128, np.uint8)  # sound, but no face in any frame
+    write_video(broken / "zz_noface.mp4", grey, 25, audio=tone(frames / 25, 150), sample_rate=24000)
+    (broken / "zz_noface.txt").write_text("Text:  NO FACE\nConf:  4\n")
+    bad += ["trainval__spkA__zz_corrupt", "trainval__spkA__zz_silent", "trainval__spkA__zz_noface"]
     return {"good": good, "bad": bad}
