@@ -640,6 +640,33 @@ def check_hicodit_graph(args, device) -> dict:
     return verdict(res, {"graph_logits_err": 1e-3})
 
 
+def talker_for_generation(args, device, batch: int):
+    """The paper-size Talker (random weights; its backbone in bf16, its heads in fp32, as released) and ``batch``
+    rows of T2AV conditions: a 40-token text, a speaker and a first motion frame."""
+    from talker_t2av.cfm import TalkerConditions
+    from talker_t2av.checkpoints import set_inference_dtype
+    from talker_t2av.model import TalkerT2AV
+
+    cfg = talker_config(args.smoke)
+    torch.manual_seed(0)
+    model = TalkerT2AV(cfg).to(device).eval()
+    if not args.smoke:
+        set_inference_dtype(model, torch.bfloat16, torch.float32)
+    ids = torch.randint(0, cfg.backbone["vocab_size"], (batch, 12 if args.smoke else 40), device=device)
+    cond = TalkerConditions(ids, torch.ones_like(ids, dtype=torch.bool),
+                            torch.randn(batch, cfg.speaker_dim, device=device),
+                            torch.randn(batch, cfg.motion_dim, device=device))
+    return model, cond
+
+
+def t2av_config(patches: int):
+    """T2AV for exactly ``patches`` patches (the stop head ignored), 10 Euler steps, CFG 2: the goal's sampler."""
+    from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig
+
+    sampler = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.7)
+    return GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches, min_patches=10**9)
+
+
 @torch.no_grad()
 def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...] = ("graph",)) -> dict:
     """T2AV, eager, then each of ``fast`` ("graph": the decoding step and the heads' loop captured as CUDA graphs,
@@ -649,24 +676,12 @@ def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...
     CUDA graphs) on the same noise: RTF and first-patch latency of each, compile or capture time, and each against
     eager (the first patch is gated; the whole output is reported, since the loop feeds each patch back through the
     bf16 backbone and rounding compounds)."""
-    from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, TalkerConditions, generate
-    from talker_t2av.checkpoints import set_inference_dtype
-    from talker_t2av.model import TalkerT2AV
+    from talker_t2av.cfm import generate
 
-    cfg = talker_config(args.smoke)
-    torch.manual_seed(0)
-    model = TalkerT2AV(cfg).to(device).eval()
-    if not args.smoke:
-        set_inference_dtype(model, torch.bfloat16, torch.float32)
-    vocab = cfg.backbone["vocab_size"]
-    ids = torch.randint(0, vocab, (batch, 12 if args.smoke else 40), device=device)
-    cond = TalkerConditions(ids, torch.ones_like(ids, dtype=torch.bool),
-                            torch.randn(batch, cfg.speaker_dim, device=device),
-                            torch.randn(batch, cfg.motion_dim, device=device))
-    sampler = CFMSamplerConfig(steps=10, guidance=2.0, temperature=0.7)
+    model, cond = talker_for_generation(args, device, batch)
 
     def run(how: str, patches: int):
-        gen = GenerationConfig(mode="t2av", speech=sampler, motion=sampler, max_patches=patches, min_patches=10**9)
+        gen = t2av_config(patches)
         first = {}
 
         def on_patch(k, *_):
@@ -718,6 +733,59 @@ def sample_talker(args, device, batch: int, seconds: float, fast: tuple[str, ...
     return res
 
 
+@torch.no_grad()
+def profile_hicodit(args, device, out: Path) -> dict:
+    """HiCoDiT's batch-1 sampling call (10 s, 64 steps, full guidance, the CUDA-graph step; its graph is captured
+    at the call's first step, as a user's call does) under the profiler: how much of the wall time the GPU was
+    busy, with which kernels (``profile_hicodit_b1.md``). Run C left it at 7x its FLOP floor with the launches
+    gone; this says whether the rest is the kernels themselves or the GPU waiting between them."""
+    from kernel_profile import kernel_table, profile_run
+
+    from hicodit.diffusion import DiffusionSamplerConfig
+
+    cfg, model = hicodit_parts(args.smoke)
+    model = model.to(device).eval()
+    frames, steps = (25, 4) if args.smoke else (250, 64)
+    data = to_dev(hicodit_batch(cfg, 1, frames), device)
+    graph = torch.device(device).type == "cuda"
+    g = torch.Generator(device=device).manual_seed(0)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=not args.smoke):
+        cond = model.conditions(data)[0]
+        model.sample(cond, data["token_mask"], DiffusionSamplerConfig(steps=2, cuda_graph=graph), generator=g)
+        sampler = DiffusionSamplerConfig(steps=steps, cuda_graph=graph)
+        res = profile_run(lambda: model.sample(cond, data["token_mask"], sampler, generator=g), device)
+    title = f"# HiCoDiT sampling, batch 1, {frames / 25:g} s, {steps} steps, full guidance, CUDA graph: {graph}"
+    (out / "profile_hicodit_b1.md").write_text(f"{title}\n\n{kernel_table(res, ('step', steps))}")
+    model.cpu()
+    return {**res, "steps": steps, "rtf_per_clip": res["wall_ms"] / 1e3 / (frames / 25), "status": "ok"}
+
+
+@torch.no_grad()
+def profile_talker(args, device, out: Path) -> dict:
+    """Talker T2AV at batch 1 (2 s, the goal's sampler) through the CUDA graphs kept from the call before, under
+    the profiler (``profile_talker_b1.md``): the 15 ms a patch of run G, busy or idle, and in which kernels."""
+    from kernel_profile import kernel_table, profile_run
+
+    from talker_t2av.cfm import generate
+
+    model, cond = talker_for_generation(args, device, 1)
+    patches = 2 if args.smoke else 12
+    graph = torch.device(device).type == "cuda"
+
+    def run():
+        return generate(model, cond, t2av_config(patches), generator=torch.Generator(device=device).manual_seed(7),
+                        cuda_graph=graph)
+
+    run()  # captures the graphs, kept for the call profiled
+    res = profile_run(run, device)
+    title = f"# Talker T2AV, batch 1, {patches} patches, 10 Euler steps, CFG 2, CUDA graphs kept: {graph}"
+    (out / "profile_talker_b1.md").write_text(f"{title}\n\n{kernel_table(res, ('patch', patches))}")
+    model.cpu()
+    seconds = patches * model.patch_size / 25
+    return {**res, "patches": patches, "ms_per_patch": res["wall_ms"] / patches,
+            "rtf_per_clip": res["wall_ms"] / 1e3 / seconds, "status": "ok"}
+
+
 # ------------------------------------------------------------------------------------------ driver
 def plan(args, device, out: Path):
     """(part name, callable) in run order: the cheap correctness checks first, then sampling, then training and
@@ -755,6 +823,9 @@ def plan(args, device, out: Path):
         # by one as before, and one by one on two streams sharing the GPU, read side by side
         ("sample.talker_b1_heads", lambda: sample_talker(args, device, 1, 0.5 if s else 10.0,
                                                          ("graph", "graph_unpaired", "graph_streams"))),
+        # where the batch-1 time goes, kernel by kernel (profile_*.md): busy on kernels, or idle between them
+        ("profile.hicodit_b1", lambda: profile_hicodit(args, device, out)),
+        ("profile.talker_b1", lambda: profile_talker(args, device, out)),
         # what the goals are read on first (MFU at the large batch), then the inference costs, then the rest:
         # a part that would start after the budget is skipped
         ("train.hicodit_ddp_compile_big", train("hicodit", "ddp", True, hb_big, "_big")),
@@ -778,6 +849,7 @@ def plan(args, device, out: Path):
     if s:  # smoke: one of each kind is enough to keep the code from rotting
         keep = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
                 "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "sample.talker_b1_heads",
+                "profile.hicodit_b1", "profile.talker_b1",
                 "infer.maskgct_codec",
                 "infer.lia_x", "train.hicodit_ddp", "train.talker_ddp"}
         parts = [p for p in parts if p[0] in keep]
@@ -839,7 +911,7 @@ SUMMARY_KEYS = ("matmul_tflops", "copy_tb_per_s", "graph_logits_err", "token_agr
                 "graph_streams_rtf_per_clip", "graph_streams_first_patch_latency_s", "graph_streams_first_patch_err",
                 "compile_s", "compile_rtf_per_clip", "compile_first_patch_latency_s", "compile_first_patch_err",
                 "compile_whole_speech_err", "graph_capture_call_wall_s", "graph_unpaired_capture_call_wall_s",
-                "graph_streams_capture_call_wall_s",
+                "graph_streams_capture_call_wall_s", "busy_fraction", "idle_ms", "kernels", "ms_per_patch",
                 "frames_per_s", "encode_rtf", "decode_rtf",
                 "speaker_rtf", "encode_frames_per_s", "render_frames_per_s", "train_step_ms", "error")
 

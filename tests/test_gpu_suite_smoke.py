@@ -16,8 +16,12 @@ def test_gpu_suite_smoke(tmp_path):
     expected = {"hw.ceilings", "correct.hicodit", "correct.talker", "correct.attention", "correct.checkpoint",
                 "correct.hicodit_graph", "sample.hicodit_b1_graph", "sample.talker_b1", "sample.talker_b1_heads",
                 "infer.maskgct_codec",
-                "infer.lia_x", "train.hicodit_ddp"}
+                "infer.lia_x", "train.hicodit_ddp", "profile.hicodit_b1", "profile.talker_b1"}
     assert expected <= set(result["parts"])
+    for name in ("hicodit_b1", "talker_b1"):  # each profile's table, written beside the JSON
+        profiled = result["parts"][f"profile.{name}"]
+        assert profiled["kernels"] > 0 and profiled["top"]
+        assert "| kind | ms |" in (tmp_path / f"profile_{name}.md").read_text()
     assert result["parts"]["infer.maskgct_codec"]["decode_rtf"] > 0  # the codec's figures read off its output
     assert result["parts"]["infer.lia_x"]["render_frames_per_s"] > 0
     bad = {k: (p["status"], p.get("error")) for k, p in result["parts"].items() if p["status"] != "ok"}
