@@ -762,14 +762,15 @@ def profile_hicodit(args, device, out: Path) -> dict:
 
 @torch.no_grad()
 def profile_talker(args, device, out: Path) -> dict:
-    """Talker T2AV at batch 1 (2 s, the goal's sampler) through the CUDA graphs kept from the call before, under
-    the profiler (``profile_talker_b1.md``): the 15 ms a patch of run G, busy or idle, and in which kernels."""
+    """Talker T2AV at batch 1 (4 s, the goal's sampler) through the CUDA graphs kept from the call before, under
+    the profiler (``profile_talker_b1.md``): run G's time a patch (its wall, prefill included, over the patches),
+    busy or idle, and in which kernels."""
     from kernel_profile import kernel_table, profile_run
 
     from talker_t2av.cfm import generate
 
     model, cond = talker_for_generation(args, device, 1)
-    patches = 2 if args.smoke else 12
+    patches = 2 if args.smoke else 25
     graph = torch.device(device).type == "cuda"
 
     def run():
