@@ -87,6 +87,7 @@ from hicodit.guidance import (
 )
 from hicodit.lipreading import ctc_loss
 from hicodit.model import HiCoDiT, HiCoDiTConditions
+from hicodit.step_graphs import KEEP_MAX_BATCH, graph_key, step_graphs
 
 # ----------------------------------------------------------------------------- noise schedule
 
@@ -206,10 +207,11 @@ class DiffusionSamplerConfig:
     # share of the guidance levels 3-12 get (1: all of it, 0: the conditional model)
     high_level_guidance: float = field(default=1.0, metadata={"min": 0})
     high_level_temperature: float | None = field(default=None, metadata={"above": 0})  # temperature of levels 3-12
-    # On CUDA, each step's network forward (all guidance passes) is captured once per sample call as a
-    # CUDA graph and replayed: one launch per step instead of hundreds, which is what bounds small
+    # On CUDA, each step's network forward (all guidance passes) is captured as a CUDA graph at a call's
+    # first step and replayed: one launch per step instead of hundreds, which is what bounds small
     # batches (H200: batch 1, 64 steps, RTF 0.199 -> 0.042; batch 8 unchanged). Same kernels, same tokens
-    # (scripts/gpu_suite.py checks it); ignored on CPU.
+    # (scripts/gpu_suite.py checks it); ignored on CPU. At batches of 1-2 the graph is kept for the model's
+    # next call of the same shapes and settings (hicodit/step_graphs.py), which then captures nothing.
     cuda_graph: bool = True
 
     def __post_init__(self):
@@ -249,6 +251,11 @@ def gumbel_noise(shape, generator: torch.Generator | None, device) -> torch.Tens
 def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """A categorical sample per row: argmax(logits + Gumbel noise)."""
     return (logits + gumbel_noise(logits.shape, generator, logits.device)).argmax(-1)
+
+
+def _with_inputs(step, inputs: tuple, x: torch.Tensor, t: torch.Tensor):
+    """A sampling step of (x, t) and the call's fixed tensors: what the graph takes as inputs."""
+    return step(x, t, *inputs)
 
 
 # ------------------------------------------------------------------------------------- loss
@@ -469,18 +476,44 @@ class MaskedDiffusion(nn.Module):
         high = levels >= n_low  # (Q,)
         level_scale = None if cfg.high_level_guidance == 1.0 else \
             torch.where(high, cfg.high_level_guidance, 1.0).to(device)  # (Q,)
-        step_logits = {}  # guided -> fn(x, t) -> (logits, log rate)
+        step_inputs = {}  # guided -> the step's tensors besides x and t: the passes' conditions, mask and drops
+        padded = not bool(token_mask.all())  # without padding, no mask at all: SDPA takes its fastest kernels
         for guided in (True, False):
             passes = guidance_passes(cfg) if guided else ["all"]
             n = len(passes)
-            step_logits[guided] = functools.partial(
-                self.guided_logits, cond_n=cond.repeat(n),  # conditions encoded once, reused every step
-                # without padding, no mask at all: SDPA / flash-attn take their fastest kernels
-                mask_n=None if bool(token_mask.all()) else token_mask.repeat(n, 1),
-                drop_n=torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0),
-                passes=passes, cfg=cfg, level_scale=level_scale)
-            if cfg.cuda_graph:
-                step_logits[guided] = StaticGraph(step_logits[guided])  # captured at its first step
+            step_inputs[guided] = (*cond.repeat(n).tensors(), token_mask.repeat(n, 1) if padded else None,
+                                   torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0))
+        # the graphs read these besides their inputs; what else the steps read is in the inputs' shapes and dtypes
+        reads = (cfg.w_all, cfg.w_id, cfg.w_emo, cfg.w_lip, cfg.guidance_convention, cfg.guidance_on_rates,
+                 cfg.high_level_guidance, torch.is_autocast_enabled(device.type),
+                 torch.get_autocast_dtype(device.type), tuple(None if a is None else (a.shape, a.dtype, a.device)
+                                                             for a in step_inputs[True]))
+        keep = cfg.cuda_graph and b <= KEEP_MAX_BATCH
+        with step_graphs(self, graph_key(self, *reads), keep) as graphs:
+            step_logits = {}  # guided -> fn(x, t) -> (logits, log rate)
+            for guided in (True, False):
+                step = functools.partial(self._guided_step, passes=guidance_passes(cfg) if guided else ["all"],
+                                         cfg=cfg, level_scale=level_scale)
+                if cfg.cuda_graph:  # captured at its first step, or kept from the last call
+                    if guided not in graphs:
+                        graphs[guided] = StaticGraph(step)
+                    step = graphs[guided]
+                step_logits[guided] = functools.partial(_with_inputs, step, step_inputs[guided])
+            return self._run_steps(step_logits, x, drawn, cfg, generator, progress, high)
+
+    def _guided_step(self, x: torch.Tensor, t: torch.Tensor, lip: torch.Tensor, speaker: torch.Tensor,
+                     emo_seq: torch.Tensor, emo_pooled: torch.Tensor, mask_n: torch.Tensor | None,
+                     drop_n: torch.Tensor, **settings) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``guided_logits`` as a function of tensors alone (what a graph captures): the passes' conditions
+        as separate tensors, the guidance ``settings`` bound before."""
+        return self.guided_logits(x, t, HiCoDiTConditions(lip, speaker, emo_seq, emo_pooled), mask_n, drop_n,
+                                  **settings)
+
+    def _run_steps(self, step_logits: dict, x: torch.Tensor, drawn: torch.Tensor, cfg: DiffusionSamplerConfig,
+                   generator: torch.Generator | None, progress: bool, high: torch.Tensor) -> torch.Tensor:
+        """The Euler steps of ``sample`` from x (B, Q, L), [MASK] at ``drawn``; ``step_logits[guided](x, t)``."""
+        b, q, _ = x.shape
+        device = x.device
         temperature = cfg.temperature if cfg.high_level_temperature is None else \
             torch.where(high, cfg.high_level_temperature, cfg.temperature).to(device)[:, None, None]  # (Q, 1, 1)
         if cfg.level_schedule == "joint":

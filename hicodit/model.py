@@ -139,10 +139,13 @@ class HiCoDiTConditions:
     emo_seq: torch.Tensor  # (B, E, C) 2 Hz emotion embeddings
     emo_pooled: torch.Tensor  # (B, C) their mean over real steps
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The fields in order: (lip, speaker, emo_seq, emo_pooled)."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
     def repeat(self, n: int) -> "HiCoDiTConditions":
         """The batch stacked n times (guidance runs its variants as one batch)."""
-        tensors = (getattr(self, f.name) for f in fields(self))
-        return HiCoDiTConditions(*(t.repeat(n, *[1] * (t.dim() - 1)) for t in tensors))
+        return HiCoDiTConditions(*(t.repeat(n, *[1] * (t.dim() - 1)) for t in self.tensors()))
 
 
 def _norm(kind: str, dim: int) -> nn.Module:
