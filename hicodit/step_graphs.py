@@ -1,18 +1,20 @@
 """The sampler's CUDA graphs, kept between ``sample`` calls of the same shapes.
 
 Each call used to capture its step at its first step: two eager warm-up passes and the capture, about a
-quarter of a 64-step call at batch 1 (an eager step is 4.7x a replayed one on an H200, run C). A call now
-takes the graphs the model's previous call left, where they fit:
+fifth of a 64-step call at batch 1 by run C's figures (an eager step 31 ms, the whole graphed call 0.42 s).
+A call now takes the graphs the model's previous call left, where they fit:
 
     with step_graphs(model, key, keep) as graphs:      # {guided: StaticGraph}, empty where none fit
-        step = graphs.setdefault(True, StaticGraph(fn))
+        if guided not in graphs:
+            graphs[guided] = StaticGraph(step)          # captured at its first replay, then kept
 
 ``key`` holds what the captured step reads besides its tensor inputs (the guidance weights and rule, the
 inputs' shapes and dtypes, autocast) and the parameters' addresses: a model moved or recast captures anew.
-The conditions are the graph's inputs, copied in at each replay, never baked into it. Only the last shape
-is kept, and only at small batches (``keep``): that is where a graph pays (batches 8 and 32 ran as fast
-eagerly, run C), and its memory pool, held between calls, stays small (about 0.4 GB at batch 1, 10 s). A
-call that finds the kept graphs in use by another thread gets new ones of its own.
+The conditions are the graph's inputs, copied in at each replay (a few small copies a step), never baked
+into it. Only the last shape is kept, and only at small batches (``keep``): that is where a graph pays
+(batches 8 and 32 ran as fast eagerly, run C), and where its memory pool, held between calls, is small (the
+activations of one forward over the guidance passes: an estimate of a few hundred MB at batch 1, 10 s, not
+measured). A call that finds the kept graphs in use by another thread gets new ones of its own.
 """
 
 import threading
