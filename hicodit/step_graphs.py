@@ -52,6 +52,11 @@ def step_graphs(model: torch.nn.Module, key: Hashable, keep: bool) -> Iterator[d
         entry.in_use = True
     try:
         yield entry.graphs
+    except BaseException:  # a call stopped mid-way (mid-capture, even) leaves nothing to replay
+        with _lock:
+            if model.__dict__.get("_kept_step_graphs") is entry:
+                del model.__dict__["_kept_step_graphs"]
+        raise
     finally:
         with _lock:
             entry.in_use = False

@@ -5,6 +5,7 @@ reads anything else gets graphs of its own."""
 
 import dataclasses
 
+import pytest
 import torch
 
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
@@ -67,3 +68,12 @@ def test_large_batches_keep_nothing_and_a_step_in_use_is_not_shared():
         held["step"] = "kept"
     with step_graphs(model, "key", keep=True) as later:
         assert later == {"step": "kept"}  # the first call's, free again
+
+
+def test_a_call_that_fails_leaves_no_graphs_behind():
+    model, _, _ = model_and_clips()
+    with pytest.raises(KeyboardInterrupt):
+        with step_graphs(model, "key", keep=True) as graphs:
+            graphs[True] = "half captured"
+            raise KeyboardInterrupt
+    assert "_kept_step_graphs" not in model.__dict__
