@@ -14,13 +14,16 @@ The paired network is the decoders' module tree, built anew, with each ``nn.Line
 paired one (``TransformerBlock``'s code runs unchanged over 2N rows), so it computes what the two decoders compute,
 each on its half of the rows. The stacked weights are copies (the released parameters stay as they are);
 ``generate`` refreshes them at each call, so a model trained between calls (validation samples) is never read
-stale. Shapes: 2 the pair, N rows per head, L tokens, D width.
+stale. Each block's two norms feed linears alone, so their scales are multiplied into those linears' stacked
+weights (``fold_scale``): the paired norm is then the bare normalisation, one kernel instead of two. Shapes: 2 the
+pair, N rows per head, L tokens, D width.
 """
 
 import torch
 from torch import nn
 
 from engine.layers import RMSNorm, RotaryEmbedding
+from engine.layers.block import TransformerBlock
 from engine.layers.norm import rms_norm
 
 
@@ -30,13 +33,17 @@ class PairedLinear(nn.Module):
     def __init__(self, first: nn.Linear, second: nn.Linear):
         super().__init__()
         self.sources = (first, second)  # a tuple: not submodules, so not in this module's state
+        self.input_scales = None  # the norms whose scales this linear's columns take (``fold_scale``)
         self.register_buffer("weight", torch.stack([first.weight.detach(), second.weight.detach()]))  # (2, out, in)
         bias = None if first.bias is None else torch.stack([first.bias.detach(), second.bias.detach()])[:, None]
         self.register_buffer("bias", bias)  # (2, 1, out) or None
 
     def refresh(self) -> None:
         for i, source in enumerate(self.sources):
-            self.weight[i].copy_(source.weight)
+            if self.input_scales is None:
+                self.weight[i].copy_(source.weight)
+            else:  # W (s * x) = (W diag(s)) x
+                torch.mul(source.weight, self.input_scales[i].scale, out=self.weight[i])
             if self.bias is not None:
                 self.bias[i, 0].copy_(source.bias)
 
@@ -53,7 +60,7 @@ class PairedRMSNorm(nn.Module):
         super().__init__()
         self.sources, self.dim, self.eps = (first, second), first.dim, first.eps
         scale = None if first.scale is None else torch.stack([first.scale.detach(), second.scale.detach()])[:, None]
-        self.register_buffer("scale", scale)  # (2, 1, D) or None
+        self.register_buffer("scale", scale)  # (2, 1, D) or None; None once folded into the linears it feeds
 
     def refresh(self) -> None:
         if self.scale is not None:
@@ -65,6 +72,18 @@ class PairedRMSNorm(nn.Module):
         if self.scale is not None:
             out = out * self.scale.to(out.dtype)
         return out.view_as(x)
+
+
+def fold_scale(norm: PairedRMSNorm, *linears: PairedLinear) -> None:
+    """The norm's scales multiplied into the columns of the linears it alone feeds, at each refresh: one kernel a
+    norm fewer (the bare normalisation is one kernel, the scale another, where rows of the pair differ)."""
+    if norm.scale is None:
+        return
+    for linear in linears:
+        linear.input_scales = norm.sources
+    norm.scale = None
+    for linear in linears:
+        linear.refresh()
 
 
 def _settings(module: nn.Module) -> dict:
@@ -122,6 +141,10 @@ class PairedDecoders:
             raise ValueError(f"the two decoders cannot run as a pair: {problem}")
         with torch.no_grad():
             self.network = _paired(first, second)
+            for block in self.network.modules():  # each block's two norms feed linears alone: their scales fold in
+                if isinstance(block, TransformerBlock):
+                    fold_scale(block.norm1, block.attn.qkv)
+                    fold_scale(block.norm2, block.mlp.fc1, block.mlp.fc2)
 
     @torch.no_grad()
     def refresh(self) -> None:

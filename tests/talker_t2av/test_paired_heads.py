@@ -5,6 +5,7 @@ clear refusal of decoders that differ."""
 import pytest
 import torch
 
+from engine.layers import RMSNorm
 from talker_t2av.cfm import CFMSamplerConfig, GenerationConfig, generate, pairable
 from talker_t2av.modules import BidirectionalTransformer, PatchEncoder
 from talker_t2av.paired_heads import PairedDecoders, pairing_problem
@@ -14,7 +15,12 @@ from tests.talker_t2av.test_generate import conditions
 
 def decoders(seed: int = 0):
     torch.manual_seed(seed)
-    return BidirectionalTransformer(16, 2, 2), BidirectionalTransformer(16, 2, 2)
+    pair = BidirectionalTransformer(16, 2, 2), BidirectionalTransformer(16, 2, 2)
+    with torch.no_grad():  # norm scales of their own (they start at 1): the pair folds them into its linears
+        for module in [*pair[0].modules(), *pair[1].modules()]:
+            if isinstance(module, RMSNorm):
+                module.scale.uniform_(0.5, 1.5)
+    return pair
 
 
 @torch.no_grad()
@@ -37,6 +43,7 @@ def test_a_refresh_reads_the_decoders_current_weights():
     pair = PairedDecoders(first, second)
     second.blocks[1].mlp.fc2.weight.mul_(1.5)  # an optimizer step between two generate calls, say
     first.norm.scale.add_(0.25)
+    second.blocks[0].norm2.scale.mul_(0.5)  # a scale the pair folded into the linears after it
     x = torch.randn(4, 7, 16)
     assert not torch.allclose(pair(x)[2:], second(x[2:]), atol=1e-3)  # the stacked copies are stale...
     pair.refresh()
