@@ -65,8 +65,8 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 def test_an_uploaded_clip_becomes_speech_in_the_audio_player(server, browser):
-    browser.get(server.url + "/")
-    assert browser.title.startswith("avspeech")
+    browser.get(server.url + "/")  # a fresh browser's first page, on a loaded machine: its title may come late
+    wait_for(browser, "document.title.startsWith('avspeech')", 30)
     wait_for(browser, "document.getElementById('models').textContent.includes('hicodit')", 10)
     # as a user does: the file chooser gets the bundled example (the example <select> is the other way in)
     browser.find_element("id", "speech-file").send_keys(str(EXAMPLE))
