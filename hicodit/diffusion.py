@@ -476,13 +476,13 @@ class MaskedDiffusion(nn.Module):
         high = levels >= n_low  # (Q,)
         level_scale = None if cfg.high_level_guidance == 1.0 else \
             torch.where(high, cfg.high_level_guidance, 1.0).to(device)  # (Q,)
+        passes = {True: guidance_passes(cfg), False: ["all"]}  # guided -> its passes (unguided: late schedule)
         step_inputs = {}  # guided -> the step's tensors besides x and t: the passes' conditions, mask and drops
         padded = not bool(token_mask.all())  # without padding, no mask at all: SDPA takes its fastest kernels
-        for guided in (True, False):
-            passes = guidance_passes(cfg) if guided else ["all"]
-            n = len(passes)
+        for guided, names in passes.items():
+            n = len(names)
             step_inputs[guided] = (*cond.repeat(n).tensors(), token_mask.repeat(n, 1) if padded else None,
-                                   torch.tensor([PASS_DROPS[p] for p in passes], device=device).repeat_interleave(b, 0))
+                                   torch.tensor([PASS_DROPS[p] for p in names], device=device).repeat_interleave(b, 0))
         # the graphs read these besides their inputs; what else the steps read is in the inputs' shapes and dtypes
         reads = (cfg.w_all, cfg.w_id, cfg.w_emo, cfg.w_lip, cfg.guidance_convention, cfg.guidance_on_rates,
                  cfg.high_level_guidance, torch.is_autocast_enabled(device.type),
@@ -491,9 +491,8 @@ class MaskedDiffusion(nn.Module):
         keep = cfg.cuda_graph and b <= KEEP_MAX_BATCH
         with step_graphs(self, graph_key(self, *reads), keep) as graphs:
             step_logits = {}  # guided -> fn(x, t) -> (logits, log rate)
-            for guided in (True, False):
-                step = functools.partial(self._guided_step, passes=guidance_passes(cfg) if guided else ["all"],
-                                         cfg=cfg, level_scale=level_scale)
+            for guided, names in passes.items():
+                step = functools.partial(self._guided_step, passes=names, cfg=cfg, level_scale=level_scale)
                 if cfg.cuda_graph:  # captured at its first step, or kept from the last call
                     if guided not in graphs:
                         graphs[guided] = StaticGraph(step)

@@ -53,10 +53,16 @@ def step_graphs(model: torch.nn.Module, key: Hashable, keep: bool) -> Iterator[d
     try:
         yield entry.graphs
     except BaseException:  # a call stopped mid-way (mid-capture, even) leaves nothing to replay
-        with _lock:
-            if model.__dict__.get("_kept_step_graphs") is entry:
-                del model.__dict__["_kept_step_graphs"]
+        release(model, only=entry)
         raise
     finally:
         with _lock:
             entry.in_use = False
+
+
+def release(model: torch.nn.Module, only: _Kept | None = None) -> None:
+    """Drop the model's kept graphs, and the memory they hold (``only``: if they are that entry)."""
+    with _lock:
+        kept = model.__dict__.get("_kept_step_graphs")
+        if kept is not None and (only is None or kept is only):
+            del model.__dict__["_kept_step_graphs"]

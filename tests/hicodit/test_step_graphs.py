@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hicodit.diffusion import DiffusionConfig, DiffusionSamplerConfig, MaskedDiffusion
-from hicodit.step_graphs import graph_key, step_graphs
+from hicodit.step_graphs import graph_key, release, step_graphs
 from tests.hicodit.helpers import tiny_batch, tiny_net
 
 SAMPLER = DiffusionSamplerConfig(steps=4)
@@ -70,8 +70,11 @@ def test_large_batches_keep_nothing_and_a_step_in_use_is_not_shared():
         assert later == {"step": "kept"}  # the first call's, free again
 
 
-def test_a_call_that_fails_leaves_no_graphs_behind():
-    model, _, _ = model_and_clips()
+def test_a_call_that_fails_leaves_no_graphs_behind_and_a_release_drops_them():
+    model, (first, _), mask = model_and_clips()
+    draw(model, first, mask)
+    release(model)  # their memory with them
+    assert "_kept_step_graphs" not in model.__dict__
     with pytest.raises(KeyboardInterrupt):
         with step_graphs(model, "key", keep=True) as graphs:
             graphs[True] = "half captured"
